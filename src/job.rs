@@ -1,0 +1,279 @@
+//! What a job is: the [`LoopJob`] trait, the [`JobContext`] each run receives, and
+//! [`JobError`].
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::error::Error as StdError;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::identity::NodeIdentity;
+use crate::schedule::Schedule;
+
+/// A unit of periodic work: something to run every interval under a supervisor.
+///
+/// Implement it for a type holding what the job needs (clients, pools, its options), then
+/// register a value with [`HostBuilder::job`](crate::HostBuilder::job):
+///
+/// ```
+/// use std::time::Duration;
+/// use loopjob::{JobContext, JobError, LoopJob, Schedule};
+///
+/// struct CleanupTokens;
+///
+/// impl LoopJob for CleanupTokens {
+///     type Options = ();
+///
+///     fn name(&self) -> &str {
+///         "cleanup_tokens"
+///     }
+///
+///     fn schedule(&self) -> Schedule {
+///         Schedule::every(Duration::from_secs(60))
+///     }
+///
+///     async fn execute(&self, ctx: &JobContext) -> Result<(), JobError> {
+///         if ctx.is_cancelled() {
+///             return Ok(());
+///         }
+///         // delete expired tokens …
+///         Ok(())
+///     }
+/// }
+/// ```
+///
+/// `execute` should watch [`JobContext::cancelled`] at its await points: the token is cancelled
+/// on shutdown, on timeout and when leadership is lost, and a run that ignores it is dropped
+/// after the schedule's `cancel_grace`.
+pub trait LoopJob: Send + Sync + 'static {
+    /// The job's own options: the typed fields of its settings section besides the schedule
+    /// keys (`()` for a job without any).
+    type Options: Send + Sync + 'static;
+
+    /// The job's name: unique within a host, used in logs, status, settings and lease keys.
+    fn name(&self) -> &str;
+
+    /// The schedule the job runs on unless settings say otherwise.
+    fn schedule(&self) -> Schedule;
+
+    /// One run of the job.
+    fn execute(&self, ctx: &JobContext) -> impl Future<Output = Result<(), JobError>> + Send;
+
+    /// Called once when the job's supervisor starts, before the first tick.
+    fn on_started(&self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+
+    /// Called once when the job's supervisor stops, after its last run ended or was dropped.
+    fn on_stopped(&self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+}
+
+/// The error a run returns: any error type converts into it with `?`.
+///
+/// ```
+/// use loopjob::JobError;
+///
+/// fn parse(text: &str) -> Result<u32, JobError> {
+///     Ok(text.parse::<u32>()?)
+/// }
+/// assert_eq!(parse("x").unwrap_err().to_string(), "invalid digit found in string");
+/// assert_eq!(JobError::msg("queue is empty").to_string(), "queue is empty");
+/// ```
+pub struct JobError(Box<dyn StdError + Send + Sync + 'static>);
+
+impl JobError {
+    /// An error carrying only a message.
+    pub fn msg(message: impl fmt::Display) -> Self {
+        JobError(message.to_string().into())
+    }
+
+    /// The underlying error, to inspect or downcast.
+    pub fn as_error(&self) -> &(dyn StdError + Send + Sync + 'static) {
+        &*self.0
+    }
+}
+
+impl<E: StdError + Send + Sync + 'static> From<E> for JobError {
+    fn from(error: E) -> Self {
+        JobError(Box::new(error))
+    }
+}
+
+impl fmt::Debug for JobError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Display for JobError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
+/// Everything one run of a job knows about itself.
+///
+/// A fresh context is handed to each attempt of each run.
+#[derive(Debug, Clone)]
+pub struct JobContext {
+    pub(crate) job: Arc<str>,
+    pub(crate) run_id: u64,
+    pub(crate) scheduled_at: Instant,
+    pub(crate) attempt: u32,
+    pub(crate) token: CancellationToken,
+    pub(crate) node: Arc<NodeIdentity>,
+    pub(crate) resources: Arc<Resources>,
+}
+
+impl JobContext {
+    /// The job's name.
+    pub fn job_name(&self) -> &str {
+        &self.job
+    }
+
+    /// This run's number within the job: 1 for the first run, counting every tick that started a
+    /// run and every manual trigger. Retries keep their run's id.
+    pub fn run_id(&self) -> u64 {
+        self.run_id
+    }
+
+    /// The instant the tick that started this run was due (before jitter).
+    pub fn scheduled_at(&self) -> Instant {
+        self.scheduled_at
+    }
+
+    /// The attempt number: 1 for the first, 2 for the first retry, and so on.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// The run's cancellation token: cancelled on shutdown, on timeout, when the operator
+    /// cancels the run, and when leadership is lost.
+    pub fn token(&self) -> &CancellationToken {
+        &self.token
+    }
+
+    /// Whether the run has been asked to stop.
+    pub fn is_cancelled(&self) -> bool {
+        self.token.is_cancelled()
+    }
+
+    /// Completes when the run is asked to stop. Cancel-safe.
+    pub async fn cancelled(&self) {
+        self.token.cancelled().await
+    }
+
+    /// The node this run executes on.
+    pub fn node(&self) -> &NodeIdentity {
+        &self.node
+    }
+
+    /// A shared resource registered on the builder with
+    /// [`HostBuilder::resource`](crate::HostBuilder::resource), by type.
+    ///
+    /// ```
+    /// # use loopjob::JobContext;
+    /// # struct Pool;
+    /// async fn body(ctx: &JobContext) {
+    ///     let pool = ctx.resource::<Pool>().expect("Pool is registered on the builder");
+    ///     # let _ = pool;
+    /// }
+    /// ```
+    pub fn resource<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+        self.resources.get::<T>()
+    }
+}
+
+/// Shared values registered on the builder, looked up by type.
+#[derive(Default, Clone)]
+pub struct Resources {
+    by_type: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
+}
+
+impl Resources {
+    /// Adds a value, replacing any earlier value of the same type.
+    pub fn insert<T: Send + Sync + 'static>(&mut self, value: T) {
+        self.insert_shared(Arc::new(value));
+    }
+
+    /// Adds a value that is already shared, replacing any earlier value of the same type.
+    pub fn insert_shared<T: Send + Sync + 'static>(&mut self, value: Arc<T>) {
+        self.by_type.insert(TypeId::of::<T>(), value);
+    }
+
+    /// The value of type `T`, if one was added.
+    pub fn get<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+        let value = self.by_type.get(&TypeId::of::<T>())?.clone();
+        value.downcast::<T>().ok()
+    }
+}
+
+impl fmt::Debug for Resources {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Resources")
+            .field("count", &self.by_type.len())
+            .finish()
+    }
+}
+
+/// A boxed run future, as the supervisor holds it.
+pub(crate) type RunFuture = Pin<Box<dyn Future<Output = Result<(), JobError>> + Send>>;
+
+/// The object-safe face of a job that the supervisor drives: `LoopJob` uses native async
+/// functions, which cannot be called through `dyn`, so each registered job is wrapped in one
+/// of these.
+pub(crate) trait ErasedJob: Send + Sync + 'static {
+    fn execute(self: Arc<Self>, ctx: JobContext) -> RunFuture;
+    fn on_started(self: Arc<Self>) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(async {})
+    }
+    fn on_stopped(self: Arc<Self>) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(async {})
+    }
+}
+
+/// Wraps a [`LoopJob`] as an [`ErasedJob`].
+pub(crate) struct Erased<J>(pub(crate) J);
+
+impl<J: LoopJob> ErasedJob for Erased<J> {
+    fn execute(self: Arc<Self>, ctx: JobContext) -> RunFuture {
+        Box::pin(async move { self.0.execute(&ctx).await })
+    }
+
+    fn on_started(self: Arc<Self>) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(async move { self.0.on_started().await })
+    }
+
+    fn on_stopped(self: Arc<Self>) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(async move { self.0.on_stopped().await })
+    }
+}
+
+/// A job made of a name, a schedule and a closure; see
+/// [`HostBuilder::job_fn`](crate::HostBuilder::job_fn).
+pub(crate) struct FnJob<F> {
+    pub(crate) run: F,
+}
+
+impl<F, Fut> ErasedJob for FnJob<F>
+where
+    F: Fn(JobContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), JobError>> + Send + 'static,
+{
+    fn execute(self: Arc<Self>, ctx: JobContext) -> RunFuture {
+        Box::pin((self.run)(ctx))
+    }
+}

@@ -1,0 +1,1 @@
+//! Lease stores (filled by the lease-store work).
