@@ -1,12 +1,63 @@
-//! Periodic background jobs for Rust services.
+//! Periodic background jobs for Rust services: run this every N seconds, never twice at once,
+//! and (with a lease store) on one replica only.
+//!
+//! A [`LoopJob`] is a unit of periodic work. A [`Host`] runs one supervisor per job, which owns
+//! the job's timing ([`Schedule`]: interval, initial delay, fixed rate or fixed delay, jitter,
+//! alignment), its overlap (skip-if-running, `max_overlap`), its limits (timeout, retries with
+//! backoff) and its cancellation: a [`CancellationToken`](tokio_util::sync::CancellationToken)
+//! tree runs from the host to each job to each run, so shutdown reaches every run at once.
+//! A job that fails, panics or hangs is logged and counted; it never stops its schedule or the
+//! host.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use loopjob::{Host, JobContext, JobError, LoopJob, Schedule};
+//!
+//! struct Cleanup;
+//!
+//! impl LoopJob for Cleanup {
+//!     type Options = ();
+//!     fn name(&self) -> &str { "cleanup" }
+//!     fn schedule(&self) -> Schedule {
+//!         Schedule::every(Duration::from_secs(60)).initial_delay(Duration::from_secs(5))
+//!     }
+//!     async fn execute(&self, ctx: &JobContext) -> Result<(), JobError> {
+//!         tracing::info!(run = ctx.run_id(), "cleaning up");
+//!         Ok(())
+//!     }
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), loopjob::BuildError> {
+//!     let host = Host::builder().job(Cleanup).build()?;
+//!     let report = host.run().await; // until Ctrl-C / SIGTERM, then graceful shutdown
+//!     tracing::info!(?report, "stopped");
+//!     Ok(())
+//! }
+//! ```
+//!
+//! Data flows one way: the builder validates everything before anything starts, the host builds
+//! one [supervisor](crate::HostHandle) per job, and each run gets a fresh [`JobContext`].
+//! The library never prints: it logs through `tracing` (a span `loopjob.run` per attempt with
+//! the job, run id and attempt) and, with the `metrics` feature, counts through `metrics`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+mod handle;
+mod host;
 mod identity;
 mod job;
+mod metrics;
+mod run;
 mod schedule;
+mod status;
 pub mod store;
+mod supervisor;
 
+pub use handle::{ControlError, HostHandle};
+pub use host::{BuildError, BuildProblem, DEFAULT_SHUTDOWN_GRACE, Host, HostBuilder};
 pub use identity::{DEFAULT_GROUP, NodeIdentity};
 pub use job::{JobContext, JobError, LoopJob, Resources};
 pub use schedule::{MissedTicks, NextTick, Schedule, ScheduleMode, ScheduleProblem};
+pub use status::{JobCounters, JobReport, JobState, JobStatus, RunOutcome, ShutdownReport};
+pub use supervisor::Triggered;

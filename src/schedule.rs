@@ -230,6 +230,16 @@ impl Schedule {
                 "must be at least 1 (set skip_if_running = true to never overlap)".into(),
             );
         }
+        if !self.interval.is_zero() && self.jitter >= self.interval {
+            problem(
+                "jitter",
+                format!(
+                    "is {}, not shorter than interval {}: ticks would overtake each other",
+                    humanize(self.jitter),
+                    humanize(self.interval)
+                ),
+            );
+        }
         if self.timeout.is_some_and(|timeout| timeout.is_zero()) {
             problem(
                 "timeout",

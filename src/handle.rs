@@ -1,0 +1,193 @@
+//! [`HostHandle`]: watch and steer a running host's jobs from anywhere (an admin endpoint, a
+//! test, a signal handler).
+
+use std::fmt;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::identity::NodeIdentity;
+use crate::status::JobStatus;
+use crate::supervisor::{Command, Triggered};
+
+/// A cheap, cloneable handle to a host's jobs: status snapshots, control, and shutdown.
+///
+/// ```
+/// use std::time::Duration;
+/// use loopjob::{Host, Schedule, Triggered};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let host = Host::builder()
+///     .job_fn("report", Schedule::every(Duration::from_secs(3600)), |_ctx| async { Ok(()) })
+///     .build()?;
+/// let handle = host.handle();
+/// let running = tokio::spawn(host.run_until(std::future::pending()));
+///
+/// assert!(matches!(handle.trigger("report").await?, Triggered::Started(1)));
+/// handle.pause("report").await?;
+/// handle.shutdown();
+/// let report = running.await?;
+/// assert_eq!(report.job("report").unwrap().status.counters.runs, 1);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct HostHandle {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    jobs: Vec<JobControl>,
+    token: CancellationToken,
+    node: Arc<NodeIdentity>,
+}
+
+/// The handle's line to one job's supervisor.
+pub(crate) struct JobControl {
+    pub(crate) name: Arc<str>,
+    pub(crate) commands: mpsc::Sender<Command>,
+    pub(crate) status: watch::Receiver<JobStatus>,
+}
+
+/// Why a control call on a [`HostHandle`] did nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ControlError {
+    /// No job has this name.
+    #[error("no job is named `{name}`; the jobs are: {known}")]
+    UnknownJob {
+        /// The name asked for.
+        name: String,
+        /// The registered names, comma-separated.
+        known: String,
+    },
+    /// The host has shut down, or has not started running yet.
+    #[error("job `{name}` is not running: the host has shut down or has not started")]
+    NotRunning {
+        /// The job's name.
+        name: String,
+    },
+}
+
+impl HostHandle {
+    pub(crate) fn new(
+        jobs: Vec<JobControl>,
+        token: CancellationToken,
+        node: Arc<NodeIdentity>,
+    ) -> Self {
+        HostHandle {
+            inner: Arc::new(Inner { jobs, token, node }),
+        }
+    }
+
+    pub(crate) fn token(&self) -> &CancellationToken {
+        &self.inner.token
+    }
+
+    /// The identity of the node this host runs on.
+    pub fn node(&self) -> &NodeIdentity {
+        &self.inner.node
+    }
+
+    /// The names of all jobs, in registration order.
+    pub fn job_names(&self) -> Vec<String> {
+        self.inner
+            .jobs
+            .iter()
+            .map(|job| job.name.to_string())
+            .collect()
+    }
+
+    /// A snapshot of every job, in registration order.
+    pub fn statuses(&self) -> Vec<JobStatus> {
+        self.inner
+            .jobs
+            .iter()
+            .map(|job| job.status.borrow().clone())
+            .collect()
+    }
+
+    /// A snapshot of the job named `name`.
+    pub fn status(&self, name: &str) -> Option<JobStatus> {
+        self.find(name).ok().map(|job| job.status.borrow().clone())
+    }
+
+    /// A receiver that sees every change of the job's status, e.g. to wait for a condition:
+    ///
+    /// ```no_run
+    /// # async fn demo(handle: loopjob::HostHandle) {
+    /// let mut status = handle.watch("report").unwrap();
+    /// status.wait_for(|s| s.counters.runs >= 3).await.unwrap();
+    /// # }
+    /// ```
+    pub fn watch(&self, name: &str) -> Result<watch::Receiver<JobStatus>, ControlError> {
+        Ok(self.find(name)?.status.clone())
+    }
+
+    /// Starts a run now, outside the schedule (unless as many runs as the job allows are
+    /// already in flight). Works while the job is paused or disabled.
+    pub async fn trigger(&self, name: &str) -> Result<Triggered, ControlError> {
+        self.ask(name, Command::Trigger).await
+    }
+
+    /// Stops the job's ticks until [`HostHandle::resume`]; runs in flight go on. Returns once the
+    /// job has paused.
+    pub async fn pause(&self, name: &str) -> Result<(), ControlError> {
+        self.ask(name, Command::Pause).await
+    }
+
+    /// Resumes a paused job. Ticks that fell due while it was paused are not run.
+    pub async fn resume(&self, name: &str) -> Result<(), ControlError> {
+        self.ask(name, Command::Resume).await
+    }
+
+    /// Cancels the token of every run of the job in flight and returns how many there were. The
+    /// runs get their `cancel_grace` to stop and are then dropped; the schedule goes on.
+    pub async fn cancel_runs(&self, name: &str) -> Result<usize, ControlError> {
+        self.ask(name, Command::CancelRuns).await
+    }
+
+    /// Asks the host to shut down, as a signal would.
+    pub fn shutdown(&self) {
+        self.inner.token.cancel();
+    }
+
+    /// Sends a command to a job's supervisor and waits for its answer.
+    async fn ask<T>(
+        &self,
+        name: &str,
+        command: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, ControlError> {
+        let job = self.find(name)?;
+        let not_running = || ControlError::NotRunning {
+            name: name.to_owned(),
+        };
+        let (reply, answer) = oneshot::channel();
+        job.commands
+            .send(command(reply))
+            .await
+            .map_err(|_| not_running())?;
+        answer.await.map_err(|_| not_running())
+    }
+
+    fn find(&self, name: &str) -> Result<&JobControl, ControlError> {
+        self.inner
+            .jobs
+            .iter()
+            .find(|job| &*job.name == name)
+            .ok_or_else(|| ControlError::UnknownJob {
+                name: name.to_owned(),
+                known: self.job_names().join(", "),
+            })
+    }
+}
+
+impl fmt::Debug for HostHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HostHandle")
+            .field("jobs", &self.job_names())
+            .field("node", &self.inner.node)
+            .finish()
+    }
+}

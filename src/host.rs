@@ -1,0 +1,380 @@
+//! The host: it collects jobs and shared resources, validates everything before anything starts,
+//! runs one supervisor per job, and shuts them all down gracefully.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use loopjob::{Host, Schedule};
+//!
+//! # async fn demo() -> Result<(), loopjob::BuildError> {
+//! let host = Host::builder()
+//!     .job_fn("heartbeat", Schedule::every(Duration::from_secs(5)), |ctx| async move {
+//!         tracing::info!(run = ctx.run_id(), "still here");
+//!         Ok(())
+//!     })
+//!     .build()?;
+//! let report = host.run().await; // until Ctrl-C or SIGTERM
+//! assert_eq!(report.dropped(), 0);
+//! # Ok(()) }
+//! ```
+
+use std::fmt;
+use std::future::Future;
+use std::panic::Location;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::handle::{HostHandle, JobControl};
+use crate::identity::NodeIdentity;
+use crate::job::{Erased, ErasedJob, FnJob, JobContext, JobError, LoopJob, Resources};
+use crate::run::panic_message;
+use crate::schedule::{Schedule, ScheduleProblem};
+use crate::status::{JobReport, ShutdownReport};
+use crate::supervisor::{Supervisor, initial_status};
+
+/// How long shutdown waits for in-flight runs unless told otherwise.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Room in each job's command queue; an operator's commands are answered one by one.
+const COMMAND_QUEUE: usize = 16;
+
+/// Builds a [`Host`]: jobs, shared resources and host-wide settings.
+///
+/// Nothing runs until [`Host::run`]; [`HostBuilder::build`] validates every job first and reports
+/// all problems at once.
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct HostBuilder {
+    registrations: Vec<Registration>,
+    resources: Resources,
+    node: Option<NodeIdentity>,
+    shutdown_grace: Duration,
+}
+
+/// One job as it was registered on the builder.
+pub(crate) struct Registration {
+    pub(crate) name: Arc<str>,
+    pub(crate) schedule: Schedule,
+    pub(crate) job: Arc<dyn ErasedJob>,
+    pub(crate) registered_at: &'static Location<'static>,
+}
+
+impl HostBuilder {
+    fn new() -> Self {
+        HostBuilder {
+            registrations: Vec::new(),
+            resources: Resources::default(),
+            node: None,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+        }
+    }
+
+    /// Adds a job, which runs on its own [`LoopJob::schedule`].
+    #[track_caller]
+    pub fn job<J: LoopJob>(mut self, job: J) -> Self {
+        let registration = Registration {
+            name: job.name().into(),
+            schedule: job.schedule(),
+            job: Arc::new(Erased(job)),
+            registered_at: Location::caller(),
+        };
+        self.registrations.push(registration);
+        self
+    }
+
+    /// Adds a job made of a name, a schedule and an async closure that runs each time.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use loopjob::{Host, Schedule};
+    ///
+    /// let builder = Host::builder().job_fn(
+    ///     "purge_cache",
+    ///     Schedule::every(Duration::from_secs(60)),
+    ///     |ctx| async move {
+    ///         tracing::info!(run = ctx.run_id(), "purging");
+    ///         Ok(())
+    ///     },
+    /// );
+    /// # let _ = builder;
+    /// ```
+    #[track_caller]
+    pub fn job_fn<F, Fut>(mut self, name: impl Into<String>, schedule: Schedule, run: F) -> Self
+    where
+        F: Fn(JobContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), JobError>> + Send + 'static,
+    {
+        let registration = Registration {
+            name: name.into().into(),
+            schedule,
+            job: Arc::new(FnJob { run }),
+            registered_at: Location::caller(),
+        };
+        self.registrations.push(registration);
+        self
+    }
+
+    /// Adds a shared resource (a pool, a client) that runs look up by type with
+    /// [`JobContext::resource`].
+    pub fn resource<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.resources.insert(value);
+        self
+    }
+
+    /// Sets this node's identity. Default: [`NodeIdentity::from_env`].
+    pub fn node(mut self, node: NodeIdentity) -> Self {
+        self.node = Some(node);
+        self
+    }
+
+    /// Sets how long shutdown waits for in-flight runs before dropping them. Default: 30s.
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
+    }
+
+    /// Validates every job and builds the host; every problem found is in the error.
+    pub fn build(self) -> Result<Host, BuildError> {
+        let problems = self.problems();
+        if !problems.is_empty() {
+            return Err(BuildError { problems });
+        }
+
+        let token = CancellationToken::new();
+        let node = Arc::new(self.node.unwrap_or_else(NodeIdentity::from_env));
+        let resources = Arc::new(self.resources);
+        let mut supervisors = Vec::with_capacity(self.registrations.len());
+        let mut controls = Vec::with_capacity(self.registrations.len());
+        for registration in self.registrations {
+            let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
+            let (status_tx, status_rx) =
+                watch::channel(initial_status(&registration.name, &registration.schedule));
+            controls.push(JobControl {
+                name: registration.name.clone(),
+                commands: commands_tx,
+                status: status_rx,
+            });
+            supervisors.push(Supervisor {
+                name: registration.name,
+                job: registration.job,
+                schedule: Arc::new(registration.schedule),
+                node: node.clone(),
+                resources: resources.clone(),
+                token: token.child_token(),
+                shutdown_grace: self.shutdown_grace,
+                commands: commands_rx,
+                status: status_tx,
+            });
+        }
+        Ok(Host {
+            supervisors,
+            handle: HostHandle::new(controls, token, node),
+        })
+    }
+
+    /// Every reason the registered jobs cannot run, in registration order.
+    fn problems(&self) -> Vec<BuildProblem> {
+        let mut problems = Vec::new();
+        for (index, registration) in self.registrations.iter().enumerate() {
+            if registration.name.trim().is_empty() {
+                problems.push(BuildProblem::EmptyName {
+                    registered_at: registration.registered_at,
+                });
+            }
+            let earlier = self.registrations[..index]
+                .iter()
+                .find(|other| other.name == registration.name);
+            if let Some(first) = earlier {
+                problems.push(BuildProblem::DuplicateName {
+                    name: registration.name.to_string(),
+                    first: first.registered_at,
+                    second: registration.registered_at,
+                });
+            }
+            if let Err(schedule_problems) = registration.schedule.validate() {
+                problems.extend(schedule_problems.into_iter().map(|problem| {
+                    BuildProblem::InvalidSchedule {
+                        job: registration.name.to_string(),
+                        problem,
+                        registered_at: registration.registered_at,
+                    }
+                }));
+            }
+        }
+        problems
+    }
+}
+
+/// Why a [`HostBuilder`] could not build: every problem found, each naming the job and field.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", ProblemList(.problems))]
+pub struct BuildError {
+    problems: Vec<BuildProblem>,
+}
+
+impl BuildError {
+    /// Every problem found.
+    pub fn problems(&self) -> &[BuildProblem] {
+        &self.problems
+    }
+}
+
+/// One reason a host cannot be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildProblem {
+    /// A job's schedule breaks a rule.
+    #[error("job `{job}` (registered at {registered_at}): schedule {problem}")]
+    InvalidSchedule {
+        /// The job's name.
+        job: String,
+        /// The broken rule.
+        problem: ScheduleProblem,
+        /// Where the job was registered.
+        registered_at: &'static Location<'static>,
+    },
+    /// Two jobs share one name.
+    #[error(
+        "two jobs are named `{name}`, registered at {first} and at {second}: job names must be unique, rename one"
+    )]
+    DuplicateName {
+        /// The shared name.
+        name: String,
+        /// Where the first was registered.
+        first: &'static Location<'static>,
+        /// Where the second was registered.
+        second: &'static Location<'static>,
+    },
+    /// A job's name is empty.
+    #[error("a job registered at {registered_at} has an empty name: give it one")]
+    EmptyName {
+        /// Where the job was registered.
+        registered_at: &'static Location<'static>,
+    },
+}
+
+struct ProblemList<'a>(&'a [BuildProblem]);
+
+impl fmt::Display for ProblemList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let count = self.0.len();
+        write!(
+            f,
+            "cannot start: {count} problem{}",
+            if count == 1 { "" } else { "s" }
+        )?;
+        for problem in self.0 {
+            write!(f, "\n  - {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A built set of jobs, ready to run.
+///
+/// Take a [`HostHandle`] with [`Host::handle`] before running to watch and control the jobs.
+pub struct Host {
+    supervisors: Vec<Supervisor>,
+    handle: HostHandle,
+}
+
+impl Host {
+    /// Starts building a host.
+    pub fn builder() -> HostBuilder {
+        HostBuilder::new()
+    }
+
+    /// A handle to watch and control the jobs, and to shut the host down.
+    pub fn handle(&self) -> HostHandle {
+        self.handle.clone()
+    }
+
+    /// Runs every job until SIGINT (Ctrl-C) or SIGTERM, or until [`HostHandle::shutdown`], then
+    /// shuts down gracefully.
+    pub async fn run(self) -> ShutdownReport {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Runs every job until `signal` completes (or [`HostHandle::shutdown`] is called), then shuts
+    /// down: ticking stops, in-flight runs are cancelled and waited for up to the shutdown grace,
+    /// and those still running are dropped.
+    pub async fn run_until(self, signal: impl Future<Output = ()>) -> ShutdownReport {
+        let token = self.handle.token().clone();
+        let names: Vec<String> = self
+            .supervisors
+            .iter()
+            .map(|s| s.name.to_string())
+            .collect();
+        let tasks: Vec<_> = self
+            .supervisors
+            .into_iter()
+            .map(|supervisor| tokio::spawn(supervisor.run()))
+            .collect();
+        tracing::info!(jobs = tasks.len(), node = %self.handle.node(), "host started");
+
+        tokio::select! {
+            _ = signal => tracing::info!("shutdown requested"),
+            _ = token.cancelled() => tracing::info!("shutdown requested through the handle"),
+        }
+        token.cancel();
+
+        let mut report = ShutdownReport::default();
+        for (name, task) in names.into_iter().zip(tasks) {
+            match task.await {
+                Ok(job_report) => report.jobs.push(job_report),
+                Err(error) => {
+                    // A supervisor never panics on a job's behalf; this is a bug in loopjob.
+                    let message = if error.is_panic() {
+                        panic_message(error.into_panic())
+                    } else {
+                        error.to_string()
+                    };
+                    tracing::error!(job = %name, %message, "supervisor failed");
+                    if let Some(status) = self.handle.status(&name) {
+                        report.jobs.push(JobReport {
+                            name,
+                            in_flight_at_shutdown: status.in_flight,
+                            dropped_at_shutdown: status.in_flight,
+                            status,
+                        });
+                    }
+                }
+            }
+        }
+        tracing::info!(dropped = report.dropped(), "host stopped");
+        report
+    }
+}
+
+impl fmt::Debug for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Host")
+            .field("jobs", &self.supervisors.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Completes on SIGINT or SIGTERM (on other platforms, Ctrl-C).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the host");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,160 @@
+//! One run of a job: its attempts, their timeout and grace, panic isolation and retries.
+//!
+//! The supervisor decides *when* a run starts; this module decides how it ends. Each attempt
+//! executes in its own task, so a panic is caught as a [`JoinError`](tokio::task::JoinError)
+//! instead of unwinding through the supervisor, and a run that will not stop can be aborted.
+//!
+//! Tokens: the run's token is a child of the job's token (so shutdown reaches it), and each
+//! attempt gets a child of the run's token, so a timeout cancels only that attempt and a retry
+//! starts with a fresh one.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
+use tracing::Instrument;
+
+use crate::job::{ErasedJob, JobContext};
+use crate::schedule::Schedule;
+use crate::status::RunOutcome;
+
+/// Everything needed to drive one run.
+pub(crate) struct Run {
+    pub(crate) job: Arc<dyn ErasedJob>,
+    pub(crate) schedule: Arc<Schedule>,
+    /// The context of the first attempt; later attempts copy it with a new attempt number and
+    /// token.
+    pub(crate) ctx: JobContext,
+    /// The run's own token (a child of the job's token).
+    pub(crate) token: CancellationToken,
+    /// The next tick after this run's, which retries must not reach (none in fixed-delay mode).
+    pub(crate) next_tick: Option<Instant>,
+}
+
+/// How a run went, for the supervisor's counters.
+#[derive(Debug)]
+pub(crate) struct RunReport {
+    pub(crate) outcome: RunOutcome,
+    pub(crate) attempts: u32,
+    pub(crate) started: Instant,
+    pub(crate) ended: Instant,
+}
+
+impl Run {
+    /// Drives the run to its end: attempts, retries with backoff, and the final outcome.
+    ///
+    /// Never panics, whatever the job does. Dropping this future aborts the attempt in flight.
+    pub(crate) async fn drive(self) -> RunReport {
+        let started = Instant::now();
+        let mut attempt = 1;
+        loop {
+            let outcome = self.attempt(attempt).await;
+            let retryable = matches!(
+                outcome,
+                RunOutcome::Failed(_) | RunOutcome::Panicked(_) | RunOutcome::TimedOut
+            );
+            let retry_at = if retryable && !self.token.is_cancelled() {
+                self.schedule
+                    .retry_at(attempt, Instant::now(), self.next_tick)
+            } else {
+                None
+            };
+            let Some(retry_at) = retry_at else {
+                return RunReport {
+                    outcome,
+                    attempts: attempt,
+                    started,
+                    ended: Instant::now(),
+                };
+            };
+            tracing::warn!(
+                job = %self.ctx.job_name(),
+                run_id = self.ctx.run_id(),
+                attempt,
+                outcome = outcome.label(),
+                retry_in = ?retry_at.saturating_duration_since(Instant::now()),
+                "run failed; retrying"
+            );
+            tokio::select! {
+                _ = sleep_until(retry_at) => attempt += 1,
+                _ = self.token.cancelled() => {
+                    return RunReport { outcome, attempts: attempt, started, ended: Instant::now() };
+                }
+            }
+        }
+    }
+
+    /// One attempt: run the job in its own task, cancel it at the timeout, and drop it if it has
+    /// not stopped `cancel_grace` after being cancelled.
+    async fn attempt(&self, attempt: u32) -> RunOutcome {
+        let token = self.token.child_token();
+        let ctx = JobContext {
+            attempt,
+            token: token.clone(),
+            ..self.ctx.clone()
+        };
+        let span = tracing::info_span!(
+            "loopjob.run",
+            job = %ctx.job_name(),
+            run_id = ctx.run_id(),
+            attempt,
+        );
+        let execution = self.job.clone().execute(ctx).instrument(span);
+        let mut task = AbortOnDropHandle::new(tokio::spawn(execution));
+
+        let deadline = self
+            .schedule
+            .timeout
+            .map(|timeout| Instant::now() + timeout);
+        let timed_out = tokio::select! {
+            joined = &mut task => return outcome_of(joined),
+            _ = sleep_until_or_never(deadline) => true,
+            _ = token.cancelled() => false,
+        };
+        token.cancel();
+
+        // The attempt was asked to stop: give it its grace, then drop it.
+        let grace_end = Instant::now() + self.schedule.cancel_grace;
+        let finished = tokio::select! {
+            joined = &mut task => Some(outcome_of(joined)),
+            _ = sleep_until(grace_end) => None,
+        };
+        match (timed_out, finished) {
+            (true, _) => RunOutcome::TimedOut,
+            (false, Some(outcome)) => outcome,
+            (false, None) => RunOutcome::Dropped,
+        }
+        // `task` is dropped here, which aborts an attempt that did not stop.
+    }
+}
+
+/// Sleeps until `deadline`, or forever when there is none.
+pub(crate) async fn sleep_until_or_never(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn outcome_of(joined: Result<Result<(), crate::JobError>, tokio::task::JoinError>) -> RunOutcome {
+    match joined {
+        Ok(Ok(())) => RunOutcome::Succeeded,
+        Ok(Err(error)) => RunOutcome::Failed(error.to_string()),
+        Err(error) if error.is_panic() => RunOutcome::Panicked(panic_message(error.into_panic())),
+        // Only this module aborts the attempt's task, and it then stops polling it.
+        Err(_) => RunOutcome::Dropped,
+    }
+}
+
+/// The text of a panic payload (`panic!("…")` gives a `&str` or a `String`).
+pub(crate) fn panic_message(payload: Box<dyn Any + Send>) -> String {
+    match payload.downcast::<String>() {
+        Ok(message) => *message,
+        Err(payload) => match payload.downcast::<&'static str>() {
+            Ok(message) => (*message).to_owned(),
+            Err(_) => "a panic with a non-text payload".to_owned(),
+        },
+    }
+}

@@ -1,0 +1,136 @@
+//! What a job is doing and has done: the snapshot [`HostHandle`](crate::HostHandle) shows, and
+//! the report a host returns when it shuts down.
+
+use tokio::time::Instant;
+
+/// A snapshot of one job: its state, its next tick, its last run and its counters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobStatus {
+    /// The job's name.
+    pub name: String,
+    /// What the job is doing now.
+    pub state: JobState,
+    /// When the next tick is due, if one is scheduled (none while paused, disabled, stopped, or
+    /// while a fixed-delay run is in flight).
+    pub next_tick: Option<Instant>,
+    /// Runs in flight now.
+    pub in_flight: usize,
+    /// When the last run started.
+    pub last_started: Option<Instant>,
+    /// When the last run ended.
+    pub last_ended: Option<Instant>,
+    /// How the last run ended.
+    pub last_outcome: Option<RunOutcome>,
+    /// The job's counters since the host started.
+    pub counters: JobCounters,
+}
+
+/// Counters of one job since its host started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JobCounters {
+    /// Runs started (by a tick or a trigger); retries are part of their run.
+    pub runs: u64,
+    /// Runs that ended with `Ok`.
+    pub succeeded: u64,
+    /// Runs that ended in any other way: an error, a panic, a timeout or being dropped.
+    pub failures: u64,
+    /// Runs that panicked (also counted in `failures`).
+    pub panics: u64,
+    /// Runs that exceeded their timeout (also counted in `failures`).
+    pub timeouts: u64,
+    /// Runs dropped because they did not stop within `cancel_grace` after being cancelled by
+    /// shutdown, an operator or lost leadership (also counted in `failures`).
+    pub dropped: u64,
+    /// Retries started after failed attempts.
+    pub retries: u64,
+    /// Ticks that found a run in flight and were skipped.
+    pub skipped: u64,
+    /// Ticks that passed during a stall and were never run (see
+    /// [`MissedTicks`](crate::MissedTicks)).
+    pub missed: u64,
+}
+
+/// What a job is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobState {
+    /// Waiting for `on_started` or for its first tick.
+    Starting,
+    /// Waiting for the next tick, no run in flight.
+    Idle,
+    /// At least one run in flight.
+    Running,
+    /// Paused by an operator: no ticks until resumed.
+    Paused,
+    /// Disabled in its schedule: never ticks.
+    Disabled,
+    /// The supervisor has stopped (host shut down).
+    Stopped,
+}
+
+/// How one run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunOutcome {
+    /// The run returned `Ok`.
+    Succeeded,
+    /// The run returned an error; the text is the error and its sources.
+    Failed(String),
+    /// The run panicked; the text is the panic message.
+    Panicked(String),
+    /// The run exceeded its timeout and was cancelled (and dropped if it did not stop within
+    /// `cancel_grace`).
+    TimedOut,
+    /// The run was cancelled (shutdown, operator, lost leadership) and did not stop within
+    /// `cancel_grace`, so it was dropped.
+    Dropped,
+}
+
+impl RunOutcome {
+    /// Whether the run counts as a success.
+    pub fn is_success(&self) -> bool {
+        matches!(self, RunOutcome::Succeeded)
+    }
+
+    /// A short label for logs and metrics: `succeeded`, `failed`, `panicked`, `timed_out` or
+    /// `dropped`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            RunOutcome::Succeeded => "succeeded",
+            RunOutcome::Failed(_) => "failed",
+            RunOutcome::Panicked(_) => "panicked",
+            RunOutcome::TimedOut => "timed_out",
+            RunOutcome::Dropped => "dropped",
+        }
+    }
+}
+
+/// What [`Host::run`](crate::Host::run) returns: how each job's shutdown went.
+#[derive(Debug, Clone, Default)]
+pub struct ShutdownReport {
+    /// One entry per job, in registration order.
+    pub jobs: Vec<JobReport>,
+}
+
+impl ShutdownReport {
+    /// The entry of the job named `name`.
+    pub fn job(&self, name: &str) -> Option<&JobReport> {
+        self.jobs.iter().find(|job| job.name == name)
+    }
+
+    /// Runs dropped at shutdown, over all jobs.
+    pub fn dropped(&self) -> usize {
+        self.jobs.iter().map(|job| job.dropped_at_shutdown).sum()
+    }
+}
+
+/// How one job's shutdown went.
+#[derive(Debug, Clone)]
+pub struct JobReport {
+    /// The job's name.
+    pub name: String,
+    /// Runs in flight when shutdown began.
+    pub in_flight_at_shutdown: usize,
+    /// Of those, runs that did not end within the grace and were dropped.
+    pub dropped_at_shutdown: usize,
+    /// The job's final status, with its counters over the host's life.
+    pub status: JobStatus,
+}

@@ -1,0 +1,435 @@
+//! The per-job loop: it waits for each tick, starts runs, enforces skip-if-running and the
+//! overlap limit, obeys operator commands, and keeps the job's status.
+//!
+//! One supervisor task runs per job. It owns everything about the job's timing; the arithmetic
+//! is in [`crate::schedule`], how a run ends is in [`crate::run`]. The loop waits on four things
+//! at once: shutdown, an operator command, a run ending, and the next tick. Nothing in it blocks,
+//! so a job that hangs or panics never stops the ticking of its own or any other job.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinSet;
+use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
+
+use crate::identity::NodeIdentity;
+use crate::job::{ErasedJob, JobContext, Resources};
+use crate::metrics;
+use crate::run::{Run, RunReport, panic_message, sleep_until_or_never};
+use crate::schedule::{Schedule, ScheduleMode};
+use crate::status::{JobCounters, JobReport, JobState, JobStatus};
+
+/// An operator's request to a job, with the channel its answer goes back on.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Trigger(oneshot::Sender<Triggered>),
+    Pause(oneshot::Sender<()>),
+    Resume(oneshot::Sender<()>),
+    CancelRuns(oneshot::Sender<usize>),
+}
+
+/// The answer to a manual trigger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Triggered {
+    /// A run started; its run id.
+    Started(u64),
+    /// No run started: the job already has as many runs in flight as it allows.
+    AlreadyRunning,
+}
+
+/// One job's loop and everything it owns.
+pub(crate) struct Supervisor {
+    pub(crate) name: Arc<str>,
+    pub(crate) job: Arc<dyn ErasedJob>,
+    pub(crate) schedule: Arc<Schedule>,
+    pub(crate) node: Arc<NodeIdentity>,
+    pub(crate) resources: Arc<Resources>,
+    /// Cancelled when the host shuts down.
+    pub(crate) token: CancellationToken,
+    pub(crate) shutdown_grace: Duration,
+    pub(crate) commands: mpsc::Receiver<Command>,
+    pub(crate) status: watch::Sender<JobStatus>,
+}
+
+/// The loop's changing state, apart from what the status already holds.
+struct Ticking {
+    /// The next tick on the schedule (before jitter), if one is due.
+    next_tick: Option<Instant>,
+    /// When the next tick actually fires (after jitter).
+    fire_at: Option<Instant>,
+    paused: bool,
+    last_run_id: u64,
+    /// Parent of the tokens of the runs in flight; replaced after an operator cancels them.
+    runs_token: CancellationToken,
+    runs: JoinSet<RunReport>,
+}
+
+impl Supervisor {
+    /// Runs the job until the host shuts down, then waits for its runs (up to the shutdown
+    /// grace) and reports.
+    pub(crate) async fn run(mut self) -> JobReport {
+        if !self.started().await {
+            let ticking = Ticking::idle(&self.token);
+            return self.stop(ticking, 0).await;
+        }
+        let mut ticking = Ticking::idle(&self.token);
+        if self.schedule.enabled {
+            let first = self.schedule.first_tick(Instant::now(), SystemTime::now());
+            self.set_next_tick(&mut ticking, Some(first));
+        }
+        self.publish(&ticking);
+
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.token.cancelled() => break,
+                Some(command) = self.commands.recv() => self.obey(command, &mut ticking),
+                Some(joined) = ticking.runs.join_next() => self.finished(joined, &mut ticking),
+                _ = sleep_until_or_never(ticking.fire_at), if !ticking.paused => {
+                    self.tick(&mut ticking);
+                }
+            }
+            self.publish(&ticking);
+        }
+
+        let in_flight = ticking.runs.len();
+        self.stop(ticking, in_flight).await
+    }
+
+    /// A tick fired: start a run unless too many are in flight, then schedule the next tick.
+    fn tick(&mut self, ticking: &mut Ticking) {
+        let Some(scheduled) = ticking.next_tick else {
+            return;
+        };
+        let now = Instant::now();
+        let next = match self.schedule.mode {
+            ScheduleMode::FixedRate => {
+                let next = self.schedule.next_fixed_rate_tick(scheduled, now);
+                if next.missed > 0 {
+                    self.count(|c| c.missed += next.missed);
+                    metrics::ticks_missed(&self.name, next.missed);
+                    tracing::warn!(job = %self.name, missed = next.missed, "ticks missed during a stall");
+                }
+                Some(next.at)
+            }
+            // The next fixed-delay tick is set when the run ends.
+            ScheduleMode::FixedDelay => None,
+        };
+        if self.may_start(ticking) {
+            self.start_run(ticking, scheduled, next);
+        } else {
+            self.count(|c| c.skipped += 1);
+            metrics::tick_skipped(&self.name);
+            tracing::debug!(job = %self.name, in_flight = ticking.runs.len(), "tick skipped: run in flight");
+        }
+        self.set_next_tick(ticking, next);
+    }
+
+    /// Whether one more run may start now.
+    fn may_start(&self, ticking: &Ticking) -> bool {
+        let limit = match (self.schedule.mode, self.schedule.skip_if_running) {
+            (ScheduleMode::FixedDelay, _) | (_, true) => 1,
+            (ScheduleMode::FixedRate, false) => self.schedule.max_overlap as usize,
+        };
+        ticking.runs.len() < limit
+    }
+
+    fn start_run(
+        &mut self,
+        ticking: &mut Ticking,
+        scheduled: Instant,
+        next_tick: Option<Instant>,
+    ) -> u64 {
+        ticking.last_run_id += 1;
+        let run_id = ticking.last_run_id;
+        let token = ticking.runs_token.child_token();
+        let run = Run {
+            job: self.job.clone(),
+            schedule: self.schedule.clone(),
+            ctx: JobContext {
+                job: self.name.clone(),
+                run_id,
+                scheduled_at: scheduled,
+                attempt: 1,
+                token: token.clone(),
+                node: self.node.clone(),
+                resources: self.resources.clone(),
+            },
+            token,
+            next_tick,
+        };
+        ticking.runs.spawn(run.drive());
+        let now = Instant::now();
+        self.status.send_modify(|status| {
+            status.counters.runs += 1;
+            status.last_started = Some(now);
+        });
+        tracing::debug!(job = %self.name, run_id, "run started");
+        run_id
+    }
+
+    /// A run ended: record its outcome and, in fixed-delay mode, schedule the next tick.
+    fn finished(
+        &mut self,
+        joined: Result<RunReport, tokio::task::JoinError>,
+        ticking: &mut Ticking,
+    ) {
+        let report = match joined {
+            Ok(report) => report,
+            // `Run::drive` catches the job's panics itself; this is only reached if the
+            // supervisor's own code panicked inside it. Keep going.
+            Err(error) => {
+                let message = if error.is_panic() {
+                    panic_message(error.into_panic())
+                } else {
+                    "run task cancelled".to_owned()
+                };
+                tracing::error!(job = %self.name, %message, "run driver failed");
+                return;
+            }
+        };
+        let outcome = report.outcome;
+        let elapsed = report.ended - report.started;
+        metrics::run_finished(&self.name, &outcome, elapsed);
+        match &outcome {
+            crate::RunOutcome::Succeeded => {
+                tracing::debug!(job = %self.name, ?elapsed, "run succeeded")
+            }
+            crate::RunOutcome::Failed(error) => {
+                tracing::warn!(job = %self.name, %error, "run failed")
+            }
+            crate::RunOutcome::Panicked(message) => {
+                tracing::error!(job = %self.name, %message, "run panicked")
+            }
+            crate::RunOutcome::TimedOut => {
+                tracing::warn!(job = %self.name, timeout = ?self.schedule.timeout, "run timed out")
+            }
+            crate::RunOutcome::Dropped => {
+                tracing::warn!(job = %self.name, grace = ?self.schedule.cancel_grace, "run ignored cancellation and was dropped")
+            }
+        }
+        self.status.send_modify(|status| {
+            let counters = &mut status.counters;
+            counters.retries += u64::from(report.attempts.saturating_sub(1));
+            match &outcome {
+                crate::RunOutcome::Succeeded => counters.succeeded += 1,
+                crate::RunOutcome::Failed(_) => counters.failures += 1,
+                crate::RunOutcome::Panicked(_) => {
+                    counters.failures += 1;
+                    counters.panics += 1;
+                }
+                crate::RunOutcome::TimedOut => {
+                    counters.failures += 1;
+                    counters.timeouts += 1;
+                }
+                crate::RunOutcome::Dropped => {
+                    counters.failures += 1;
+                    counters.dropped += 1;
+                }
+            }
+            status.last_ended = Some(report.ended);
+            status.last_outcome = Some(outcome);
+        });
+        if self.schedule.mode == ScheduleMode::FixedDelay
+            && self.schedule.enabled
+            && ticking.runs.is_empty()
+        {
+            let next = self.schedule.next_fixed_delay_tick(report.ended);
+            self.set_next_tick(ticking, Some(next));
+        }
+    }
+
+    fn obey(&mut self, command: Command, ticking: &mut Ticking) {
+        match command {
+            Command::Trigger(reply) => {
+                let answer = if self.may_start(ticking) {
+                    let now = Instant::now();
+                    let next = ticking
+                        .next_tick
+                        .filter(|_| self.schedule.mode == ScheduleMode::FixedRate);
+                    let run_id = self.start_run(ticking, now, next);
+                    if self.schedule.mode == ScheduleMode::FixedDelay {
+                        self.set_next_tick(ticking, None);
+                    }
+                    tracing::info!(job = %self.name, run_id, "run triggered by operator");
+                    Triggered::Started(run_id)
+                } else {
+                    Triggered::AlreadyRunning
+                };
+                let _ = reply.send(answer);
+            }
+            Command::Pause(reply) => {
+                ticking.paused = true;
+                tracing::info!(job = %self.name, "paused");
+                let _ = reply.send(());
+            }
+            Command::Resume(reply) => {
+                if ticking.paused {
+                    ticking.paused = false;
+                    self.resume_ticks(ticking);
+                    tracing::info!(job = %self.name, "resumed");
+                }
+                let _ = reply.send(());
+            }
+            Command::CancelRuns(reply) => {
+                let cancelled = ticking.runs.len();
+                ticking.runs_token.cancel();
+                ticking.runs_token = self.token.child_token();
+                tracing::info!(job = %self.name, cancelled, "runs cancelled by operator");
+                let _ = reply.send(cancelled);
+            }
+        }
+    }
+
+    /// After a pause, ticks that fell due while paused are not run: a fixed-rate job moves to the
+    /// next tick of its grid, a fixed-delay job runs when its delay has passed (now, at the
+    /// earliest).
+    fn resume_ticks(&mut self, ticking: &mut Ticking) {
+        let Some(next) = ticking.next_tick else {
+            return;
+        };
+        let now = Instant::now();
+        if next >= now {
+            return;
+        }
+        let resumed = match self.schedule.mode {
+            ScheduleMode::FixedRate => self.schedule.next_fixed_rate_tick(next, now).at,
+            ScheduleMode::FixedDelay => now,
+        };
+        self.set_next_tick(ticking, Some(resumed));
+    }
+
+    fn set_next_tick(&self, ticking: &mut Ticking, next: Option<Instant>) {
+        ticking.next_tick = next;
+        ticking.fire_at = next.map(|tick| self.schedule.jittered(tick, fastrand::f64()));
+    }
+
+    fn count(&self, update: impl FnOnce(&mut JobCounters)) {
+        self.status
+            .send_modify(|status| update(&mut status.counters));
+    }
+
+    fn publish(&self, ticking: &Ticking) {
+        let state = if ticking.paused {
+            JobState::Paused
+        } else if !ticking.runs.is_empty() {
+            JobState::Running
+        } else if !self.schedule.enabled {
+            JobState::Disabled
+        } else {
+            JobState::Idle
+        };
+        self.status.send_if_modified(|status| {
+            let changed = status.state != state
+                || status.next_tick != ticking.next_tick
+                || status.in_flight != ticking.runs.len();
+            status.state = state;
+            status.next_tick = ticking.next_tick;
+            status.in_flight = ticking.runs.len();
+            changed
+        });
+    }
+
+    /// Shutdown: the runs' tokens are already cancelled (they descend from the host's token);
+    /// wait for them up to the shutdown grace, drop the rest, then call `on_stopped`.
+    async fn stop(mut self, mut ticking: Ticking, in_flight: usize) -> JobReport {
+        let dropped_before = self.status.borrow().counters.dropped;
+        let grace_end = Instant::now() + self.shutdown_grace;
+        while !ticking.runs.is_empty() {
+            tokio::select! {
+                Some(joined) = ticking.runs.join_next() => self.finished(joined, &mut ticking),
+                _ = sleep_until(grace_end) => break,
+            }
+        }
+        let overdue = ticking.runs.len() as u64;
+        if overdue > 0 {
+            tracing::warn!(job = %self.name, overdue, grace = ?self.shutdown_grace, "runs still in flight after the shutdown grace were dropped");
+            ticking.runs.abort_all();
+            self.count(|c| {
+                c.failures += overdue;
+                c.dropped += overdue;
+            });
+        }
+        self.stopped().await;
+        self.status.send_modify(|status| {
+            status.state = JobState::Stopped;
+            status.next_tick = None;
+            status.in_flight = 0;
+        });
+        JobReport {
+            name: self.name.to_string(),
+            in_flight_at_shutdown: in_flight,
+            dropped_at_shutdown: (self.status.borrow().counters.dropped - dropped_before) as usize,
+            status: self.status.borrow().clone(),
+        }
+    }
+
+    /// Calls `on_started` in its own task, so that a panic is logged and not fatal. Returns
+    /// `false` if the host shut down before it finished.
+    async fn started(&self) -> bool {
+        let hook = AbortOnDropHandle::new(tokio::spawn(self.job.clone().on_started()));
+        tokio::select! {
+            joined = hook => {
+                self.log_hook_panic("on_started", joined);
+                true
+            }
+            _ = self.token.cancelled() => false,
+        }
+    }
+
+    /// Calls `on_stopped` in its own task, bounded by the shutdown grace.
+    async fn stopped(&self) {
+        let hook = AbortOnDropHandle::new(tokio::spawn(self.job.clone().on_stopped()));
+        match tokio::time::timeout(self.shutdown_grace, hook).await {
+            Ok(joined) => self.log_hook_panic("on_stopped", joined),
+            Err(_) => {
+                tracing::warn!(job = %self.name, grace = ?self.shutdown_grace, "on_stopped did not finish within the shutdown grace and was dropped")
+            }
+        }
+    }
+
+    fn log_hook_panic(&self, hook: &'static str, joined: Result<(), tokio::task::JoinError>) {
+        if let Err(error) = joined {
+            let message = if error.is_panic() {
+                panic_message(error.into_panic())
+            } else {
+                error.to_string()
+            };
+            tracing::error!(job = %self.name, hook, %message, "lifecycle hook panicked");
+        }
+    }
+}
+
+impl Ticking {
+    fn idle(job_token: &CancellationToken) -> Self {
+        Ticking {
+            next_tick: None,
+            fire_at: None,
+            paused: false,
+            last_run_id: 0,
+            runs_token: job_token.child_token(),
+            runs: JoinSet::new(),
+        }
+    }
+}
+
+/// The status of a job that has not started yet.
+pub(crate) fn initial_status(name: &str, schedule: &Schedule) -> JobStatus {
+    JobStatus {
+        name: name.to_owned(),
+        state: if schedule.enabled {
+            JobState::Starting
+        } else {
+            JobState::Disabled
+        },
+        next_tick: None,
+        in_flight: 0,
+        last_started: None,
+        last_ended: None,
+        last_outcome: None,
+        counters: JobCounters::default(),
+    }
+}
