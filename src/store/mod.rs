@@ -1,1 +1,302 @@
-//! Lease stores (filled by the lease-store work).
+//! Lease stores: the shared record of which replica holds which lease, that leader election
+//! is built on.
+//!
+//! A lease is a row per key: the holder that owns it, a fencing **epoch**, and an expiry decided
+//! by the store's own clock. Replicas call [`LeaseStore::try_acquire`] to take free or expired
+//! keys, [`LeaseStore::renew`] to keep what they hold, and [`LeaseStore::release`] to hand a key
+//! over at once. Membership heartbeats ([`LeaseStore::heartbeat`], [`LeaseStore::members`]) let
+//! replicas see each other, which partitioned jobs use to share partitions fairly.
+//!
+//! | backend | type | feature | for | release notifications |
+//! |---|---|---|---|---|
+//! | `memory` | [`MemoryStore`] | always | one process, tests | yes |
+//! | `sqlite://PATH` | `SqliteStore` | `sqlite` (default) | many processes on one host | no (poll) |
+//! | `postgres://…` | `PostgresStore` | `postgres` | many hosts | yes (LISTEN/NOTIFY) |
+//! | `mysql://…`, `mariadb://…` | `MySqlStore` | `mysql` | many hosts (MySQL 8, MariaDB 10.11) | no (poll) |
+//!
+//! Open one from a URL with [`open`] (or [`open_with`] to set [`StoreOptions`]), then call
+//! [`LeaseStore::initialise`] once at start-up:
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), loopjob::store::StoreError> {
+//! let store = loopjob::store::open("memory")?;
+//! store.initialise().await?;
+//!
+//! let won = store.try_acquire("web-1", &["report@eu".to_owned()], Duration::from_secs(15)).await?;
+//! assert_eq!(won.len(), 1);
+//! assert_eq!(won[0].epoch, 1);
+//!
+//! // Another replica cannot take it while it is held...
+//! let lost = store.try_acquire("web-2", &["report@eu".to_owned()], Duration::from_secs(15)).await?;
+//! assert!(lost.is_empty());
+//!
+//! // ...until it is released, and then it gets a higher epoch.
+//! store.release("web-1", &[won[0].to_ref()]).await?;
+//! let taken = store.try_acquire("web-2", &["report@eu".to_owned()], Duration::from_secs(15)).await?;
+//! assert_eq!(taken[0].epoch, 2);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # The contract every backend keeps
+//!
+//! 1. **Expiry is decided by the store's clock** (the database's `now()`; for [`MemoryStore`],
+//!    Tokio's clock). No method takes or trusts a client timestamp. A returned [`Lease`] carries
+//!    the store's expiry for information only: a holder computes its own deadline from the
+//!    monotonic instant at which it *sent* the request, plus the ttl, minus a margin. The store
+//!    sets the expiry to its clock at execution plus the ttl, which is never earlier than that.
+//! 2. **Every successful acquisition increments the key's epoch**, strictly and forever, also
+//!    when the holder already held the key. Lease rows are never deleted, so an epoch is never
+//!    issued twice: it is a fencing token that downstream systems can compare.
+//! 3. A key is taken only if its row is absent, expired (`expires_at <= now`), or held by the
+//!    same holder. Renew and release match holder **and** epoch and act only on unexpired rows.
+//! 4. [`LeaseStore::renew`] renews all the given leases in one statement: a node's renew cost does
+//!    not grow in round trips with the number of leases it holds (backends split a batch only
+//!    beyond their bind-parameter limit: 16,000 leases on SQLite, 32,000 on MySQL; PostgreSQL
+//!    binds arrays and never splits).
+//! 5. Every call is bounded in time by [`StoreOptions::operation_timeout`] and returns a
+//!    [`StoreError`] rather than hanging when the database is unreachable.
+//! 6. A row that breaks the schema's invariants (no holder, a negative epoch) is never taken over
+//!    or repaired silently: calls that meet it return [`StoreError::Corrupted`] naming the key.
+//!
+//! # Cancel safety
+//!
+//! Every method is cancel-safe in the sense that dropping its future (for example on a
+//! timeout) never corrupts the store: each database change is a single atomic statement. The
+//! caller cannot know whether a dropped call took effect, and need not: `try_acquire` may have
+//! taken keys (they expire after the ttl, or the same holder takes them again with a new epoch on
+//! its next call); `renew` may have extended leases (harmless: the holder's deadline stays the one
+//! from its last *answered* call); `release` may or may not have expired them (release again).
+//! A holder must not run two calls for the same keys concurrently.
+
+mod args;
+mod error;
+mod memory;
+mod notify;
+mod open;
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+mod sql;
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+pub use error::StoreError;
+pub use memory::MemoryStore;
+pub use notify::{ReleaseNotice, ReleaseNotifications};
+pub use open::{open, open_with, supported_urls};
+#[cfg(feature = "mysql")]
+pub use sql::mysql::MySqlStore;
+#[cfg(feature = "postgres")]
+pub use sql::postgres::PostgresStore;
+#[cfg(feature = "sqlite")]
+pub use sql::sqlite::SqliteStore;
+
+/// The longest key, holder, scope or member name a store accepts, in bytes.
+pub const MAX_NAME_LEN: usize = 255;
+
+/// A lease that a holder won or still holds, as the store answered.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Lease {
+    /// The lease key, such as `report@eu-west` or `sync#3`.
+    pub key: String,
+    /// Who holds it.
+    pub holder: String,
+    /// The fencing token: strictly greater than every epoch issued for this key before.
+    pub epoch: u64,
+    /// When the lease expires by the store's clock, in milliseconds since the Unix epoch. For
+    /// information and status tools only: holders compute their deadline locally (see the
+    /// [module docs](self)).
+    pub expires_at_ms: i64,
+}
+
+impl Lease {
+    /// The key and epoch that identify this lease in [`LeaseStore::renew`] and
+    /// [`LeaseStore::release`].
+    pub fn to_ref(&self) -> LeaseRef {
+        LeaseRef {
+            key: self.key.clone(),
+            epoch: self.epoch,
+        }
+    }
+}
+
+/// A key and the epoch a holder believes it holds, as passed to renew and release.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LeaseRef {
+    /// The lease key.
+    pub key: String,
+    /// The epoch won when the lease was acquired.
+    pub epoch: u64,
+}
+
+impl LeaseRef {
+    /// A reference to `key` at `epoch`.
+    pub fn new(key: impl Into<String>, epoch: u64) -> Self {
+        LeaseRef {
+            key: key.into(),
+            epoch,
+        }
+    }
+}
+
+/// One lease row as [`LeaseStore::list`] reports it, with the time left by the store's clock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseStatus {
+    /// The last holder, its epoch and its expiry (released and expired leases keep their last
+    /// holder).
+    pub lease: Lease,
+    /// Time left before expiry by the store's clock when listed; zero once expired or released.
+    pub remaining: Duration,
+}
+
+impl LeaseStatus {
+    /// Whether the lease was held (unexpired) when listed.
+    pub fn is_held(&self) -> bool {
+        !self.remaining.is_zero()
+    }
+}
+
+/// A live member of a membership scope, as [`LeaseStore::members`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Member {
+    /// The scope the member announced itself in, such as a job name.
+    pub scope: String,
+    /// The member's name, usually the node id.
+    pub member: String,
+    /// When the membership expires by the store's clock, in milliseconds since the Unix epoch.
+    pub expires_at_ms: i64,
+}
+
+/// How a store is opened: table names, time bounds and pool size.
+///
+/// ```
+/// use std::time::Duration;
+/// use loopjob::store::StoreOptions;
+///
+/// let options = StoreOptions::default()
+///     .table_prefix("jobs.loopjob_")
+///     .operation_timeout(Duration::from_secs(2));
+/// assert_eq!(options.get_table_prefix(), "jobs.loopjob_");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    table_prefix: String,
+    operation_timeout: Duration,
+    max_connections: u32,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            table_prefix: "loopjob_".to_owned(),
+            operation_timeout: Duration::from_secs(5),
+            max_connections: 8,
+        }
+    }
+}
+
+impl StoreOptions {
+    /// Prefix of the two tables, `{prefix}leases` and `{prefix}members` (default `loopjob_`).
+    ///
+    /// An optional schema may come first, `schema.prefix_`, to place the tables in a schema
+    /// (PostgreSQL), database (MySQL) or attached database (SQLite) of your own. Letters,
+    /// digits and `_` only, at most 40 characters in all; names are quoted, so case is kept.
+    /// Ignored by [`MemoryStore`].
+    pub fn table_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.table_prefix = prefix.into();
+        self
+    }
+
+    /// The longest any one call may take, connecting included (default 5 s). A call that takes
+    /// longer returns [`StoreError::Timeout`]. Keep it well below the lease ttl.
+    pub fn operation_timeout(mut self, timeout: Duration) -> Self {
+        self.operation_timeout = timeout;
+        self
+    }
+
+    /// The most connections an SQL store keeps open (default 8; PostgreSQL uses one more, while
+    /// release notifications are subscribed).
+    pub fn max_connections(mut self, max: u32) -> Self {
+        self.max_connections = max.max(1);
+        self
+    }
+
+    /// The table prefix.
+    pub fn get_table_prefix(&self) -> &str {
+        &self.table_prefix
+    }
+
+    /// The per-call time bound.
+    pub fn get_operation_timeout(&self) -> Duration {
+        self.operation_timeout
+    }
+
+    /// The connection limit.
+    pub fn get_max_connections(&self) -> u32 {
+        self.max_connections
+    }
+}
+
+/// The shared record of leases and memberships that replicas elect leaders through.
+///
+/// Implemented by [`MemoryStore`], `SqliteStore`, `PostgresStore` and `MySqlStore`; the
+/// elector holds one as `Arc<dyn LeaseStore>`. See the [module docs](self) for the contract
+/// every implementation keeps and for cancel safety. Methods that take a `ttl` accept 1 ms to
+/// one year; names (keys, holders, scopes, members) must be 1 to [`MAX_NAME_LEN`] bytes.
+#[async_trait]
+pub trait LeaseStore: Send + Sync + fmt::Debug + 'static {
+    /// The backend's name: `"memory"`, `"sqlite"`, `"postgres"` or `"mysql"`.
+    fn backend(&self) -> &'static str;
+
+    /// Creates the tables if they are missing. Idempotent, and safe when many replicas start at
+    /// once; call it once before anything else.
+    async fn initialise(&self) -> Result<(), StoreError>;
+
+    /// Takes each of `keys` that is free, expired, or already held by `holder`, in one round
+    /// trip where the backend allows, and returns the leases won (sorted by key) with their new
+    /// epochs. Keys held by others are simply absent from the answer.
+    async fn try_acquire(
+        &self,
+        holder: &str,
+        keys: &[String],
+        ttl: Duration,
+    ) -> Result<Vec<Lease>, StoreError>;
+
+    /// Extends every lease in `leases` that `holder` still holds at that epoch and that has not
+    /// expired, in one statement, to expire `ttl` from now by the store's clock. Returns the
+    /// leases renewed (sorted by key); the missing ones are lost.
+    async fn renew(
+        &self,
+        holder: &str,
+        leases: &[LeaseRef],
+        ttl: Duration,
+    ) -> Result<Vec<Lease>, StoreError>;
+
+    /// Expires at once every lease in `leases` that `holder` holds at that epoch, so that others
+    /// can take them without waiting, and notifies subscribers where the backend can. Leases not
+    /// held are ignored, so a retry is harmless.
+    async fn release(&self, holder: &str, leases: &[LeaseRef]) -> Result<(), StoreError>;
+
+    /// Announces `member` as alive in `scope` until `ttl` from now by the store's clock.
+    /// Memberships that expired over an hour ago are swept by later heartbeats in that scope.
+    async fn heartbeat(&self, scope: &str, member: &str, ttl: Duration) -> Result<(), StoreError>;
+
+    /// The live members of `scope`, sorted by name.
+    async fn members(&self, scope: &str) -> Result<Vec<Member>, StoreError>;
+
+    /// Every lease whose key starts with `prefix` (all of them for `""`), held or not, sorted by
+    /// key: for status tools.
+    async fn list(&self, prefix: &str) -> Result<Vec<LeaseStatus>, StoreError>;
+
+    /// A subscription to releases, for backends that can push them (memory, PostgreSQL);
+    /// `None` where followers must poll. A notice only hints that a key may be free now: it
+    /// wakes a follower early and never replaces [`LeaseStore::try_acquire`].
+    fn release_notifications(&self) -> Option<ReleaseNotifications> {
+        None
+    }
+}

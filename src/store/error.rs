@@ -1,0 +1,96 @@
+//! The error every lease store call returns.
+
+use std::error::Error;
+use std::time::Duration;
+
+/// What went wrong in a lease store call, with what to do about it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The store URL names no backend this build can open.
+    #[error("cannot open lease store `{url}`: {problem}; this build supports {supported}")]
+    UnsupportedUrl {
+        /// The URL, with any password replaced by `***`.
+        url: String,
+        /// Why it cannot be opened.
+        problem: String,
+        /// The URL forms this build accepts.
+        supported: String,
+    },
+
+    /// An argument or option is out of range; the call did nothing.
+    #[error("invalid {what}: {problem}")]
+    InvalidInput {
+        /// Which argument or option.
+        what: &'static str,
+        /// What is wrong with it and what is accepted.
+        problem: String,
+    },
+
+    /// The call did not finish in time; it may or may not have taken effect.
+    #[error(
+        "lease store {operation} did not finish within {timeout:?}; check that the database is \
+         reachable and not overloaded, or raise StoreOptions::operation_timeout"
+    )]
+    Timeout {
+        /// The store method.
+        operation: &'static str,
+        /// The bound that passed.
+        timeout: Duration,
+    },
+
+    /// The database refused the call or could not be reached; it may or may not have taken
+    /// effect.
+    #[error(
+        "lease store {operation} failed: {source}; check that the database is reachable, that \
+         the user may read and write the lease tables, and that initialise() has run"
+    )]
+    Backend {
+        /// The store method.
+        operation: &'static str,
+        /// The driver's error.
+        #[source]
+        source: Box<dyn Error + Send + Sync>,
+    },
+
+    /// A lease or member row breaks the schema's invariants. The store does not touch it.
+    #[error(
+        "row `{key}` in lease table `{table}` is corrupted: {problem}; the store will not take it \
+         over: repair it by hand (holder set, epoch above every epoch ever issued for the key)"
+    )]
+    Corrupted {
+        /// The table holding the row.
+        table: String,
+        /// The row's key (lossily decoded if it is not UTF-8).
+        key: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+
+    /// A store that needs a Tokio runtime was opened outside one.
+    #[error("opening a lease store needs a Tokio runtime: open it from async code running on Tokio")]
+    NoRuntime,
+}
+
+impl StoreError {
+    /// Whether retrying the same call later may succeed: true for timeouts and database errors,
+    /// false for bad input, unsupported URLs and corrupted rows.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Timeout { .. } | StoreError::Backend { .. })
+    }
+
+    pub(crate) fn invalid(what: &'static str, problem: impl Into<String>) -> Self {
+        StoreError::InvalidInput {
+            what,
+            problem: problem.into(),
+        }
+    }
+
+    pub(crate) fn corrupted(table: &str, key: &str, problem: impl Into<String>) -> Self {
+        StoreError::Corrupted {
+            table: table.to_owned(),
+            key: key.to_owned(),
+            problem: problem.into(),
+        }
+    }
+}

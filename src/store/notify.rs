@@ -1,0 +1,41 @@
+//! Release notifications: how a store that can push releases wakes waiting followers early.
+
+use tokio::sync::broadcast;
+
+/// How many notices a slow subscriber may fall behind before it is told it missed some.
+pub(crate) const BACKLOG: usize = 1024;
+
+/// One release, as a subscriber sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReleaseNotice {
+    /// The lease with this key was released and may be free now.
+    Released(String),
+    /// Notices may have been lost (the subscriber fell behind, or the store's listening
+    /// connection was re-established): treat every key as possibly free and poll now.
+    Missed,
+}
+
+/// A subscription to a store's releases, from [`LeaseStore::release_notifications`].
+///
+/// [`LeaseStore::release_notifications`]: super::LeaseStore::release_notifications
+#[derive(Debug)]
+pub struct ReleaseNotifications {
+    receiver: broadcast::Receiver<ReleaseNotice>,
+}
+
+impl ReleaseNotifications {
+    pub(crate) fn new(receiver: broadcast::Receiver<ReleaseNotice>) -> Self {
+        ReleaseNotifications { receiver }
+    }
+
+    /// Waits for the next notice; `None` once the store has been dropped.
+    ///
+    /// Cancel-safe: dropping the future loses no notice.
+    pub async fn recv(&mut self) -> Option<ReleaseNotice> {
+        match self.receiver.recv().await {
+            Ok(notice) => Some(notice),
+            Err(broadcast::error::RecvError::Lagged(_)) => Some(ReleaseNotice::Missed),
+            Err(broadcast::error::RecvError::Closed) => None,
+        }
+    }
+}

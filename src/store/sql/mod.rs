@@ -1,0 +1,218 @@
+//! What the SQL lease stores share: the schema's names, row decoding, time bounds and error
+//! mapping. Each backend keeps its own statements, since each dialect has its own best form.
+//!
+//! The schema, in every backend (types differ by dialect):
+//!
+//! ```text
+//! {prefix}leases  (lease_key PRIMARY KEY, holder, epoch BIGINT, expires_at BIGINT)
+//! {prefix}members (scope, member, expires_at BIGINT, PRIMARY KEY (scope, member))
+//! ```
+//!
+//! Times are milliseconds since the Unix epoch by the database's clock. Only the primary keys
+//! are indexed: renew and acquire rewrite `holder`, `epoch` and `expires_at`, and an index on
+//! any of them would stop PostgreSQL from updating rows in place.
+
+#[cfg(feature = "mysql")]
+pub(crate) mod mysql;
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres;
+#[cfg(feature = "sqlite")]
+pub(crate) mod sqlite;
+
+use std::future::Future;
+use std::time::Duration;
+
+use sqlx::pool::PoolOptions;
+
+use super::{Lease, StoreError, StoreOptions, args};
+
+/// How long an expired membership is kept before a heartbeat in its scope sweeps it.
+pub(crate) const MEMBER_RETENTION_MS: i64 = 3_600_000;
+
+/// The two tables' names, quoted for the dialect, and the plain name used in messages.
+#[derive(Debug, Clone)]
+pub(crate) struct Tables {
+    /// The leases table, quoted (and schema-qualified when the prefix names a schema).
+    pub(crate) leases: String,
+    /// The members table, quoted likewise.
+    pub(crate) members: String,
+    /// The leases table as the user wrote it, unquoted: for messages and notification channels.
+    pub(crate) leases_plain: String,
+}
+
+impl Tables {
+    /// The table names for `prefix`, quoting each identifier with `quote`.
+    pub(crate) fn new(prefix: &str, quote: char) -> Result<Self, StoreError> {
+        const MAX_PREFIX: usize = 40;
+        let bad = |problem: &str| {
+            StoreError::invalid(
+                "table prefix",
+                format!(
+                    "`{prefix}` {problem}; give `[schema.]prefix` of letters, digits and `_`, at \
+                     most {MAX_PREFIX} characters, such as `loopjob_` or `jobs.loopjob_`"
+                ),
+            )
+        };
+        if prefix.len() > MAX_PREFIX {
+            return Err(bad("is too long"));
+        }
+        let (schema, table_prefix) = match prefix.split_once('.') {
+            Some((schema, rest)) => (Some(schema), rest),
+            None => (None, prefix),
+        };
+        let plain = |part: &str| part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !plain(table_prefix) || schema.is_some_and(|s| s.is_empty() || !plain(s)) {
+            return Err(bad("has characters other than letters, digits, `_` and one `.`"));
+        }
+        let qualify = |table: &str| match schema {
+            Some(schema) => format!("{quote}{schema}{quote}.{quote}{table}{quote}"),
+            None => format!("{quote}{table}{quote}"),
+        };
+        Ok(Tables {
+            leases: qualify(&format!("{table_prefix}leases")),
+            members: qualify(&format!("{table_prefix}members")),
+            leases_plain: format!("{prefix}leases"),
+        })
+    }
+}
+
+/// A lease row as read, before its invariants are checked.
+pub(crate) struct RawLease {
+    pub(crate) key: String,
+    pub(crate) holder: Option<String>,
+    pub(crate) epoch: Option<i64>,
+    pub(crate) expires_at_ms: Option<i64>,
+}
+
+impl RawLease {
+    /// The lease, or [`StoreError::Corrupted`] naming the key if the row breaks an invariant.
+    pub(crate) fn check(self, tables: &Tables) -> Result<Lease, StoreError> {
+        let corrupted = |problem: &str| StoreError::corrupted(&tables.leases_plain, &self.key, problem);
+        let holder = match self.holder {
+            Some(holder) if !holder.is_empty() => holder,
+            Some(_) => return Err(corrupted("its holder is empty")),
+            None => return Err(corrupted("its holder is NULL")),
+        };
+        let epoch = match self.epoch {
+            Some(epoch) => u64::try_from(epoch)
+                .map_err(|_| corrupted(&format!("its epoch {epoch} is negative")))?,
+            None => return Err(corrupted("its epoch is NULL")),
+        };
+        let expires_at_ms = self
+            .expires_at_ms
+            .ok_or_else(|| corrupted("its expires_at is NULL"))?;
+        Ok(Lease {
+            key: self.key,
+            holder,
+            epoch,
+            expires_at_ms,
+        })
+    }
+}
+
+/// The SQL condition that finds rows [`RawLease::check`] would refuse, on table alias `t`.
+pub(crate) const CORRUPT_ROW: &str =
+    "(t.holder IS NULL OR t.holder = '' OR t.epoch IS NULL OR t.epoch < 0 OR t.expires_at IS NULL)";
+
+/// Maps a driver error of `operation` to a [`StoreError`].
+pub(crate) fn backend_error(operation: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
+    move |error| match error {
+        sqlx::Error::PoolTimedOut => StoreError::Backend {
+            operation,
+            source: "no database connection could be had in time (the database is unreachable, \
+                     or every pooled connection is busy)"
+                .into(),
+        },
+        error => StoreError::Backend {
+            operation,
+            source: Box::new(error),
+        },
+    }
+}
+
+/// Runs `call` within `timeout`, so that no store call can hang on an unreachable database.
+pub(crate) async fn bounded<T>(
+    operation: &'static str,
+    timeout: Duration,
+    call: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(timeout, call).await {
+        Ok(result) => {
+            if let Err(error) = &result {
+                tracing::debug!(operation, %error, "lease store call failed");
+            }
+            result
+        }
+        Err(_) => {
+            tracing::debug!(operation, ?timeout, "lease store call timed out");
+            Err(StoreError::Timeout { operation, timeout })
+        }
+    }
+}
+
+/// The pool settings every SQL store uses: bounded waits, tested connections.
+pub(crate) fn pool_options<DB: sqlx::Database>(options: &StoreOptions) -> PoolOptions<DB> {
+    PoolOptions::new()
+        .max_connections(options.get_max_connections())
+        .min_connections(0)
+        .acquire_timeout(options.get_operation_timeout())
+        .test_before_acquire(true)
+        .idle_timeout(Some(Duration::from_secs(600)))
+}
+
+/// The ttl in milliseconds, checked.
+pub(crate) fn ttl(ttl: Duration) -> Result<i64, StoreError> {
+    args::ttl_ms(ttl)
+}
+
+/// `n` comma-separated copies of `item`, such as `?, ?, ?` or `(?, ?), (?, ?)`.
+pub(crate) fn repeat(item: &str, n: usize) -> String {
+    let mut out = String::with_capacity((item.len() + 2) * n);
+    for i in 0..n {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(item);
+    }
+    out
+}
+
+/// Sorts leases by key, as every method answers.
+pub(crate) fn sorted(mut leases: Vec<Lease>) -> Vec<Lease> {
+    leases.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+    leases
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_are_checked_and_quoted() {
+        let tables = Tables::new("loopjob_", '"').unwrap();
+        assert_eq!(tables.leases, r#""loopjob_leases""#);
+        let tables = Tables::new("jobs.lj_", '`').unwrap();
+        assert_eq!(tables.members, "`jobs`.`lj_members`");
+        assert_eq!(tables.leases_plain, "jobs.lj_leases");
+        assert!(Tables::new("", '"').is_ok());
+        for bad in ["a-b", "a.b.c", ".x", "x\"; drop", &"x".repeat(41)] {
+            assert!(Tables::new(bad, '"').is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn corrupted_rows_name_their_key() {
+        let tables = Tables::new("t_", '"').unwrap();
+        let raw = |holder: Option<&str>, epoch| RawLease {
+            key: "job#1".to_owned(),
+            holder: holder.map(str::to_owned),
+            epoch,
+            expires_at_ms: Some(0),
+        };
+        let err = raw(None, Some(1)).check(&tables).unwrap_err().to_string();
+        assert!(err.contains("job#1") && err.contains("NULL"), "{err}");
+        let err = raw(Some("a"), Some(-3)).check(&tables).unwrap_err().to_string();
+        assert!(err.contains("job#1") && err.contains("-3"), "{err}");
+        assert!(raw(Some("a"), Some(0)).check(&tables).is_ok());
+    }
+}

@@ -1,0 +1,403 @@
+//! The MySQL and MariaDB lease store: many hosts, with the fewest round trips a dialect without
+//! `UPDATE … RETURNING` allows.
+
+use std::collections::BTreeSet;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlRow};
+use sqlx::{Executor, Row};
+
+use super::{
+    CORRUPT_ROW, MEMBER_RETENTION_MS, RawLease, Tables, backend_error, bounded, pool_options,
+    repeat, sorted, ttl,
+};
+use crate::store::{
+    Lease, LeaseRef, LeaseStatus, LeaseStore, Member, StoreError, StoreOptions, args,
+};
+
+/// The database's clock in milliseconds since the Unix epoch, fixed for the whole statement.
+/// Exact because every connection sets `time_zone = '+00:00'` (no daylight-saving folds).
+const NOW: &str = "CAST(FLOOR(UNIX_TIMESTAMP(NOW(3)) * 1000) AS SIGNED)";
+
+/// MySQL allows 65,535 bound parameters per statement: renew and release bind two per lease,
+/// try_acquire three per key.
+const MAX_LEASES_PER_STATEMENT: usize = 32_000;
+const MAX_KEYS_PER_STATEMENT: usize = 20_000;
+
+/// A lease store in MySQL 8 or MariaDB 10.11 (feature `mysql`), for replicas on many hosts.
+///
+/// Names are stored as `VARBINARY`, so keys compare byte for byte (no case folding or trailing
+/// space padding from a collation). Neither server has `UPDATE … RETURNING`, so a call that
+/// changes rows reads them back with a second statement: `renew` is one `UPDATE` plus, if it
+/// matched anything, one `SELECT` — two round trips whatever the number of leases. `try_acquire`
+/// first reads the keys' rows; when none can be taken (the usual poll of a follower) that one
+/// read is the whole call; otherwise a conditional `UPDATE` takes over, an `INSERT IGNORE`
+/// creates missing keys, and a `SELECT` reads what was won. Each statement is atomic and checks
+/// its own conditions, so races between them only make a call win less, never wrongly.
+///
+/// Connections set `time_zone = '+00:00'` and `innodb_lock_wait_timeout` to the operation
+/// timeout (in whole seconds, at least 1).
+#[derive(Debug)]
+pub struct MySqlStore {
+    pool: MySqlPool,
+    tables: Tables,
+    timeout: Duration,
+}
+
+impl MySqlStore {
+    /// A store for `url` (`mysql://user:password@host:port/database`; `mariadb://` is accepted
+    /// too), connecting lazily: no I/O happens until the first call. Must be called within a
+    /// Tokio runtime.
+    pub fn connect_lazy(url: &str, options: StoreOptions) -> Result<Self, StoreError> {
+        let url = match url.strip_prefix("mariadb://") {
+            Some(rest) => format!("mysql://{rest}"),
+            None => url.to_owned(),
+        };
+        let connect = MySqlConnectOptions::from_str(&url)
+            .map_err(|error| StoreError::invalid("MySQL URL", error.to_string()))?
+            .timezone(Some("+00:00".to_owned()));
+        let lock_wait = options.get_operation_timeout().as_secs().max(1);
+        let pool = pool_options(&options)
+            .after_connect(move |connection: &mut sqlx::MySqlConnection, _| {
+                Box::pin(async move {
+                    let set = format!("SET SESSION innodb_lock_wait_timeout = {lock_wait}");
+                    connection.execute(set.as_str()).await.map(drop)
+                })
+            })
+            .connect_lazy_with(connect);
+        MySqlStore::with_pool(pool, options)
+    }
+
+    /// A store on a pool you already have (its connections must use `time_zone = '+00:00'`, as
+    /// sqlx sets by default). Every call is bounded by [`StoreOptions::operation_timeout`].
+    pub fn with_pool(pool: MySqlPool, options: StoreOptions) -> Result<Self, StoreError> {
+        Ok(MySqlStore {
+            pool,
+            tables: Tables::new(options.get_table_prefix(), '`')?,
+            timeout: options.get_operation_timeout(),
+        })
+    }
+
+    /// The pool this store uses.
+    pub fn pool(&self) -> &MySqlPool {
+        &self.pool
+    }
+
+    fn lease(&self, row: &MySqlRow) -> Result<Lease, StoreError> {
+        raw_lease(row)
+            .map_err(backend_error("decode"))?
+            .check(&self.tables)
+    }
+
+    /// Reads the rows of `keys` (with the store's clock as the fifth column) whose holder, if
+    /// `holder` is given, is `holder` and which are unexpired.
+    async fn read(
+        &self,
+        operation: &'static str,
+        keys: &[&str],
+        holder: Option<&str>,
+    ) -> Result<Vec<MySqlRow>, StoreError> {
+        let mut sql = format!(
+            "SELECT lease_key, holder, epoch, expires_at, {NOW} FROM {} WHERE lease_key IN ({})",
+            self.tables.leases,
+            repeat("?", keys.len())
+        );
+        if holder.is_some() {
+            sql.push_str(&format!(" AND holder = ? AND expires_at > {NOW}"));
+        }
+        let mut query = sqlx::query(&sql);
+        for key in keys {
+            query = query.bind(*key);
+        }
+        if let Some(holder) = holder {
+            query = query.bind(holder);
+        }
+        query
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend_error(operation))
+    }
+
+    /// One chunk of [`LeaseStore::try_acquire`]: returns the won rows.
+    async fn acquire_chunk(
+        &self,
+        holder: &str,
+        keys: &[&str],
+        ttl: i64,
+    ) -> Result<Vec<MySqlRow>, StoreError> {
+        let error = backend_error("try_acquire");
+        let mut absent: BTreeSet<&str> = keys.iter().copied().collect();
+        let mut takeable = Vec::new();
+        for row in self.read("try_acquire", keys, None).await? {
+            let now: i64 = row.try_get(4).map_err(&error)?;
+            let lease = self.lease(&row)?;
+            if let Some(key) = absent.take(lease.key.as_str()) {
+                if lease.expires_at_ms <= now || lease.holder == holder {
+                    takeable.push(key);
+                }
+            }
+        }
+        let mut changed = 0;
+        if !takeable.is_empty() {
+            let sql = format!(
+                "UPDATE {} t SET t.holder = ?, t.epoch = t.epoch + 1, t.expires_at = {NOW} + ? \
+                 WHERE t.lease_key IN ({}) AND (t.expires_at <= {NOW} OR t.holder = ?) \
+                 AND NOT {CORRUPT_ROW}",
+                self.tables.leases,
+                repeat("?", takeable.len())
+            );
+            let mut query = sqlx::query(&sql).bind(holder).bind(ttl);
+            for key in &takeable {
+                query = query.bind(*key);
+            }
+            let done = query.bind(holder).execute(&self.pool).await.map_err(&error)?;
+            changed += done.rows_affected();
+        }
+        if !absent.is_empty() {
+            let sql = format!(
+                "INSERT IGNORE INTO {} (lease_key, holder, epoch, expires_at) VALUES {}",
+                self.tables.leases,
+                repeat(&format!("(?, ?, 1, {NOW} + ?)"), absent.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for key in &absent {
+                query = query.bind(*key).bind(holder).bind(ttl);
+            }
+            changed += query.execute(&self.pool).await.map_err(&error)?.rows_affected();
+        }
+        if changed == 0 {
+            return Ok(Vec::new());
+        }
+        takeable.extend(absent);
+        self.read("try_acquire", &takeable, Some(holder)).await
+    }
+}
+
+fn text(row: &MySqlRow, index: usize) -> Result<Option<String>, sqlx::Error> {
+    let bytes: Option<Vec<u8>> = row.try_get(index)?;
+    Ok(bytes.map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
+}
+
+fn raw_lease(row: &MySqlRow) -> Result<RawLease, sqlx::Error> {
+    Ok(RawLease {
+        key: text(row, 0)?.unwrap_or_default(),
+        holder: text(row, 1)?,
+        epoch: row.try_get(2)?,
+        expires_at_ms: row.try_get(3)?,
+    })
+}
+
+#[async_trait]
+impl LeaseStore for MySqlStore {
+    fn backend(&self) -> &'static str {
+        "mysql"
+    }
+
+    async fn initialise(&self) -> Result<(), StoreError> {
+        let leases = format!(
+            "CREATE TABLE IF NOT EXISTS {} (lease_key VARBINARY(255) NOT NULL PRIMARY KEY, \
+             holder VARBINARY(255) NOT NULL, epoch BIGINT NOT NULL, \
+             expires_at BIGINT NOT NULL) ENGINE = InnoDB",
+            self.tables.leases
+        );
+        let members = format!(
+            "CREATE TABLE IF NOT EXISTS {} (scope VARBINARY(255) NOT NULL, \
+             member VARBINARY(255) NOT NULL, expires_at BIGINT NOT NULL, \
+             PRIMARY KEY (scope, member)) ENGINE = InnoDB",
+            self.tables.members
+        );
+        let error = backend_error("initialise");
+        bounded("initialise", self.timeout, async {
+            self.pool.execute(leases.as_str()).await.map_err(&error)?;
+            self.pool.execute(members.as_str()).await.map_err(&error)
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn try_acquire(
+        &self,
+        holder: &str,
+        keys: &[String],
+        ttl_: Duration,
+    ) -> Result<Vec<Lease>, StoreError> {
+        let holder = args::name("holder", holder)?;
+        let keys = args::keys(keys)?;
+        let ttl = ttl(ttl_)?;
+        let mut won = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(MAX_KEYS_PER_STATEMENT) {
+            let rows = bounded(
+                "try_acquire",
+                self.timeout,
+                self.acquire_chunk(holder, chunk, ttl),
+            )
+            .await?;
+            for row in &rows {
+                won.push(self.lease(row)?);
+            }
+        }
+        Ok(sorted(won))
+    }
+
+    async fn renew(
+        &self,
+        holder: &str,
+        leases: &[LeaseRef],
+        ttl_: Duration,
+    ) -> Result<Vec<Lease>, StoreError> {
+        let holder = args::name("holder", holder)?;
+        let leases = args::lease_refs(leases)?;
+        let ttl = ttl(ttl_)?;
+        let error = backend_error("renew");
+        let mut renewed = Vec::with_capacity(leases.len());
+        for chunk in leases.chunks(MAX_LEASES_PER_STATEMENT) {
+            let matches = format!(
+                "holder = ? AND expires_at > {NOW} AND (lease_key, epoch) IN ({})",
+                repeat("(?, ?)", chunk.len())
+            );
+            let update = format!(
+                "UPDATE {} SET expires_at = {NOW} + ? WHERE {matches}",
+                self.tables.leases
+            );
+            let select = format!(
+                "SELECT lease_key, holder, epoch, expires_at FROM {} WHERE {matches}",
+                self.tables.leases
+            );
+            let rows = bounded("renew", self.timeout, async {
+                let mut query = sqlx::query(&update).bind(ttl).bind(holder);
+                for (key, epoch) in chunk {
+                    query = query.bind(*key).bind(*epoch);
+                }
+                if query.execute(&self.pool).await.map_err(&error)?.rows_affected() == 0 {
+                    return Ok(Vec::new());
+                }
+                let mut query = sqlx::query(&select).bind(holder);
+                for (key, epoch) in chunk {
+                    query = query.bind(*key).bind(*epoch);
+                }
+                query.fetch_all(&self.pool).await.map_err(&error)
+            })
+            .await?;
+            for row in &rows {
+                renewed.push(self.lease(row)?);
+            }
+        }
+        Ok(sorted(renewed))
+    }
+
+    async fn release(&self, holder: &str, leases: &[LeaseRef]) -> Result<(), StoreError> {
+        let holder = args::name("holder", holder)?;
+        let leases = args::lease_refs(leases)?;
+        for chunk in leases.chunks(MAX_LEASES_PER_STATEMENT) {
+            let sql = format!(
+                "UPDATE {} SET expires_at = {NOW} WHERE holder = ? AND expires_at > {NOW} \
+                 AND (lease_key, epoch) IN ({})",
+                self.tables.leases,
+                repeat("(?, ?)", chunk.len())
+            );
+            bounded("release", self.timeout, async {
+                let mut query = sqlx::query(&sql).bind(holder);
+                for (key, epoch) in chunk {
+                    query = query.bind(*key).bind(*epoch);
+                }
+                query
+                    .execute(&self.pool)
+                    .await
+                    .map_err(backend_error("release"))
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn heartbeat(&self, scope: &str, member: &str, ttl_: Duration) -> Result<(), StoreError> {
+        let scope = args::name("membership scope", scope)?;
+        let member = args::name("member", member)?;
+        let ttl = ttl(ttl_)?;
+        let m = &self.tables.members;
+        let sweep = format!(
+            "DELETE FROM {m} WHERE scope = ? AND member <> ? \
+             AND expires_at < {NOW} - {MEMBER_RETENTION_MS}"
+        );
+        let upsert = format!(
+            "INSERT INTO {m} (scope, member, expires_at) VALUES (?, ?, {NOW} + ?) \
+             ON DUPLICATE KEY UPDATE expires_at = {NOW} + ?"
+        );
+        let error = backend_error("heartbeat");
+        bounded("heartbeat", self.timeout, async {
+            sqlx::query(&sweep)
+                .bind(scope)
+                .bind(member)
+                .execute(&self.pool)
+                .await
+                .map_err(&error)?;
+            sqlx::query(&upsert)
+                .bind(scope)
+                .bind(member)
+                .bind(ttl)
+                .bind(ttl)
+                .execute(&self.pool)
+                .await
+                .map_err(&error)
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn members(&self, scope: &str) -> Result<Vec<Member>, StoreError> {
+        let scope = args::name("membership scope", scope)?;
+        let sql = format!(
+            "SELECT scope, member, expires_at FROM {} WHERE scope = ? AND expires_at > {NOW} \
+             ORDER BY member",
+            self.tables.members
+        );
+        let error = backend_error("members");
+        bounded("members", self.timeout, async {
+            let rows = sqlx::query(&sql)
+                .bind(scope)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(&error)?;
+            rows.iter()
+                .map(|row| {
+                    Ok(Member {
+                        scope: text(row, 0)?.unwrap_or_default(),
+                        member: text(row, 1)?.unwrap_or_default(),
+                        expires_at_ms: row.try_get(2)?,
+                    })
+                })
+                .collect::<Result<_, sqlx::Error>>()
+                .map_err(&error)
+        })
+        .await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<LeaseStatus>, StoreError> {
+        let sql = format!(
+            "SELECT lease_key, holder, epoch, expires_at, {NOW} FROM {} \
+             WHERE LEFT(lease_key, LENGTH(?)) = ? ORDER BY lease_key",
+            self.tables.leases
+        );
+        let rows = bounded("list", self.timeout, async {
+            sqlx::query(&sql)
+                .bind(prefix)
+                .bind(prefix)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(backend_error("list"))
+        })
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let now: i64 = row.try_get(4).map_err(backend_error("list"))?;
+                let lease = self.lease(row)?;
+                Ok(LeaseStatus {
+                    remaining: args::remaining(lease.expires_at_ms, now),
+                    lease,
+                })
+            })
+            .collect()
+    }
+}

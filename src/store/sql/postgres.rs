@@ -1,0 +1,430 @@
+//! The PostgreSQL lease store: many hosts, one statement per call, releases pushed by
+//! LISTEN/NOTIFY.
+
+use std::str::FromStr;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgRow};
+use sqlx::{Executor, Row};
+use tokio::sync::broadcast;
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use super::{
+    CORRUPT_ROW, MEMBER_RETENTION_MS, RawLease, Tables, backend_error, bounded, pool_options,
+    sorted, ttl,
+};
+use crate::store::notify::BACKLOG;
+use crate::store::{
+    Lease, LeaseRef, LeaseStatus, LeaseStore, Member, ReleaseNotice, ReleaseNotifications,
+    StoreError, StoreOptions, args,
+};
+
+/// The database's clock in milliseconds since the Unix epoch, fixed for the whole statement.
+const NOW: &str = "floor(extract(epoch from statement_timestamp()) * 1000)::bigint";
+
+/// A lease store in PostgreSQL (feature `postgres`), for replicas on many hosts.
+///
+/// Every call is one statement, so one round trip: `try_acquire` takes over expired keys with a
+/// conditional `UPDATE` and creates missing ones with `INSERT … ON CONFLICT DO NOTHING` in the
+/// same statement (a lost race writes no WAL); `renew` and `release` match all leases at once
+/// through `unnest` of two arrays, never splitting a batch. The leases table has fillfactor 50
+/// and no index besides its primary key, so that renewals stay heap-only (HOT) updates and the
+/// table does not bloat. `release` sends `NOTIFY` on the channel named after the leases table
+/// (such as `loopjob_leases`), which [`LeaseStore::release_notifications`] listens on through
+/// one extra pooled connection.
+///
+/// Each connection sets `statement_timeout` to the operation timeout, so the server also
+/// abandons a call that the client gave up on.
+#[derive(Debug)]
+pub struct PostgresStore {
+    pool: PgPool,
+    tables: Tables,
+    timeout: Duration,
+    releases: OnceLock<broadcast::Sender<ReleaseNotice>>,
+    stop_listener: CancellationToken,
+    _stop_on_drop: DropGuard,
+}
+
+impl PostgresStore {
+    /// A store for `url` (`postgres://user:password@host:port/database?…`), connecting lazily:
+    /// no I/O happens until the first call. Must be called within a Tokio runtime.
+    pub fn connect_lazy(url: &str, options: StoreOptions) -> Result<Self, StoreError> {
+        let timeout_ms = options.get_operation_timeout().as_millis().to_string();
+        let connect = PgConnectOptions::from_str(url)
+            .map_err(|error| StoreError::invalid("PostgreSQL URL", error.to_string()))?
+            .application_name("loopjob")
+            .options([("statement_timeout", timeout_ms)]);
+        let pool = pool_options(&options)
+            // One more for the release listener.
+            .max_connections(options.get_max_connections().saturating_add(1))
+            .connect_lazy_with(connect);
+        PostgresStore::with_pool(pool, options)
+    }
+
+    /// A store on a pool you already have. The pool's own timeouts and size apply; every call is
+    /// still bounded by [`StoreOptions::operation_timeout`].
+    pub fn with_pool(pool: PgPool, options: StoreOptions) -> Result<Self, StoreError> {
+        let tables = Tables::new(options.get_table_prefix(), '"')?;
+        let stop_listener = CancellationToken::new();
+        Ok(PostgresStore {
+            pool,
+            tables,
+            timeout: options.get_operation_timeout(),
+            releases: OnceLock::new(),
+            _stop_on_drop: stop_listener.clone().drop_guard(),
+            stop_listener,
+        })
+    }
+
+    /// The pool this store uses.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn channel(&self) -> &str {
+        &self.tables.leases_plain
+    }
+
+    fn lease(&self, row: &PgRow) -> Result<Lease, StoreError> {
+        raw_lease(row)
+            .map_err(backend_error("decode"))?
+            .check(&self.tables)
+    }
+
+    fn leases(&self, rows: &[PgRow]) -> Result<Vec<Lease>, StoreError> {
+        rows.iter().map(|row| self.lease(row)).collect()
+    }
+}
+
+fn raw_lease(row: &PgRow) -> Result<RawLease, sqlx::Error> {
+    Ok(RawLease {
+        key: row.try_get(0)?,
+        holder: row.try_get(1)?,
+        epoch: row.try_get(2)?,
+        expires_at_ms: row.try_get(3)?,
+    })
+}
+
+#[async_trait]
+impl LeaseStore for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn initialise(&self) -> Result<(), StoreError> {
+        let leases = format!(
+            "CREATE TABLE IF NOT EXISTS {} (lease_key TEXT COLLATE \"C\" NOT NULL PRIMARY KEY, \
+             holder TEXT NOT NULL, epoch BIGINT NOT NULL, expires_at BIGINT NOT NULL) \
+             WITH (fillfactor = 50)",
+            self.tables.leases
+        );
+        let members = format!(
+            "CREATE TABLE IF NOT EXISTS {} (scope TEXT COLLATE \"C\" NOT NULL, \
+             member TEXT COLLATE \"C\" NOT NULL, expires_at BIGINT NOT NULL, \
+             PRIMARY KEY (scope, member)) WITH (fillfactor = 50)",
+            self.tables.members
+        );
+        let error = backend_error("initialise");
+        bounded("initialise", self.timeout, async {
+            // Concurrent CREATE TABLE IF NOT EXISTS can fail on the catalog's unique index in
+            // PostgreSQL; a transaction-scoped advisory lock serialises replicas starting at once.
+            let mut tx = self.pool.begin().await.map_err(&error)?;
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                .bind(format!("loopjob initialise {}", self.tables.leases_plain))
+                .execute(&mut *tx)
+                .await
+                .map_err(&error)?;
+            tx.execute(leases.as_str()).await.map_err(&error)?;
+            tx.execute(members.as_str()).await.map_err(&error)?;
+            tx.commit().await.map_err(&error)
+        })
+        .await
+    }
+
+    async fn try_acquire(
+        &self,
+        holder: &str,
+        keys: &[String],
+        ttl_: Duration,
+    ) -> Result<Vec<Lease>, StoreError> {
+        let holder = args::name("holder", holder)?;
+        let keys = args::keys(keys)?;
+        let ttl = ttl(ttl_)?;
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let t = &self.tables.leases;
+        // Corrupted rows among the keys stop the whole call before anything is written, so an
+        // error never hides leases won in the same call.
+        let sql = format!(
+            "WITH clock AS (SELECT {NOW} AS now_ms), \
+             input AS (SELECT unnest($2::text[]) AS lease_key), \
+             bad AS (SELECT t.lease_key, t.holder, t.epoch, t.expires_at FROM {t} t \
+                     JOIN input i ON t.lease_key = i.lease_key WHERE {CORRUPT_ROW}), \
+             taken AS (UPDATE {t} t SET holder = $1, epoch = t.epoch + 1, \
+                       expires_at = clock.now_ms + $3 FROM input i, clock \
+                       WHERE t.lease_key = i.lease_key \
+                       AND (t.expires_at <= clock.now_ms OR t.holder = $1) \
+                       AND NOT EXISTS (SELECT 1 FROM bad) \
+                       RETURNING t.lease_key, t.holder, t.epoch, t.expires_at), \
+             created AS (INSERT INTO {t} (lease_key, holder, epoch, expires_at) \
+                         SELECT i.lease_key, $1, 1, clock.now_ms + $3 FROM input i, clock \
+                         WHERE NOT EXISTS (SELECT 1 FROM bad) \
+                         ON CONFLICT (lease_key) DO NOTHING \
+                         RETURNING lease_key, holder, epoch, expires_at) \
+             SELECT * FROM bad UNION ALL SELECT * FROM taken UNION ALL SELECT * FROM created"
+        );
+        let rows = bounded("try_acquire", self.timeout, async {
+            sqlx::query(&sql)
+                .bind(holder)
+                .bind(&keys)
+                .bind(ttl)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(backend_error("try_acquire"))
+        })
+        .await?;
+        Ok(sorted(self.leases(&rows)?))
+    }
+
+    async fn renew(
+        &self,
+        holder: &str,
+        leases: &[LeaseRef],
+        ttl_: Duration,
+    ) -> Result<Vec<Lease>, StoreError> {
+        let holder = args::name("holder", holder)?;
+        let leases = args::lease_refs(leases)?;
+        let ttl = ttl(ttl_)?;
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (keys, epochs): (Vec<&str>, Vec<i64>) = leases.into_iter().unzip();
+        let sql = format!(
+            "WITH clock AS (SELECT {NOW} AS now_ms) \
+             UPDATE {} t SET expires_at = clock.now_ms + $4 \
+             FROM clock, unnest($2::text[], $3::bigint[]) AS r(lease_key, epoch) \
+             WHERE t.lease_key = r.lease_key AND t.epoch = r.epoch AND t.holder = $1 \
+             AND t.expires_at > clock.now_ms \
+             RETURNING t.lease_key, t.holder, t.epoch, t.expires_at",
+            self.tables.leases
+        );
+        let rows = bounded("renew", self.timeout, async {
+            sqlx::query(&sql)
+                .bind(holder)
+                .bind(&keys)
+                .bind(&epochs)
+                .bind(ttl)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(backend_error("renew"))
+        })
+        .await?;
+        Ok(sorted(self.leases(&rows)?))
+    }
+
+    async fn release(&self, holder: &str, leases: &[LeaseRef]) -> Result<(), StoreError> {
+        let holder = args::name("holder", holder)?;
+        let leases = args::lease_refs(leases)?;
+        if leases.is_empty() {
+            return Ok(());
+        }
+        let (keys, epochs): (Vec<&str>, Vec<i64>) = leases.into_iter().unzip();
+        // NOTIFY is transactional: listeners hear of the release when it commits.
+        let sql = format!(
+            "WITH clock AS (SELECT {NOW} AS now_ms), \
+             released AS (UPDATE {} t SET expires_at = clock.now_ms \
+                 FROM clock, unnest($2::text[], $3::bigint[]) AS r(lease_key, epoch) \
+                 WHERE t.lease_key = r.lease_key AND t.epoch = r.epoch AND t.holder = $1 \
+                 AND t.expires_at > clock.now_ms RETURNING t.lease_key) \
+             SELECT count(pg_notify($4, lease_key)) FROM released",
+            self.tables.leases
+        );
+        bounded("release", self.timeout, async {
+            sqlx::query(&sql)
+                .bind(holder)
+                .bind(&keys)
+                .bind(&epochs)
+                .bind(self.channel())
+                .execute(&self.pool)
+                .await
+                .map_err(backend_error("release"))
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn heartbeat(&self, scope: &str, member: &str, ttl_: Duration) -> Result<(), StoreError> {
+        let scope = args::name("membership scope", scope)?;
+        let member = args::name("member", member)?;
+        let ttl = ttl(ttl_)?;
+        let m = &self.tables.members;
+        let sql = format!(
+            "WITH clock AS (SELECT {NOW} AS now_ms), \
+             swept AS (DELETE FROM {m} m USING clock WHERE m.scope = $1 AND m.member <> $2 \
+                       AND m.expires_at < clock.now_ms - {MEMBER_RETENTION_MS}) \
+             INSERT INTO {m} (scope, member, expires_at) SELECT $1, $2, clock.now_ms + $3 \
+             FROM clock ON CONFLICT (scope, member) DO UPDATE SET expires_at = EXCLUDED.expires_at"
+        );
+        bounded("heartbeat", self.timeout, async {
+            sqlx::query(&sql)
+                .bind(scope)
+                .bind(member)
+                .bind(ttl)
+                .execute(&self.pool)
+                .await
+                .map_err(backend_error("heartbeat"))
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn members(&self, scope: &str) -> Result<Vec<Member>, StoreError> {
+        let scope = args::name("membership scope", scope)?;
+        let sql = format!(
+            "SELECT scope, member, expires_at FROM {} WHERE scope = $1 AND expires_at > {NOW} \
+             ORDER BY member",
+            self.tables.members
+        );
+        let error = backend_error("members");
+        bounded("members", self.timeout, async {
+            let rows = sqlx::query(&sql)
+                .bind(scope)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(&error)?;
+            rows.iter()
+                .map(|row| {
+                    Ok(Member {
+                        scope: row.try_get(0)?,
+                        member: row.try_get(1)?,
+                        expires_at_ms: row.try_get(2)?,
+                    })
+                })
+                .collect::<Result<_, sqlx::Error>>()
+                .map_err(&error)
+        })
+        .await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<LeaseStatus>, StoreError> {
+        let sql = format!(
+            "SELECT lease_key, holder, epoch, expires_at, {NOW} FROM {} \
+             WHERE starts_with(lease_key, $1) ORDER BY lease_key",
+            self.tables.leases
+        );
+        let rows = bounded("list", self.timeout, async {
+            sqlx::query(&sql)
+                .bind(prefix)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(backend_error("list"))
+        })
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let now: i64 = row.try_get(4).map_err(backend_error("list"))?;
+                let lease = self.lease(row)?;
+                Ok(LeaseStatus {
+                    remaining: args::remaining(lease.expires_at_ms, now),
+                    lease,
+                })
+            })
+            .collect()
+    }
+
+    fn release_notifications(&self) -> Option<ReleaseNotifications> {
+        if let Some(sender) = self.releases.get() {
+            return Some(ReleaseNotifications::new(sender.subscribe()));
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!("release notifications need a Tokio runtime; falling back to polling");
+            return None;
+        };
+        let sender = self.releases.get_or_init(|| {
+            let sender = broadcast::channel(BACKLOG).0;
+            runtime.spawn(listen(
+                self.pool.clone(),
+                self.channel().to_owned(),
+                sender.clone(),
+                self.timeout,
+                self.stop_listener.clone(),
+            ));
+            sender
+        });
+        Some(ReleaseNotifications::new(sender.subscribe()))
+    }
+}
+
+/// Forwards NOTIFYs on `channel` to `sender` until `stop`, reconnecting after failures with
+/// backoff. After every (re)connection it sends [`ReleaseNotice::Missed`], since notices sent
+/// while it was not listening are lost; an idle connection is checked every few seconds, so a
+/// silently dead one (a network partition) is noticed.
+async fn listen(
+    pool: PgPool,
+    channel: String,
+    sender: broadcast::Sender<ReleaseNotice>,
+    timeout: Duration,
+    stop: CancellationToken,
+) {
+    const IDLE_CHECK: Duration = Duration::from_secs(10);
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let connect = async {
+            let mut listener = PgListener::connect_with(&pool).await?;
+            listener.listen(&channel).await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        let connected = tokio::select! {
+            () = stop.cancelled() => return,
+            connected = tokio::time::timeout(timeout, connect) => connected,
+        };
+        let mut listener = match connected {
+            Ok(Ok(listener)) => listener,
+            failed => {
+                let error = match failed {
+                    Ok(Err(error)) => error.to_string(),
+                    _ => format!("no answer within {timeout:?}"),
+                };
+                tracing::warn!(%channel, %error, ?backoff, "cannot listen for lease releases; retrying");
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(100);
+        tracing::debug!(%channel, "listening for lease releases");
+        let _ = sender.send(ReleaseNotice::Missed);
+        loop {
+            let received = tokio::select! {
+                () = stop.cancelled() => return,
+                received = tokio::time::timeout(IDLE_CHECK, listener.try_recv()) => received,
+            };
+            match received {
+                Ok(Ok(Some(notification))) => {
+                    let _ = sender.send(ReleaseNotice::Released(notification.payload().to_owned()));
+                }
+                // The connection dropped and sqlx re-established it: notices may be lost.
+                Ok(Ok(None)) => {
+                    let _ = sender.send(ReleaseNotice::Missed);
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(%channel, %error, "lost the lease release listener; reconnecting");
+                    break;
+                }
+                Err(_idle) => {
+                    let alive = tokio::time::timeout(timeout, (&mut listener).execute("SELECT 1")).await;
+                    if !matches!(alive, Ok(Ok(_))) {
+                        tracing::warn!(%channel, "lease release listener stopped answering; reconnecting");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,359 @@
+//! The SQLite lease store: many processes sharing one database file on one host.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Executor, Row};
+
+use super::{
+    CORRUPT_ROW, MEMBER_RETENTION_MS, RawLease, Tables, backend_error, bounded, pool_options,
+    repeat, sorted, ttl,
+};
+use crate::store::{
+    Lease, LeaseRef, LeaseStatus, LeaseStore, Member, StoreError, StoreOptions, args,
+};
+
+/// The host's clock in milliseconds since the Unix epoch (SQLite keeps 'now' fixed within one
+/// statement step; `julianday` works on every SQLite version, unlike `unixepoch('subsec')`).
+const NOW: &str = "CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER)";
+
+/// SQLite allows 32,766 bound parameters per statement; renew binds two per lease.
+const MAX_LEASES_PER_STATEMENT: usize = 16_000;
+
+/// A lease store in an SQLite database file (feature `sqlite`, on by default), for replicas that
+/// are processes on one host.
+///
+/// The file is opened in WAL mode with `synchronous = FULL` (a committed acquisition survives a
+/// power cut, so an epoch is never issued twice) and a busy timeout equal to the operation
+/// timeout, so processes writing at once wait for each other instead of failing. Every call is
+/// one statement (`try_acquire` is one upsert; it reads again only when it did not win every
+/// key, to tell a corrupted row from a held one). The store's clock is the host's clock.
+///
+/// > **Note:** SQLite on a network file system (NFS, SMB) does not lock reliably: keep the file on
+/// > a local disk, and use PostgreSQL or MySQL for replicas on several hosts.
+#[derive(Debug)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    tables: Tables,
+    timeout: Duration,
+}
+
+impl SqliteStore {
+    /// A store in the database at `url` (`sqlite://path/to/file.db`, `sqlite:file.db`, or
+    /// `sqlite::memory:` for one process), creating the file if missing. Connects lazily: no I/O
+    /// happens until the first call. Must be called within a Tokio runtime.
+    pub fn connect_lazy(url: &str, options: StoreOptions) -> Result<Self, StoreError> {
+        let connect = SqliteConnectOptions::from_str(url)
+            .map_err(|error| StoreError::invalid("SQLite URL", error.to_string()))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(options.get_operation_timeout());
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let pool = if in_memory {
+            // An in-memory database lives as long as one connection to it: keep one, forever.
+            pool_options(&options)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+        } else {
+            pool_options(&options)
+        }
+        .connect_lazy_with(connect);
+        SqliteStore::with_pool(pool, options)
+    }
+
+    /// A store on a pool you already have (open it with WAL and a busy timeout). Every call is
+    /// bounded by [`StoreOptions::operation_timeout`].
+    pub fn with_pool(pool: SqlitePool, options: StoreOptions) -> Result<Self, StoreError> {
+        Ok(SqliteStore {
+            pool,
+            tables: Tables::new(options.get_table_prefix(), '"')?,
+            timeout: options.get_operation_timeout(),
+        })
+    }
+
+    /// The pool this store uses.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    fn lease(&self, row: &SqliteRow) -> Result<Lease, StoreError> {
+        raw_lease(row)
+            .map_err(backend_error("decode"))?
+            .check(&self.tables)
+    }
+
+    /// The first corrupted row among `keys`, as an error.
+    async fn find_corrupted(&self, keys: &[&str]) -> Result<(), StoreError> {
+        let sql = format!(
+            "SELECT lease_key, holder, epoch, expires_at FROM {} t \
+             WHERE lease_key IN ({}) AND {CORRUPT_ROW} LIMIT 1",
+            self.tables.leases,
+            repeat("?", keys.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for key in keys {
+            query = query.bind(*key);
+        }
+        let row = query
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend_error("try_acquire"))?;
+        match row {
+            Some(row) => self.lease(&row).map(drop),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A `WITH refs(lease_key, epoch) AS (VALUES …)` clause with `n` pairs of parameters.
+fn refs_cte(n: usize) -> String {
+    format!("WITH refs(lease_key, epoch) AS (VALUES {})", repeat("(?, ?)", n))
+}
+
+/// Matches rows named by `refs` (see [`refs_cte`]). The extra `lease_key IN` lets SQLite search
+/// the primary key instead of scanning the table, which it does for a row-value `IN` alone.
+const MATCHES_REFS: &str = "lease_key IN (SELECT lease_key FROM refs) \
+     AND (lease_key, epoch) IN (SELECT lease_key, epoch FROM refs)";
+
+fn raw_lease(row: &SqliteRow) -> Result<RawLease, sqlx::Error> {
+    Ok(RawLease {
+        key: row.try_get(0)?,
+        holder: row.try_get(1)?,
+        epoch: row.try_get(2)?,
+        expires_at_ms: row.try_get(3)?,
+    })
+}
+
+#[async_trait]
+impl LeaseStore for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn initialise(&self) -> Result<(), StoreError> {
+        let sql = format!(
+            "CREATE TABLE IF NOT EXISTS {} (lease_key TEXT NOT NULL PRIMARY KEY, \
+             holder TEXT NOT NULL, epoch INTEGER NOT NULL, expires_at INTEGER NOT NULL) \
+             WITHOUT ROWID; \
+             CREATE TABLE IF NOT EXISTS {} (scope TEXT NOT NULL, member TEXT NOT NULL, \
+             expires_at INTEGER NOT NULL, PRIMARY KEY (scope, member)) WITHOUT ROWID",
+            self.tables.leases, self.tables.members
+        );
+        bounded("initialise", self.timeout, async {
+            self.pool
+                .execute(sql.as_str())
+                .await
+                .map_err(backend_error("initialise"))
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn try_acquire(
+        &self,
+        holder: &str,
+        keys: &[String],
+        ttl_: Duration,
+    ) -> Result<Vec<Lease>, StoreError> {
+        let holder = args::name("holder", holder)?;
+        let keys = args::keys(keys)?;
+        let ttl = ttl(ttl_)?;
+        let mut won = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(MAX_LEASES_PER_STATEMENT) {
+            // One upsert creates missing keys and takes over expired or own ones. If any key's
+            // row is corrupted, the WHERE NOT EXISTS stops the whole statement, so nothing is
+            // written; the follow-up read then reports the row.
+            let t = &self.tables.leases;
+            let sql = format!(
+                "WITH input(lease_key) AS (VALUES {}) \
+                 INSERT INTO {t} AS l (lease_key, holder, epoch, expires_at) \
+                 SELECT lease_key, ?, 1, {NOW} + ? FROM input \
+                 WHERE NOT EXISTS (SELECT 1 FROM {t} t JOIN input i ON t.lease_key = i.lease_key \
+                                   WHERE {CORRUPT_ROW}) \
+                 ON CONFLICT (lease_key) DO UPDATE SET holder = excluded.holder, \
+                 epoch = l.epoch + 1, expires_at = excluded.expires_at \
+                 WHERE l.expires_at <= {NOW} OR l.holder = excluded.holder \
+                 RETURNING lease_key, holder, epoch, expires_at",
+                repeat("(?)", chunk.len())
+            );
+            let rows = bounded("try_acquire", self.timeout, async {
+                let mut query = sqlx::query(&sql);
+                for key in chunk {
+                    query = query.bind(*key);
+                }
+                let rows = query
+                    .bind(holder)
+                    .bind(ttl)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(backend_error("try_acquire"))?;
+                if rows.len() < chunk.len() {
+                    self.find_corrupted(chunk).await?;
+                }
+                Ok(rows)
+            })
+            .await?;
+            for row in &rows {
+                won.push(self.lease(row)?);
+            }
+        }
+        Ok(sorted(won))
+    }
+
+    async fn renew(
+        &self,
+        holder: &str,
+        leases: &[LeaseRef],
+        ttl_: Duration,
+    ) -> Result<Vec<Lease>, StoreError> {
+        let holder = args::name("holder", holder)?;
+        let leases = args::lease_refs(leases)?;
+        let ttl = ttl(ttl_)?;
+        let mut renewed = Vec::with_capacity(leases.len());
+        for chunk in leases.chunks(MAX_LEASES_PER_STATEMENT) {
+            let sql = format!(
+                "{} UPDATE {} SET expires_at = {NOW} + ? \
+                 WHERE holder = ? AND expires_at > {NOW} AND {MATCHES_REFS} \
+                 RETURNING lease_key, holder, epoch, expires_at",
+                refs_cte(chunk.len()),
+                self.tables.leases,
+            );
+            let rows = bounded("renew", self.timeout, async {
+                let mut query = sqlx::query(&sql);
+                for (key, epoch) in chunk {
+                    query = query.bind(*key).bind(*epoch);
+                }
+                query
+                    .bind(ttl)
+                    .bind(holder)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(backend_error("renew"))
+            })
+            .await?;
+            for row in &rows {
+                renewed.push(self.lease(row)?);
+            }
+        }
+        Ok(sorted(renewed))
+    }
+
+    async fn release(&self, holder: &str, leases: &[LeaseRef]) -> Result<(), StoreError> {
+        let holder = args::name("holder", holder)?;
+        let leases = args::lease_refs(leases)?;
+        for chunk in leases.chunks(MAX_LEASES_PER_STATEMENT) {
+            let sql = format!(
+                "{} UPDATE {} SET expires_at = {NOW} \
+                 WHERE holder = ? AND expires_at > {NOW} AND {MATCHES_REFS}",
+                refs_cte(chunk.len()),
+                self.tables.leases,
+            );
+            bounded("release", self.timeout, async {
+                let mut query = sqlx::query(&sql);
+                for (key, epoch) in chunk {
+                    query = query.bind(*key).bind(*epoch);
+                }
+                query
+                    .bind(holder)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(backend_error("release"))
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn heartbeat(&self, scope: &str, member: &str, ttl_: Duration) -> Result<(), StoreError> {
+        let scope = args::name("membership scope", scope)?;
+        let member = args::name("member", member)?;
+        let ttl = ttl(ttl_)?;
+        let m = &self.tables.members;
+        let sweep = format!(
+            "DELETE FROM {m} WHERE scope = ? AND member <> ? \
+             AND expires_at < {NOW} - {MEMBER_RETENTION_MS}"
+        );
+        let upsert = format!(
+            "INSERT INTO {m} (scope, member, expires_at) VALUES (?, ?, {NOW} + ?) \
+             ON CONFLICT (scope, member) DO UPDATE SET expires_at = excluded.expires_at"
+        );
+        let error = backend_error("heartbeat");
+        bounded("heartbeat", self.timeout, async {
+            sqlx::query(&sweep)
+                .bind(scope)
+                .bind(member)
+                .execute(&self.pool)
+                .await
+                .map_err(&error)?;
+            sqlx::query(&upsert)
+                .bind(scope)
+                .bind(member)
+                .bind(ttl)
+                .execute(&self.pool)
+                .await
+                .map_err(&error)
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn members(&self, scope: &str) -> Result<Vec<Member>, StoreError> {
+        let scope = args::name("membership scope", scope)?;
+        let sql = format!(
+            "SELECT scope, member, expires_at FROM {} WHERE scope = ? AND expires_at > {NOW} \
+             ORDER BY member",
+            self.tables.members
+        );
+        let error = backend_error("members");
+        bounded("members", self.timeout, async {
+            let rows = sqlx::query(&sql)
+                .bind(scope)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(&error)?;
+            rows.iter()
+                .map(|row| {
+                    Ok(Member {
+                        scope: row.try_get(0)?,
+                        member: row.try_get(1)?,
+                        expires_at_ms: row.try_get(2)?,
+                    })
+                })
+                .collect::<Result<_, sqlx::Error>>()
+                .map_err(&error)
+        })
+        .await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<LeaseStatus>, StoreError> {
+        let sql = format!(
+            "SELECT lease_key, holder, epoch, expires_at, {NOW} FROM {} \
+             WHERE substr(lease_key, 1, length(?1)) = ?1 ORDER BY lease_key",
+            self.tables.leases
+        );
+        let rows = bounded("list", self.timeout, async {
+            sqlx::query(&sql)
+                .bind(prefix)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(backend_error("list"))
+        })
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let now: i64 = row.try_get(4).map_err(backend_error("list"))?;
+                let lease = self.lease(row)?;
+                Ok(LeaseStatus {
+                    remaining: args::remaining(lease.expires_at_ms, now),
+                    lease,
+                })
+            })
+            .collect()
+    }
+}
