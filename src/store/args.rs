@@ -10,7 +10,10 @@ const MAX_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 /// A name (key, holder, scope, member): 1 to [`MAX_NAME_LEN`] bytes.
 pub(crate) fn name<'a>(what: &'static str, value: &'a str) -> Result<&'a str, StoreError> {
     if value.is_empty() {
-        return Err(StoreError::invalid(what, "it is empty; give a non-empty name"));
+        return Err(StoreError::invalid(
+            what,
+            "it is empty; give a non-empty name",
+        ));
     }
     if value.len() > MAX_NAME_LEN {
         return Err(StoreError::invalid(

@@ -68,7 +68,9 @@ pub enum StoreError {
     },
 
     /// A store that needs a Tokio runtime was opened outside one.
-    #[error("opening a lease store needs a Tokio runtime: open it from async code running on Tokio")]
+    #[error(
+        "opening a lease store needs a Tokio runtime: open it from async code running on Tokio"
+    )]
     NoRuntime,
 }
 
@@ -76,7 +78,10 @@ impl StoreError {
     /// Whether retrying the same call later may succeed: true for timeouts and database errors,
     /// false for bad input, unsupported URLs and corrupted rows.
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Timeout { .. } | StoreError::Backend { .. })
+        matches!(
+            self,
+            StoreError::Timeout { .. } | StoreError::Backend { .. }
+        )
     }
 
     pub(crate) fn invalid(what: &'static str, problem: impl Into<String>) -> Self {

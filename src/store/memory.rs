@@ -211,9 +211,10 @@ impl LeaseStore for MemoryStore {
         state.members.retain(|(in_scope, _), expires_at_ms| {
             in_scope != scope || *expires_at_ms >= now.saturating_sub(MEMBER_RETENTION_MS)
         });
-        state
-            .members
-            .insert((scope.to_owned(), member.to_owned()), now.saturating_add(ttl));
+        state.members.insert(
+            (scope.to_owned(), member.to_owned()),
+            now.saturating_add(ttl),
+        );
         Ok(())
     }
 

@@ -75,7 +75,9 @@ pub fn open_with(url: &str, options: StoreOptions) -> Result<Arc<dyn LeaseStore>
                 Err(needs("mysql"))
             }
         }
-        _ => Err(unsupported(format!("the scheme `{scheme}` names no lease store"))),
+        _ => Err(unsupported(format!(
+            "the scheme `{scheme}` names no lease store"
+        ))),
     }
 }
 
@@ -157,7 +159,10 @@ mod tests {
         assert!(message.contains("`redis`"), "{message}");
         assert!(message.contains("memory"), "{message}");
         assert!(!message.contains("pw"), "{message}");
-        assert!(matches!(open("memoryx"), Err(StoreError::UnsupportedUrl { .. })));
+        assert!(matches!(
+            open("memoryx"),
+            Err(StoreError::UnsupportedUrl { .. })
+        ));
     }
 
     #[test]
@@ -168,7 +173,10 @@ mod tests {
     #[cfg(feature = "sqlite")]
     #[test]
     fn sql_stores_outside_a_runtime_are_an_error() {
-        assert!(matches!(open("sqlite::memory:"), Err(StoreError::NoRuntime)));
+        assert!(matches!(
+            open("sqlite::memory:"),
+            Err(StoreError::NoRuntime)
+        ));
     }
 
     #[cfg(not(feature = "mysql"))]

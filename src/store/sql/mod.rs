@@ -62,7 +62,9 @@ impl Tables {
         };
         let plain = |part: &str| part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !plain(table_prefix) || schema.is_some_and(|s| s.is_empty() || !plain(s)) {
-            return Err(bad("has characters other than letters, digits, `_` and one `.`"));
+            return Err(bad(
+                "has characters other than letters, digits, `_` and one `.`",
+            ));
         }
         let qualify = |table: &str| match schema {
             Some(schema) => format!("{quote}{schema}{quote}.{quote}{table}{quote}"),
@@ -87,7 +89,8 @@ pub(crate) struct RawLease {
 impl RawLease {
     /// The lease, or [`StoreError::Corrupted`] naming the key if the row breaks an invariant.
     pub(crate) fn check(self, tables: &Tables) -> Result<Lease, StoreError> {
-        let corrupted = |problem: &str| StoreError::corrupted(&tables.leases_plain, &self.key, problem);
+        let corrupted =
+            |problem: &str| StoreError::corrupted(&tables.leases_plain, &self.key, problem);
         let holder = match self.holder {
             Some(holder) if !holder.is_empty() => holder,
             Some(_) => return Err(corrupted("its holder is empty")),
@@ -211,7 +214,10 @@ mod tests {
         };
         let err = raw(None, Some(1)).check(&tables).unwrap_err().to_string();
         assert!(err.contains("job#1") && err.contains("NULL"), "{err}");
-        let err = raw(Some("a"), Some(-3)).check(&tables).unwrap_err().to_string();
+        let err = raw(Some("a"), Some(-3))
+            .check(&tables)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("job#1") && err.contains("-3"), "{err}");
         assert!(raw(Some("a"), Some(0)).check(&tables).is_ok());
     }

@@ -152,7 +152,11 @@ impl MySqlStore {
             for key in &takeable {
                 query = query.bind(*key);
             }
-            let done = query.bind(holder).execute(&self.pool).await.map_err(&error)?;
+            let done = query
+                .bind(holder)
+                .execute(&self.pool)
+                .await
+                .map_err(&error)?;
             changed += done.rows_affected();
         }
         if !absent.is_empty() {
@@ -165,7 +169,11 @@ impl MySqlStore {
             for key in &absent {
                 query = query.bind(*key).bind(holder).bind(ttl);
             }
-            changed += query.execute(&self.pool).await.map_err(&error)?.rows_affected();
+            changed += query
+                .execute(&self.pool)
+                .await
+                .map_err(&error)?
+                .rows_affected();
         }
         if changed == 0 {
             return Ok(Vec::new());
@@ -270,7 +278,13 @@ impl LeaseStore for MySqlStore {
                 for (key, epoch) in chunk {
                     query = query.bind(*key).bind(*epoch);
                 }
-                if query.execute(&self.pool).await.map_err(&error)?.rows_affected() == 0 {
+                if query
+                    .execute(&self.pool)
+                    .await
+                    .map_err(&error)?
+                    .rows_affected()
+                    == 0
+                {
                     return Ok(Vec::new());
                 }
                 let mut query = sqlx::query(&select).bind(holder);

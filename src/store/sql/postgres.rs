@@ -418,7 +418,8 @@ async fn listen(
                     break;
                 }
                 Err(_idle) => {
-                    let alive = tokio::time::timeout(timeout, (&mut listener).execute("SELECT 1")).await;
+                    let alive =
+                        tokio::time::timeout(timeout, (&mut listener).execute("SELECT 1")).await;
                     if !matches!(alive, Ok(Ok(_))) {
                         tracing::warn!(%channel, "lease release listener stopped answering; reconnecting");
                         break;

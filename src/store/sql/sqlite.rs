@@ -113,7 +113,10 @@ impl SqliteStore {
 
 /// A `WITH refs(lease_key, epoch) AS (VALUES …)` clause with `n` pairs of parameters.
 fn refs_cte(n: usize) -> String {
-    format!("WITH refs(lease_key, epoch) AS (VALUES {})", repeat("(?, ?)", n))
+    format!(
+        "WITH refs(lease_key, epoch) AS (VALUES {})",
+        repeat("(?, ?)", n)
+    )
 }
 
 /// Matches rows named by `refs` (see [`refs_cte`]). The extra `lease_key IN` lets SQLite search
