@@ -1,22 +1,27 @@
 //! One run of a job: its attempts, their timeout and grace, panic isolation and retries.
 //!
-//! The supervisor decides *when* a run starts; this module decides how it ends. Each attempt
-//! executes in its own task, so a panic is caught as a [`JoinError`](tokio::task::JoinError)
-//! instead of unwinding through the supervisor, and a run that will not stop can be aborted.
+//! The supervisor decides *when* a run starts; this module decides how it ends. A run is one
+//! task (the supervisor spawns it); its attempts are polled inside that task through
+//! [`CatchUnwind`], so a panic becomes an outcome instead of unwinding, and an attempt that will
+//! not stop is dropped, which is how a run is abandoned. No further task is spawned per
+//! attempt: ticking thousands of jobs stays cheap.
 //!
 //! Tokens: the run's token is a child of the job's token (so shutdown reaches it), and each
 //! attempt gets a child of the run's token, so a timeout cancels only that attempt and a retry
 //! starts with a fresh one.
 
 use std::any::Any;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::AbortOnDropHandle;
 use tracing::Instrument;
 
-use crate::job::{ErasedJob, JobContext};
+use crate::job::{ErasedJob, JobContext, JobError, RunFuture};
 use crate::schedule::Schedule;
 use crate::status::RunOutcome;
 
@@ -101,15 +106,15 @@ impl Run {
             run_id = ctx.run_id(),
             attempt,
         );
-        let execution = self.job.clone().execute(ctx).instrument(span);
-        let mut task = AbortOnDropHandle::new(tokio::spawn(execution));
+        let execution = CatchUnwind(self.job.clone().execute(ctx)).instrument(span);
+        tokio::pin!(execution);
 
         let deadline = self
             .schedule
             .timeout
             .map(|timeout| Instant::now() + timeout);
         let timed_out = tokio::select! {
-            joined = &mut task => return outcome_of(joined),
+            result = &mut execution => return outcome_of(result),
             _ = sleep_until_or_never(deadline) => true,
             _ = token.cancelled() => false,
         };
@@ -118,7 +123,7 @@ impl Run {
         // The attempt was asked to stop: give it its grace, then drop it.
         let grace_end = Instant::now() + self.schedule.cancel_grace;
         let finished = tokio::select! {
-            joined = &mut task => Some(outcome_of(joined)),
+            result = &mut execution => Some(outcome_of(result)),
             _ = sleep_until(grace_end) => None,
         };
         match (timed_out, finished) {
@@ -126,7 +131,7 @@ impl Run {
             (false, Some(outcome)) => outcome,
             (false, None) => RunOutcome::Dropped,
         }
-        // `task` is dropped here, which aborts an attempt that did not stop.
+        // `execution` is dropped here, which abandons an attempt that did not stop.
     }
 }
 
@@ -138,13 +143,29 @@ pub(crate) async fn sleep_until_or_never(deadline: Option<Instant>) {
     }
 }
 
-fn outcome_of(joined: Result<Result<(), crate::JobError>, tokio::task::JoinError>) -> RunOutcome {
-    match joined {
+fn outcome_of(result: Result<Result<(), JobError>, Box<dyn Any + Send>>) -> RunOutcome {
+    match result {
         Ok(Ok(())) => RunOutcome::Succeeded,
         Ok(Err(error)) => RunOutcome::Failed(error.to_string()),
-        Err(error) if error.is_panic() => RunOutcome::Panicked(panic_message(error.into_panic())),
-        // Only this module aborts the attempt's task, and it then stops polling it.
-        Err(_) => RunOutcome::Dropped,
+        Err(panic) => RunOutcome::Panicked(panic_message(panic)),
+    }
+}
+
+/// Polls a run future and turns a panic inside it into an `Err` with the panic's payload.
+///
+/// After a panic the inner future is never polled again: the output is ready.
+struct CatchUnwind(RunFuture);
+
+impl Future for CatchUnwind {
+    type Output = Result<Result<(), JobError>, Box<dyn Any + Send>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let run = &mut self.get_mut().0;
+        match std::panic::catch_unwind(AssertUnwindSafe(|| run.as_mut().poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(result)) => Poll::Ready(Ok(result)),
+            Err(panic) => Poll::Ready(Err(panic)),
+        }
     }
 }
 

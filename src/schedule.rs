@@ -384,7 +384,7 @@ mod tests {
 
     const SEC: Duration = Duration::from_secs(1);
 
-    fn schedule(interval_secs: u64) -> Schedule {
+    fn schedule(interval_secs: u32) -> Schedule {
         Schedule::every(interval_secs * SEC)
     }
 

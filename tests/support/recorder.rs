@@ -1,3 +1,5 @@
+#![allow(dead_code)] // each test target uses a different part
+
 //! A job that records when each of its runs started and ended, as offsets from the test's start
 //! under tokio's paused clock.
 
