@@ -31,6 +31,7 @@ use crate::identity::NodeIdentity;
 use crate::job::{Erased, ErasedJob, FnJob, JobContext, JobError, LoopJob, Resources};
 use crate::run::panic_message;
 use crate::schedule::{Schedule, ScheduleProblem};
+use crate::settings::{Leadership, Settings, SettingsProblem, SettingsWarning};
 use crate::status::{JobReport, ShutdownReport};
 use crate::supervisor::{Supervisor, initial_status};
 
@@ -50,12 +51,15 @@ pub struct HostBuilder {
     resources: Resources,
     node: Option<NodeIdentity>,
     shutdown_grace: Duration,
+    settings: Option<Settings>,
+    discover_at: Option<&'static Location<'static>>,
 }
 
 /// One job as it was registered on the builder.
 pub(crate) struct Registration {
     pub(crate) name: Arc<str>,
     pub(crate) schedule: Schedule,
+    pub(crate) leadership: Leadership,
     pub(crate) job: Arc<dyn ErasedJob>,
     pub(crate) registered_at: &'static Location<'static>,
 }
@@ -67,6 +71,8 @@ impl HostBuilder {
             resources: Resources::default(),
             node: None,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            settings: None,
+            discover_at: None,
         }
     }
 
@@ -76,6 +82,7 @@ impl HostBuilder {
         let registration = Registration {
             name: job.name().into(),
             schedule: job.schedule(),
+            leadership: Leadership::default(),
             job: Arc::new(Erased(job)),
             registered_at: Location::caller(),
         };
@@ -108,6 +115,7 @@ impl HostBuilder {
         let registration = Registration {
             name: name.into().into(),
             schedule,
+            leadership: Leadership::default(),
             job: Arc::new(FnJob { run }),
             registered_at: Location::caller(),
         };
@@ -134,9 +142,43 @@ impl HostBuilder {
         self
     }
 
+    /// Applies settings: the `[loopjob]` section, and each job's `[jobs.<name>]` section over
+    /// the values from its code (the environment over the files). Everything is checked in
+    /// [`HostBuilder::build`], with the other problems; see [`Settings`].
+    pub fn settings(mut self, settings: Settings) -> Self {
+        self.settings = Some(settings);
+        self
+    }
+
+    /// Adds every job that `#[derive(LoopJob)]` marked `discover` in this program (except those
+    /// registered explicitly), each built at [`HostBuilder::build`] from its settings section
+    /// and this builder's resources, whenever they are added.
+    #[track_caller]
+    pub fn discover(mut self) -> Self {
+        self.discover_at = Some(Location::caller());
+        self
+    }
+
     /// Validates every job and builds the host; every problem found is in the error.
-    pub fn build(self) -> Result<Host, BuildError> {
-        let problems = self.problems();
+    pub fn build(mut self) -> Result<Host, BuildError> {
+        let configured = crate::settings::configure(
+            self.settings.take(),
+            self.discover_at,
+            crate::settings::Builder {
+                registrations: &mut self.registrations,
+                resources: &self.resources,
+                node: &mut self.node,
+                shutdown_grace: &mut self.shutdown_grace,
+            },
+        );
+        let (settings_warnings, mut problems) = match configured {
+            Ok(warnings) => (warnings, Vec::new()),
+            Err(found) => (
+                Vec::new(),
+                found.into_iter().map(BuildProblem::Settings).collect(),
+            ),
+        };
+        problems.extend(self.problems());
         if !problems.is_empty() {
             return Err(BuildError { problems });
         }
@@ -170,6 +212,7 @@ impl HostBuilder {
         Ok(Host {
             supervisors,
             handle: HostHandle::new(controls, token, node),
+            settings_warnings,
         })
     }
 
@@ -234,6 +277,10 @@ pub enum BuildProblem {
         /// Where the job was registered.
         registered_at: &'static Location<'static>,
     },
+    /// A setting is wrong: the problem names its origin (file and line, or variable), its
+    /// section and its key.
+    #[error(transparent)]
+    Settings(SettingsProblem),
     /// Two jobs share one name.
     #[error(
         "two jobs are named `{name}`, registered at {first} and at {second}: job names must be unique, rename one"
@@ -277,6 +324,7 @@ impl fmt::Display for ProblemList<'_> {
 pub struct Host {
     supervisors: Vec<Supervisor>,
     handle: HostHandle,
+    settings_warnings: Vec<SettingsWarning>,
 }
 
 impl Host {
@@ -288,6 +336,12 @@ impl Host {
     /// A handle to watch and control the jobs, and to shut the host down.
     pub fn handle(&self) -> HostHandle {
         self.handle.clone()
+    }
+
+    /// What the settings had that is probably a mistake but did not stop the build, such as a
+    /// section for a job that is not registered (each was also logged).
+    pub fn settings_warnings(&self) -> &[SettingsWarning] {
+        &self.settings_warnings
     }
 
     /// Runs every job until SIGINT (Ctrl-C) or SIGTERM, or until [`HostHandle::shutdown`], then

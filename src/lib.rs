@@ -50,6 +50,9 @@ mod job;
 mod metrics;
 mod run;
 mod schedule;
+pub mod settings;
+#[doc(hidden)]
+pub mod __private;
 mod status;
 pub mod store;
 mod supervisor;
@@ -59,5 +62,7 @@ pub use host::{BuildError, BuildProblem, DEFAULT_SHUTDOWN_GRACE, Host, HostBuild
 pub use identity::{DEFAULT_GROUP, NodeIdentity};
 pub use job::{JobContext, JobError, LoopJob, Resources};
 pub use schedule::{MissedTicks, NextTick, Schedule, ScheduleMode, ScheduleProblem};
+pub use settings::{LeaderMode, Leadership, Settings, SettingsError, SettingsLoader, SettingsProblem, SettingsWarning};
+pub use loopjob_macros::LoopJob;
 pub use status::{JobCounters, JobReport, JobState, JobStatus, RunOutcome, ShutdownReport};
 pub use supervisor::Triggered;
