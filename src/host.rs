@@ -26,14 +26,17 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::guard::elector::{Elector, GuardedJob};
+use crate::guard::{GuardState, holder_name, lease_keys, membership_scope};
 use crate::handle::{HostHandle, JobControl};
 use crate::identity::NodeIdentity;
 use crate::job::{Erased, ErasedJob, FnJob, JobContext, JobError, LoopJob, Resources};
 use crate::run::panic_message;
 use crate::schedule::{Schedule, ScheduleProblem};
-use crate::settings::{Leadership, Settings, SettingsProblem, SettingsWarning};
+use crate::settings::{LeaderMode, Leadership, Settings, SettingsProblem, SettingsWarning};
 use crate::status::{JobReport, ShutdownReport};
-use crate::supervisor::{Supervisor, initial_status};
+use crate::store::LeaseStore;
+use crate::supervisor::{Guard, Supervisor, initial_status};
 
 /// How long shutdown waits for in-flight runs unless told otherwise.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -50,6 +53,8 @@ pub struct HostBuilder {
     registrations: Vec<Registration>,
     resources: Resources,
     node: Option<NodeIdentity>,
+    store: Option<Arc<dyn LeaseStore>>,
+    leadership_overrides: Vec<(String, Leadership)>,
     shutdown_grace: Duration,
     settings: Option<Settings>,
     discover_at: Option<&'static Location<'static>>,
@@ -70,6 +75,8 @@ impl HostBuilder {
             registrations: Vec::new(),
             resources: Resources::default(),
             node: None,
+            store: None,
+            leadership_overrides: Vec::new(),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             settings: None,
             discover_at: None,
@@ -130,6 +137,30 @@ impl HostBuilder {
         self
     }
 
+    /// Sets the leadership of the job named `job` (registered before or after this call),
+    /// replacing what its code gives: how a closure job gets one.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use loopjob::{Host, LeaderMode, Leadership, Schedule};
+    ///
+    /// let builder = Host::builder()
+    ///     .job_fn("nightly_report", Schedule::every(Duration::from_secs(86_400)), |_ctx| async { Ok(()) })
+    ///     .leadership("nightly_report", Leadership::new(LeaderMode::Global));
+    /// # let _ = builder;
+    /// ```
+    pub fn leadership(mut self, job: &str, leadership: Leadership) -> Self {
+        self.leadership_overrides.push((job.to_owned(), leadership));
+        self
+    }
+
+    /// Sets the lease store that guarded jobs elect their leaders through. Required when any
+    /// job's leader mode is not `none`; jobs with `leader = none` never touch it.
+    pub fn store(mut self, store: Arc<dyn LeaseStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
     /// Sets this node's identity. Default: [`NodeIdentity::from_env`].
     pub fn node(mut self, node: NodeIdentity) -> Self {
         self.node = Some(node);
@@ -161,6 +192,12 @@ impl HostBuilder {
 
     /// Validates every job and builds the host; every problem found is in the error.
     pub fn build(mut self) -> Result<Host, BuildError> {
+        for (job, leadership) in std::mem::take(&mut self.leadership_overrides) {
+            match self.registrations.iter_mut().find(|r| *r.name == job) {
+                Some(registration) => registration.leadership = leadership,
+                None => tracing::warn!(job, "leadership set for a job that is not registered"),
+            }
+        }
         let configured = crate::settings::configure(
             self.settings.take(),
             self.discover_at,
@@ -188,6 +225,7 @@ impl HostBuilder {
         let resources = Arc::new(self.resources);
         let mut supervisors = Vec::with_capacity(self.registrations.len());
         let mut controls = Vec::with_capacity(self.registrations.len());
+        let mut guarded = Vec::new();
         for registration in self.registrations {
             let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
             let (status_tx, status_rx) =
@@ -196,6 +234,11 @@ impl HostBuilder {
                 name: registration.name.clone(),
                 commands: commands_tx,
                 status: status_rx,
+            });
+            let guard = (registration.leadership.mode != LeaderMode::None).then(|| {
+                let (guarded_job, guard) = guard_for(&registration, &node);
+                guarded.push(guarded_job);
+                guard
             });
             supervisors.push(Supervisor {
                 name: registration.name,
@@ -207,10 +250,22 @@ impl HostBuilder {
                 shutdown_grace: self.shutdown_grace,
                 commands: commands_rx,
                 status: status_tx,
+                guard,
             });
         }
+        // Checked by `problems`: a guarded job has a store.
+        let elector = match (self.store, guarded.is_empty()) {
+            (Some(store), false) => Some(Elector::new(
+                store,
+                holder_name(&node),
+                guarded,
+                CancellationToken::new(),
+            )),
+            _ => None,
+        };
         Ok(Host {
             supervisors,
+            elector,
             handle: HostHandle::new(controls, token, node),
             settings_warnings,
         })
@@ -233,6 +288,21 @@ impl HostBuilder {
                     name: registration.name.to_string(),
                     first: first.registered_at,
                     second: registration.registered_at,
+                });
+            }
+            if let Err(leadership_problems) = registration.leadership.validate() {
+                problems.extend(leadership_problems.into_iter().map(|problem| {
+                    BuildProblem::InvalidLeadership {
+                        job: registration.name.to_string(),
+                        problem,
+                        registered_at: registration.registered_at,
+                    }
+                }));
+            }
+            if registration.leadership.mode != LeaderMode::None && self.store.is_none() {
+                problems.push(BuildProblem::MissingStore {
+                    job: registration.name.to_string(),
+                    mode: registration.leadership.mode,
                 });
             }
             if let Err(schedule_problems) = registration.schedule.validate() {
@@ -281,6 +351,27 @@ pub enum BuildProblem {
     /// section and its key.
     #[error(transparent)]
     Settings(SettingsProblem),
+    /// A job's leadership settings break a rule.
+    #[error("job `{job}` (registered at {registered_at}): leadership {problem}")]
+    InvalidLeadership {
+        /// The job's name.
+        job: String,
+        /// The broken rule.
+        problem: ScheduleProblem,
+        /// Where the job was registered.
+        registered_at: &'static Location<'static>,
+    },
+    /// A guarded job, but no lease store to elect its leader through.
+    #[error(
+        "job `{job}` has leader = {mode:?} but the host has no lease store: set one with \
+         `HostBuilder::store` (or `store = \"sqlite://…\"` in settings), or use leader = none"
+    )]
+    MissingStore {
+        /// The job's name.
+        job: String,
+        /// Its leader mode.
+        mode: LeaderMode,
+    },
     /// Two jobs share one name.
     #[error(
         "two jobs are named `{name}`, registered at {first} and at {second}: job names must be unique, rename one"
@@ -323,6 +414,8 @@ impl fmt::Display for ProblemList<'_> {
 /// Take a [`HostHandle`] with [`Host::handle`] before running to watch and control the jobs.
 pub struct Host {
     supervisors: Vec<Supervisor>,
+    /// The one elector of all guarded jobs, if there are any.
+    elector: Option<Elector>,
     handle: HostHandle,
     settings_warnings: Vec<SettingsWarning>,
 }
@@ -365,6 +458,10 @@ impl Host {
             .into_iter()
             .map(|supervisor| tokio::spawn(supervisor.run()))
             .collect();
+        let elector = self.elector.map(|elector| {
+            let stop = elector.stop_token();
+            (stop, tokio::spawn(elector.run()))
+        });
         tracing::info!(jobs = tasks.len(), node = %self.handle.node(), "host started");
 
         tokio::select! {
@@ -396,6 +493,13 @@ impl Host {
                 }
             }
         }
+        // Leases go last, once no run can still be acting on them.
+        if let Some((stop, elector)) = elector {
+            stop.cancel();
+            if let Err(error) = elector.await {
+                tracing::error!(%error, "the elector failed; leases will expire after their ttl");
+            }
+        }
         tracing::info!(dropped = report.dropped(), "host stopped");
         report
     }
@@ -407,6 +511,34 @@ impl fmt::Debug for Host {
             .field("jobs", &self.supervisors.len())
             .finish_non_exhaustive()
     }
+}
+
+/// The elector's view of a guarded job, and the job's view of the elector.
+fn guard_for(registration: &Registration, node: &NodeIdentity) -> (GuardedJob, Guard) {
+    let leadership = registration.leadership.clone();
+    let (state_tx, state_rx) = watch::channel(GuardState::empty());
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let job = GuardedJob {
+        name: registration.name.clone(),
+        keys: lease_keys(
+            &registration.name,
+            leadership.mode,
+            leadership.partitions,
+            node,
+        ),
+        scope: (leadership.mode == LeaderMode::Partitioned)
+            .then(|| membership_scope(&registration.name)),
+        leadership,
+        state: state_tx,
+        events: events_tx,
+    };
+    (
+        job,
+        Guard {
+            state: state_rx,
+            events: events_rx,
+        },
+    )
 }
 
 /// Completes on SIGINT or SIGTERM (on other platforms, Ctrl-C).

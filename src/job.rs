@@ -12,8 +12,10 @@ use std::sync::Arc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::guard::{HeldLease, LeadershipEvent, LostReason};
 use crate::identity::NodeIdentity;
 use crate::schedule::Schedule;
+use crate::settings::Leadership;
 
 /// A unit of periodic work: something to run every interval under a supervisor.
 ///
@@ -61,6 +63,12 @@ pub trait LoopJob: Send + Sync + 'static {
     /// The schedule the job runs on unless settings say otherwise.
     fn schedule(&self) -> Schedule;
 
+    /// Which replicas may run the job, unless settings say otherwise. Default: every replica
+    /// ([`LeaderMode::None`](crate::LeaderMode::None)).
+    fn leadership(&self) -> Leadership {
+        Leadership::default()
+    }
+
     /// One run of the job.
     fn execute(&self, ctx: &JobContext) -> impl Future<Output = Result<(), JobError>> + Send;
 
@@ -71,6 +79,20 @@ pub trait LoopJob: Send + Sync + 'static {
 
     /// Called once when the job's supervisor stops, after its last run ended or was dropped.
     fn on_stopped(&self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+
+    /// Called when this node wins a lease of a guarded job. Runs beside the job's ticks, never
+    /// delaying them.
+    fn on_acquired(&self, lease: &HeldLease) -> impl Future<Output = ()> + Send {
+        let _ = lease;
+        async {}
+    }
+
+    /// Called when this node loses a lease of a guarded job; runs started under it have
+    /// already been cancelled.
+    fn on_lost(&self, lease: &HeldLease, reason: &LostReason) -> impl Future<Output = ()> + Send {
+        let _ = (lease, reason);
         async {}
     }
 }
@@ -136,6 +158,10 @@ pub struct JobContext {
     pub(crate) token: CancellationToken,
     pub(crate) node: Arc<NodeIdentity>,
     pub(crate) resources: Arc<Resources>,
+    /// The leases this run holds (empty for an unguarded job).
+    pub(crate) leases: Arc<[HeldLease]>,
+    /// For a partitioned job: this node's index among the live members, and their number.
+    pub(crate) worker: Option<(u32, u32)>,
 }
 
 impl JobContext {
@@ -195,6 +221,42 @@ impl JobContext {
     pub fn resource<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
         self.resources.get::<T>()
     }
+
+    /// The lease of a `cluster` or `global` job, held for this run; `None` for other jobs.
+    ///
+    /// Check [`HeldLease::is_held`] before an irreversible step, and pass
+    /// [`JobContext::fencing_token`] to systems that can reject stale writers.
+    pub fn lease(&self) -> Option<&HeldLease> {
+        self.leases.iter().find(|lease| lease.partition().is_none())
+    }
+
+    /// The fencing token of this run's lease: its epoch, strictly greater than any epoch a
+    /// previous holder of the key had.
+    pub fn fencing_token(&self) -> Option<u64> {
+        self.lease().map(HeldLease::epoch)
+    }
+
+    /// The partitions a `partitioned` job holds for this run, each with its epoch, by
+    /// partition number.
+    pub fn partitions(&self) -> &[HeldLease] {
+        if self.worker.is_some() {
+            &self.leases
+        } else {
+            &[]
+        }
+    }
+
+    /// For a `partitioned` job, this node's index among the live members (0-based, by member
+    /// name); 0 for other jobs. With [`JobContext::worker_count`] it serves work that splits
+    /// itself, such as `id % worker_count == worker_index`.
+    pub fn worker_index(&self) -> u32 {
+        self.worker.map_or(0, |(index, _)| index)
+    }
+
+    /// For a `partitioned` job, the number of live members; 1 for other jobs.
+    pub fn worker_count(&self) -> u32 {
+        self.worker.map_or(1, |(_, count)| count)
+    }
 }
 
 /// Shared values registered on the builder, looked up by type.
@@ -243,6 +305,13 @@ pub(crate) trait ErasedJob: Send + Sync + 'static {
     fn on_stopped(self: Arc<Self>) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         Box::pin(async {})
     }
+    fn on_leadership(
+        self: Arc<Self>,
+        event: LeadershipEvent,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        let _ = event;
+        Box::pin(async {})
+    }
 }
 
 /// Wraps a [`LoopJob`] as an [`ErasedJob`].
@@ -259,6 +328,18 @@ impl<J: LoopJob> ErasedJob for Erased<J> {
 
     fn on_stopped(self: Arc<Self>) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         Box::pin(async move { self.0.on_stopped().await })
+    }
+
+    fn on_leadership(
+        self: Arc<Self>,
+        event: LeadershipEvent,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(async move {
+            match &event {
+                LeadershipEvent::Acquired(lease) => self.0.on_acquired(lease).await,
+                LeadershipEvent::Lost { lease, reason } => self.0.on_lost(lease, reason).await,
+            }
+        })
     }
 }
 

@@ -43,6 +43,9 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+#[doc(hidden)]
+pub mod __private;
+pub mod guard;
 mod handle;
 mod host;
 mod identity;
@@ -51,18 +54,27 @@ mod metrics;
 mod run;
 mod schedule;
 pub mod settings;
-#[doc(hidden)]
-pub mod __private;
 mod status;
 pub mod store;
 mod supervisor;
 
+pub use guard::{HeldLease, LeaderElector, LeaderState, LeadershipEvent, LostReason};
 pub use handle::{ControlError, HostHandle};
 pub use host::{BuildError, BuildProblem, DEFAULT_SHUTDOWN_GRACE, Host, HostBuilder};
 pub use identity::{DEFAULT_GROUP, NodeIdentity};
 pub use job::{JobContext, JobError, LoopJob, Resources};
-pub use schedule::{MissedTicks, NextTick, Schedule, ScheduleMode, ScheduleProblem};
-pub use settings::{LeaderMode, Leadership, Settings, SettingsError, SettingsLoader, SettingsProblem, SettingsWarning};
 pub use loopjob_macros::LoopJob;
-pub use status::{JobCounters, JobReport, JobState, JobStatus, RunOutcome, ShutdownReport};
+pub use schedule::{MissedTicks, NextTick, Schedule, ScheduleMode, ScheduleProblem};
+pub use settings::{
+    LeaderMode, Leadership, Settings, SettingsError, SettingsLoader, SettingsProblem,
+    SettingsWarning,
+};
+pub use status::{
+    JobCounters, JobReport, JobState, JobStatus, LeadershipStatus, RunOutcome, ShutdownReport,
+};
 pub use supervisor::Triggered;
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

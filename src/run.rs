@@ -36,6 +36,8 @@ pub(crate) struct Run {
     pub(crate) token: CancellationToken,
     /// The next tick after this run's, which retries must not reach (none in fixed-delay mode).
     pub(crate) next_tick: Option<Instant>,
+    /// For a guarded job: cancelled the moment a lease this run holds is lost.
+    pub(crate) leadership_lost: Option<CancellationToken>,
 }
 
 /// How a run went, for the supervisor's counters.
@@ -50,8 +52,26 @@ pub(crate) struct RunReport {
 impl Run {
     /// Drives the run to its end: attempts, retries with backoff, and the final outcome.
     ///
-    /// Never panics, whatever the job does. Dropping this future aborts the attempt in flight.
+    /// Never panics, whatever the job does. Dropping this future abandons the attempt in flight.
+    /// When the run's leadership is lost, its token is cancelled at once: the attempt gets its
+    /// `cancel_grace`, and no retry follows.
     pub(crate) async fn drive(self) -> RunReport {
+        let Some(lost) = self.leadership_lost.clone() else {
+            return self.attempts().await;
+        };
+        let token = self.token.clone();
+        let attempts = self.attempts();
+        tokio::pin!(attempts);
+        tokio::select! {
+            report = &mut attempts => report,
+            _ = lost.cancelled() => {
+                token.cancel();
+                attempts.await
+            }
+        }
+    }
+
+    async fn attempts(&self) -> RunReport {
         let started = Instant::now();
         let mut attempt = 1;
         loop {

@@ -3,6 +3,8 @@
 
 use tokio::time::Instant;
 
+use crate::guard::HeldLease;
+
 /// A snapshot of one job: its state, its next tick, its last run and its counters.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobStatus {
@@ -23,6 +25,21 @@ pub struct JobStatus {
     pub last_outcome: Option<RunOutcome>,
     /// The job's counters since the host started.
     pub counters: JobCounters,
+    /// For a guarded job, once the elector has reported on it: what it holds.
+    pub leadership: Option<LeadershipStatus>,
+}
+
+/// What a guarded job holds on this node.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LeadershipStatus {
+    /// The leases held now, with their epochs and local deadlines.
+    pub leases: Vec<HeldLease>,
+    /// For a partitioned job: this node's index among the live members, and their number.
+    pub worker: Option<(u32, u32)>,
+    /// Leases won since the host started.
+    pub acquired: u64,
+    /// Leases lost or released since the host started.
+    pub lost: u64,
 }
 
 /// Counters of one job since its host started.
@@ -45,6 +62,8 @@ pub struct JobCounters {
     pub retries: u64,
     /// Ticks that found a run in flight and were skipped.
     pub skipped: u64,
+    /// Ticks of a guarded job that passed without a run because this node held no lease.
+    pub not_leader: u64,
     /// Ticks that passed during a stall and were never run (see
     /// [`MissedTicks`](crate::MissedTicks)).
     pub missed: u64,

@@ -15,6 +15,7 @@ use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
+use crate::guard::{GuardState, LeadershipEvent};
 use crate::identity::NodeIdentity;
 use crate::job::{ErasedJob, JobContext, Resources};
 use crate::metrics;
@@ -38,6 +39,14 @@ pub enum Triggered {
     Started(u64),
     /// No run started: the job already has as many runs in flight as it allows.
     AlreadyRunning,
+    /// No run started: the job is guarded and this node does not hold its lease.
+    NotLeader,
+}
+
+/// A guarded job's line from the elector: what it holds now, and each change.
+pub(crate) struct Guard {
+    pub(crate) state: watch::Receiver<GuardState>,
+    pub(crate) events: mpsc::UnboundedReceiver<LeadershipEvent>,
 }
 
 /// One job's loop and everything it owns.
@@ -52,6 +61,8 @@ pub(crate) struct Supervisor {
     pub(crate) shutdown_grace: Duration,
     pub(crate) commands: mpsc::Receiver<Command>,
     pub(crate) status: watch::Sender<JobStatus>,
+    /// For a guarded job: its leadership, from the elector.
+    pub(crate) guard: Option<Guard>,
 }
 
 /// The loop's changing state, apart from what the status already holds.
@@ -88,6 +99,7 @@ impl Supervisor {
                 _ = self.token.cancelled() => break,
                 Some(command) = self.commands.recv() => self.obey(command, &mut ticking),
                 Some(joined) = ticking.runs.join_next() => self.finished(joined, &mut ticking),
+                Some(event) = next_event(&mut self.guard) => self.leadership_changed(event),
                 _ = sleep_until_or_never(ticking.fire_at), if !ticking.paused => {
                     self.tick(&mut ticking);
                 }
@@ -99,13 +111,14 @@ impl Supervisor {
         self.stop(ticking, in_flight).await
     }
 
-    /// A tick fired: start a run unless too many are in flight, then schedule the next tick.
+    /// A tick fired: start a run unless too many are in flight (or, for a guarded job, this
+    /// node holds no lease), then schedule the next tick.
     fn tick(&mut self, ticking: &mut Ticking) {
         let Some(scheduled) = ticking.next_tick else {
             return;
         };
         let now = Instant::now();
-        let next = match self.schedule.mode {
+        let next_on_grid = match self.schedule.mode {
             ScheduleMode::FixedRate => {
                 let next = self.schedule.next_fixed_rate_tick(scheduled, now);
                 if next.missed > 0 {
@@ -115,16 +128,26 @@ impl Supervisor {
                 }
                 Some(next.at)
             }
-            // The next fixed-delay tick is set when the run ends.
             ScheduleMode::FixedDelay => None,
         };
-        if self.may_start(ticking) {
-            self.start_run(ticking, scheduled, next);
-        } else {
+        let mut started = false;
+        if !self.may_start(ticking) {
             self.count(|c| c.skipped += 1);
             metrics::tick_skipped(&self.name);
             tracing::debug!(job = %self.name, in_flight = ticking.runs.len(), "tick skipped: run in flight");
+        } else if let Some(leadership) = self.leadership() {
+            self.start_run(ticking, scheduled, next_on_grid, leadership);
+            started = true;
+        } else {
+            self.count(|c| c.not_leader += 1);
+            tracing::trace!(job = %self.name, "tick passed: this node does not hold the lease");
         }
+        let next = match self.schedule.mode {
+            ScheduleMode::FixedRate => next_on_grid,
+            // A fixed-delay run schedules the next tick when it ends.
+            ScheduleMode::FixedDelay if started => None,
+            ScheduleMode::FixedDelay => Some(self.schedule.next_fixed_delay_tick(now)),
+        };
         self.set_next_tick(ticking, next);
     }
 
@@ -137,11 +160,30 @@ impl Supervisor {
         ticking.runs.len() < limit
     }
 
+    /// What the next run may hold: `Some` with no leases for an unguarded job, `Some` with the
+    /// leases held now for a guarded one, `None` when a guarded job holds nothing.
+    fn leadership(&self) -> Option<RunLeadership> {
+        let Some(guard) = &self.guard else {
+            return Some(RunLeadership::default());
+        };
+        let state = guard.state.borrow();
+        let leases = state.held();
+        if leases.is_empty() {
+            return None;
+        }
+        Some(RunLeadership {
+            leases: leases.into(),
+            lost: Some(state.lost.clone()),
+            worker: state.worker,
+        })
+    }
+
     fn start_run(
         &mut self,
         ticking: &mut Ticking,
         scheduled: Instant,
         next_tick: Option<Instant>,
+        leadership: RunLeadership,
     ) -> u64 {
         ticking.last_run_id += 1;
         let run_id = ticking.last_run_id;
@@ -157,9 +199,12 @@ impl Supervisor {
                 token: token.clone(),
                 node: self.node.clone(),
                 resources: self.resources.clone(),
+                leases: leadership.leases,
+                worker: leadership.worker,
             },
             token,
             next_tick,
+            leadership_lost: leadership.lost,
         };
         ticking.runs.spawn(run.drive());
         let now = Instant::now();
@@ -245,19 +290,22 @@ impl Supervisor {
     fn obey(&mut self, command: Command, ticking: &mut Ticking) {
         match command {
             Command::Trigger(reply) => {
-                let answer = if self.may_start(ticking) {
+                let leadership = self.leadership();
+                let answer = if !self.may_start(ticking) {
+                    Triggered::AlreadyRunning
+                } else if let Some(leadership) = leadership {
                     let now = Instant::now();
                     let next = ticking
                         .next_tick
                         .filter(|_| self.schedule.mode == ScheduleMode::FixedRate);
-                    let run_id = self.start_run(ticking, now, next);
+                    let run_id = self.start_run(ticking, now, next, leadership);
                     if self.schedule.mode == ScheduleMode::FixedDelay {
                         self.set_next_tick(ticking, None);
                     }
                     tracing::info!(job = %self.name, run_id, "run triggered by operator");
                     Triggered::Started(run_id)
                 } else {
-                    Triggered::AlreadyRunning
+                    Triggered::NotLeader
                 };
                 let _ = reply.send(answer);
             }
@@ -300,6 +348,44 @@ impl Supervisor {
             ScheduleMode::FixedDelay => now,
         };
         self.set_next_tick(ticking, Some(resumed));
+    }
+
+    /// The elector reported a change: record it in the status, log it, and call the job's hook
+    /// beside the loop (a slow or panicking hook never delays ticks).
+    fn leadership_changed(&mut self, event: LeadershipEvent) {
+        let state = self
+            .guard
+            .as_ref()
+            .map(|guard| guard.state.borrow().clone());
+        self.status.send_modify(|status| {
+            let leadership = status.leadership.get_or_insert_with(Default::default);
+            match &event {
+                LeadershipEvent::Acquired(_) => leadership.acquired += 1,
+                LeadershipEvent::Lost { .. } => leadership.lost += 1,
+            }
+            if let Some(state) = &state {
+                leadership.leases = state.leases.clone();
+                leadership.worker = state.worker;
+            }
+        });
+        match &event {
+            LeadershipEvent::Acquired(lease) => {
+                tracing::info!(job = %self.name, key = lease.key(), epoch = lease.epoch(), "leadership acquired");
+            }
+            LeadershipEvent::Lost { lease, reason } => {
+                tracing::warn!(job = %self.name, key = lease.key(), epoch = lease.epoch(), %reason, "leadership lost");
+            }
+        }
+        let hook = self.job.clone().on_leadership(event);
+        let name = self.name.clone();
+        tokio::spawn(async move {
+            if let Err(error) = tokio::spawn(hook).await {
+                if error.is_panic() {
+                    let message = panic_message(error.into_panic());
+                    tracing::error!(job = %name, %message, "leadership hook panicked");
+                }
+            }
+        });
     }
 
     fn set_next_tick(&self, ticking: &mut Ticking, next: Option<Instant>) {
@@ -403,6 +489,22 @@ impl Supervisor {
     }
 }
 
+/// The leases a run starts with, and the token that tells it they were lost.
+#[derive(Default)]
+struct RunLeadership {
+    leases: Arc<[crate::guard::HeldLease]>,
+    lost: Option<CancellationToken>,
+    worker: Option<(u32, u32)>,
+}
+
+/// The next leadership event of a guarded job; never, for an unguarded one.
+async fn next_event(guard: &mut Option<Guard>) -> Option<LeadershipEvent> {
+    match guard {
+        Some(guard) => guard.events.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 impl Ticking {
     fn idle(job_token: &CancellationToken) -> Self {
         Ticking {
@@ -431,5 +533,6 @@ pub(crate) fn initial_status(name: &str, schedule: &Schedule) -> JobStatus {
         last_ended: None,
         last_outcome: None,
         counters: JobCounters::default(),
+        leadership: None,
     }
 }

@@ -1,0 +1,600 @@
+//! The elector: one task per host that holds every lease of every guarded job.
+//!
+//! It talks to the store in batches — one `renew` statement per renew period for all the leases
+//! the host holds, one `try_acquire` per retry period for all the keys it is missing — so a
+//! node's round trips do not grow with its number of jobs. It publishes to each guarded job's
+//! supervisor what the job holds ([`GuardState`]) and every change ([`LeadershipEvent`]).
+//!
+//! # Safety argument
+//!
+//! The elector keeps these invariants; the code points at them by number.
+//!
+//! 1. **Store-clock expiry.** The store decides expiry by its own clock; nothing here sends a
+//!    timestamp. The store sets a lease's expiry to *its* time of execution plus the ttl.
+//! 2. **Local deadline from the send instant.** A lease's local deadline is the monotonic
+//!    instant at which the acquire or renew request was *sent*, plus the ttl, minus a safety
+//!    margin of a tenth of the ttl ([`local_deadline`]). The request executed after it was sent,
+//!    so the store's expiry is at least `ttl` after the send in real time; with the margin, a
+//!    local clock that runs up to ~10% fast still stops believing first. No clock
+//!    synchronisation is needed, only a bounded drift rate.
+//! 3. **Prompt stop.** At the local deadline (a timer in this task, and [`HeldLease::is_held`]
+//!    checking the clock itself), or when the store refuses a renewal, the lease is marked lost
+//!    and its job's state token is cancelled at once, which cancels every run started under it.
+//!    A store call that hangs cannot delay this: calls run beside the deadline timer, never in
+//!    front of it.
+//! 4. **Fencing.** Every acquisition gets a new, strictly greater epoch from the store; the epoch
+//!    travels with the lease into the run's context as its fencing token.
+//! 5. **Release after the runs.** On shutdown the host stops this task only after every
+//!    supervisor has finished or dropped its runs; then every lease is marked lost and released
+//!    in one call, so followers take over at once (by notification where the store has them,
+//!    otherwise on their next retry). Surplus partitions are marked lost *before* they are
+//!    released.
+//!
+//! Holders are unique per process (`{node_id}/{random}`), so a restarted process never
+//! mistakes its predecessor's lease for its own.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::lease::{GuardState, HeldLease, LeadershipEvent, LostReason};
+use super::partitions::{fair_share, to_acquire, to_release};
+use crate::run::sleep_until_or_never;
+use crate::settings::{LeaderMode, Leadership};
+use crate::store::{
+    Lease, LeaseRef, LeaseStore, Member, ReleaseNotice, ReleaseNotifications, StoreError,
+};
+
+/// The longest the elector waits between attempts while the store is failing.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// The local deadline of a lease whose request was sent at `sent` (invariant 2).
+pub(crate) fn local_deadline(sent: Instant, ttl: Duration) -> Instant {
+    sent + ttl - ttl / 10
+}
+
+/// A guarded job as the host hands it to the elector.
+pub(crate) struct GuardedJob {
+    pub(crate) name: Arc<str>,
+    pub(crate) leadership: Leadership,
+    pub(crate) keys: Vec<String>,
+    /// The membership scope, for a partitioned job.
+    pub(crate) scope: Option<String>,
+    pub(crate) state: watch::Sender<GuardState>,
+    pub(crate) events: mpsc::UnboundedSender<LeadershipEvent>,
+}
+
+/// The elector task's state.
+pub(crate) struct Elector {
+    store: Arc<dyn LeaseStore>,
+    holder: String,
+    jobs: Vec<JobLeases>,
+    /// Cancelled by the host once every supervisor has stopped.
+    stop: CancellationToken,
+    next_renew: Instant,
+    /// Leases marked lost and waiting to be released.
+    to_release: Vec<LeaseRef>,
+    /// Store calls that failed in a row, for backoff.
+    failures: u32,
+}
+
+/// One guarded job's leases.
+struct JobLeases {
+    job: GuardedJob,
+    held: BTreeMap<String, HeldLease>,
+    /// The current state token (see [`GuardState::lost`]).
+    lost: CancellationToken,
+    /// For a partitioned job: this node's place among the members, once known.
+    worker: Option<(u32, u32)>,
+    next_acquire: Instant,
+    next_heartbeat: Instant,
+}
+
+/// A store call in flight, and what it answers.
+type Call = Pin<Box<dyn Future<Output = Answer> + Send>>;
+
+enum Answer {
+    Renewed(Vec<Batch>),
+    Acquired(Vec<Batch>),
+    Members(Vec<(usize, Result<Vec<Member>, StoreError>)>),
+    Released(Result<(), StoreError>),
+}
+
+/// One statement of a renew or acquire call: when it was sent, with which ttl, and its answer.
+struct Batch {
+    sent: Instant,
+    ttl: Duration,
+    result: Result<Vec<Lease>, StoreError>,
+}
+
+impl Elector {
+    pub(crate) fn new(
+        store: Arc<dyn LeaseStore>,
+        holder: String,
+        jobs: Vec<GuardedJob>,
+        stop: CancellationToken,
+    ) -> Self {
+        let now = Instant::now();
+        let jobs = jobs
+            .into_iter()
+            .map(|job| JobLeases {
+                job,
+                held: BTreeMap::new(),
+                lost: CancellationToken::new(),
+                worker: None,
+                next_acquire: now,
+                next_heartbeat: now,
+            })
+            .collect();
+        Elector {
+            store,
+            holder,
+            jobs,
+            stop,
+            next_renew: now,
+            to_release: Vec::new(),
+            failures: 0,
+        }
+    }
+
+    /// The token that stops this elector.
+    pub(crate) fn stop_token(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
+    /// Runs until the host stops it, then releases everything (invariant 5).
+    pub(crate) async fn run(mut self) {
+        if !self.initialise().await {
+            return;
+        }
+        let mut notifications = self.store.release_notifications();
+        let mut call: Option<Call> = None;
+        loop {
+            let deadline = self.earliest_deadline();
+            let next_call = self.next_call_at();
+            tokio::select! {
+                biased;
+                _ = self.stop.cancelled() => break,
+                _ = sleep_until_or_never(deadline) => self.expire_due(),
+                answer = async { call.as_mut().expect("guarded by the branch condition").await }, if call.is_some() => {
+                    call = None;
+                    self.apply(answer);
+                }
+                notice = next_notice(&mut notifications) => self.on_notice(notice, &mut notifications),
+                _ = sleep_until_or_never(next_call), if call.is_none() => call = self.next_call(),
+            }
+        }
+        drop(call);
+        self.release_all().await;
+    }
+
+    /// Creates the schema, retrying with backoff while the store is down. Returns `false` if
+    /// the host stopped first.
+    async fn initialise(&mut self) -> bool {
+        loop {
+            match self.store.initialise().await {
+                Ok(()) => {
+                    self.failures = 0;
+                    return true;
+                }
+                Err(error) => {
+                    let wait = self.backoff(self.retry_every());
+                    tracing::warn!(store = self.store.backend(), %error, retry_in = ?wait, "lease store unavailable; guarded jobs wait for it");
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = self.stop.cancelled() => return false,
+                    }
+                }
+            }
+        }
+    }
+
+    /// The shortest retry period of all guarded jobs.
+    fn retry_every(&self) -> Duration {
+        self.jobs
+            .iter()
+            .map(|j| j.job.leadership.retry_every)
+            .min()
+            .unwrap_or(Duration::from_secs(2))
+    }
+
+    /// The shortest renew period of the jobs that hold leases.
+    fn renew_every(&self) -> Duration {
+        self.jobs
+            .iter()
+            .filter(|j| !j.held.is_empty())
+            .map(|j| j.job.leadership.renew_every())
+            .min()
+            .unwrap_or(Duration::from_secs(5))
+    }
+
+    /// `base`, doubled for every failure in a row, at most [`MAX_BACKOFF`].
+    fn backoff(&mut self, base: Duration) -> Duration {
+        self.failures = self.failures.saturating_add(1);
+        let factor = 1u32 << self.failures.saturating_sub(1).min(5);
+        base.saturating_mul(factor).min(MAX_BACKOFF.max(base))
+    }
+
+    fn earliest_deadline(&self) -> Option<Instant> {
+        self.jobs
+            .iter()
+            .flat_map(|j| j.held.values())
+            .map(HeldLease::deadline)
+            .min()
+    }
+
+    /// Invariant 3: a lease whose local deadline passed is lost, whatever the store may say
+    /// later.
+    fn expire_due(&mut self) {
+        let now = Instant::now();
+        for index in 0..self.jobs.len() {
+            let due: Vec<String> = self.jobs[index]
+                .held
+                .iter()
+                .filter(|(_, lease)| lease.deadline() <= now)
+                .map(|(key, _)| key.clone())
+                .collect();
+            for key in due {
+                self.lose(index, &key, LostReason::DeadlinePassed);
+            }
+        }
+    }
+
+    fn next_call_at(&self) -> Option<Instant> {
+        let renew = self
+            .jobs
+            .iter()
+            .any(|j| !j.held.is_empty())
+            .then_some(self.next_renew);
+        let release = (!self.to_release.is_empty()).then(Instant::now);
+        let acquire = self
+            .jobs
+            .iter()
+            .filter(|j| j.wants_more())
+            .map(|j| j.next_acquire)
+            .min();
+        let heartbeat = self
+            .jobs
+            .iter()
+            .filter(|j| j.job.scope.is_some())
+            .map(|j| j.next_heartbeat)
+            .min();
+        [renew, release, acquire, heartbeat]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// The store call that is due now, most urgent first: renew, release, membership, acquire.
+    fn next_call(&mut self) -> Option<Call> {
+        let now = Instant::now();
+        let store = self.store.clone();
+        let holder = self.holder.clone();
+        if now >= self.next_renew && self.jobs.iter().any(|j| !j.held.is_empty()) {
+            // One statement per distinct ttl: usually exactly one for the whole host.
+            let mut by_ttl: BTreeMap<Duration, Vec<LeaseRef>> = BTreeMap::new();
+            for job in self.jobs.iter().filter(|j| !j.held.is_empty()) {
+                let refs = job.held.values().map(|l| LeaseRef::new(l.key(), l.epoch()));
+                by_ttl
+                    .entry(job.job.leadership.lease_ttl)
+                    .or_default()
+                    .extend(refs);
+            }
+            self.next_renew = now + self.renew_every();
+            return Some(Box::pin(async move {
+                let mut batches = Vec::with_capacity(by_ttl.len());
+                for (ttl, refs) in by_ttl {
+                    let sent = Instant::now();
+                    let result = store.renew(&holder, &refs, ttl).await;
+                    batches.push(Batch { sent, ttl, result });
+                }
+                Answer::Renewed(batches)
+            }));
+        }
+        if !self.to_release.is_empty() {
+            let refs = std::mem::take(&mut self.to_release);
+            return Some(Box::pin(async move {
+                Answer::Released(store.release(&holder, &refs).await)
+            }));
+        }
+        let heartbeats: Vec<(usize, String, Duration)> = self
+            .jobs
+            .iter_mut()
+            .enumerate()
+            .filter(|(_, j)| now >= j.next_heartbeat)
+            .filter_map(|(index, j)| {
+                let scope = j.job.scope.clone()?;
+                j.next_heartbeat = now + j.job.leadership.renew_every();
+                Some((index, scope, j.job.leadership.lease_ttl))
+            })
+            .collect();
+        if !heartbeats.is_empty() {
+            return Some(Box::pin(async move {
+                let mut answers = Vec::with_capacity(heartbeats.len());
+                for (index, scope, ttl) in heartbeats {
+                    let result = match store.heartbeat(&scope, &holder, ttl).await {
+                        Ok(()) => store.members(&scope).await,
+                        Err(error) => Err(error),
+                    };
+                    answers.push((index, result));
+                }
+                Answer::Members(answers)
+            }));
+        }
+        // One statement per distinct ttl for all the keys the host is missing.
+        let mut by_ttl: BTreeMap<Duration, Vec<String>> = BTreeMap::new();
+        for job in self
+            .jobs
+            .iter_mut()
+            .filter(|j| j.wants_more() && now >= j.next_acquire)
+        {
+            by_ttl
+                .entry(job.job.leadership.lease_ttl)
+                .or_default()
+                .extend(job.missing_keys());
+            job.next_acquire = now + job.job.leadership.retry_every;
+        }
+        if by_ttl.is_empty() {
+            return None;
+        }
+        Some(Box::pin(async move {
+            let mut batches = Vec::with_capacity(by_ttl.len());
+            for (ttl, keys) in by_ttl {
+                let sent = Instant::now();
+                let result = store.try_acquire(&holder, &keys, ttl).await;
+                batches.push(Batch { sent, ttl, result });
+            }
+            Answer::Acquired(batches)
+        }))
+    }
+
+    fn apply(&mut self, answer: Answer) {
+        match answer {
+            Answer::Renewed(batches) => self.renewed(batches),
+            Answer::Acquired(batches) => self.acquired(batches),
+            Answer::Members(answers) => self.members(answers),
+            Answer::Released(result) => {
+                if let Err(error) = result {
+                    // The leases were marked lost before; they expire by themselves.
+                    tracing::warn!(%error, "releasing leases failed; they will expire after their ttl");
+                }
+            }
+        }
+    }
+
+    fn renewed(&mut self, batches: Vec<Batch>) {
+        for batch in batches {
+            let renewed = match batch.result {
+                Ok(renewed) => renewed,
+                Err(error) => {
+                    // Keep the leases until their deadlines (invariant 3) and retry soon.
+                    let retry = self.backoff(self.retry_every().min(self.renew_every()));
+                    self.next_renew = Instant::now() + retry;
+                    tracing::warn!(%error, retry_in = ?retry, "renewing leases failed");
+                    continue;
+                }
+            };
+            self.failures = 0;
+            let deadline = local_deadline(batch.sent, batch.ttl);
+            let still_held: BTreeMap<&str, u64> =
+                renewed.iter().map(|l| (l.key.as_str(), l.epoch)).collect();
+            for index in 0..self.jobs.len() {
+                if self.jobs[index].job.leadership.lease_ttl != batch.ttl {
+                    continue;
+                }
+                let refused: Vec<String> = self.jobs[index]
+                    .held
+                    .iter()
+                    .filter_map(|(key, lease)| match still_held.get(key.as_str()) {
+                        Some(&epoch) if epoch == lease.epoch() => {
+                            lease.extend_to(deadline);
+                            None
+                        }
+                        _ => Some(key.clone()),
+                    })
+                    .collect();
+                for key in refused {
+                    self.lose(index, &key, LostReason::RenewRefused);
+                }
+            }
+        }
+    }
+
+    fn acquired(&mut self, batches: Vec<Batch>) {
+        for batch in batches {
+            let won = match batch.result {
+                Ok(won) => won,
+                Err(error) => {
+                    let retry = self.backoff(self.retry_every());
+                    for job in &mut self.jobs {
+                        job.next_acquire = job.next_acquire.max(Instant::now() + retry);
+                    }
+                    tracing::warn!(%error, retry_in = ?retry, "acquiring leases failed");
+                    continue;
+                }
+            };
+            self.failures = 0;
+            let deadline = local_deadline(batch.sent, batch.ttl);
+            for lease in won {
+                let Some(index) = self
+                    .jobs
+                    .iter()
+                    .position(|j| j.job.keys.contains(&lease.key))
+                else {
+                    continue;
+                };
+                // An acquisition of a key we believed we held means our belief was stale.
+                self.lose(index, &lease.key, LostReason::RenewRefused);
+                let job = &mut self.jobs[index];
+                let partition = lease.key.rsplit_once('#').and_then(|(_, p)| p.parse().ok());
+                let partition =
+                    partition.filter(|_| job.job.leadership.mode == LeaderMode::Partitioned);
+                let held = HeldLease::new(lease.key.clone(), lease.epoch, partition, deadline);
+                tracing::info!(job = %job.job.name, key = %lease.key, epoch = lease.epoch, "lease acquired");
+                job.held.insert(lease.key, held.clone());
+                let _ = job.job.events.send(LeadershipEvent::Acquired(held));
+                job.publish();
+            }
+        }
+    }
+
+    fn members(&mut self, answers: Vec<(usize, Result<Vec<Member>, StoreError>)>) {
+        for (index, result) in answers {
+            let members = match result {
+                Ok(members) => members,
+                Err(error) => {
+                    tracing::warn!(job = %self.jobs[index].job.name, %error, "membership heartbeat failed");
+                    continue;
+                }
+            };
+            let job = &mut self.jobs[index];
+            let count = members.len().max(1) as u32;
+            let position = members
+                .iter()
+                .position(|m| m.member == self.holder)
+                .unwrap_or(members.len());
+            let worker = (position.min(count as usize - 1) as u32, count);
+            if job.worker != Some(worker) {
+                tracing::info!(job = %job.job.name, index = worker.0, members = worker.1, "partition membership changed");
+                job.worker = Some(worker);
+                job.publish();
+            }
+            // Hand back the surplus when members joined (marked lost first: invariant 5).
+            let target = fair_share(job.job.leadership.partitions, count);
+            let held: BTreeSet<u32> = job.held.values().filter_map(HeldLease::partition).collect();
+            let name = job.job.name.clone();
+            for partition in to_release(&held, target, worker) {
+                let key = format!("{name}#{partition}");
+                if let Some(lease) = self.lose(index, &key, LostReason::Released) {
+                    self.to_release
+                        .push(LeaseRef::new(lease.key(), lease.epoch()));
+                }
+            }
+        }
+    }
+
+    /// A release was announced: the jobs that want that key try at once (or after their
+    /// priority's wait).
+    fn on_notice(
+        &mut self,
+        notice: Option<ReleaseNotice>,
+        notifications: &mut Option<ReleaseNotifications>,
+    ) {
+        let now = Instant::now();
+        let wake = |job: &mut JobLeases| {
+            let wait = job.job.leadership.retry_every * job.job.leadership.priority;
+            job.next_acquire = job.next_acquire.min(now + wait);
+        };
+        match notice {
+            Some(ReleaseNotice::Released(key)) => {
+                for job in self
+                    .jobs
+                    .iter_mut()
+                    .filter(|j| j.job.keys.contains(&key) && !j.held.contains_key(&key))
+                {
+                    wake(job);
+                }
+            }
+            Some(ReleaseNotice::Missed) => self.jobs.iter_mut().for_each(wake),
+            None => *notifications = None,
+        }
+    }
+
+    /// Marks a lease lost: cancels it and its job's state token, tells the supervisor.
+    fn lose(&mut self, index: usize, key: &str, reason: LostReason) -> Option<HeldLease> {
+        let job = &mut self.jobs[index];
+        let lease = job.held.remove(key)?;
+        lease.mark_lost();
+        job.lost.cancel();
+        job.lost = CancellationToken::new();
+        tracing::warn!(job = %job.job.name, key, epoch = lease.epoch(), %reason, "lease lost");
+        let _ = job.job.events.send(LeadershipEvent::Lost {
+            lease: lease.clone(),
+            reason,
+        });
+        job.publish();
+        Some(lease)
+    }
+
+    /// Invariant 5: everything held is marked lost, then released in one call.
+    async fn release_all(mut self) {
+        let mut refs = std::mem::take(&mut self.to_release);
+        for index in 0..self.jobs.len() {
+            let keys: Vec<String> = self.jobs[index].held.keys().cloned().collect();
+            for key in keys {
+                if let Some(lease) = self.lose(index, &key, LostReason::Released) {
+                    refs.push(LeaseRef::new(lease.key(), lease.epoch()));
+                }
+            }
+        }
+        if refs.is_empty() {
+            return;
+        }
+        match self.store.release(&self.holder, &refs).await {
+            Ok(()) => tracing::info!(leases = refs.len(), "leases released"),
+            Err(error) => {
+                tracing::warn!(%error, "releasing leases at shutdown failed; they will expire after their ttl")
+            }
+        }
+    }
+}
+
+impl JobLeases {
+    /// Whether the job should try for more leases now that it knows enough to.
+    fn wants_more(&self) -> bool {
+        match self.job.leadership.mode {
+            LeaderMode::None => false,
+            LeaderMode::Cluster | LeaderMode::Global => self.held.is_empty(),
+            // A partitioned job waits until it knows the members, so that it takes only its share.
+            LeaderMode::Partitioned => self.worker.is_some_and(|(_, count)| {
+                (self.held.len() as u32) < fair_share(self.job.leadership.partitions, count)
+            }),
+        }
+    }
+
+    fn missing_keys(&self) -> Vec<String> {
+        match (self.job.leadership.mode, self.worker) {
+            (LeaderMode::Partitioned, Some(worker)) => {
+                let held: BTreeSet<u32> = self
+                    .held
+                    .values()
+                    .filter_map(HeldLease::partition)
+                    .collect();
+                let target = fair_share(self.job.leadership.partitions, worker.1);
+                to_acquire(&held, self.job.leadership.partitions, target, worker)
+                    .into_iter()
+                    .map(|p| format!("{}#{p}", self.job.name))
+                    .collect()
+            }
+            _ => self
+                .job
+                .keys
+                .iter()
+                .filter(|key| !self.held.contains_key(*key))
+                .cloned()
+                .collect(),
+        }
+    }
+
+    fn publish(&self) {
+        let state = GuardState {
+            leases: self.held.values().cloned().collect(),
+            lost: self.lost.clone(),
+            worker: self.worker,
+        };
+        self.job.state.send_replace(state);
+    }
+}
+
+async fn next_notice(notifications: &mut Option<ReleaseNotifications>) -> Option<ReleaseNotice> {
+    match notifications {
+        Some(notifications) => notifications.recv().await,
+        None => std::future::pending().await,
+    }
+}

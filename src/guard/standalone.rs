@@ -1,0 +1,189 @@
+//! Leader election for code that is not a loop job: "run this while I am leader".
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::elector::{Elector, GuardedJob};
+use super::lease::{GuardState, HeldLease, LeadershipEvent};
+use crate::identity::NodeIdentity;
+use crate::settings::Leadership;
+use crate::store::LeaseStore;
+
+/// Whether this node leads, as [`LeaderElector::watch`] shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LeaderState {
+    /// Another node leads, or nobody does yet.
+    Follower,
+    /// This node leads, under this lease.
+    Leader(HeldLease),
+}
+
+impl LeaderState {
+    /// The lease, while leading.
+    pub fn lease(&self) -> Option<&HeldLease> {
+        match self {
+            LeaderState::Leader(lease) => Some(lease),
+            LeaderState::Follower => None,
+        }
+    }
+}
+
+/// Competes for one lease key in the background and tells who leads: for work that is not a
+/// periodic job (a consumer, a cache warmer) that must run on one replica only.
+///
+/// It keeps the same safety argument as guarded jobs (see [`elector`](super::elector)): the
+/// lease is renewed in the background, and it is considered lost the moment its local deadline
+/// passes or the store refuses a renewal.
+///
+/// ```
+/// use std::sync::Arc;
+/// use loopjob::{LeaderElector, Leadership, LeaderMode, NodeIdentity};
+/// use loopjob::store::MemoryStore;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let store = Arc::new(MemoryStore::new());
+/// let node = NodeIdentity::new("web-1", "eu");
+/// let elector = LeaderElector::start(store, "orders-consumer", Leadership::new(LeaderMode::Global), &node);
+///
+/// let epoch = elector
+///     .run_while_leader(|lease, token| async move {
+///         // consume until `token` is cancelled (leadership lost) or the work is done
+///         let _ = token;
+///         lease.epoch()
+///     })
+///     .await;
+/// assert_eq!(epoch, 1);
+/// elector.shutdown().await; // releases the lease at once
+/// # }
+/// ```
+pub struct LeaderElector {
+    state: watch::Receiver<LeaderState>,
+    events: Option<mpsc::UnboundedReceiver<LeadershipEvent>>,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl LeaderElector {
+    /// Starts competing for `key` as `node`, with the lease timing of `leadership` (its mode is
+    /// not used: the key is taken as given). Must be called inside a Tokio runtime.
+    pub fn start(
+        store: Arc<dyn LeaseStore>,
+        key: impl Into<String>,
+        leadership: Leadership,
+        node: &NodeIdentity,
+    ) -> Self {
+        let key = key.into();
+        let (guard_tx, mut guard_rx) = watch::channel(GuardState::empty());
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (state_tx, state_rx) = watch::channel(LeaderState::Follower);
+        let stop = CancellationToken::new();
+        let job = GuardedJob {
+            name: Arc::from(key.as_str()),
+            leadership: Leadership {
+                mode: crate::LeaderMode::Global,
+                ..leadership
+            },
+            keys: vec![key],
+            scope: None,
+            state: guard_tx,
+            events: events_tx,
+        };
+        let elector = Elector::new(store, super::holder_name(node), vec![job], stop.clone());
+        let forward = async move {
+            while guard_rx.changed().await.is_ok() {
+                let state = match guard_rx.borrow_and_update().leases.first() {
+                    Some(lease) => LeaderState::Leader(lease.clone()),
+                    None => LeaderState::Follower,
+                };
+                state_tx.send_replace(state);
+            }
+        };
+        let task = tokio::spawn(async move {
+            tokio::join!(elector.run(), forward);
+        });
+        LeaderElector {
+            state: state_rx,
+            events: Some(events_rx),
+            stop,
+            task,
+        }
+    }
+
+    /// The current state.
+    pub fn state(&self) -> LeaderState {
+        self.state.borrow().clone()
+    }
+
+    /// A receiver that sees every change of leadership.
+    pub fn watch(&self) -> watch::Receiver<LeaderState> {
+        self.state.clone()
+    }
+
+    /// The stream of acquired and lost events, with the reason of each loss. It can be taken
+    /// once; later calls return `None`.
+    pub fn events(&mut self) -> Option<mpsc::UnboundedReceiver<LeadershipEvent>> {
+        self.events.take()
+    }
+
+    /// Runs `task` while this node leads, and returns its output once it finishes while still
+    /// leading.
+    ///
+    /// Waits to be elected, then calls `task(lease, token)`. If leadership is lost meanwhile,
+    /// `token` is cancelled at once; the task should then stop soon, its output is discarded,
+    /// and it is started again at the next election. Cancel-safe: dropping the future drops the
+    /// task.
+    pub async fn run_while_leader<F, Fut, T>(&self, mut task: F) -> T
+    where
+        F: FnMut(HeldLease, CancellationToken) -> Fut,
+        Fut: Future<Output = T>,
+    {
+        let mut state = self.state.clone();
+        loop {
+            let lease = match state
+                .wait_for(|s| s.lease().is_some_and(HeldLease::is_held))
+                .await
+            {
+                Ok(leader) => match leader.lease() {
+                    Some(lease) => lease.clone(),
+                    None => continue,
+                },
+                // The elector stopped: nobody will ever lead from here.
+                Err(_) => std::future::pending().await,
+            };
+            let token = CancellationToken::new();
+            let work = task(lease.clone(), token.clone());
+            tokio::pin!(work);
+            tokio::select! {
+                output = &mut work => {
+                    if lease.is_held() {
+                        return output;
+                    }
+                }
+                _ = lease.lost() => {
+                    token.cancel();
+                    let _ = work.await;
+                }
+            }
+            tracing::info!(key = %lease.key(), epoch = lease.epoch(), "leadership lost; waiting to be elected again");
+        }
+    }
+
+    /// Stops competing and releases the lease if held, so another node takes over at once.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+}
+
+impl std::fmt::Debug for LeaderElector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeaderElector")
+            .field("state", &*self.state.borrow())
+            .finish_non_exhaustive()
+    }
+}
