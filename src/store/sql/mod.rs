@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use sqlx::pool::PoolOptions;
 
-use super::{Lease, StoreError, StoreOptions, args};
+use super::{Lease, LeaseStatus, Member, StoreError, StoreOptions, args};
 
 /// How long an expired membership is kept before a heartbeat in its scope sweeps it.
 pub(crate) const MEMBER_RETENTION_MS: i64 = 3_600_000;
@@ -111,6 +111,75 @@ impl RawLease {
             expires_at_ms,
         })
     }
+}
+
+/// Reading one backend's result rows: the two column types the schema uses.
+pub(crate) trait StoreRow {
+    /// A text column (a name), `None` if NULL.
+    fn text(&self, index: usize) -> Result<Option<String>, sqlx::Error>;
+    /// A BIGINT column, `None` if NULL.
+    fn int(&self, index: usize) -> Result<Option<i64>, sqlx::Error>;
+}
+
+/// Columns `lease_key, holder, epoch, expires_at` of `row`.
+fn raw_lease(row: &impl StoreRow) -> Result<RawLease, sqlx::Error> {
+    Ok(RawLease {
+        key: row.text(0)?.unwrap_or_default(),
+        holder: row.text(1)?,
+        epoch: row.int(2)?,
+        expires_at_ms: row.int(3)?,
+    })
+}
+
+/// The lease in columns `lease_key, holder, epoch, expires_at`, checked.
+pub(crate) fn lease(row: &impl StoreRow, tables: &Tables) -> Result<Lease, StoreError> {
+    raw_lease(row)
+        .map_err(backend_error("decode"))?
+        .check(tables)
+}
+
+/// The leases in `rows` (see [`lease`]), sorted by key.
+pub(crate) fn leases<R: StoreRow>(rows: &[R], tables: &Tables) -> Result<Vec<Lease>, StoreError> {
+    let leases = rows
+        .iter()
+        .map(|row| lease(row, tables))
+        .collect::<Result<_, _>>()?;
+    Ok(sorted(leases))
+}
+
+/// The statuses in rows of `lease_key, holder, epoch, expires_at, now`.
+pub(crate) fn statuses<R: StoreRow>(
+    rows: &[R],
+    tables: &Tables,
+) -> Result<Vec<LeaseStatus>, StoreError> {
+    rows.iter()
+        .map(|row| {
+            let now = row
+                .int(4)
+                .map_err(backend_error("list"))?
+                .unwrap_or(i64::MAX);
+            let lease = lease(row, tables)?;
+            Ok(LeaseStatus {
+                remaining: args::remaining(lease.expires_at_ms, now),
+                lease,
+            })
+        })
+        .collect()
+}
+
+/// The members in rows of `scope, member, expires_at`.
+pub(crate) fn members<R: StoreRow>(rows: &[R]) -> Result<Vec<Member>, StoreError> {
+    let member = |row: &R| -> Result<Member, sqlx::Error> {
+        Ok(Member {
+            scope: row.text(0)?.unwrap_or_default(),
+            member: row.text(1)?.unwrap_or_default(),
+            expires_at_ms: row.int(2)?.unwrap_or_default(),
+        })
+    };
+    rows.iter()
+        .map(member)
+        .collect::<Result<_, _>>()
+        .map_err(backend_error("members"))
 }
 
 /// The SQL condition that finds rows [`RawLease::check`] would refuse, on table alias `t`.

@@ -10,8 +10,8 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlRow};
 use sqlx::{Executor, Row};
 
 use super::{
-    CORRUPT_ROW, MEMBER_RETENTION_MS, RawLease, Tables, backend_error, bounded, pool_options,
-    repeat, sorted, ttl,
+    CORRUPT_ROW, MEMBER_RETENTION_MS, StoreRow, Tables, backend_error, bounded, lease, leases,
+    members, pool_options, repeat, statuses, ttl,
 };
 use crate::store::{
     Lease, LeaseRef, LeaseStatus, LeaseStore, Member, StoreError, StoreOptions, args,
@@ -85,12 +85,6 @@ impl MySqlStore {
         &self.pool
     }
 
-    fn lease(&self, row: &MySqlRow) -> Result<Lease, StoreError> {
-        raw_lease(row)
-            .map_err(backend_error("decode"))?
-            .check(&self.tables)
-    }
-
     /// Reads the rows of `keys` (with the store's clock as the fifth column) whose holder, if
     /// `holder` is given, is `holder` and which are unexpired.
     async fn read(
@@ -132,7 +126,7 @@ impl MySqlStore {
         let mut takeable = Vec::new();
         for row in self.read("try_acquire", keys, None).await? {
             let now: i64 = row.try_get(4).map_err(&error)?;
-            let lease = self.lease(&row)?;
+            let lease = lease(&row, &self.tables)?;
             if let Some(key) = absent.take(lease.key.as_str()) {
                 if lease.expires_at_ms <= now || lease.holder == holder {
                     takeable.push(key);
@@ -183,18 +177,16 @@ impl MySqlStore {
     }
 }
 
-fn text(row: &MySqlRow, index: usize) -> Result<Option<String>, sqlx::Error> {
-    let bytes: Option<Vec<u8>> = row.try_get(index)?;
-    Ok(bytes.map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
-}
+impl StoreRow for MySqlRow {
+    /// Names are VARBINARY: bytes, decoded lossily (the store only ever writes UTF-8).
+    fn text(&self, index: usize) -> Result<Option<String>, sqlx::Error> {
+        let bytes: Option<Vec<u8>> = self.try_get(index)?;
+        Ok(bytes.map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
+    }
 
-fn raw_lease(row: &MySqlRow) -> Result<RawLease, sqlx::Error> {
-    Ok(RawLease {
-        key: text(row, 0)?.unwrap_or_default(),
-        holder: text(row, 1)?,
-        epoch: row.try_get(2)?,
-        expires_at_ms: row.try_get(3)?,
-    })
+    fn int(&self, index: usize) -> Result<Option<i64>, sqlx::Error> {
+        self.try_get(index)
+    }
 }
 
 #[async_trait]
@@ -242,11 +234,9 @@ impl LeaseStore for MySqlStore {
                 self.acquire_chunk(holder, chunk, ttl),
             )
             .await?;
-            for row in &rows {
-                won.push(self.lease(row)?);
-            }
+            won.extend(rows);
         }
-        Ok(sorted(won))
+        leases(&won, &self.tables)
     }
 
     async fn renew(
@@ -294,11 +284,9 @@ impl LeaseStore for MySqlStore {
                 query.fetch_all(&self.pool).await.map_err(&error)
             })
             .await?;
-            for row in &rows {
-                renewed.push(self.lease(row)?);
-            }
+            renewed.extend(rows);
         }
-        Ok(sorted(renewed))
+        super::leases(&renewed, &self.tables)
     }
 
     async fn release(&self, holder: &str, leases: &[LeaseRef]) -> Result<(), StoreError> {
@@ -374,16 +362,7 @@ impl LeaseStore for MySqlStore {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(&error)?;
-            rows.iter()
-                .map(|row| {
-                    Ok(Member {
-                        scope: text(row, 0)?.unwrap_or_default(),
-                        member: text(row, 1)?.unwrap_or_default(),
-                        expires_at_ms: row.try_get(2)?,
-                    })
-                })
-                .collect::<Result<_, sqlx::Error>>()
-                .map_err(&error)
+            members(&rows)
         })
         .await
     }
@@ -403,15 +382,6 @@ impl LeaseStore for MySqlStore {
                 .map_err(backend_error("list"))
         })
         .await?;
-        rows.iter()
-            .map(|row| {
-                let now: i64 = row.try_get(4).map_err(backend_error("list"))?;
-                let lease = self.lease(row)?;
-                Ok(LeaseStatus {
-                    remaining: args::remaining(lease.expires_at_ms, now),
-                    lease,
-                })
-            })
-            .collect()
+        statuses(&rows, &self.tables)
     }
 }

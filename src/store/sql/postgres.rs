@@ -12,8 +12,8 @@ use tokio::sync::broadcast;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::{
-    CORRUPT_ROW, MEMBER_RETENTION_MS, RawLease, Tables, backend_error, bounded, pool_options,
-    sorted, ttl,
+    CORRUPT_ROW, MEMBER_RETENTION_MS, StoreRow, Tables, backend_error, bounded, members,
+    pool_options, statuses, ttl,
 };
 use crate::store::notify::BACKLOG;
 use crate::store::{
@@ -86,25 +86,16 @@ impl PostgresStore {
     fn channel(&self) -> &str {
         &self.tables.leases_plain
     }
-
-    fn lease(&self, row: &PgRow) -> Result<Lease, StoreError> {
-        raw_lease(row)
-            .map_err(backend_error("decode"))?
-            .check(&self.tables)
-    }
-
-    fn leases(&self, rows: &[PgRow]) -> Result<Vec<Lease>, StoreError> {
-        rows.iter().map(|row| self.lease(row)).collect()
-    }
 }
 
-fn raw_lease(row: &PgRow) -> Result<RawLease, sqlx::Error> {
-    Ok(RawLease {
-        key: row.try_get(0)?,
-        holder: row.try_get(1)?,
-        epoch: row.try_get(2)?,
-        expires_at_ms: row.try_get(3)?,
-    })
+impl StoreRow for PgRow {
+    fn text(&self, index: usize) -> Result<Option<String>, sqlx::Error> {
+        self.try_get(index)
+    }
+
+    fn int(&self, index: usize) -> Result<Option<i64>, sqlx::Error> {
+        self.try_get(index)
+    }
 }
 
 #[async_trait]
@@ -186,7 +177,7 @@ impl LeaseStore for PostgresStore {
                 .map_err(backend_error("try_acquire"))
         })
         .await?;
-        Ok(sorted(self.leases(&rows)?))
+        super::leases(&rows, &self.tables)
     }
 
     async fn renew(
@@ -222,7 +213,7 @@ impl LeaseStore for PostgresStore {
                 .map_err(backend_error("renew"))
         })
         .await?;
-        Ok(sorted(self.leases(&rows)?))
+        super::leases(&rows, &self.tables)
     }
 
     async fn release(&self, holder: &str, leases: &[LeaseRef]) -> Result<(), StoreError> {
@@ -295,16 +286,7 @@ impl LeaseStore for PostgresStore {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(&error)?;
-            rows.iter()
-                .map(|row| {
-                    Ok(Member {
-                        scope: row.try_get(0)?,
-                        member: row.try_get(1)?,
-                        expires_at_ms: row.try_get(2)?,
-                    })
-                })
-                .collect::<Result<_, sqlx::Error>>()
-                .map_err(&error)
+            members(&rows)
         })
         .await
     }
@@ -323,16 +305,7 @@ impl LeaseStore for PostgresStore {
                 .map_err(backend_error("list"))
         })
         .await?;
-        rows.iter()
-            .map(|row| {
-                let now: i64 = row.try_get(4).map_err(backend_error("list"))?;
-                let lease = self.lease(row)?;
-                Ok(LeaseStatus {
-                    remaining: args::remaining(lease.expires_at_ms, now),
-                    lease,
-                })
-            })
-            .collect()
+        statuses(&rows, &self.tables)
     }
 
     fn release_notifications(&self) -> Option<ReleaseNotifications> {

@@ -10,8 +10,8 @@ use sqlx::sqlite::{
 use sqlx::{Executor, Row};
 
 use super::{
-    CORRUPT_ROW, MEMBER_RETENTION_MS, RawLease, Tables, backend_error, bounded, pool_options,
-    repeat, sorted, ttl,
+    CORRUPT_ROW, MEMBER_RETENTION_MS, StoreRow, Tables, backend_error, bounded, lease, leases,
+    members, pool_options, repeat, statuses, ttl,
 };
 use crate::store::{
     Lease, LeaseRef, LeaseStatus, LeaseStore, Member, StoreError, StoreOptions, args,
@@ -82,12 +82,6 @@ impl SqliteStore {
         &self.pool
     }
 
-    fn lease(&self, row: &SqliteRow) -> Result<Lease, StoreError> {
-        raw_lease(row)
-            .map_err(backend_error("decode"))?
-            .check(&self.tables)
-    }
-
     /// The first corrupted row among `keys`, as an error.
     async fn find_corrupted(&self, keys: &[&str]) -> Result<(), StoreError> {
         let sql = format!(
@@ -105,7 +99,7 @@ impl SqliteStore {
             .await
             .map_err(backend_error("try_acquire"))?;
         match row {
-            Some(row) => self.lease(&row).map(drop),
+            Some(row) => lease(&row, &self.tables).map(drop),
             None => Ok(()),
         }
     }
@@ -124,13 +118,14 @@ fn refs_cte(n: usize) -> String {
 const MATCHES_REFS: &str = "lease_key IN (SELECT lease_key FROM refs) \
      AND (lease_key, epoch) IN (SELECT lease_key, epoch FROM refs)";
 
-fn raw_lease(row: &SqliteRow) -> Result<RawLease, sqlx::Error> {
-    Ok(RawLease {
-        key: row.try_get(0)?,
-        holder: row.try_get(1)?,
-        epoch: row.try_get(2)?,
-        expires_at_ms: row.try_get(3)?,
-    })
+impl StoreRow for SqliteRow {
+    fn text(&self, index: usize) -> Result<Option<String>, sqlx::Error> {
+        self.try_get(index)
+    }
+
+    fn int(&self, index: usize) -> Result<Option<i64>, sqlx::Error> {
+        self.try_get(index)
+    }
 }
 
 #[async_trait]
@@ -202,11 +197,9 @@ impl LeaseStore for SqliteStore {
                 Ok(rows)
             })
             .await?;
-            for row in &rows {
-                won.push(self.lease(row)?);
-            }
+            won.extend(rows);
         }
-        Ok(sorted(won))
+        leases(&won, &self.tables)
     }
 
     async fn renew(
@@ -240,11 +233,9 @@ impl LeaseStore for SqliteStore {
                     .map_err(backend_error("renew"))
             })
             .await?;
-            for row in &rows {
-                renewed.push(self.lease(row)?);
-            }
+            renewed.extend(rows);
         }
-        Ok(sorted(renewed))
+        super::leases(&renewed, &self.tables)
     }
 
     async fn release(&self, holder: &str, leases: &[LeaseRef]) -> Result<(), StoreError> {
@@ -320,16 +311,7 @@ impl LeaseStore for SqliteStore {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(&error)?;
-            rows.iter()
-                .map(|row| {
-                    Ok(Member {
-                        scope: row.try_get(0)?,
-                        member: row.try_get(1)?,
-                        expires_at_ms: row.try_get(2)?,
-                    })
-                })
-                .collect::<Result<_, sqlx::Error>>()
-                .map_err(&error)
+            members(&rows)
         })
         .await
     }
@@ -348,15 +330,6 @@ impl LeaseStore for SqliteStore {
                 .map_err(backend_error("list"))
         })
         .await?;
-        rows.iter()
-            .map(|row| {
-                let now: i64 = row.try_get(4).map_err(backend_error("list"))?;
-                let lease = self.lease(row)?;
-                Ok(LeaseStatus {
-                    remaining: args::remaining(lease.expires_at_ms, now),
-                    lease,
-                })
-            })
-            .collect()
+        statuses(&rows, &self.tables)
     }
 }
