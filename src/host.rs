@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::guard::elector::{Elector, GuardedJob};
 use crate::guard::{GuardState, holder_name, lease_keys, membership_scope};
@@ -89,7 +90,7 @@ impl HostBuilder {
         let registration = Registration {
             name: job.name().into(),
             schedule: job.schedule(),
-            leadership: Leadership::default(),
+            leadership: job.leadership(),
             job: Arc::new(Erased(job)),
             registered_at: Location::caller(),
         };
@@ -445,7 +446,11 @@ impl Host {
 
     /// Runs every job until `signal` completes (or [`HostHandle::shutdown`] is called), then shuts
     /// down: ticking stops, in-flight runs are cancelled and waited for up to the shutdown grace,
-    /// and those still running are dropped.
+    /// those still running are dropped, and then every lease is released.
+    ///
+    /// Note: dropping this future stops every job at once, like a crash: runs are dropped
+    /// without their grace and leases are *not* released (they expire after their ttl). Let it
+    /// complete for a graceful shutdown.
     pub async fn run_until(self, signal: impl Future<Output = ()>) -> ShutdownReport {
         let token = self.handle.token().clone();
         let names: Vec<String> = self
@@ -456,11 +461,11 @@ impl Host {
         let tasks: Vec<_> = self
             .supervisors
             .into_iter()
-            .map(|supervisor| tokio::spawn(supervisor.run()))
+            .map(|supervisor| AbortOnDropHandle::new(tokio::spawn(supervisor.run())))
             .collect();
         let elector = self.elector.map(|elector| {
             let stop = elector.stop_token();
-            (stop, tokio::spawn(elector.run()))
+            (stop, AbortOnDropHandle::new(tokio::spawn(elector.run())))
         });
         tracing::info!(jobs = tasks.len(), node = %self.handle.node(), "host started");
 

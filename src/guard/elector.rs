@@ -44,7 +44,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::lease::{GuardState, HeldLease, LeadershipEvent, LostReason};
-use super::partitions::{fair_share, to_acquire, to_release};
+use super::partitions::{Refusals, fair_share, to_acquire, to_release};
 use crate::run::sleep_until_or_never;
 use crate::settings::{LeaderMode, Leadership};
 use crate::store::{
@@ -82,6 +82,8 @@ pub(crate) struct Elector {
     to_release: Vec<LeaseRef>,
     /// Store calls that failed in a row, for backoff.
     failures: u32,
+    /// Acquisition attempts so far, to order refused partitions.
+    attempts: u64,
 }
 
 /// One guarded job's leases.
@@ -92,6 +94,9 @@ struct JobLeases {
     lost: CancellationToken,
     /// For a partitioned job: this node's place among the members, once known.
     worker: Option<(u32, u32)>,
+    /// For a partitioned job: partitions asked for and not won since the membership last
+    /// changed (see [`to_acquire`]).
+    refused: Refusals,
     next_acquire: Instant,
     next_heartbeat: Instant,
 }
@@ -110,6 +115,8 @@ enum Answer {
 struct Batch {
     sent: Instant,
     ttl: Duration,
+    /// The keys asked for, for an acquisition.
+    asked: Vec<String>,
     result: Result<Vec<Lease>, StoreError>,
 }
 
@@ -128,6 +135,7 @@ impl Elector {
                 held: BTreeMap::new(),
                 lost: CancellationToken::new(),
                 worker: None,
+                refused: Refusals::new(),
                 next_acquire: now,
                 next_heartbeat: now,
             })
@@ -140,6 +148,7 @@ impl Elector {
             next_renew: now,
             to_release: Vec::new(),
             failures: 0,
+            attempts: 0,
         }
     }
 
@@ -212,6 +221,16 @@ impl Elector {
             .map(|j| j.job.leadership.renew_every())
             .min()
             .unwrap_or(Duration::from_secs(5))
+    }
+
+    /// The renew period of the jobs whose leases have this ttl.
+    fn renew_every_of(&self, ttl: Duration) -> Duration {
+        self.jobs
+            .iter()
+            .filter(|j| j.job.leadership.lease_ttl == ttl)
+            .map(|j| j.job.leadership.renew_every())
+            .min()
+            .unwrap_or(ttl / 3)
     }
 
     /// `base`, doubled for every failure in a row, at most [`MAX_BACKOFF`].
@@ -292,7 +311,12 @@ impl Elector {
                 for (ttl, refs) in by_ttl {
                     let sent = Instant::now();
                     let result = store.renew(&holder, &refs, ttl).await;
-                    batches.push(Batch { sent, ttl, result });
+                    batches.push(Batch {
+                        sent,
+                        ttl,
+                        asked: Vec::new(),
+                        result,
+                    });
                 }
                 Answer::Renewed(batches)
             }));
@@ -348,7 +372,12 @@ impl Elector {
             for (ttl, keys) in by_ttl {
                 let sent = Instant::now();
                 let result = store.try_acquire(&holder, &keys, ttl).await;
-                batches.push(Batch { sent, ttl, result });
+                batches.push(Batch {
+                    sent,
+                    ttl,
+                    asked: keys,
+                    result,
+                });
             }
             Answer::Acquired(batches)
         }))
@@ -407,6 +436,7 @@ impl Elector {
     }
 
     fn acquired(&mut self, batches: Vec<Batch>) {
+        let held_before = self.jobs.iter().any(|j| !j.held.is_empty());
         for batch in batches {
             let won = match batch.result {
                 Ok(won) => won,
@@ -421,6 +451,10 @@ impl Elector {
             };
             self.failures = 0;
             let deadline = local_deadline(batch.sent, batch.ttl);
+            if !held_before && !won.is_empty() {
+                self.next_renew = batch.sent + self.renew_every_of(batch.ttl);
+            }
+            self.note_refused(&batch.asked, &won);
             for lease in won {
                 let Some(index) = self
                     .jobs
@@ -444,6 +478,24 @@ impl Elector {
         }
     }
 
+    /// Remembers which partitions were asked for and not won.
+    fn note_refused(&mut self, asked: &[String], won: &[Lease]) {
+        self.attempts += 1;
+        for job in self.jobs.iter_mut().filter(|j| j.job.scope.is_some()) {
+            let prefix = format!("{}#", job.job.name);
+            for key in asked {
+                let Some(partition) = key.strip_prefix(&prefix).and_then(|p| p.parse().ok()) else {
+                    continue;
+                };
+                if won.iter().any(|lease| &lease.key == key) {
+                    job.refused.remove(&partition);
+                } else {
+                    job.refused.insert(partition, self.attempts);
+                }
+            }
+        }
+    }
+
     fn members(&mut self, answers: Vec<(usize, Result<Vec<Member>, StoreError>)>) {
         for (index, result) in answers {
             let members = match result {
@@ -463,6 +515,7 @@ impl Elector {
             if job.worker != Some(worker) {
                 tracing::info!(job = %job.job.name, index = worker.0, members = worker.1, "partition membership changed");
                 job.worker = Some(worker);
+                job.refused.clear();
                 job.publish();
             }
             // Hand back the surplus when members joined (marked lost first: invariant 5).
@@ -567,10 +620,16 @@ impl JobLeases {
                     .filter_map(HeldLease::partition)
                     .collect();
                 let target = fair_share(self.job.leadership.partitions, worker.1);
-                to_acquire(&held, self.job.leadership.partitions, target, worker)
-                    .into_iter()
-                    .map(|p| format!("{}#{p}", self.job.name))
-                    .collect()
+                to_acquire(
+                    &held,
+                    &self.refused,
+                    self.job.leadership.partitions,
+                    target,
+                    worker,
+                )
+                .into_iter()
+                .map(|p| format!("{}#{p}", self.job.name))
+                .collect()
             }
             _ => self
                 .job

@@ -144,15 +144,14 @@ impl LeaderElector {
     {
         let mut state = self.state.clone();
         loop {
-            let lease = match state
+            let leader = state
                 .wait_for(|s| s.lease().is_some_and(HeldLease::is_held))
                 .await
-            {
-                Ok(leader) => match leader.lease() {
-                    Some(lease) => lease.clone(),
-                    None => continue,
-                },
-                // The elector stopped: nobody will ever lead from here.
+                .map(|leader| leader.lease().cloned());
+            let lease = match leader {
+                Ok(Some(lease)) => lease,
+                Ok(None) => continue,
+                // The elector stopped (it panicked): nobody will lead from here.
                 Err(_) => std::future::pending().await,
             };
             let token = CancellationToken::new();

@@ -1,0 +1,107 @@
+//! A lease store wrapper for leadership tests: it counts calls, and can be cut off (every call
+//! fails at once, as if the network were gone) or made deaf to release notifications (as SQLite
+//! and MySQL are).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use loopjob::store::{
+    Lease, LeaseRef, LeaseStatus, LeaseStore, Member, MemoryStore, ReleaseNotifications, StoreError,
+};
+
+#[derive(Debug)]
+pub struct FaultyStore {
+    inner: Arc<MemoryStore>,
+    cut: AtomicBool,
+    notifications: bool,
+    pub calls: AtomicU64,
+    pub renews: AtomicU64,
+    pub acquires: AtomicU64,
+}
+
+impl FaultyStore {
+    /// A view of `inner` for one node; `notifications` says whether it passes releases on.
+    pub fn new(inner: Arc<MemoryStore>, notifications: bool) -> Arc<Self> {
+        Arc::new(FaultyStore {
+            inner,
+            cut: AtomicBool::new(false),
+            notifications,
+            calls: AtomicU64::new(0),
+            renews: AtomicU64::new(0),
+            acquires: AtomicU64::new(0),
+        })
+    }
+
+    /// Cuts (`true`) or restores (`false`) this node's line to the store.
+    pub fn cut(&self, cut: bool) {
+        self.cut.store(cut, Ordering::SeqCst);
+    }
+
+    fn call(&self) -> Result<(), StoreError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if self.cut.load(Ordering::SeqCst) {
+            Err(StoreError::Timeout {
+                operation: "test",
+                timeout: Duration::ZERO,
+            })
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[async_trait]
+impl LeaseStore for FaultyStore {
+    fn backend(&self) -> &'static str {
+        "faulty-memory"
+    }
+    async fn initialise(&self) -> Result<(), StoreError> {
+        self.call()?;
+        self.inner.initialise().await
+    }
+    async fn try_acquire(
+        &self,
+        holder: &str,
+        keys: &[String],
+        ttl: Duration,
+    ) -> Result<Vec<Lease>, StoreError> {
+        self.acquires.fetch_add(1, Ordering::SeqCst);
+        self.call()?;
+        self.inner.try_acquire(holder, keys, ttl).await
+    }
+    async fn renew(
+        &self,
+        holder: &str,
+        leases: &[LeaseRef],
+        ttl: Duration,
+    ) -> Result<Vec<Lease>, StoreError> {
+        self.renews.fetch_add(1, Ordering::SeqCst);
+        self.call()?;
+        self.inner.renew(holder, leases, ttl).await
+    }
+    async fn release(&self, holder: &str, leases: &[LeaseRef]) -> Result<(), StoreError> {
+        self.call()?;
+        self.inner.release(holder, leases).await
+    }
+    async fn heartbeat(&self, scope: &str, member: &str, ttl: Duration) -> Result<(), StoreError> {
+        self.call()?;
+        self.inner.heartbeat(scope, member, ttl).await
+    }
+    async fn members(&self, scope: &str) -> Result<Vec<Member>, StoreError> {
+        self.call()?;
+        self.inner.members(scope).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<LeaseStatus>, StoreError> {
+        self.call()?;
+        self.inner.list(prefix).await
+    }
+    fn release_notifications(&self) -> Option<ReleaseNotifications> {
+        if self.notifications {
+            self.inner.release_notifications()
+        } else {
+            None
+        }
+    }
+}
