@@ -1,0 +1,175 @@
+//! Leadership on real databases: failover and handover between hosts sharing one SQLite file,
+//! one PostgreSQL database and one MySQL database. The databases keep time, so these tests run
+//! in real time; they assert order and exclusivity, and bound every wait so a failure is a clear
+//! error rather than a hang.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use loopjob::store::{LeaseStore, StoreOptions, open_with};
+use loopjob::{
+    Host, HostHandle, JobStatus, LeaderMode, Leadership, NodeIdentity, Schedule, ShutdownReport,
+};
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, timeout};
+
+const TTL: Duration = Duration::from_secs(2);
+
+/// One run: which node, which epoch, when.
+type Run = (&'static str, u64, Instant, Instant);
+
+struct Node {
+    handle: HostHandle,
+    task: JoinHandle<ShutdownReport>,
+}
+
+fn start(name: &'static str, store: Arc<dyn LeaseStore>, runs: &Arc<Mutex<Vec<Run>>>) -> Node {
+    let runs = runs.clone();
+    let host = Host::builder()
+        .node(NodeIdentity::new(name, "g"))
+        .store(store)
+        .shutdown_grace(Duration::from_secs(1))
+        .job_fn(
+            "fenced",
+            Schedule::every(Duration::from_millis(50)),
+            move |ctx| {
+                let runs = runs.clone();
+                async move {
+                    let start = Instant::now();
+                    let epoch = ctx
+                        .fencing_token()
+                        .expect("a global job's run holds its lease");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+                        _ = ctx.cancelled() => {}
+                    }
+                    runs.lock()
+                        .unwrap()
+                        .push((name, epoch, start, Instant::now()));
+                    Ok(())
+                }
+            },
+        )
+        .leadership(
+            "fenced",
+            Leadership::new(LeaderMode::Global)
+                .lease_ttl(TTL)
+                .with_renew_every(Duration::from_millis(400))
+                .retry_every(Duration::from_millis(200)),
+        )
+        .build()
+        .expect("valid host");
+    let handle = host.handle();
+    Node {
+        handle,
+        task: tokio::spawn(host.run_until(std::future::pending())),
+    }
+}
+
+fn holds(status: &JobStatus) -> bool {
+    status
+        .leadership
+        .as_ref()
+        .is_some_and(|l| !l.leases.is_empty())
+}
+
+/// Waits (at most 15 s) until `node` holds the lease; returns how long that took.
+async fn until_leading(node: &Node) -> Duration {
+    let started = Instant::now();
+    let mut status = node.handle.watch("fenced").unwrap();
+    timeout(Duration::from_secs(15), status.wait_for(holds))
+        .await
+        .expect("took over within 15 s")
+        .unwrap();
+    started.elapsed()
+}
+
+async fn failover_and_handover(url: &str, prefix: &str) {
+    let open = || open_with(url, StoreOptions::default().table_prefix(prefix)).unwrap();
+    let runs = Arc::new(Mutex::new(Vec::new()));
+
+    let a = start("a", open(), &runs);
+    until_leading(&a).await;
+    let b = start("b", open(), &runs);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(
+        !holds(&b.handle.status("fenced").unwrap()),
+        "b follows while a leads"
+    );
+
+    // Graceful: a releases on shutdown; b takes over well before the lease could have expired
+    // (its last renewal was at most 400 ms before, so expiry is at least 1.6 s away).
+    a.handle.shutdown();
+    a.task.await.unwrap();
+    let handover = until_leading(&b).await;
+    assert!(
+        handover < TTL - Duration::from_millis(400),
+        "handover took {handover:?}: the release did not work"
+    );
+
+    // Crash: b dies without releasing; a new node takes over once the lease expires.
+    let c = start("c", open(), &runs);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    b.task.abort();
+    let _ = b.task.await;
+    until_leading(&c).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.handle.shutdown();
+    c.task.await.unwrap();
+
+    let mut runs = runs.lock().unwrap().clone();
+    runs.sort_by_key(|run| run.2);
+    let epochs: Vec<(&str, u64)> = runs.iter().map(|r| (r.0, r.1)).collect::<Vec<_>>();
+    let mut leaders = epochs.clone();
+    leaders.dedup();
+    assert_eq!(
+        leaders.iter().map(|l| l.0).collect::<Vec<_>>(),
+        ["a", "b", "c"],
+        "leadership went a → b → c: {leaders:?}"
+    );
+    assert!(
+        leaders.windows(2).all(|w| w[0].1 < w[1].1),
+        "epochs strictly increase: {leaders:?}"
+    );
+    for pair in runs.windows(2) {
+        assert!(
+            pair[0].3 <= pair[1].2,
+            "runs overlap: {:?} and {:?}",
+            pair[0],
+            pair[1]
+        );
+    }
+}
+
+fn unique_prefix(backend: &str) -> String {
+    format!("lt_{backend}_{}_", std::process::id())
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_failover_and_handover() {
+    let path = std::env::temp_dir().join(format!("loopjob-leadership-{}.db", std::process::id()));
+    let url = format!("sqlite://{}", path.display());
+    failover_and_handover(&url, "lt_").await;
+    let _ = std::fs::remove_file(&path);
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_failover_and_handover() {
+    let Ok(url) = std::env::var("LOOPJOB_TEST_POSTGRES_URL") else {
+        eprintln!("skipped: set LOOPJOB_TEST_POSTGRES_URL to run leadership tests on PostgreSQL");
+        return;
+    };
+    failover_and_handover(&url, &unique_prefix("pg")).await;
+}
+
+#[cfg(feature = "mysql")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_failover_and_handover() {
+    let Ok(url) = std::env::var("LOOPJOB_TEST_MYSQL_URL") else {
+        eprintln!("skipped: set LOOPJOB_TEST_MYSQL_URL to run leadership tests on MySQL");
+        return;
+    };
+    failover_and_handover(&url, &unique_prefix("my")).await;
+}
