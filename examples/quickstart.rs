@@ -3,12 +3,15 @@
 //! ticks. Press Ctrl-C to shut down gracefully.
 //!
 //! ```text
-//! cargo run --example quickstart
+//! cargo run --example quickstart -- --config config/quickstart.toml
 //! ```
+//!
+//! The settings file overrides the schedules in the code; the environment overrides the file
+//! (`LOOPJOB__JOBS__HEARTBEAT__INTERVAL=1s`).
 
 use std::time::Duration;
 
-use loopjob::{Host, JobContext, JobError, LoopJob, Schedule};
+use loopjob::{Host, JobContext, JobError, LoopJob, Schedule, Settings};
 use tracing_subscriber::EnvFilter;
 
 /// Says hello every two seconds.
@@ -66,7 +69,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .init();
 
+    let settings = match config_path() {
+        Some(path) => Settings::load(path)?,
+        None => Settings::default(),
+    };
     let host = Host::builder()
+        .settings(settings)
         .job(Heartbeat)
         .job(SlowReport)
         // A closure job that waits three seconds before its first run.
@@ -98,4 +106,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     Ok(())
+}
+
+/// The file after `--config`, if one is given.
+fn config_path() -> Option<String> {
+    std::env::args().skip_while(|arg| arg != "--config").nth(1)
 }

@@ -207,6 +207,7 @@ impl HostBuilder {
                 resources: &self.resources,
                 node: &mut self.node,
                 shutdown_grace: &mut self.shutdown_grace,
+                store: &mut self.store,
             },
         );
         let (settings_warnings, mut problems) = match configured {

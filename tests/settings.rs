@@ -512,6 +512,31 @@ mod options {
         );
     }
 
+    #[derive(Debug, Deserialize, Validate)]
+    struct KeepAlive {
+        #[serde(with = "loopjob::settings::duration")]
+        change_state_after: Duration,
+    }
+
+    #[test]
+    fn durations_in_options_take_humantime_and_refuse_bare_numbers() {
+        let settings = load(
+            "",
+            &[("LOOPJOB__JOBS__KEEP_ALIVE__CHANGE_STATE_AFTER", "1h 30m")],
+        );
+        let options: KeepAlive = settings.options("keep_alive").unwrap();
+        assert_eq!(options.change_state_after, 5400 * SEC);
+
+        let settings = load("[jobs.keep_alive]\nchange_state_after = 15\n", &[]);
+        let error = settings.options::<KeepAlive>("keep_alive").unwrap_err();
+        let problem = &error.problems()[0];
+        assert_eq!(
+            (problem.key.as_str(), problem.origin.clone()),
+            ("change_state_after", at_line(2))
+        );
+        assert!(problem.message.contains("write \"15s\""), "{problem}");
+    }
+
     #[test]
     fn option_keys_read_through_options_are_known_to_the_host() {
         let settings = load(

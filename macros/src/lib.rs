@@ -374,7 +374,7 @@ fn leadership_tokens(attrs: &Attributes) -> Tokens {
 
 /// Whether a field takes the options: marked `#[loopjob(options)]`, or of the options type.
 fn is_options_field(field: &syn::Field, attrs: &Attributes) -> syn::Result<bool> {
-    let mut marked = false;
+    let mut marked = None;
     for attr in field
         .attrs
         .iter()
@@ -382,16 +382,16 @@ fn is_options_field(field: &syn::Field, attrs: &Attributes) -> syn::Result<bool>
     {
         attr.parse_nested_meta(|meta| {
             if meta.path.is_ident("options") {
-                marked = true;
+                marked = Some(meta.path.span());
                 Ok(())
             } else {
                 Err(meta.error("the only field key is `options`: #[loopjob(options)]"))
             }
         })?;
     }
-    if marked && attrs.options.is_none() {
+    if let (Some(span), None) = (marked, &attrs.options) {
         return Err(Error::new(
-            field.span(),
+            span,
             "this field takes the job's options, but #[loopjob(...)] names no options type: add \
              `options = YourOptions` to the struct's attribute",
         ));
@@ -399,7 +399,7 @@ fn is_options_field(field: &syn::Field, attrs: &Attributes) -> syn::Result<bool>
     let same_type = attrs.options.as_ref().is_some_and(|options| {
         options.to_token_stream().to_string() == field.ty.to_token_stream().to_string()
     });
-    Ok(marked || same_type)
+    Ok(marked.is_some() || same_type)
 }
 
 fn check_options_fields(fields: &Fields, attrs: &Attributes) -> syn::Result<()> {

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::panic::Location;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::error::{Origin, SettingsProblem, SettingsWarning};
@@ -12,6 +13,7 @@ use crate::__private::Discovered;
 use crate::host::Registration;
 use crate::identity::NodeIdentity;
 use crate::job::Resources;
+use crate::store::LeaseStore;
 
 /// What the builder holds that settings change.
 pub(crate) struct Builder<'a> {
@@ -19,6 +21,7 @@ pub(crate) struct Builder<'a> {
     pub(crate) resources: &'a Resources,
     pub(crate) node: &'a mut Option<NodeIdentity>,
     pub(crate) shutdown_grace: &'a mut Duration,
+    pub(crate) store: &'a mut Option<Arc<dyn LeaseStore>>,
 }
 
 /// Applies `settings` to the builder and adds the discovered jobs (when `discover_at` says
@@ -47,6 +50,18 @@ pub(crate) fn configure(
     }
     if let Some(grace) = host.shutdown_grace {
         *builder.shutdown_grace = grace;
+    }
+    // A store handed to the builder is used as it is; the URL serves when there is none.
+    if let (Some(url), None) = (&host.store, &builder.store) {
+        match crate::store::open(url) {
+            Ok(store) => *builder.store = Some(store),
+            Err(error) => problems.push(SettingsProblem::new(
+                settings.section("loopjob").origin("store"),
+                "loopjob",
+                "store",
+                format!("cannot open the store: {error}"),
+            )),
+        }
     }
 
     let mut used_sections = BTreeSet::new();

@@ -48,6 +48,7 @@
 //!   host; a registered job without a section runs on its code's values.
 
 mod configure;
+pub mod duration;
 mod error;
 mod job;
 mod leadership;
