@@ -13,7 +13,39 @@ use syn::{Data, DeriveInput, Error, Fields, Lit, LitStr, Type, parse_macro_input
 /// Implements `loopjob::LoopJob` for a struct that has an inherent
 /// `async fn execute(&self, ctx: &JobContext) -> Result<(), JobError>`.
 ///
-/// The keys of `#[loopjob(...)]` are documented on `loopjob::LoopJob` (the derive).
+/// ```text
+/// #[derive(LoopJob)]
+/// #[loopjob(options = PcKeepAliveOptions, interval = "10s", initial_delay = "10m", discover)]
+/// struct PcKeepAlive {
+///     pcs: Arc<PcRepository>,          // from HostBuilder::resource, by type
+///     options: PcKeepAliveOptions,     // from [jobs.pc_keep_alive], validated
+///     checked: AtomicU64,              // Default
+/// }
+///
+/// impl PcKeepAlive {
+///     async fn execute(&self, ctx: &JobContext) -> Result<(), JobError> { … }
+/// }
+/// ```
+///
+/// Keys of `#[loopjob(...)]` (all optional):
+///
+/// | key | meaning |
+/// |---|---|
+/// | `name = "…"` | the job's name; default: the type's name in snake_case |
+/// | `options = Type` | the options type (`Deserialize + Validate`); default `()` |
+/// | schedule keys | `interval`, `initial_delay`, `jitter`, `timeout`, `cancel_grace`, `retry_backoff` (durations as `"10s"`, checked at compile time), `mode = "fixed_rate"/"fixed_delay"`, `missed_ticks = "skip"/"delay"`, `skip_if_running`, `align`, `enabled` (booleans), `max_overlap`, `retries` (numbers) |
+/// | `discover` | register the type so that `HostBuilder::discover()` builds and adds it |
+/// | `section = "…"` | (with `discover`) the settings section `[jobs.<section>]`; default: the name |
+/// | leadership keys | (with `discover`) `leader = "none"/"cluster"/"global"/"partitioned"`, `lease_ttl`, `renew_every`, `retry_every`, `priority`, `partitions` |
+///
+/// These are defaults: settings override them, and the environment overrides settings. Without
+/// `interval` the job has none, and its settings section must give one.
+///
+/// With `discover`, the job is built at `HostBuilder::build()`: the field marked
+/// `#[loopjob(options)]` (or whose type is the options type) gets the options read from the
+/// section; each `Arc<T>` field gets the resource of type `T` registered on the builder (a
+/// missing one is a build error naming the field); every other field is `Default::default()`.
+/// A discovered job cannot be generic.
 #[proc_macro_derive(LoopJob, attributes(loopjob))]
 pub fn derive_loop_job(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
