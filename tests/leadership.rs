@@ -52,6 +52,16 @@ enum Entry {
     Stopped { node: &'static str, at: Duration },
 }
 
+/// One run, from the journal.
+#[derive(Debug, Clone)]
+struct RunRecord {
+    node: &'static str,
+    leases: Vec<(String, u64)>,
+    start: Duration,
+    end: Duration,
+    cancelled: bool,
+}
+
 #[derive(Clone)]
 struct Journal {
     t0: Instant,
@@ -71,7 +81,7 @@ impl Journal {
     fn push(&self, entry: Entry) {
         self.entries.lock().unwrap().push(entry);
     }
-    fn runs(&self) -> Vec<(&'static str, Vec<(String, u64)>, Duration, Duration, bool)> {
+    fn runs(&self) -> Vec<RunRecord> {
         self.entries
             .lock()
             .unwrap()
@@ -83,11 +93,18 @@ impl Journal {
                     start,
                     end,
                     cancelled,
-                } => Some((*node, leases.clone(), *start, *end, *cancelled)),
+                } => Some(RunRecord {
+                    node,
+                    leases: leases.clone(),
+                    start: *start,
+                    end: *end,
+                    cancelled: *cancelled,
+                }),
                 _ => None,
             })
             .collect()
     }
+
     fn acquisitions(&self, key: &str) -> Vec<(&'static str, u64, Duration)> {
         self.entries
             .lock()
@@ -294,7 +311,14 @@ fn probe(mode: LeaderMode, journal: &Journal) -> Probe {
 fn assert_runs_exclusive(journal: &Journal) {
     let mut by_key: BTreeMap<String, Vec<(Duration, Duration, u64, &'static str)>> =
         BTreeMap::new();
-    for (node, leases, start, end, _) in journal.runs() {
+    for RunRecord {
+        node,
+        leases,
+        start,
+        end,
+        ..
+    } in journal.runs()
+    {
         for (key, epoch) in leases {
             by_key
                 .entry(key)
@@ -351,7 +375,7 @@ async fn exactly_one_node_runs_a_global_job() {
     let runs = journal.runs();
     let runners: Vec<_> = runs
         .iter()
-        .map(|r| r.0)
+        .map(|r| r.node)
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
@@ -366,7 +390,7 @@ async fn exactly_one_node_runs_a_global_job() {
         "the two followers passed their ticks: {not_leader}"
     );
     assert!(
-        runs.iter().all(|r| r.1 == [("probe".to_owned(), 1)]),
+        runs.iter().all(|r| r.leases == [("probe".to_owned(), 1)]),
         "one lease, epoch 1, all along"
     );
     assert_runs_exclusive(&journal);
@@ -392,7 +416,7 @@ async fn cluster_mode_runs_one_node_per_group() {
         node.stop().await;
     }
     let mut runners: BTreeMap<String, std::collections::BTreeSet<&str>> = BTreeMap::new();
-    for (node, leases, ..) in journal.runs() {
+    for RunRecord { node, leases, .. } in journal.runs() {
         runners.entry(leases[0].0.clone()).or_default().insert(node);
     }
     assert_eq!(runners.keys().collect::<Vec<_>>(), ["probe@a", "probe@b"]);
@@ -518,12 +542,12 @@ async fn a_cut_off_leader_stops_its_run_before_the_store_lets_anyone_else_in() {
     let _ = (a.stop().await, b.stop().await);
 
     let runs = journal.runs();
-    let a_run = runs.iter().find(|r| r.0 == "a").expect("a ran");
-    assert!(a_run.4, "a's run was cancelled");
+    let a_run = runs.iter().find(|r| r.node == "a").expect("a ran");
+    assert!(a_run.cancelled, "a's run was cancelled");
     // a's last renew was sent at 2 s (renewals at 0, 1, 2): its local deadline is
     // 2 s + 3 s − 0.3 s = 4.7 s, and the store lets the lease go at 5 s at the earliest.
     assert_eq!(
-        a_run.3,
+        a_run.end,
         4 * SEC + ms(700),
         "cancelled at the local deadline"
     );
@@ -533,7 +557,7 @@ async fn a_cut_off_leader_stops_its_run_before_the_store_lets_anyone_else_in() {
         taken_at >= 5 * SEC,
         "the store's expiry passed first: {taken_at:?}"
     );
-    assert!(a_run.3 < taken_at);
+    assert!(a_run.end < taken_at);
     assert!(taken_at - cut_at <= TTL + RETRY);
     let lost = journal.entries.lock().unwrap().iter().any(|e| {
         matches!(
@@ -657,7 +681,7 @@ async fn a_store_down_at_start_delays_guarded_jobs_until_it_returns() {
     store.cut(false);
     sleep_until(journal.t0 + 40 * SEC).await;
     node.stop().await;
-    let first = journal.runs()[0].2;
+    let first = journal.runs()[0].start;
     // Backoff: retries at 1, 3, 7, 15 s after start; the store is back at 10 s.
     assert!(
         first >= 10 * SEC && first <= 17 * SEC,
