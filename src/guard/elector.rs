@@ -3,7 +3,7 @@
 //! It talks to the store in batches — one `renew` statement per renew period for all the leases
 //! the host holds, one `try_acquire` per retry period for all the keys it is missing — so a
 //! node's round trips do not grow with its number of jobs. It publishes to each guarded job's
-//! supervisor what the job holds ([`GuardState`]) and every change ([`LeadershipEvent`]).
+//! supervisor what the job holds and every change ([`LeadershipEvent`](super::LeadershipEvent)).
 //!
 //! # Safety argument
 //!
@@ -13,7 +13,7 @@
 //!    timestamp. The store sets a lease's expiry to *its* time of execution plus the ttl.
 //! 2. **Local deadline from the send instant.** A lease's local deadline is the monotonic
 //!    instant at which the acquire or renew request was *sent*, plus the ttl, minus a safety
-//!    margin of a tenth of the ttl ([`local_deadline`]). The request executed after it was sent,
+//!    margin of a tenth of the ttl (`local_deadline`). The request executed after it was sent,
 //!    so the store's expiry is at least `ttl` after the send in real time; with the margin, a
 //!    local clock that runs up to ~10% fast still stops believing first. No clock
 //!    synchronisation is needed, only a bounded drift rate.
