@@ -189,10 +189,46 @@ fn an_explicit_registration_wins_over_discovery() {
         options: TallyOptions { step: 1 },
         runs: AtomicU64::new(0),
     };
+    // Tally is `leader = "cluster"`, explicitly registered or not: it needs a store.
     let host = Host::builder()
+        .store(Arc::new(loopjob::store::MemoryStore::new()))
         .job(tally)
         .discover()
         .build()
         .expect("no duplicate");
     assert_eq!(host.handle().job_names(), ["tally"]);
+}
+
+/// Registered explicitly (not discovered): the leadership keys still reach the job.
+#[derive(LoopJob)]
+#[loopjob(
+    interval = "30s",
+    leader = "partitioned",
+    partitions = 4,
+    lease_ttl = "9s"
+)]
+struct Sharded;
+
+impl Sharded {
+    async fn execute(&self, _ctx: &JobContext) -> Result<(), JobError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn leadership_keys_work_without_discovery() {
+    let leadership = Sharded.leadership();
+    assert_eq!(leadership.mode, loopjob::LeaderMode::Partitioned);
+    assert_eq!(leadership.partitions, 4);
+    assert_eq!(leadership.lease_ttl, 9 * SEC);
+    assert_eq!(leadership.renew_every(), 3 * SEC);
+    assert_eq!(Sharded.schedule().interval, 30 * SEC);
+    // A guarded job needs a store: the builder says so, naming the job.
+    let error = Host::builder().job(Sharded).build().unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("job `sharded` has leader = Partitioned"),
+        "{error}"
+    );
 }

@@ -36,7 +36,7 @@ use syn::{Data, DeriveInput, Error, Fields, Lit, LitStr, Type, parse_macro_input
 /// | schedule keys | `interval`, `initial_delay`, `jitter`, `timeout`, `cancel_grace`, `retry_backoff` (durations as `"10s"`, checked at compile time), `mode = "fixed_rate"/"fixed_delay"`, `missed_ticks = "skip"/"delay"`, `skip_if_running`, `align`, `enabled` (booleans), `max_overlap`, `retries` (numbers) |
 /// | `discover` | register the type so that `HostBuilder::discover()` builds and adds it |
 /// | `section = "…"` | (with `discover`) the settings section `[jobs.<section>]`; default: the name |
-/// | leadership keys | (with `discover`) `leader = "none"/"cluster"/"global"/"partitioned"`, `lease_ttl`, `renew_every`, `retry_every`, `priority`, `partitions` |
+/// | leadership keys | `leader = "none"/"cluster"/"global"/"partitioned"`, `lease_ttl`, `renew_every`, `retry_every`, `priority`, `partitions` |
 ///
 /// These are defaults: settings override them, and the environment overrides settings. Without
 /// `interval` the job has none, and its settings section must give one.
@@ -72,7 +72,7 @@ const SCHEDULE_KEYS: [(&str, Kind); 13] = [
     ("enabled", Kind::Bool),
 ];
 
-/// The leadership keys, which take effect through discovery.
+/// The leadership keys: they give the derived `LoopJob::leadership`.
 const LEADERSHIP_KEYS: [(&str, Kind); 6] = [
     (
         "leader",
@@ -135,23 +135,12 @@ fn expand(input: &DeriveInput) -> syn::Result<Tokens> {
         }
         None => snake_case(&ident.to_string()),
     };
-    if attrs.discover.is_none() {
-        let needs_discover = attrs
-            .section
-            .as_ref()
-            .map(|section| ("section", section.span()))
-            .into_iter()
-            .chain(attrs.leadership.iter().map(|(key, _, span)| (*key, *span)))
-            .next();
-        if let Some((key, span)) = needs_discover {
-            return Err(Error::new(
-                span,
-                format!(
-                    "`{key}` takes effect for discovered jobs: add `discover`, or set `{key}` in \
-                     the job's settings section"
-                ),
-            ));
-        }
+    if let (None, Some(section)) = (attrs.discover, &attrs.section) {
+        return Err(Error::new(
+            section.span(),
+            "`section` takes effect for discovered jobs: add `discover`, or register the job \
+             under the name of its section",
+        ));
     }
 
     let options_ty = attrs
@@ -159,6 +148,7 @@ fn expand(input: &DeriveInput) -> syn::Result<Tokens> {
         .as_ref()
         .map_or_else(|| quote!(()), ToTokens::to_token_stream);
     let schedule = schedule_tokens(&attrs);
+    let leadership = leadership_tokens(&attrs);
     let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
     let execute = quote_spanned! {ident.span()=>
         fn execute(
@@ -183,6 +173,10 @@ fn expand(input: &DeriveInput) -> syn::Result<Tokens> {
                 #schedule
             }
 
+            fn leadership(&self) -> ::loopjob::Leadership {
+                #leadership
+            }
+
             #execute
         }
     };
@@ -204,7 +198,6 @@ fn expand(input: &DeriveInput) -> syn::Result<Tokens> {
         Some(options) => quote_spanned!(options.span()=> ::loopjob::__private::Typed<#options>),
         None => quote!(::loopjob::__private::NoOptions),
     };
-    let leadership = leadership_tokens(&attrs);
     let build = build_tokens(fields, &attrs)?;
     Ok(quote_spanned! {discover_span=>
         #loop_job

@@ -1,7 +1,7 @@
 use loopjob::{JobContext, JobError, LoopJob};
 
 #[derive(LoopJob)]
-#[loopjob(interval = "10s", leader = "cluster")]
+#[loopjob(interval = "10s", section = "cleanup_v2")]
 struct Cleanup;
 
 impl Cleanup {
