@@ -162,6 +162,13 @@ impl HostBuilder {
         self
     }
 
+    /// Adds a resource that is already shared (an `Arc` you keep a clone of), looked up by
+    /// type like [`HostBuilder::resource`].
+    pub fn resource_shared<T: Send + Sync + 'static>(mut self, value: Arc<T>) -> Self {
+        self.resources.insert_shared(value);
+        self
+    }
+
     /// Sets this node's identity. Default: [`NodeIdentity::from_env`].
     pub fn node(mut self, node: NodeIdentity) -> Self {
         self.node = Some(node);

@@ -206,17 +206,17 @@ async fn hooks_run_once_and_resources_reach_runs() {
         stopped: stopped.clone(),
     };
     let fn_runs = Arc::new(AtomicU32::new(0));
-    let counted = fn_runs.clone();
     let host = Host::builder()
         .resource(Greeting("hello"))
+        .resource_shared(fn_runs.clone())
         .job(job)
-        .job_fn("closure", Schedule::every(secs(10)), move |ctx| {
-            let counted = counted.clone();
-            async move {
-                assert!(ctx.resource::<Greeting>().is_some());
-                counted.fetch_add(1, Ordering::SeqCst);
-                Ok(())
-            }
+        .job_fn("closure", Schedule::every(secs(10)), |ctx| async move {
+            assert!(ctx.resource::<Greeting>().is_some());
+            let runs = ctx
+                .resource::<AtomicU32>()
+                .ok_or_else(|| JobError::msg("no counter"))?;
+            runs.fetch_add(1, Ordering::SeqCst);
+            Ok(())
         })
         .build()
         .unwrap();
