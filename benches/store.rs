@@ -92,7 +92,10 @@ async fn bench_store(store: Arc<dyn LeaseStore>, baseline: Option<Measured>) -> 
     );
     for size in [1u64, 100, 1000] {
         let keys: Vec<String> = (0..size).map(|i| format!("renew{size}/{i}")).collect();
-        let won = store.try_acquire("a", &keys, TTL).await.expect("acquire batch");
+        let won = store
+            .try_acquire("a", &keys, TTL)
+            .await
+            .expect("acquire batch");
         assert_eq!(won.len() as u64, size);
         let refs: Vec<LeaseRef> = won.iter().map(Lease::to_ref).collect();
         results.push(
@@ -153,7 +156,10 @@ async fn main() {
             timed(sqlx::query("SELECT 1").execute(&pool)).await.1
         })
         .await;
-        report("sqlite (WAL, synchronous=FULL)", &bench_store(Arc::new(store), Some(baseline)).await);
+        report(
+            "sqlite (WAL, synchronous=FULL)",
+            &bench_store(Arc::new(store), Some(baseline)).await,
+        );
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
         }
@@ -168,7 +174,10 @@ async fn main() {
                 timed(sqlx::query("SELECT 1").execute(&pool)).await.1
             })
             .await;
-            report("postgres", &bench_store(Arc::new(store), Some(baseline)).await);
+            report(
+                "postgres",
+                &bench_store(Arc::new(store), Some(baseline)).await,
+            );
             let prefix = options().get_table_prefix().to_owned();
             let drop = format!("DROP TABLE \"{prefix}leases\", \"{prefix}members\"");
             let _ = sqlx::raw_sql(&drop).execute(&pool).await;

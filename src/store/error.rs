@@ -91,6 +91,10 @@ impl StoreError {
         }
     }
 
+    #[cfg_attr(
+        not(any(feature = "sqlite", feature = "postgres", feature = "mysql")),
+        allow(dead_code)
+    )]
     pub(crate) fn corrupted(table: &str, key: &str, problem: impl Into<String>) -> Self {
         StoreError::Corrupted {
             table: table.to_owned(),

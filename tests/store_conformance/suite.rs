@@ -502,7 +502,7 @@ async fn invalid_input_is_refused<B: Backend>(backend: Arc<B>, prefix: String) {
     invalid(store.try_acquire("a", &keys(&[""]), LONG).await.map(drop));
     invalid(
         store
-            .try_acquire("a", &[long.clone()], LONG)
+            .try_acquire("a", std::slice::from_ref(&long), LONG)
             .await
             .map(drop),
     );
@@ -528,7 +528,10 @@ async fn invalid_input_is_refused<B: Backend>(backend: Arc<B>, prefix: String) {
     invalid(store.members("").await.map(drop));
     // The longest accepted names work, and an impossible epoch simply matches nothing.
     let max = "k".repeat(MAX_NAME_LEN);
-    let won = store.try_acquire(&max, &[max.clone()], LONG).await.unwrap();
+    let won = store
+        .try_acquire(&max, std::slice::from_ref(&max), LONG)
+        .await
+        .unwrap();
     assert_eq!(won.len(), 1);
     assert!(
         store

@@ -238,6 +238,7 @@ pub(crate) fn ttl(ttl: Duration) -> Result<i64, StoreError> {
 }
 
 /// `n` comma-separated copies of `item`, such as `?, ?, ?` or `(?, ?), (?, ?)`.
+#[cfg_attr(not(any(feature = "sqlite", feature = "mysql")), allow(dead_code))]
 pub(crate) fn repeat(item: &str, n: usize) -> String {
     let mut out = String::with_capacity((item.len() + 2) * n);
     for i in 0..n {
