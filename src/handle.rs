@@ -4,12 +4,12 @@
 use std::fmt;
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
+use crate::control::{Command, JobCell, Triggered};
 use crate::identity::NodeIdentity;
 use crate::status::JobStatus;
-use crate::supervisor::{Command, Triggered};
 
 /// A cheap, cloneable handle to a host's jobs: status snapshots, control, and shutdown.
 ///
@@ -46,8 +46,7 @@ struct Inner {
 /// The handle's line to one job's supervisor.
 pub(crate) struct JobControl {
     pub(crate) name: Arc<str>,
-    pub(crate) commands: mpsc::Sender<Command>,
-    pub(crate) status: watch::Receiver<JobStatus>,
+    pub(crate) cell: Arc<JobCell>,
 }
 
 /// Why a control call on a [`HostHandle`] did nothing.
@@ -104,25 +103,38 @@ impl HostHandle {
         self.inner
             .jobs
             .iter()
-            .map(|job| job.status.borrow().clone())
+            .map(|job| job.cell.status().clone())
             .collect()
     }
 
     /// A snapshot of the job named `name`.
     pub fn status(&self, name: &str) -> Option<JobStatus> {
-        self.find(name).ok().map(|job| job.status.borrow().clone())
+        self.find(name).ok().map(|job| job.cell.status().clone())
     }
 
-    /// A receiver that sees every change of the job's status, e.g. to wait for a condition:
+    /// Waits until `predicate` holds for the job's status, and returns that status.
+    ///
+    /// Cancel-safe. Fails with [`ControlError::NotRunning`] if the job stops without the
+    /// predicate holding.
     ///
     /// ```no_run
-    /// # async fn demo(handle: loopjob::HostHandle) {
-    /// let mut status = handle.watch("report").unwrap();
-    /// status.wait_for(|s| s.counters.runs >= 3).await.unwrap();
-    /// # }
+    /// # async fn demo(handle: loopjob::HostHandle) -> Result<(), loopjob::ControlError> {
+    /// let status = handle.wait_for("report", |s| s.counters.runs >= 3).await?;
+    /// assert!(status.counters.runs >= 3);
+    /// # Ok(()) }
     /// ```
-    pub fn watch(&self, name: &str) -> Result<watch::Receiver<JobStatus>, ControlError> {
-        Ok(self.find(name)?.status.clone())
+    pub async fn wait_for(
+        &self,
+        name: &str,
+        predicate: impl FnMut(&JobStatus) -> bool,
+    ) -> Result<JobStatus, ControlError> {
+        let job = self.find(name)?;
+        job.cell
+            .wait_for(predicate)
+            .await
+            .ok_or_else(|| ControlError::NotRunning {
+                name: name.to_owned(),
+            })
     }
 
     /// Starts a run now, outside the schedule (unless as many runs as the job allows are
@@ -164,10 +176,7 @@ impl HostHandle {
             name: name.to_owned(),
         };
         let (reply, answer) = oneshot::channel();
-        job.commands
-            .send(command(reply))
-            .await
-            .map_err(|_| not_running())?;
+        job.cell.send(command(reply)).map_err(|_| not_running())?;
         answer.await.map_err(|_| not_running())
     }
 

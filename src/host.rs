@@ -27,6 +27,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
+use crate::control::JobCell;
 use crate::guard::elector::{Elector, GuardedJob};
 use crate::guard::{GuardState, holder_name, lease_keys, membership_scope};
 use crate::handle::{HostHandle, JobControl};
@@ -41,9 +42,6 @@ use crate::supervisor::{Guard, Supervisor, initial_status};
 
 /// How long shutdown waits for in-flight runs unless told otherwise.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
-
-/// Room in each job's command queue; an operator's commands are answered one by one.
-const COMMAND_QUEUE: usize = 16;
 
 /// Builds a [`Host`]: jobs, shared resources and host-wide settings.
 ///
@@ -236,13 +234,13 @@ impl HostBuilder {
         let mut controls = Vec::with_capacity(self.registrations.len());
         let mut guarded = Vec::new();
         for registration in self.registrations {
-            let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
-            let (status_tx, status_rx) =
-                watch::channel(initial_status(&registration.name, &registration.schedule));
+            let cell = Arc::new(JobCell::new(initial_status(
+                &registration.name,
+                &registration.schedule,
+            )));
             controls.push(JobControl {
                 name: registration.name.clone(),
-                commands: commands_tx,
-                status: status_rx,
+                cell: cell.clone(),
             });
             let guard = (registration.leadership.mode != LeaderMode::None).then(|| {
                 let (guarded_job, guard) = guard_for(&registration, &node);
@@ -257,8 +255,7 @@ impl HostBuilder {
                 resources: resources.clone(),
                 token: token.child_token(),
                 shutdown_grace: self.shutdown_grace,
-                commands: commands_rx,
-                status: status_tx,
+                cell,
                 guard,
             });
         }

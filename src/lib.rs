@@ -45,6 +45,7 @@
 
 #[doc(hidden)]
 pub mod __private;
+mod control;
 pub mod guard;
 mod handle;
 mod host;
@@ -58,6 +59,7 @@ mod status;
 pub mod store;
 mod supervisor;
 
+pub use control::Triggered;
 pub use guard::{HeldLease, LeaderElector, LeaderState, LeadershipEvent, LostReason};
 pub use handle::{ControlError, HostHandle};
 pub use host::{BuildError, BuildProblem, DEFAULT_SHUTDOWN_GRACE, Host, HostBuilder};
@@ -72,7 +74,6 @@ pub use settings::{
 pub use status::{
     JobCounters, JobReport, JobState, JobStatus, LeadershipStatus, RunOutcome, ShutdownReport,
 };
-pub use supervisor::Triggered;
 
 /// The README's examples, compiled and run as doc tests.
 #[cfg(doctest)]

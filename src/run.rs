@@ -111,10 +111,16 @@ impl Run {
         }
     }
 
-    /// One attempt: run the job in its own task, cancel it at the timeout, and drop it if it has
-    /// not stopped `cancel_grace` after being cancelled.
+    /// One attempt: poll the job, cancel it at the timeout, and drop it if it has not stopped
+    /// `cancel_grace` after being cancelled.
     async fn attempt(&self, attempt: u32) -> RunOutcome {
-        let token = self.token.child_token();
+        // A retry needs a fresh token after a timeout cancelled the last one; without retries
+        // the run's own token serves, and saves a token per run.
+        let token = if self.schedule.retries == 0 {
+            self.token.clone()
+        } else {
+            self.token.child_token()
+        };
         let ctx = JobContext {
             attempt,
             token: token.clone(),
@@ -134,6 +140,8 @@ impl Run {
             .timeout
             .map(|timeout| Instant::now() + timeout);
         let timed_out = tokio::select! {
+            // The job first: a run that finishes at once never registers a timer or a waiter.
+            biased;
             result = &mut execution => return outcome_of(result),
             _ = sleep_until_or_never(deadline) => true,
             _ = token.cancelled() => false,
@@ -197,5 +205,44 @@ pub(crate) fn panic_message(payload: Box<dyn Any + Send>) -> String {
             Ok(message) => (*message).to_owned(),
             Err(_) => "a panic with a non-text payload".to_owned(),
         },
+    }
+}
+
+/// The runs of one job in flight, polled inside the job's supervisor task.
+///
+/// Runs are not spawned: a tick costs no task, and a run that finishes at once (the common case)
+/// finishes in the same poll that started it. Every wake polls every run in flight, which stays
+/// cheap because a job allows only a few at once (`max_overlap`). Dropping the set abandons the
+/// runs in it.
+#[derive(Default)]
+pub(crate) struct InFlight {
+    runs: Vec<Pin<Box<dyn Future<Output = RunReport> + Send>>>,
+}
+
+impl InFlight {
+    pub(crate) fn len(&self) -> usize {
+        self.runs.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.runs.is_empty()
+    }
+
+    pub(crate) fn push(&mut self, run: Run) {
+        self.runs.push(Box::pin(run.drive()));
+    }
+
+    /// Completes with the report of the next run to end; pending forever while there is none.
+    /// Cancel-safe: a run that has not ended stays in the set.
+    pub(crate) fn next_report(&mut self) -> impl Future<Output = RunReport> + '_ {
+        std::future::poll_fn(|cx| {
+            for index in 0..self.runs.len() {
+                if let Poll::Ready(report) = self.runs[index].as_mut().poll(cx) {
+                    drop(self.runs.swap_remove(index));
+                    return Poll::Ready(report);
+                }
+            }
+            Poll::Pending
+        })
     }
 }

@@ -6,42 +6,23 @@
 //! at once: shutdown, an operator command, a run ending, and the next tick. Nothing in it blocks,
 //! so a job that hangs or panics never stops the ticking of its own or any other job.
 
+use std::pin::pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::{mpsc, oneshot, watch};
-use tokio::task::JoinSet;
+use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
-use crate::guard::{GuardState, LeadershipEvent};
+use crate::control::{Command, JobCell, Triggered};
+use crate::guard::{GuardState, HeldLease, LeadershipEvent};
 use crate::identity::NodeIdentity;
 use crate::job::{ErasedJob, JobContext, Resources};
 use crate::metrics;
-use crate::run::{Run, RunReport, panic_message, sleep_until_or_never};
+use crate::run::{InFlight, Run, RunReport, panic_message};
 use crate::schedule::{Schedule, ScheduleMode};
-use crate::status::{JobCounters, JobReport, JobState, JobStatus};
-
-/// An operator's request to a job, with the channel its answer goes back on.
-#[derive(Debug)]
-pub(crate) enum Command {
-    Trigger(oneshot::Sender<Triggered>),
-    Pause(oneshot::Sender<()>),
-    Resume(oneshot::Sender<()>),
-    CancelRuns(oneshot::Sender<usize>),
-}
-
-/// The answer to a manual trigger.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Triggered {
-    /// A run started; its run id.
-    Started(u64),
-    /// No run started: the job already has as many runs in flight as it allows.
-    AlreadyRunning,
-    /// No run started: the job is guarded and this node does not hold its lease.
-    NotLeader,
-}
+use crate::status::{JobCounters, JobReport, JobState, JobStatus, RunOutcome};
 
 /// A guarded job's line from the elector: what it holds now, and each change.
 pub(crate) struct Guard {
@@ -59,8 +40,8 @@ pub(crate) struct Supervisor {
     /// Cancelled when the host shuts down.
     pub(crate) token: CancellationToken,
     pub(crate) shutdown_grace: Duration,
-    pub(crate) commands: mpsc::Receiver<Command>,
-    pub(crate) status: watch::Sender<JobStatus>,
+    /// The job's status and the operator's commands, shared with the handle.
+    pub(crate) cell: Arc<JobCell>,
     /// For a guarded job: its leadership, from the elector.
     pub(crate) guard: Option<Guard>,
 }
@@ -75,36 +56,58 @@ struct Ticking {
     last_run_id: u64,
     /// Parent of the tokens of the runs in flight; replaced after an operator cancels them.
     runs_token: CancellationToken,
-    runs: JoinSet<RunReport>,
+    runs: InFlight,
+    /// The leases of an unguarded job's runs: none, shared.
+    no_leases: Arc<[HeldLease]>,
+    /// Whether the status changed since watchers were last woken.
+    status_dirty: bool,
 }
 
 impl Supervisor {
     /// Runs the job until the host shuts down, then waits for its runs (up to the shutdown
     /// grace) and reports.
     pub(crate) async fn run(mut self) -> JobReport {
+        let mut ticking = Ticking::idle(&self.token);
         if !self.started().await {
-            let ticking = Ticking::idle(&self.token);
             return self.stop(ticking, 0).await;
         }
-        let mut ticking = Ticking::idle(&self.token);
         if self.schedule.enabled {
             let first = self.schedule.first_tick(Instant::now(), SystemTime::now());
             self.set_next_tick(&mut ticking, Some(first));
         }
-        self.publish(&ticking);
+        self.publish(&mut ticking);
 
+        // The futures that live across turns of the loop are made once: a tick then costs no
+        // waiter registration and no timer beyond the one reset.
+        let cell = self.cell.clone();
+        let mut shutdown = pin!(self.token.clone().cancelled_owned());
+        let mut command = pin!(cell.next_command());
+        let mut timer = pin!(sleep_until(Instant::now()));
+        let mut armed_at = None;
         loop {
+            if ticking.fire_at != armed_at {
+                if let Some(at) = ticking.fire_at {
+                    timer.as_mut().reset(at);
+                }
+                armed_at = ticking.fire_at;
+            }
             tokio::select! {
                 biased;
-                _ = self.token.cancelled() => break,
-                Some(command) = self.commands.recv() => self.obey(command, &mut ticking),
-                Some(joined) = ticking.runs.join_next() => self.finished(joined, &mut ticking),
-                Some(event) = next_event(&mut self.guard) => self.leadership_changed(event),
-                _ = sleep_until_or_never(ticking.fire_at), if !ticking.paused => {
+                _ = &mut shutdown => break,
+                next = &mut command => {
+                    command.set(cell.next_command());
+                    self.obey(next, &mut ticking);
+                }
+                report = ticking.runs.next_report(), if !ticking.runs.is_empty() => {
+                    self.finished(report, &mut ticking);
+                }
+                Some(event) = next_event(&mut self.guard) => self.leadership_changed(event, &mut ticking),
+                _ = &mut timer, if armed_at.is_some() && !ticking.paused => {
+                    armed_at = None;
                     self.tick(&mut ticking);
                 }
             }
-            self.publish(&ticking);
+            self.publish(&mut ticking);
         }
 
         let in_flight = ticking.runs.len();
@@ -122,7 +125,7 @@ impl Supervisor {
             ScheduleMode::FixedRate => {
                 let next = self.schedule.next_fixed_rate_tick(scheduled, now);
                 if next.missed > 0 {
-                    self.count(|c| c.missed += next.missed);
+                    Self::count(ticking, &self.cell, |c| c.missed += next.missed);
                     metrics::ticks_missed(&self.name, next.missed);
                     tracing::warn!(job = %self.name, missed = next.missed, "ticks missed during a stall");
                 }
@@ -132,14 +135,14 @@ impl Supervisor {
         };
         let mut started = false;
         if !self.may_start(ticking) {
-            self.count(|c| c.skipped += 1);
+            Self::count(ticking, &self.cell, |c| c.skipped += 1);
             metrics::tick_skipped(&self.name);
             tracing::debug!(job = %self.name, in_flight = ticking.runs.len(), "tick skipped: run in flight");
-        } else if let Some(leadership) = self.leadership() {
+        } else if let Some(leadership) = self.leadership(ticking) {
             self.start_run(ticking, scheduled, next_on_grid, leadership);
             started = true;
         } else {
-            self.count(|c| c.not_leader += 1);
+            Self::count(ticking, &self.cell, |c| c.not_leader += 1);
             tracing::trace!(job = %self.name, "tick passed: this node does not hold the lease");
         }
         let next = match self.schedule.mode {
@@ -162,9 +165,13 @@ impl Supervisor {
 
     /// What the next run may hold: `Some` with no leases for an unguarded job, `Some` with the
     /// leases held now for a guarded one, `None` when a guarded job holds nothing.
-    fn leadership(&self) -> Option<RunLeadership> {
+    fn leadership(&self, ticking: &Ticking) -> Option<RunLeadership> {
         let Some(guard) = &self.guard else {
-            return Some(RunLeadership::default());
+            return Some(RunLeadership {
+                leases: ticking.no_leases.clone(),
+                lost: None,
+                worker: None,
+            });
         };
         let state = guard.state.borrow();
         let leases = state.held();
@@ -206,9 +213,9 @@ impl Supervisor {
             next_tick,
             leadership_lost: leadership.lost,
         };
-        ticking.runs.spawn(run.drive());
+        ticking.runs.push(run);
         let now = Instant::now();
-        self.status.send_modify(|status| {
+        Self::update(ticking, &self.cell, |status| {
             status.counters.runs += 1;
             status.last_started = Some(now);
         });
@@ -217,60 +224,42 @@ impl Supervisor {
     }
 
     /// A run ended: record its outcome and, in fixed-delay mode, schedule the next tick.
-    fn finished(
-        &mut self,
-        joined: Result<RunReport, tokio::task::JoinError>,
-        ticking: &mut Ticking,
-    ) {
-        let report = match joined {
-            Ok(report) => report,
-            // `Run::drive` catches the job's panics itself; this is only reached if the
-            // supervisor's own code panicked inside it. Keep going.
-            Err(error) => {
-                let message = if error.is_panic() {
-                    panic_message(error.into_panic())
-                } else {
-                    "run task cancelled".to_owned()
-                };
-                tracing::error!(job = %self.name, %message, "run driver failed");
-                return;
-            }
-        };
+    fn finished(&mut self, report: RunReport, ticking: &mut Ticking) {
         let outcome = report.outcome;
         let elapsed = report.ended - report.started;
         metrics::run_finished(&self.name, &outcome, elapsed);
         match &outcome {
-            crate::RunOutcome::Succeeded => {
+            RunOutcome::Succeeded => {
                 tracing::debug!(job = %self.name, ?elapsed, "run succeeded")
             }
-            crate::RunOutcome::Failed(error) => {
+            RunOutcome::Failed(error) => {
                 tracing::warn!(job = %self.name, %error, "run failed")
             }
-            crate::RunOutcome::Panicked(message) => {
+            RunOutcome::Panicked(message) => {
                 tracing::error!(job = %self.name, %message, "run panicked")
             }
-            crate::RunOutcome::TimedOut => {
+            RunOutcome::TimedOut => {
                 tracing::warn!(job = %self.name, timeout = ?self.schedule.timeout, "run timed out")
             }
-            crate::RunOutcome::Dropped => {
+            RunOutcome::Dropped => {
                 tracing::warn!(job = %self.name, grace = ?self.schedule.cancel_grace, "run ignored cancellation and was dropped")
             }
         }
-        self.status.send_modify(|status| {
+        Self::update(ticking, &self.cell, |status| {
             let counters = &mut status.counters;
             counters.retries += u64::from(report.attempts.saturating_sub(1));
             match &outcome {
-                crate::RunOutcome::Succeeded => counters.succeeded += 1,
-                crate::RunOutcome::Failed(_) => counters.failures += 1,
-                crate::RunOutcome::Panicked(_) => {
+                RunOutcome::Succeeded => counters.succeeded += 1,
+                RunOutcome::Failed(_) => counters.failures += 1,
+                RunOutcome::Panicked(_) => {
                     counters.failures += 1;
                     counters.panics += 1;
                 }
-                crate::RunOutcome::TimedOut => {
+                RunOutcome::TimedOut => {
                     counters.failures += 1;
                     counters.timeouts += 1;
                 }
-                crate::RunOutcome::Dropped => {
+                RunOutcome::Dropped => {
                     counters.failures += 1;
                     counters.dropped += 1;
                 }
@@ -290,7 +279,7 @@ impl Supervisor {
     fn obey(&mut self, command: Command, ticking: &mut Ticking) {
         match command {
             Command::Trigger(reply) => {
-                let leadership = self.leadership();
+                let leadership = self.leadership(ticking);
                 let answer = if !self.may_start(ticking) {
                     Triggered::AlreadyRunning
                 } else if let Some(leadership) = leadership {
@@ -352,12 +341,12 @@ impl Supervisor {
 
     /// The elector reported a change: record it in the status, log it, and call the job's hook
     /// beside the loop (a slow or panicking hook never delays ticks).
-    fn leadership_changed(&mut self, event: LeadershipEvent) {
+    fn leadership_changed(&mut self, event: LeadershipEvent, ticking: &mut Ticking) {
         let state = self
             .guard
             .as_ref()
             .map(|guard| guard.state.borrow().clone());
-        self.status.send_modify(|status| {
+        Self::update(ticking, &self.cell, |status| {
             let leadership = status.leadership.get_or_insert_with(Default::default);
             match &event {
                 LeadershipEvent::Acquired(_) => leadership.acquired += 1,
@@ -393,12 +382,19 @@ impl Supervisor {
         ticking.fire_at = next.map(|tick| self.schedule.jittered(tick, fastrand::f64()));
     }
 
-    fn count(&self, update: impl FnOnce(&mut JobCounters)) {
-        self.status
-            .send_modify(|status| update(&mut status.counters));
+    /// Changes the status; watchers see it at the end of the loop's turn.
+    fn update(ticking: &mut Ticking, cell: &JobCell, change: impl FnOnce(&mut JobStatus)) {
+        change(&mut cell.status());
+        ticking.status_dirty = true;
     }
 
-    fn publish(&self, ticking: &Ticking) {
+    fn count(ticking: &mut Ticking, cell: &JobCell, change: impl FnOnce(&mut JobCounters)) {
+        Self::update(ticking, cell, |status| change(&mut status.counters));
+    }
+
+    /// Brings the status's state, next tick and runs in flight up to date, and wakes watchers
+    /// if anything changed this turn.
+    fn publish(&self, ticking: &mut Ticking) {
         let state = if ticking.paused {
             JobState::Paused
         } else if !ticking.runs.is_empty() {
@@ -408,48 +404,58 @@ impl Supervisor {
         } else {
             JobState::Idle
         };
-        self.status.send_if_modified(|status| {
-            let changed = status.state != state
+        {
+            let mut status = self.cell.status();
+            if status.state != state
                 || status.next_tick != ticking.next_tick
-                || status.in_flight != ticking.runs.len();
-            status.state = state;
-            status.next_tick = ticking.next_tick;
-            status.in_flight = ticking.runs.len();
-            changed
-        });
+                || status.in_flight != ticking.runs.len()
+            {
+                status.state = state;
+                status.next_tick = ticking.next_tick;
+                status.in_flight = ticking.runs.len();
+                ticking.status_dirty = true;
+            }
+        }
+        if std::mem::take(&mut ticking.status_dirty) {
+            self.cell.status_changed();
+        }
     }
 
     /// Shutdown: the runs' tokens are already cancelled (they descend from the host's token);
     /// wait for them up to the shutdown grace, drop the rest, then call `on_stopped`.
     async fn stop(mut self, mut ticking: Ticking, in_flight: usize) -> JobReport {
-        let dropped_before = self.status.borrow().counters.dropped;
+        self.cell.close();
+        let dropped_before = self.cell.status().counters.dropped;
         let grace_end = Instant::now() + self.shutdown_grace;
         while !ticking.runs.is_empty() {
             tokio::select! {
-                Some(joined) = ticking.runs.join_next() => self.finished(joined, &mut ticking),
+                report = ticking.runs.next_report() => self.finished(report, &mut ticking),
                 _ = sleep_until(grace_end) => break,
             }
         }
         let overdue = ticking.runs.len() as u64;
         if overdue > 0 {
             tracing::warn!(job = %self.name, overdue, grace = ?self.shutdown_grace, "runs still in flight after the shutdown grace were dropped");
-            ticking.runs.abort_all();
-            self.count(|c| {
+            ticking.runs = InFlight::default();
+            Self::count(&mut ticking, &self.cell, |c| {
                 c.failures += overdue;
                 c.dropped += overdue;
             });
         }
         self.stopped().await;
-        self.status.send_modify(|status| {
+        let status = {
+            let mut status = self.cell.status();
             status.state = JobState::Stopped;
             status.next_tick = None;
             status.in_flight = 0;
-        });
+            status.clone()
+        };
+        self.cell.status_changed();
         JobReport {
             name: self.name.to_string(),
             in_flight_at_shutdown: in_flight,
-            dropped_at_shutdown: (self.status.borrow().counters.dropped - dropped_before) as usize,
-            status: self.status.borrow().clone(),
+            dropped_at_shutdown: (status.counters.dropped - dropped_before) as usize,
+            status,
         }
     }
 
@@ -513,7 +519,9 @@ impl Ticking {
             paused: false,
             last_run_id: 0,
             runs_token: job_token.child_token(),
-            runs: JoinSet::new(),
+            runs: InFlight::default(),
+            no_leases: Arc::new([]),
+            status_dirty: false,
         }
     }
 }

@@ -76,11 +76,13 @@ fn holds(status: &JobStatus) -> bool {
 /// Waits (at most 15 s) until `node` holds the lease; returns how long that took.
 async fn until_leading(node: &Node) -> Duration {
     let started = Instant::now();
-    let mut status = node.handle.watch("fenced").unwrap();
-    timeout(Duration::from_secs(15), status.wait_for(holds))
-        .await
-        .expect("took over within 15 s")
-        .unwrap();
+    timeout(
+        Duration::from_secs(15),
+        node.handle.wait_for("fenced", holds),
+    )
+    .await
+    .expect("took over within 15 s")
+    .unwrap();
     started.elapsed()
 }
 

@@ -104,18 +104,12 @@ async fn a_stall_never_causes_a_burst_of_missed_ticks() {
     let host = Host::builder().job(job.clone()).build().unwrap();
     let handle = host.handle();
     let running = tokio::spawn(host.run_until(std::future::pending()));
-    let mut status = handle.watch("stalled").unwrap();
-    status
-        .wait_for(|s| s.counters.succeeded == 1)
-        .await
-        .unwrap();
+    let succeeded = |n| move |s: &loopjob::JobStatus| s.counters.succeeded == n;
+    handle.wait_for("stalled", succeeded(1)).await.unwrap();
 
     // The runtime is stalled for 35 s: the clock jumps without the supervisor being polled.
     tokio::time::advance(secs(35)).await;
-    status
-        .wait_for(|s| s.counters.succeeded == 2)
-        .await
-        .unwrap();
+    handle.wait_for("stalled", succeeded(2)).await.unwrap();
     tokio::time::sleep_until(job.t0 + secs(41)).await;
     handle.shutdown();
     let report = running.await.unwrap();
@@ -136,9 +130,8 @@ async fn missed_ticks_delay_re_anchors_after_a_stall() {
     let host = Host::builder().job(job.clone()).build().unwrap();
     let handle = host.handle();
     let running = tokio::spawn(host.run_until(std::future::pending()));
-    let mut status = handle.watch("re_anchored").unwrap();
-    status
-        .wait_for(|s| s.counters.succeeded == 1)
+    handle
+        .wait_for("re_anchored", |s| s.counters.succeeded == 1)
         .await
         .unwrap();
     tokio::time::advance(secs(35)).await;
