@@ -124,7 +124,7 @@ fn report(backend: &str, results: &[Measured]) {
             format!("{:.1}", m.per_call.as_secs_f64() / b.as_secs_f64())
         });
         println!(
-            "| {} | {} | {:.0} | {:.0} | {:.1} | {} |",
+            "| {} | {} | {:.1} | {:.0} | {:.1} | {} |",
             m.name,
             m.calls,
             us,
