@@ -97,6 +97,11 @@ impl RawLease {
             None => return Err(corrupted("its holder is NULL")),
         };
         let epoch = match self.epoch {
+            Some(i64::MAX) => {
+                return Err(corrupted(
+                    "its epoch is at the BIGINT maximum, so no higher fencing token can be issued",
+                ));
+            }
             Some(epoch) => u64::try_from(epoch)
                 .map_err(|_| corrupted(&format!("its epoch {epoch} is negative")))?,
             None => return Err(corrupted("its epoch is NULL")),
@@ -121,21 +126,27 @@ pub(crate) trait StoreRow {
     fn int(&self, index: usize) -> Result<Option<i64>, sqlx::Error>;
 }
 
-/// Columns `lease_key, holder, epoch, expires_at` of `row`.
-fn raw_lease(row: &impl StoreRow) -> Result<RawLease, sqlx::Error> {
-    Ok(RawLease {
-        key: row.text(0)?.unwrap_or_default(),
-        holder: row.text(1)?,
-        epoch: row.int(2)?,
-        expires_at_ms: row.int(3)?,
-    })
-}
-
-/// The lease in columns `lease_key, holder, epoch, expires_at`, checked.
+/// The lease in columns `lease_key, holder, epoch, expires_at`, checked. A value of the wrong
+/// type (SQLite lets one into any column) makes the row corrupted, named by its key.
 pub(crate) fn lease(row: &impl StoreRow, tables: &Tables) -> Result<Lease, StoreError> {
-    raw_lease(row)
-        .map_err(backend_error("decode"))?
-        .check(tables)
+    let key = match row.text(0) {
+        Ok(key) => key.unwrap_or_default(),
+        Err(error) => {
+            let problem = format!("its key cannot be read as text ({error})");
+            return Err(StoreError::corrupted(&tables.leases_plain, "?", problem));
+        }
+    };
+    let read = |column: &str, error: sqlx::Error| {
+        let problem = format!("its {column} has a value of the wrong type ({error})");
+        StoreError::corrupted(&tables.leases_plain, &key, problem)
+    };
+    RawLease {
+        holder: row.text(1).map_err(|e| read("holder", e))?,
+        epoch: row.int(2).map_err(|e| read("epoch", e))?,
+        expires_at_ms: row.int(3).map_err(|e| read("expires_at", e))?,
+        key: key.clone(),
+    }
+    .check(tables)
 }
 
 /// The leases in `rows` (see [`lease`]), sorted by key.
@@ -183,8 +194,9 @@ pub(crate) fn members<R: StoreRow>(rows: &[R]) -> Result<Vec<Member>, StoreError
 }
 
 /// The SQL condition that finds rows [`RawLease::check`] would refuse, on table alias `t`.
-pub(crate) const CORRUPT_ROW: &str =
-    "(t.holder IS NULL OR t.holder = '' OR t.epoch IS NULL OR t.epoch < 0 OR t.expires_at IS NULL)";
+/// (SQLite adds type checks, see `sqlite::CORRUPT_ROW`.)
+pub(crate) const CORRUPT_ROW: &str = "(t.holder IS NULL OR t.holder = '' OR t.epoch IS NULL \
+     OR t.epoch < 0 OR t.epoch = 9223372036854775807 OR t.expires_at IS NULL)";
 
 /// Maps a driver error of `operation` to a [`StoreError`].
 pub(crate) fn backend_error(operation: &'static str) -> impl Fn(sqlx::Error) -> StoreError {

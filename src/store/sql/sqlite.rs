@@ -10,8 +10,8 @@ use sqlx::sqlite::{
 use sqlx::{Executor, Row};
 
 use super::{
-    CORRUPT_ROW, MEMBER_RETENTION_MS, StoreRow, Tables, backend_error, bounded, lease, leases,
-    members, pool_options, repeat, statuses, ttl,
+    MEMBER_RETENTION_MS, StoreRow, Tables, backend_error, bounded, lease, leases, members,
+    pool_options, repeat, statuses, ttl,
 };
 use crate::store::{
     Lease, LeaseRef, LeaseStatus, LeaseStore, Member, StoreError, StoreOptions, args,
@@ -20,6 +20,13 @@ use crate::store::{
 /// The host's clock in milliseconds since the Unix epoch (SQLite keeps 'now' fixed within one
 /// statement step; `julianday` works on every SQLite version, unlike `unixepoch('subsec')`).
 const NOW: &str = "CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER)";
+
+/// Rows [`super::RawLease::check`] or decoding would refuse: SQLite's columns take a value of
+/// any type, so the type of each is checked too.
+const CORRUPT_ROW: &str = "(t.holder IS NULL OR t.holder = '' OR t.epoch IS NULL \
+     OR t.epoch < 0 OR t.epoch = 9223372036854775807 OR t.expires_at IS NULL \
+     OR typeof(t.lease_key) <> 'text' OR typeof(t.holder) <> 'text' \
+     OR typeof(t.epoch) <> 'integer' OR typeof(t.expires_at) <> 'integer')";
 
 /// SQLite allows 32,766 bound parameters per statement; renew binds two per lease.
 const MAX_LEASES_PER_STATEMENT: usize = 16_000;
