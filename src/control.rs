@@ -20,6 +20,8 @@ pub(crate) enum Command {
     Pause(oneshot::Sender<()>),
     Resume(oneshot::Sender<()>),
     CancelRuns(oneshot::Sender<usize>),
+    /// The host is shutting down (its token is cancelled already).
+    Shutdown,
 }
 
 /// The answer to a manual trigger.

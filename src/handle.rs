@@ -165,6 +165,13 @@ impl HostHandle {
         self.inner.token.cancel();
     }
 
+    /// Queues a command for every job, without waiting for answers.
+    pub(crate) fn tell_every_job(&self, command: impl Fn() -> Command) {
+        for job in &self.inner.jobs {
+            let _ = job.cell.send(command());
+        }
+    }
+
     /// Sends a command to a job's supervisor and waits for its answer.
     async fn ask<T>(
         &self,

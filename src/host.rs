@@ -27,7 +27,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
-use crate::control::JobCell;
+use crate::control::{Command, JobCell};
 use crate::guard::elector::{Elector, GuardedJob};
 use crate::guard::{GuardState, holder_name, lease_keys, membership_scope};
 use crate::handle::{HostHandle, JobControl};
@@ -478,7 +478,9 @@ impl Host {
             _ = signal => tracing::info!("shutdown requested"),
             _ = token.cancelled() => tracing::info!("shutdown requested through the handle"),
         }
+        // Cancelling the token reaches every run; the command stops every supervisor's loop.
         token.cancel();
+        self.handle.tell_every_job(|| Command::Shutdown);
 
         let mut report = ShutdownReport::default();
         for (name, task) in names.into_iter().zip(tasks) {

@@ -1,14 +1,14 @@
 //! One run of a job: its attempts, their timeout and grace, panic isolation and retries.
 //!
-//! The supervisor decides *when* a run starts; this module decides how it ends. A run is one
-//! task (the supervisor spawns it); its attempts are polled inside that task through
-//! [`CatchUnwind`], so a panic becomes an outcome instead of unwinding, and an attempt that will
-//! not stop is dropped, which is how a run is abandoned. No further task is spawned per
-//! attempt: ticking thousands of jobs stays cheap.
+//! The supervisor decides *when* a run starts; this module decides how it ends. Runs are not
+//! tasks: the supervisor polls them inside its own task ([`InFlight`]), and each attempt is
+//! polled through [`CatchUnwind`], so a panic becomes an outcome instead of unwinding, and an
+//! attempt that will not stop is dropped, which is how a run is abandoned. A tick therefore
+//! costs no task spawn: ticking thousands of jobs stays cheap.
 //!
-//! Tokens: the run's token is a child of the job's token (so shutdown reaches it), and each
-//! attempt gets a child of the run's token, so a timeout cancels only that attempt and a retry
-//! starts with a fresh one.
+//! Tokens: the run's token descends from the job's token, so shutdown reaches it. Without
+//! retries the run's single attempt uses the run's token; with retries each attempt gets a child
+//! of it, so a timeout cancels only that attempt and a retry starts with a fresh token.
 
 use std::any::Any;
 use std::future::Future;
@@ -29,11 +29,11 @@ use crate::status::RunOutcome;
 pub(crate) struct Run {
     pub(crate) job: Arc<dyn ErasedJob>,
     pub(crate) schedule: Arc<Schedule>,
-    /// The context of the first attempt; later attempts copy it with a new attempt number and
-    /// token.
+    /// The context of the run, holding its token; retries copy it with a new attempt number
+    /// and a child token.
     pub(crate) ctx: JobContext,
-    /// The run's own token (a child of the job's token).
-    pub(crate) token: CancellationToken,
+    /// When the run started.
+    pub(crate) started: Instant,
     /// The next tick after this run's, which retries must not reach (none in fixed-delay mode).
     pub(crate) next_tick: Option<Instant>,
     /// For a guarded job: cancelled the moment a lease this run holds is lost.
@@ -47,6 +47,9 @@ pub(crate) struct RunReport {
     pub(crate) attempts: u32,
     pub(crate) started: Instant,
     pub(crate) ended: Instant,
+    /// Whether the run cancelled its own token (a timeout, or lost leadership), which the
+    /// supervisor must then not hand to the next run.
+    pub(crate) cancelled_own_token: bool,
 }
 
 impl Run {
@@ -59,108 +62,116 @@ impl Run {
         let Some(lost) = self.leadership_lost.clone() else {
             return self.attempts().await;
         };
-        let token = self.token.clone();
+        let token = self.ctx.token.clone();
         let attempts = self.attempts();
         tokio::pin!(attempts);
         tokio::select! {
             report = &mut attempts => report,
             _ = lost.cancelled() => {
                 token.cancel();
-                attempts.await
+                RunReport { cancelled_own_token: true, ..attempts.await }
             }
         }
     }
 
-    async fn attempts(&self) -> RunReport {
-        let started = Instant::now();
-        let mut attempt = 1;
+    async fn attempts(self) -> RunReport {
+        let Run {
+            job,
+            schedule,
+            ctx,
+            started,
+            next_tick,
+            ..
+        } = self;
+        let report = |outcome, attempts, cancelled_own_token| RunReport {
+            outcome,
+            attempts,
+            started,
+            ended: Instant::now(),
+            cancelled_own_token,
+        };
+        if schedule.retries == 0 {
+            // The single attempt takes the run's context and token as they are.
+            let (outcome, cancelled) = attempt(&job, &schedule, ctx).await;
+            return report(outcome, 1, cancelled);
+        }
+        let mut number = 1;
         loop {
-            let outcome = self.attempt(attempt).await;
+            let attempt_ctx = JobContext {
+                attempt: number,
+                token: ctx.token.child_token(),
+                ..ctx.clone()
+            };
+            let (outcome, _) = attempt(&job, &schedule, attempt_ctx).await;
             let retryable = matches!(
                 outcome,
                 RunOutcome::Failed(_) | RunOutcome::Panicked(_) | RunOutcome::TimedOut
             );
-            let retry_at = if retryable && !self.token.is_cancelled() {
-                self.schedule
-                    .retry_at(attempt, Instant::now(), self.next_tick)
+            let retry_at = if retryable && !ctx.token.is_cancelled() {
+                schedule.retry_at(number, Instant::now(), next_tick)
             } else {
                 None
             };
             let Some(retry_at) = retry_at else {
-                return RunReport {
-                    outcome,
-                    attempts: attempt,
-                    started,
-                    ended: Instant::now(),
-                };
+                return report(outcome, number, false);
             };
             tracing::warn!(
-                job = %self.ctx.job_name(),
-                run_id = self.ctx.run_id(),
-                attempt,
+                job = %ctx.job_name(),
+                run_id = ctx.run_id(),
+                attempt = number,
                 outcome = outcome.label(),
                 retry_in = ?retry_at.saturating_duration_since(Instant::now()),
                 "run failed; retrying"
             );
             tokio::select! {
-                _ = sleep_until(retry_at) => attempt += 1,
-                _ = self.token.cancelled() => {
-                    return RunReport { outcome, attempts: attempt, started, ended: Instant::now() };
-                }
+                _ = sleep_until(retry_at) => number += 1,
+                _ = ctx.token.cancelled() => return report(outcome, number, false),
             }
         }
     }
+}
 
-    /// One attempt: poll the job, cancel it at the timeout, and drop it if it has not stopped
-    /// `cancel_grace` after being cancelled.
-    async fn attempt(&self, attempt: u32) -> RunOutcome {
-        // A retry needs a fresh token after a timeout cancelled the last one; without retries
-        // the run's own token serves, and saves a token per run.
-        let token = if self.schedule.retries == 0 {
-            self.token.clone()
-        } else {
-            self.token.child_token()
-        };
-        let ctx = JobContext {
-            attempt,
-            token: token.clone(),
-            ..self.ctx.clone()
-        };
-        let span = tracing::info_span!(
-            "loopjob.run",
-            job = %ctx.job_name(),
-            run_id = ctx.run_id(),
-            attempt,
-        );
-        let execution = CatchUnwind(self.job.clone().execute(ctx)).instrument(span);
-        tokio::pin!(execution);
+/// One attempt: poll the job, cancel its token at the timeout, and drop it if it has not
+/// stopped `cancel_grace` after its token was cancelled. Also says whether it cancelled the
+/// token itself.
+async fn attempt(
+    job: &Arc<dyn ErasedJob>,
+    schedule: &Schedule,
+    ctx: JobContext,
+) -> (RunOutcome, bool) {
+    let token = ctx.token.clone();
+    let span = tracing::info_span!(
+        "loopjob.run",
+        job = %ctx.job_name(),
+        run_id = ctx.run_id(),
+        attempt = ctx.attempt(),
+    );
+    let execution = CatchUnwind(job.clone().execute(ctx)).instrument(span);
+    tokio::pin!(execution);
 
-        let deadline = self
-            .schedule
-            .timeout
-            .map(|timeout| Instant::now() + timeout);
-        let timed_out = tokio::select! {
-            // The job first: a run that finishes at once never registers a timer or a waiter.
-            biased;
-            result = &mut execution => return outcome_of(result),
-            _ = sleep_until_or_never(deadline) => true,
-            _ = token.cancelled() => false,
-        };
-        token.cancel();
+    let deadline = schedule.timeout.map(|timeout| Instant::now() + timeout);
+    let timed_out = tokio::select! {
+        // The job first: a run that finishes at once never registers a timer or a waiter.
+        biased;
+        result = &mut execution => return (outcome_of(result), false),
+        _ = sleep_until_or_never(deadline) => true,
+        _ = token.cancelled() => false,
+    };
+    token.cancel();
 
-        // The attempt was asked to stop: give it its grace, then drop it.
-        let grace_end = Instant::now() + self.schedule.cancel_grace;
-        let finished = tokio::select! {
-            result = &mut execution => Some(outcome_of(result)),
-            _ = sleep_until(grace_end) => None,
-        };
-        match (timed_out, finished) {
-            (true, _) => RunOutcome::TimedOut,
-            (false, Some(outcome)) => outcome,
-            (false, None) => RunOutcome::Dropped,
-        }
-        // `execution` is dropped here, which abandons an attempt that did not stop.
-    }
+    // The attempt was asked to stop: give it its grace, then drop it.
+    let grace_end = Instant::now() + schedule.cancel_grace;
+    let finished = tokio::select! {
+        result = &mut execution => Some(outcome_of(result)),
+        _ = sleep_until(grace_end) => None,
+    };
+    let outcome = match (timed_out, finished) {
+        (true, _) => RunOutcome::TimedOut,
+        (false, Some(outcome)) => outcome,
+        (false, None) => RunOutcome::Dropped,
+    };
+    // `execution` is dropped on return, which abandons an attempt that did not stop.
+    (outcome, timed_out)
 }
 
 /// Sleeps until `deadline`, or forever when there is none.
@@ -228,8 +239,18 @@ impl InFlight {
         self.runs.is_empty()
     }
 
-    pub(crate) fn push(&mut self, run: Run) {
-        self.runs.push(Box::pin(run.drive()));
+    /// Adds a run and polls it once, so that a run that finishes at once is reported in the
+    /// same turn of the supervisor's loop that started it.
+    pub(crate) async fn start(&mut self, run: Run) -> Option<RunReport> {
+        let mut run: Pin<Box<dyn Future<Output = RunReport> + Send>> = Box::pin(run.drive());
+        let first_poll = std::future::poll_fn(|cx| Poll::Ready(run.as_mut().poll(cx))).await;
+        match first_poll {
+            Poll::Ready(report) => Some(report),
+            Poll::Pending => {
+                self.runs.push(run);
+                None
+            }
+        }
     }
 
     /// Completes with the report of the next run to end; pending forever while there is none.

@@ -78,9 +78,9 @@ impl Supervisor {
         self.publish(&mut ticking);
 
         // The futures that live across turns of the loop are made once: a tick then costs no
-        // waiter registration and no timer beyond the one reset.
+        // waiter registration and no timer beyond the one reset. Shutdown arrives as a command,
+        // so that one wake source serves both.
         let cell = self.cell.clone();
-        let mut shutdown = pin!(self.token.clone().cancelled_owned());
         let mut command = pin!(cell.next_command());
         let mut timer = pin!(sleep_until(Instant::now()));
         let mut armed_at = None;
@@ -91,20 +91,31 @@ impl Supervisor {
                 }
                 armed_at = ticking.fire_at;
             }
-            tokio::select! {
+            let started = tokio::select! {
                 biased;
-                _ = &mut shutdown => break,
                 next = &mut command => {
                     command.set(cell.next_command());
-                    self.obey(next, &mut ticking);
+                    if matches!(next, Command::Shutdown) {
+                        break;
+                    }
+                    self.obey(next, &mut ticking)
                 }
                 report = ticking.runs.next_report(), if !ticking.runs.is_empty() => {
                     self.finished(report, &mut ticking);
+                    None
                 }
-                Some(event) = next_event(&mut self.guard) => self.leadership_changed(event, &mut ticking),
+                Some(event) = next_event(&mut self.guard) => {
+                    self.leadership_changed(event, &mut ticking);
+                    None
+                }
                 _ = &mut timer, if armed_at.is_some() && !ticking.paused => {
                     armed_at = None;
-                    self.tick(&mut ticking);
+                    self.tick(&mut ticking)
+                }
+            };
+            if let Some(run) = started {
+                if let Some(report) = ticking.runs.start(run).await {
+                    self.finished(report, &mut ticking);
                 }
             }
             self.publish(&mut ticking);
@@ -114,12 +125,10 @@ impl Supervisor {
         self.stop(ticking, in_flight).await
     }
 
-    /// A tick fired: start a run unless too many are in flight (or, for a guarded job, this
-    /// node holds no lease), then schedule the next tick.
-    fn tick(&mut self, ticking: &mut Ticking) {
-        let Some(scheduled) = ticking.next_tick else {
-            return;
-        };
+    /// A tick fired: schedule the next tick, and return the run to start unless too many are
+    /// in flight (or, for a guarded job, this node holds no lease).
+    fn tick(&mut self, ticking: &mut Ticking) -> Option<Run> {
+        let scheduled = ticking.next_tick?;
         let now = Instant::now();
         let next_on_grid = match self.schedule.mode {
             ScheduleMode::FixedRate => {
@@ -133,14 +142,13 @@ impl Supervisor {
             }
             ScheduleMode::FixedDelay => None,
         };
-        let mut started = false;
+        let mut run = None;
         if !self.may_start(ticking) {
             Self::count(ticking, &self.cell, |c| c.skipped += 1);
             metrics::tick_skipped(&self.name);
             tracing::debug!(job = %self.name, in_flight = ticking.runs.len(), "tick skipped: run in flight");
         } else if let Some(leadership) = self.leadership(ticking) {
-            self.start_run(ticking, scheduled, next_on_grid, leadership);
-            started = true;
+            run = Some(self.new_run(ticking, scheduled, now, next_on_grid, leadership));
         } else {
             Self::count(ticking, &self.cell, |c| c.not_leader += 1);
             tracing::trace!(job = %self.name, "tick passed: this node does not hold the lease");
@@ -148,19 +156,24 @@ impl Supervisor {
         let next = match self.schedule.mode {
             ScheduleMode::FixedRate => next_on_grid,
             // A fixed-delay run schedules the next tick when it ends.
-            ScheduleMode::FixedDelay if started => None,
+            ScheduleMode::FixedDelay if run.is_some() => None,
             ScheduleMode::FixedDelay => Some(self.schedule.next_fixed_delay_tick(now)),
         };
         self.set_next_tick(ticking, next);
+        run
+    }
+
+    /// How many runs may be in flight at once.
+    fn overlap_limit(&self) -> usize {
+        match (self.schedule.mode, self.schedule.skip_if_running) {
+            (ScheduleMode::FixedDelay, _) | (_, true) => 1,
+            (ScheduleMode::FixedRate, false) => self.schedule.max_overlap as usize,
+        }
     }
 
     /// Whether one more run may start now.
     fn may_start(&self, ticking: &Ticking) -> bool {
-        let limit = match (self.schedule.mode, self.schedule.skip_if_running) {
-            (ScheduleMode::FixedDelay, _) | (_, true) => 1,
-            (ScheduleMode::FixedRate, false) => self.schedule.max_overlap as usize,
-        };
-        ticking.runs.len() < limit
+        ticking.runs.len() < self.overlap_limit()
     }
 
     /// What the next run may hold: `Some` with no leases for an unguarded job, `Some` with the
@@ -185,17 +198,30 @@ impl Supervisor {
         })
     }
 
-    fn start_run(
+    /// A new run for the tick `scheduled`, started at `now`.
+    fn new_run(
         &mut self,
         ticking: &mut Ticking,
         scheduled: Instant,
+        now: Instant,
         next_tick: Option<Instant>,
         leadership: RunLeadership,
-    ) -> u64 {
+    ) -> Run {
         ticking.last_run_id += 1;
         let run_id = ticking.last_run_id;
-        let token = ticking.runs_token.child_token();
-        let run = Run {
+        // A job that runs one at a time hands its runs the same token until one is cancelled;
+        // overlapping runs each get their own, so that cancelling one leaves the others be.
+        let token = if self.overlap_limit() == 1 {
+            ticking.runs_token.clone()
+        } else {
+            ticking.runs_token.child_token()
+        };
+        Self::update(ticking, &self.cell, |status| {
+            status.counters.runs += 1;
+            status.last_started = Some(now);
+        });
+        tracing::debug!(job = %self.name, run_id, "run started");
+        Run {
             job: self.job.clone(),
             schedule: self.schedule.clone(),
             ctx: JobContext {
@@ -203,28 +229,24 @@ impl Supervisor {
                 run_id,
                 scheduled_at: scheduled,
                 attempt: 1,
-                token: token.clone(),
+                token,
                 node: self.node.clone(),
                 resources: self.resources.clone(),
                 leases: leadership.leases,
                 worker: leadership.worker,
             },
-            token,
+            started: now,
             next_tick,
             leadership_lost: leadership.lost,
-        };
-        ticking.runs.push(run);
-        let now = Instant::now();
-        Self::update(ticking, &self.cell, |status| {
-            status.counters.runs += 1;
-            status.last_started = Some(now);
-        });
-        tracing::debug!(job = %self.name, run_id, "run started");
-        run_id
+        }
     }
 
     /// A run ended: record its outcome and, in fixed-delay mode, schedule the next tick.
     fn finished(&mut self, report: RunReport, ticking: &mut Ticking) {
+        if report.cancelled_own_token && self.overlap_limit() == 1 {
+            // The shared token was cancelled for that run only: the next run needs a fresh one.
+            ticking.runs_token = self.token.child_token();
+        }
         let outcome = report.outcome;
         let elapsed = report.ended - report.started;
         metrics::run_finished(&self.name, &outcome, elapsed);
@@ -276,27 +298,29 @@ impl Supervisor {
         }
     }
 
-    fn obey(&mut self, command: Command, ticking: &mut Ticking) {
+    /// Carries out an operator's command; returns the run a trigger starts.
+    fn obey(&mut self, command: Command, ticking: &mut Ticking) -> Option<Run> {
         match command {
             Command::Trigger(reply) => {
                 let leadership = self.leadership(ticking);
-                let answer = if !self.may_start(ticking) {
-                    Triggered::AlreadyRunning
+                let (answer, run) = if !self.may_start(ticking) {
+                    (Triggered::AlreadyRunning, None)
                 } else if let Some(leadership) = leadership {
                     let now = Instant::now();
                     let next = ticking
                         .next_tick
                         .filter(|_| self.schedule.mode == ScheduleMode::FixedRate);
-                    let run_id = self.start_run(ticking, now, next, leadership);
+                    let run = self.new_run(ticking, now, now, next, leadership);
                     if self.schedule.mode == ScheduleMode::FixedDelay {
                         self.set_next_tick(ticking, None);
                     }
-                    tracing::info!(job = %self.name, run_id, "run triggered by operator");
-                    Triggered::Started(run_id)
+                    tracing::info!(job = %self.name, run_id = run.ctx.run_id(), "run triggered by operator");
+                    (Triggered::Started(run.ctx.run_id()), Some(run))
                 } else {
-                    Triggered::NotLeader
+                    (Triggered::NotLeader, None)
                 };
                 let _ = reply.send(answer);
+                return run;
             }
             Command::Pause(reply) => {
                 ticking.paused = true;
@@ -318,7 +342,10 @@ impl Supervisor {
                 tracing::info!(job = %self.name, cancelled, "runs cancelled by operator");
                 let _ = reply.send(cancelled);
             }
+            // Handled by the loop, which stops.
+            Command::Shutdown => {}
         }
+        None
     }
 
     /// After a pause, ticks that fell due while paused are not run: a fixed-rate job moves to the
@@ -379,7 +406,10 @@ impl Supervisor {
 
     fn set_next_tick(&self, ticking: &mut Ticking, next: Option<Instant>) {
         ticking.next_tick = next;
-        ticking.fire_at = next.map(|tick| self.schedule.jittered(tick, fastrand::f64()));
+        ticking.fire_at = match self.schedule.jitter.is_zero() {
+            true => next,
+            false => next.map(|tick| self.schedule.jittered(tick, fastrand::f64())),
+        };
     }
 
     /// Changes the status; watchers see it at the end of the loop's turn.

@@ -111,6 +111,11 @@ async fn cancel_runs_cancels_the_token_and_the_schedule_goes_on() {
         "the run saw its token cancelled at once"
     );
     assert_eq!(job.starts_secs(), [0, 60], "the next tick still ran");
+    assert_eq!(
+        spans[1].ended,
+        Some(secs(61)),
+        "with a live token, until shutdown"
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -341,3 +341,51 @@ async fn a_disabled_job_never_ticks() {
     assert!(job.spans().is_empty());
     assert_eq!(report.job("disabled").unwrap().status.counters.runs, 0);
 }
+
+/// Times out on its first run (it waits for its token), then checks later runs start with a
+/// live token.
+struct TimesOutOnce {
+    runs: std::sync::Arc<std::sync::Mutex<Vec<bool>>>,
+}
+
+impl loopjob::LoopJob for TimesOutOnce {
+    type Options = ();
+    fn name(&self) -> &str {
+        "times_out_once"
+    }
+    fn schedule(&self) -> Schedule {
+        Schedule::every(secs(10))
+            .timeout(secs(2))
+            .cancel_grace(secs(1))
+    }
+    async fn execute(&self, ctx: &loopjob::JobContext) -> Result<(), loopjob::JobError> {
+        let first = ctx.run_id() == 1;
+        self.runs.lock().unwrap().push(ctx.is_cancelled());
+        if first {
+            ctx.cancelled().await;
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timed_out_run_does_not_leave_its_cancellation_to_the_next_run() {
+    let runs = std::sync::Arc::default();
+    let host = Host::builder()
+        .job(TimesOutOnce {
+            runs: std::sync::Arc::clone(&runs),
+        })
+        .build()
+        .unwrap();
+    let report = host.run_until(tokio::time::sleep(secs(25))).await;
+    assert_eq!(
+        *runs.lock().unwrap(),
+        [false, false, false],
+        "every run starts uncancelled"
+    );
+    let status = &report.job("times_out_once").unwrap().status;
+    assert_eq!(
+        (status.counters.timeouts, status.counters.succeeded),
+        (1, 2)
+    );
+}
