@@ -323,7 +323,9 @@ pub fn check(e: &Evidence) -> Report {
     let mut kept: BTreeMap<Kind, usize> = BTreeMap::new();
     let mut slack_used: f64 = 0.0;
     let mut partition_over: f64 = 0.0;
-    for f in &e.faults {
+    for (index, f) in e.faults.iter().enumerate() {
+        // A takeover belongs to this fault only if it came before the next fault began.
+        let window_end = e.faults.get(index + 1).map_or(u64::MAX, |next| next.start);
         let from = if f.kind.is_store_wide() {
             f.end
         } else {
