@@ -350,12 +350,14 @@ pub fn check(e: &Evidence) -> Report {
                 bound
             };
             let bound_ms = bound.as_secs_f64() * 1e3;
-            let next = acqs
-                .get(key.as_str())
-                .and_then(|l| l.iter().find(|(e2, t, _)| e2 > epoch && *t >= f.start));
-            let lost_by_holder = e.lines.iter().any(
-                |l| matches!(l, Line::Lost { key: k, epoch: e2, .. } if k == key && e2 == epoch),
-            );
+            let next = acqs.get(key.as_str()).and_then(|l| {
+                l.iter()
+                    .find(|(e2, t, _)| e2 > epoch && *t >= f.start && *t < window_end)
+            });
+            let lost_by_holder = e.lines.iter().any(|l| {
+                matches!(l, Line::Lost { key: k, epoch: e2, t, .. }
+                    if k == key && e2 == epoch && *t < window_end)
+            });
             match next {
                 Some(&(_, t, _)) => {
                     let took = ms(from, t).max(0.0);
