@@ -151,23 +151,32 @@ impl fmt::Display for JobError {
 /// A fresh context is handed to each attempt of each run.
 #[derive(Debug, Clone)]
 pub struct JobContext {
-    pub(crate) job: Arc<str>,
+    /// What every run of the job shares, behind one per-job `Arc`: cloning it touches only this
+    /// job's counter, never one that all jobs share (which would bounce between cores).
+    pub(crate) job: Arc<JobInfo>,
     pub(crate) run_id: u64,
     pub(crate) scheduled_at: Instant,
     pub(crate) attempt: u32,
-    pub(crate) token: CancellationToken,
-    pub(crate) node: Arc<NodeIdentity>,
-    pub(crate) resources: Arc<Resources>,
+    /// Shared rather than cloned: cloning a token takes a lock, an `Arc` does not.
+    pub(crate) token: Arc<CancellationToken>,
     /// The leases this run holds (empty for an unguarded job).
     pub(crate) leases: Arc<[HeldLease]>,
     /// For a partitioned job: this node's index among the live members, and their number.
     pub(crate) worker: Option<(u32, u32)>,
 }
 
+/// What every run of one job shares.
+#[derive(Debug)]
+pub(crate) struct JobInfo {
+    pub(crate) name: Arc<str>,
+    pub(crate) node: Arc<NodeIdentity>,
+    pub(crate) resources: Arc<Resources>,
+}
+
 impl JobContext {
     /// The job's name.
     pub fn job_name(&self) -> &str {
-        &self.job
+        &self.job.name
     }
 
     /// This run's number within the job: 1 for the first run, counting every tick that started a
@@ -204,7 +213,7 @@ impl JobContext {
 
     /// The node this run executes on.
     pub fn node(&self) -> &NodeIdentity {
-        &self.node
+        &self.job.node
     }
 
     /// A shared resource registered on the builder with
@@ -219,7 +228,7 @@ impl JobContext {
     /// }
     /// ```
     pub fn resource<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
-        self.resources.get::<T>()
+        self.job.resources.get::<T>()
     }
 
     /// The lease of a `cluster` or `global` job, held for this run; `None` for other jobs.

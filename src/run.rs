@@ -99,7 +99,7 @@ impl Run {
         loop {
             let attempt_ctx = JobContext {
                 attempt: number,
-                token: ctx.token.child_token(),
+                token: Arc::new(ctx.token.child_token()),
                 ..ctx.clone()
             };
             let (outcome, _) = attempt(&job, &schedule, attempt_ctx).await;

@@ -18,7 +18,7 @@ use tokio_util::task::AbortOnDropHandle;
 use crate::control::{Command, JobCell, Triggered};
 use crate::guard::{GuardState, HeldLease, LeadershipEvent};
 use crate::identity::NodeIdentity;
-use crate::job::{ErasedJob, JobContext, Resources};
+use crate::job::{ErasedJob, JobContext, JobInfo, Resources};
 use crate::metrics;
 use crate::run::{InFlight, Run, RunReport, panic_message};
 use crate::schedule::{Schedule, ScheduleMode};
@@ -55,8 +55,10 @@ struct Ticking {
     paused: bool,
     last_run_id: u64,
     /// Parent of the tokens of the runs in flight; replaced after an operator cancels them.
-    runs_token: CancellationToken,
+    runs_token: Arc<CancellationToken>,
     runs: InFlight,
+    /// What every run's context shares.
+    info: Arc<JobInfo>,
     /// The leases of an unguarded job's runs: none, shared.
     no_leases: Arc<[HeldLease]>,
     /// Whether the status changed since watchers were last woken.
@@ -67,7 +69,7 @@ impl Supervisor {
     /// Runs the job until the host shuts down, then waits for its runs (up to the shutdown
     /// grace) and reports.
     pub(crate) async fn run(mut self) -> JobReport {
-        let mut ticking = Ticking::idle(&self.token);
+        let mut ticking = Ticking::idle(&self);
         if !self.started().await {
             return self.stop(ticking, 0).await;
         }
@@ -214,7 +216,7 @@ impl Supervisor {
         let token = if self.overlap_limit() == 1 {
             ticking.runs_token.clone()
         } else {
-            ticking.runs_token.child_token()
+            Arc::new(ticking.runs_token.child_token())
         };
         Self::update(ticking, &self.cell, |status| {
             status.counters.runs += 1;
@@ -225,13 +227,11 @@ impl Supervisor {
             job: self.job.clone(),
             schedule: self.schedule.clone(),
             ctx: JobContext {
-                job: self.name.clone(),
+                job: ticking.info.clone(),
                 run_id,
                 scheduled_at: scheduled,
                 attempt: 1,
                 token,
-                node: self.node.clone(),
-                resources: self.resources.clone(),
                 leases: leadership.leases,
                 worker: leadership.worker,
             },
@@ -245,7 +245,7 @@ impl Supervisor {
     fn finished(&mut self, report: RunReport, ticking: &mut Ticking) {
         if report.cancelled_own_token && self.overlap_limit() == 1 {
             // The shared token was cancelled for that run only: the next run needs a fresh one.
-            ticking.runs_token = self.token.child_token();
+            ticking.runs_token = Arc::new(self.token.child_token());
         }
         let outcome = report.outcome;
         let elapsed = report.ended - report.started;
@@ -338,7 +338,7 @@ impl Supervisor {
             Command::CancelRuns(reply) => {
                 let cancelled = ticking.runs.len();
                 ticking.runs_token.cancel();
-                ticking.runs_token = self.token.child_token();
+                ticking.runs_token = Arc::new(self.token.child_token());
                 tracing::info!(job = %self.name, cancelled, "runs cancelled by operator");
                 let _ = reply.send(cancelled);
             }
@@ -542,13 +542,20 @@ async fn next_event(guard: &mut Option<Guard>) -> Option<LeadershipEvent> {
 }
 
 impl Ticking {
-    fn idle(job_token: &CancellationToken) -> Self {
+    fn idle(supervisor: &Supervisor) -> Self {
+        let info = JobInfo {
+            name: supervisor.name.clone(),
+            node: supervisor.node.clone(),
+            resources: supervisor.resources.clone(),
+        };
+        let job_token = &supervisor.token;
         Ticking {
+            info: Arc::new(info),
             next_tick: None,
             fire_at: None,
             paused: false,
             last_run_id: 0,
-            runs_token: job_token.child_token(),
+            runs_token: Arc::new(job_token.child_token()),
             runs: InFlight::default(),
             no_leases: Arc::new([]),
             status_dirty: false,
