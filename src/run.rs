@@ -239,18 +239,9 @@ impl InFlight {
         self.runs.is_empty()
     }
 
-    /// Adds a run and polls it once, so that a run that finishes at once is reported in the
-    /// same turn of the supervisor's loop that started it.
-    pub(crate) async fn start(&mut self, run: Run) -> Option<RunReport> {
-        let mut run: Pin<Box<dyn Future<Output = RunReport> + Send>> = Box::pin(run.drive());
-        let first_poll = std::future::poll_fn(|cx| Poll::Ready(run.as_mut().poll(cx))).await;
-        match first_poll {
-            Poll::Ready(report) => Some(report),
-            Poll::Pending => {
-                self.runs.push(run);
-                None
-            }
-        }
+    /// Adds a run that is under way.
+    pub(crate) fn push(&mut self, run: Pin<Box<dyn Future<Output = RunReport> + Send>>) {
+        self.runs.push(run);
     }
 
     /// Completes with the report of the next run to end; pending forever while there is none.

@@ -6,8 +6,10 @@
 //! at once: shutdown, an operator command, a run ending, and the next tick. Nothing in it blocks,
 //! so a job that hangs or panics never stops the ticking of its own or any other job.
 
+use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::{mpsc, watch};
@@ -70,8 +72,10 @@ impl Supervisor {
     /// grace) and reports.
     pub(crate) async fn run(mut self) -> JobReport {
         let mut ticking = Ticking::idle(&self);
-        if !self.started().await {
-            return self.stop(ticking, 0).await;
+        // Start and stop run once: boxed, their state does not weigh on the loop's future,
+        // which every job keeps for its whole life.
+        if !Box::pin(self.started()).await {
+            return Box::pin(self.stop(ticking, 0)).await;
         }
         if self.schedule.enabled {
             let first = self.schedule.first_tick(Instant::now(), SystemTime::now());
@@ -116,15 +120,18 @@ impl Supervisor {
                 }
             };
             if let Some(run) = started {
-                if let Some(report) = ticking.runs.start(run).await {
-                    self.finished(report, &mut ticking);
+                // Poll the new run at once: one that finishes straight away is done in this turn.
+                let mut run = Box::pin(run.drive());
+                match std::future::poll_fn(|cx| Poll::Ready(run.as_mut().poll(cx))).await {
+                    Poll::Ready(report) => self.finished(report, &mut ticking),
+                    Poll::Pending => ticking.runs.push(run),
                 }
             }
             self.publish(&mut ticking);
         }
 
         let in_flight = ticking.runs.len();
-        self.stop(ticking, in_flight).await
+        Box::pin(self.stop(ticking, in_flight)).await
     }
 
     /// A tick fired: schedule the next tick, and return the run to start unless too many are
