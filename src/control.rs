@@ -3,12 +3,18 @@
 //!
 //! One small shared cell per job, rather than a channel each way: a host may run ten thousand
 //! jobs, and a bounded channel preallocates its queue. Commands are rare, so they wait in a
-//! mutex-guarded queue that allocates nothing until used; the status is written under a mutex
-//! and watchers are woken once per turn of the supervisor's loop, not once per counter.
+//! mutex-guarded queue that allocates nothing until used, and the supervisor learns of them
+//! through an atomic flag and waker that cost no lock on the turns without a command. The status
+//! is written under a mutex; watchers are woken at most once per turn of the supervisor's loop,
+//! and only when someone is watching.
 
 use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::task::Poll;
 
+use atomic_waker::AtomicWaker;
 use tokio::sync::{Notify, oneshot};
 
 use crate::status::{JobState, JobStatus};
@@ -39,12 +45,15 @@ pub enum Triggered {
 #[derive(Debug)]
 pub(crate) struct JobCell {
     status: Mutex<JobStatus>,
-    /// Woken when the status changed.
+    /// Woken when the status changed, if `watchers` says anyone waits.
     status_changed: Notify,
+    /// How many [`JobCell::wait_for`] calls are waiting.
+    watchers: AtomicUsize,
     /// `None` once the supervisor has stopped: commands are refused from then on.
     commands: Mutex<Option<VecDeque<Command>>>,
-    /// Woken (with a stored permit) when a command is queued.
-    command_queued: Notify,
+    /// Set when a command is queued, before the supervisor's waker is woken.
+    command_queued: AtomicBool,
+    supervisor: AtomicWaker,
 }
 
 impl JobCell {
@@ -52,8 +61,10 @@ impl JobCell {
         JobCell {
             status: Mutex::new(status),
             status_changed: Notify::new(),
+            watchers: AtomicUsize::new(0),
             commands: Mutex::new(Some(VecDeque::new())),
-            command_queued: Notify::new(),
+            command_queued: AtomicBool::new(false),
+            supervisor: AtomicWaker::new(),
         }
     }
 
@@ -65,7 +76,9 @@ impl JobCell {
 
     /// Wakes everyone waiting for a change of the status.
     pub(crate) fn status_changed(&self) {
-        self.status_changed.notify_waiters();
+        if self.watchers.load(Ordering::SeqCst) > 0 {
+            self.status_changed.notify_waiters();
+        }
     }
 
     /// Waits until `predicate` holds for the status, and returns that status; `None` if the job
@@ -74,8 +87,11 @@ impl JobCell {
         &self,
         mut predicate: impl FnMut(&JobStatus) -> bool,
     ) -> Option<JobStatus> {
+        // Counted in before the first look: a change the supervisor makes after this sees the
+        // count and wakes us; one made before is seen by the look.
+        let _watching = Watching::new(&self.watchers);
         loop {
-            // Register before looking, so that no change slips between the look and the wait.
+            // Made before looking, so that a wake between the look and the wait is not lost.
             let changed = self.status_changed.notified();
             {
                 let status = self.status();
@@ -96,24 +112,56 @@ impl JobCell {
             Some(queue) => queue.push_back(command),
             None => return Err(command),
         }
-        self.command_queued.notify_one();
+        self.command_queued.store(true, Ordering::SeqCst);
+        self.supervisor.wake();
         Ok(())
     }
 
-    /// The next queued command, waiting for one. Cancel-safe.
+    /// The next queued command, waiting for one. Cancel-safe. While no command is queued, a
+    /// poll costs two atomic operations and no lock.
     pub(crate) async fn next_command(&self) -> Command {
-        loop {
-            if let Some(command) = lock(&self.commands).as_mut().and_then(VecDeque::pop_front) {
-                return command;
+        poll_fn(|cx| {
+            self.supervisor.register(cx.waker());
+            if !self.command_queued.load(Ordering::SeqCst) {
+                return Poll::Pending;
             }
-            self.command_queued.notified().await;
-        }
+            let mut commands = lock(&self.commands);
+            let queue = commands.as_mut();
+            match queue.and_then(VecDeque::pop_front) {
+                Some(command) => {
+                    let more = commands.as_ref().is_some_and(|queue| !queue.is_empty());
+                    self.command_queued.store(more, Ordering::SeqCst);
+                    Poll::Ready(command)
+                }
+                None => {
+                    self.command_queued.store(false, Ordering::SeqCst);
+                    Poll::Pending
+                }
+            }
+        })
+        .await
     }
 
     /// Refuses every later command; those still queued are dropped, so their senders learn the
     /// job is not running.
     pub(crate) fn close(&self) {
         lock(&self.commands).take();
+    }
+}
+
+/// Counts a watcher in for as long as it lives.
+struct Watching<'a>(&'a AtomicUsize);
+
+impl<'a> Watching<'a> {
+    fn new(watchers: &'a AtomicUsize) -> Self {
+        watchers.fetch_add(1, Ordering::SeqCst);
+        Watching(watchers)
+    }
+}
+
+impl Drop for Watching<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
