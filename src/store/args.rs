@@ -68,6 +68,17 @@ pub(crate) fn ttl_ms(ttl: Duration) -> Result<i64, StoreError> {
     Ok(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// A `free_for` wait in milliseconds: zero to one year.
+pub(crate) fn free_for_ms(free_for: Duration) -> Result<i64, StoreError> {
+    if free_for > MAX_TTL {
+        return Err(StoreError::invalid(
+            "free_for",
+            format!("{free_for:?} is out of range; give at most 365 days"),
+        ));
+    }
+    Ok(i64::try_from(free_for.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// The time left from `now_ms` until `expires_at_ms`, zero if past.
 pub(crate) fn remaining(expires_at_ms: i64, now_ms: i64) -> Duration {
     let left = expires_at_ms.saturating_sub(now_ms);

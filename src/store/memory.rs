@@ -120,21 +120,25 @@ impl LeaseStore for MemoryStore {
         Ok(())
     }
 
-    async fn try_acquire(
+    async fn try_acquire_free_for(
         &self,
         holder: &str,
         keys: &[String],
         ttl: Duration,
+        free_for: Duration,
     ) -> Result<Vec<Lease>, StoreError> {
         let holder = args::name("holder", holder)?;
         let keys = args::keys(keys)?;
         let ttl = args::ttl_ms(ttl)?;
+        let free_for = args::free_for_ms(free_for)?;
         let now = self.now_ms();
         let mut state = self.state();
         let mut won = Vec::new();
         for key in keys {
             match state.leases.get_mut(key) {
-                Some(row) if row.expires_at_ms <= now || row.holder == holder => {
+                Some(row)
+                    if row.expires_at_ms <= now.saturating_sub(free_for) || row.holder == holder =>
+                {
                     row.holder = holder.to_owned();
                     row.epoch += 1;
                     row.expires_at_ms = now.saturating_add(ttl);

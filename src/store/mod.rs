@@ -265,6 +265,24 @@ pub trait LeaseStore: Send + Sync + fmt::Debug + 'static {
         holder: &str,
         keys: &[String],
         ttl: Duration,
+    ) -> Result<Vec<Lease>, StoreError> {
+        self.try_acquire_free_for(holder, keys, ttl, Duration::ZERO)
+            .await
+    }
+
+    /// [`LeaseStore::try_acquire`], taking a key held by another holder only once it has been
+    /// free (expired or released) for at least `free_for` by the store's clock. Keys never held
+    /// and keys `holder` holds are taken at once.
+    ///
+    /// This is how a candidate of lower priority lets a higher one win: it waits
+    /// `priority · retry_every` after a lease frees before it competes, measured where the lease
+    /// is kept, so no clock of any replica enters into it.
+    async fn try_acquire_free_for(
+        &self,
+        holder: &str,
+        keys: &[String],
+        ttl: Duration,
+        free_for: Duration,
     ) -> Result<Vec<Lease>, StoreError>;
 
     /// Extends every lease in `leases` that `holder` still holds at that epoch and that has not

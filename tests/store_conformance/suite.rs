@@ -39,6 +39,7 @@ cases!(
     invalid_input_is_refused,
     initialise_is_idempotent_and_concurrent,
     releases_are_notified_where_supported,
+    free_for_waits_by_the_store_clock_after_a_lease_frees,
 );
 
 /// Runs every case against `backend`, concurrently, each on its own table prefix, and fails
@@ -599,4 +600,42 @@ async fn releases_are_notified_where_supported<B: Backend>(backend: Arc<B>, pref
             .await
             .is_some()
     );
+}
+
+async fn free_for_waits_by_the_store_clock_after_a_lease_frees<B: Backend>(
+    backend: Arc<B>,
+    prefix: String,
+) {
+    let store = ready(&*backend, &prefix).await;
+    let patient = backend.open(&prefix).await;
+    let take = |holder: &'static str, key: &'static str, free_for: Duration| {
+        let patient = patient.clone();
+        async move {
+            patient
+                .try_acquire_free_for(holder, &keys(&[key]), LONG, free_for)
+                .await
+                .expect("try_acquire_free_for")
+        }
+    };
+    // A key never held, and one's own key, are taken at once whatever the wait.
+    assert_eq!(take("b", "new", LONG).await.len(), 1);
+    assert_eq!(take("b", "new", LONG).await[0].epoch, 2);
+
+    // Released just now: free, but not for long enough.
+    let a = acquire_one(&*store, "a", "k", LONG).await.unwrap();
+    store.release("a", &[a.to_ref()]).await.unwrap();
+    assert!(take("b", "k", LONG).await.is_empty(), "freed too recently");
+    // Expired or released SHORT ago (by the store's clock): a wait of SHORT is met.
+    tokio::time::sleep(PAST_SHORT).await;
+    assert!(take("b", "k", LONG).await.is_empty(), "still not free for a minute");
+    let b = take("b", "k", SHORT).await;
+    assert_eq!(b.len(), 1, "free for longer than SHORT");
+    assert_eq!(b[0].epoch, a.epoch + 1);
+
+    // The same holds for a lease that expired instead of being released.
+    let c = acquire_one(&*store, "c", "x", SHORT).await.unwrap();
+    assert!(take("d", "x", LONG).await.is_empty());
+    tokio::time::sleep(PAST_SHORT + SHORT).await;
+    let d = take("d", "x", Duration::from_millis(100)).await;
+    assert_eq!(d.first().map(|lease| lease.epoch), Some(c.epoch + 1));
 }

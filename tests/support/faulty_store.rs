@@ -61,15 +61,16 @@ impl LeaseStore for FaultyStore {
         self.call()?;
         self.inner.initialise().await
     }
-    async fn try_acquire(
+    async fn try_acquire_free_for(
         &self,
         holder: &str,
         keys: &[String],
         ttl: Duration,
+        free_for: Duration,
     ) -> Result<Vec<Lease>, StoreError> {
         self.acquires.fetch_add(1, Ordering::SeqCst);
         self.call()?;
-        self.inner.try_acquire(holder, keys, ttl).await
+        self.inner.try_acquire_free_for(holder, keys, ttl, free_for).await
     }
     async fn renew(
         &self,

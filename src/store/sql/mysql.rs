@@ -120,6 +120,7 @@ impl MySqlStore {
         holder: &str,
         keys: &[&str],
         ttl: i64,
+        free_for: i64,
     ) -> Result<Vec<MySqlRow>, StoreError> {
         let error = backend_error("try_acquire");
         let mut absent: BTreeSet<&str> = keys.iter().copied().collect();
@@ -128,7 +129,7 @@ impl MySqlStore {
             let now: i64 = row.try_get(4).map_err(&error)?;
             let lease = lease(&row, &self.tables)?;
             if let Some(key) = absent.take(lease.key.as_str()) {
-                if lease.expires_at_ms <= now || lease.holder == holder {
+                if lease.expires_at_ms <= now.saturating_sub(free_for) || lease.holder == holder {
                     takeable.push(key);
                 }
             }
@@ -137,7 +138,7 @@ impl MySqlStore {
         if !takeable.is_empty() {
             let sql = format!(
                 "UPDATE {} t SET t.holder = ?, t.epoch = t.epoch + 1, t.expires_at = {NOW} + ? \
-                 WHERE t.lease_key IN ({}) AND (t.expires_at <= {NOW} OR t.holder = ?) \
+                 WHERE t.lease_key IN ({}) AND (t.expires_at <= {NOW} - ? OR t.holder = ?) \
                  AND NOT {CORRUPT_ROW}",
                 self.tables.leases,
                 repeat("?", takeable.len())
@@ -147,6 +148,7 @@ impl MySqlStore {
                 query = query.bind(*key);
             }
             let done = query
+                .bind(free_for)
                 .bind(holder)
                 .execute(&self.pool)
                 .await
@@ -217,21 +219,23 @@ impl LeaseStore for MySqlStore {
         Ok(())
     }
 
-    async fn try_acquire(
+    async fn try_acquire_free_for(
         &self,
         holder: &str,
         keys: &[String],
         ttl_: Duration,
+        free_for: Duration,
     ) -> Result<Vec<Lease>, StoreError> {
         let holder = args::name("holder", holder)?;
         let keys = args::keys(keys)?;
         let ttl = ttl(ttl_)?;
+        let free_for = args::free_for_ms(free_for)?;
         let mut won = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(MAX_KEYS_PER_STATEMENT) {
             let rows = bounded(
                 "try_acquire",
                 self.timeout,
-                self.acquire_chunk(holder, chunk, ttl),
+                self.acquire_chunk(holder, chunk, ttl, free_for),
             )
             .await?;
             won.extend(rows);

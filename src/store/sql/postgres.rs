@@ -142,15 +142,17 @@ impl LeaseStore for PostgresStore {
         .await
     }
 
-    async fn try_acquire(
+    async fn try_acquire_free_for(
         &self,
         holder: &str,
         keys: &[String],
         ttl_: Duration,
+        free_for: Duration,
     ) -> Result<Vec<Lease>, StoreError> {
         let holder = args::name("holder", holder)?;
         let keys = args::keys(keys)?;
         let ttl = ttl(ttl_)?;
+        let free_for = args::free_for_ms(free_for)?;
         if keys.is_empty() {
             return Ok(Vec::new());
         }
@@ -165,7 +167,7 @@ impl LeaseStore for PostgresStore {
              taken AS (UPDATE {t} t SET holder = $1, epoch = t.epoch + 1, \
                        expires_at = clock.now_ms + $3 FROM input i, clock \
                        WHERE t.lease_key = i.lease_key \
-                       AND (t.expires_at <= clock.now_ms OR t.holder = $1) \
+                       AND (t.expires_at <= clock.now_ms - $4 OR t.holder = $1) \
                        AND NOT EXISTS (SELECT 1 FROM bad) \
                        RETURNING t.lease_key, t.holder, t.epoch, t.expires_at), \
              created AS (INSERT INTO {t} (lease_key, holder, epoch, expires_at) \
@@ -180,6 +182,7 @@ impl LeaseStore for PostgresStore {
                 .bind(holder)
                 .bind(&keys)
                 .bind(ttl)
+                .bind(free_for)
                 .fetch_all(&self.pool)
                 .await
                 .map_err(backend_error("try_acquire"))

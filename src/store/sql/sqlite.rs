@@ -160,15 +160,17 @@ impl LeaseStore for SqliteStore {
         Ok(())
     }
 
-    async fn try_acquire(
+    async fn try_acquire_free_for(
         &self,
         holder: &str,
         keys: &[String],
         ttl_: Duration,
+        free_for: Duration,
     ) -> Result<Vec<Lease>, StoreError> {
         let holder = args::name("holder", holder)?;
         let keys = args::keys(keys)?;
         let ttl = ttl(ttl_)?;
+        let free_for = args::free_for_ms(free_for)?;
         let mut won = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(MAX_LEASES_PER_STATEMENT) {
             // One upsert creates missing keys and takes over expired or own ones. If any key's
@@ -183,7 +185,7 @@ impl LeaseStore for SqliteStore {
                                    WHERE {CORRUPT_ROW}) \
                  ON CONFLICT (lease_key) DO UPDATE SET holder = excluded.holder, \
                  epoch = l.epoch + 1, expires_at = excluded.expires_at \
-                 WHERE l.expires_at <= {NOW} OR l.holder = excluded.holder \
+                 WHERE l.expires_at <= {NOW} - ? OR l.holder = excluded.holder \
                  RETURNING lease_key, holder, epoch, expires_at",
                 repeat("(?)", chunk.len())
             );
@@ -195,6 +197,7 @@ impl LeaseStore for SqliteStore {
                 let rows = query
                     .bind(holder)
                     .bind(ttl)
+                    .bind(free_for)
                     .fetch_all(&self.pool)
                     .await
                     .map_err(backend_error("try_acquire"))?;
