@@ -784,3 +784,58 @@ async fn the_standalone_elector_runs_work_only_while_leading() {
         Some(loopjob::LeadershipEvent::Acquired(_))
     ));
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_highest_priority_live_candidate_wins() {
+    let store = Arc::new(MemoryStore::new());
+    let journal = Journal::new();
+    let with_priority = |priority| Probe {
+        leadership: leadership(LeaderMode::Global).priority(priority),
+        ..probe(LeaderMode::None, &journal)
+    };
+    // Started together: priority 0 wins although 2 and 1 start first.
+    let low = Node::start("low", "default", store.clone(), with_priority(2));
+    let middle = Node::start("middle", "default", store.clone(), with_priority(1));
+    let high = Node::start("high", "default", store.clone(), with_priority(0));
+    sleep_until(journal.t0 + 5 * SEC).await;
+    assert_eq!((high.held(), middle.held(), low.held()), (1, 0, 0));
+
+    // When it dies, the lease frees at its expiry; priority 1 competes one retry period after
+    // that, priority 2 only after two: the middle one wins.
+    high.crash().await;
+    sleep_until(journal.t0 + 15 * SEC).await;
+    assert_eq!((middle.held(), low.held()), (1, 0));
+    let _ = (middle.stop().await, low.stop().await);
+    let winners: Vec<_> = journal.acquisitions("probe").iter().map(|a| a.0).collect();
+    assert_eq!(winners, ["high", "middle"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dead_members_partitions_are_owned_again_within_ttl_plus_retry() {
+    let store = Arc::new(MemoryStore::new());
+    let journal = Journal::new();
+    let partitioned = Probe {
+        leadership: leadership(LeaderMode::Partitioned).partitions(4),
+        ..probe(LeaderMode::None, &journal)
+    };
+    let a = Node::start("a", "default", store.clone(), partitioned.clone());
+    let b = Node::start("b", "default", store.clone(), partitioned.clone());
+    sleep_until(journal.t0 + 10 * SEC).await;
+    assert_eq!((a.held(), b.held()), (2, 2));
+    let died_at = journal.now();
+    b.crash().await;
+    sleep_until(journal.t0 + 20 * SEC).await;
+    assert_eq!(a.held(), 4, "a took over b's partitions");
+    a.stop().await;
+    let taken_over: Vec<Duration> = journal
+        .holdings()
+        .iter()
+        .filter(|h| h.1 == "a" && h.3 > died_at)
+        .map(|h| h.3 - died_at)
+        .collect();
+    assert_eq!(taken_over.len(), 2, "{taken_over:?}");
+    assert!(
+        taken_over.iter().all(|t| *t <= TTL + RETRY),
+        "{taken_over:?}"
+    );
+}

@@ -44,7 +44,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::lease::{GuardState, HeldLease, LeadershipEvent, LostReason};
-use super::partitions::{Refusals, fair_share, to_acquire, to_release};
+use super::partitions::{fair_share, to_release};
 use crate::run::sleep_until_or_never;
 use crate::settings::{LeaderMode, Leadership};
 use crate::store::{
@@ -82,8 +82,6 @@ pub(crate) struct Elector {
     to_release: Vec<LeaseRef>,
     /// Store calls that failed in a row, for backoff.
     failures: u32,
-    /// Acquisition attempts so far, to order refused partitions.
-    attempts: u64,
 }
 
 /// One guarded job's leases.
@@ -94,9 +92,9 @@ struct JobLeases {
     lost: CancellationToken,
     /// For a partitioned job: this node's place among the members, once known.
     worker: Option<(u32, u32)>,
-    /// For a partitioned job: partitions asked for and not won since the membership last
-    /// changed (see [`to_acquire`]).
-    refused: Refusals,
+    /// For a partitioned job: partitions this node handed over to a new member, and until when
+    /// it leaves them to that member rather than taking them back.
+    handed_over: BTreeMap<u32, Instant>,
     next_acquire: Instant,
     next_heartbeat: Instant,
 }
@@ -115,8 +113,6 @@ enum Answer {
 struct Batch {
     sent: Instant,
     ttl: Duration,
-    /// The keys asked for, for an acquisition.
-    asked: Vec<String>,
     result: Result<Vec<Lease>, StoreError>,
 }
 
@@ -131,12 +127,19 @@ impl Elector {
         let jobs = jobs
             .into_iter()
             .map(|job| JobLeases {
+                // A key that was never held has no release to wait after: priority p first
+                // waits p·retry_every from the start instead, so that among candidates starting
+                // together the highest priority wins.
+                next_acquire: now
+                    + job
+                        .leadership
+                        .retry_every
+                        .saturating_mul(job.leadership.priority),
                 job,
                 held: BTreeMap::new(),
                 lost: CancellationToken::new(),
                 worker: None,
-                refused: Refusals::new(),
-                next_acquire: now,
+                handed_over: BTreeMap::new(),
                 next_heartbeat: now,
             })
             .collect();
@@ -148,7 +151,6 @@ impl Elector {
             next_renew: now,
             to_release: Vec::new(),
             failures: 0,
-            attempts: 0,
         }
     }
 
@@ -311,12 +313,7 @@ impl Elector {
                 for (ttl, refs) in by_ttl {
                     let sent = Instant::now();
                     let result = store.renew(&holder, &refs, ttl).await;
-                    batches.push(Batch {
-                        sent,
-                        ttl,
-                        asked: Vec::new(),
-                        result,
-                    });
+                    batches.push(Batch { sent, ttl, result });
                 }
                 Answer::Renewed(batches)
             }));
@@ -351,33 +348,38 @@ impl Elector {
                 Answer::Members(answers)
             }));
         }
-        // One statement per distinct ttl for all the keys the host is missing.
-        let mut by_ttl: BTreeMap<Duration, Vec<String>> = BTreeMap::new();
+        // One statement for all the keys the host is missing (one per distinct ttl and
+        // priority wait, when jobs differ in those).
+        let mut by_terms: BTreeMap<(Duration, Duration), Vec<String>> = BTreeMap::new();
         for job in self
             .jobs
             .iter_mut()
             .filter(|j| j.wants_more() && now >= j.next_acquire)
         {
-            by_ttl
-                .entry(job.job.leadership.lease_ttl)
-                .or_default()
-                .extend(job.missing_keys());
             job.next_acquire = now + job.job.leadership.retry_every;
+            let keys = job.missing_keys(now);
+            if keys.is_empty() {
+                continue;
+            }
+            let leadership = &job.job.leadership;
+            // Priority p waits p·retry_every after a lease frees, by the store's clock.
+            let free_for = leadership.retry_every.saturating_mul(leadership.priority);
+            by_terms
+                .entry((leadership.lease_ttl, free_for))
+                .or_default()
+                .extend(keys);
         }
-        if by_ttl.is_empty() {
+        if by_terms.is_empty() {
             return None;
         }
         Some(Box::pin(async move {
-            let mut batches = Vec::with_capacity(by_ttl.len());
-            for (ttl, keys) in by_ttl {
+            let mut batches = Vec::with_capacity(by_terms.len());
+            for ((ttl, free_for), keys) in by_terms {
                 let sent = Instant::now();
-                let result = store.try_acquire(&holder, &keys, ttl).await;
-                batches.push(Batch {
-                    sent,
-                    ttl,
-                    asked: keys,
-                    result,
-                });
+                let result = store
+                    .try_acquire_free_for(&holder, &keys, ttl, free_for)
+                    .await;
+                batches.push(Batch { sent, ttl, result });
             }
             Answer::Acquired(batches)
         }))
@@ -454,7 +456,6 @@ impl Elector {
             if !held_before && !won.is_empty() {
                 self.next_renew = batch.sent + self.renew_every_of(batch.ttl);
             }
-            self.note_refused(&batch.asked, &won);
             for lease in won {
                 let Some(index) = self
                     .jobs
@@ -478,24 +479,6 @@ impl Elector {
         }
     }
 
-    /// Remembers which partitions were asked for and not won.
-    fn note_refused(&mut self, asked: &[String], won: &[Lease]) {
-        self.attempts += 1;
-        for job in self.jobs.iter_mut().filter(|j| j.job.scope.is_some()) {
-            let prefix = format!("{}#", job.job.name);
-            for key in asked {
-                let Some(partition) = key.strip_prefix(&prefix).and_then(|p| p.parse().ok()) else {
-                    continue;
-                };
-                if won.iter().any(|lease| &lease.key == key) {
-                    job.refused.remove(&partition);
-                } else {
-                    job.refused.insert(partition, self.attempts);
-                }
-            }
-        }
-    }
-
     fn members(&mut self, answers: Vec<(usize, Result<Vec<Member>, StoreError>)>) {
         for (index, result) in answers {
             let members = match result {
@@ -515,14 +498,15 @@ impl Elector {
             if job.worker != Some(worker) {
                 tracing::info!(job = %job.job.name, index = worker.0, members = worker.1, "partition membership changed");
                 job.worker = Some(worker);
-                job.refused.clear();
                 job.publish();
             }
             // Hand back the surplus when members joined (marked lost first: invariant 5).
             let target = fair_share(job.job.leadership.partitions, count);
             let held: BTreeSet<u32> = job.held.values().filter_map(HeldLease::partition).collect();
             let name = job.job.name.clone();
+            let leave_until = Instant::now() + 2 * job.job.leadership.retry_every;
             for partition in to_release(&held, target, worker) {
+                self.jobs[index].handed_over.insert(partition, leave_until);
                 let key = format!("{name}#{partition}");
                 if let Some(lease) = self.lose(index, &key, LostReason::Released) {
                     self.to_release
@@ -599,45 +583,44 @@ impl Elector {
 }
 
 impl JobLeases {
-    /// Whether the job should try for more leases now that it knows enough to.
-    fn wants_more(&self) -> bool {
+    /// The keys this job should try for now.
+    ///
+    /// A cluster or global job asks for its key while it does not hold it. A partitioned job,
+    /// once it knows the members, asks for every partition it does not hold: free ones are
+    /// taken at once, so the partitions of a member that died are owned again as soon as they
+    /// expire; the fair share is kept by handing back the surplus after each membership
+    /// heartbeat. It leaves alone, for two retry periods, the partitions it just handed over,
+    /// so that the member they were released for gets them.
+    fn missing_keys(&mut self, now: Instant) -> Vec<String> {
         match self.job.leadership.mode {
-            LeaderMode::None => false,
-            LeaderMode::Cluster | LeaderMode::Global => self.held.is_empty(),
-            // A partitioned job waits until it knows the members, so that it takes only its share.
-            LeaderMode::Partitioned => self.worker.is_some_and(|(_, count)| {
-                (self.held.len() as u32) < fair_share(self.job.leadership.partitions, count)
-            }),
-        }
-    }
-
-    fn missing_keys(&self) -> Vec<String> {
-        match (self.job.leadership.mode, self.worker) {
-            (LeaderMode::Partitioned, Some(worker)) => {
-                let held: BTreeSet<u32> = self
-                    .held
-                    .values()
-                    .filter_map(HeldLease::partition)
-                    .collect();
-                let target = fair_share(self.job.leadership.partitions, worker.1);
-                to_acquire(
-                    &held,
-                    &self.refused,
-                    self.job.leadership.partitions,
-                    target,
-                    worker,
-                )
-                .into_iter()
-                .map(|p| format!("{}#{p}", self.job.name))
-                .collect()
-            }
-            _ => self
+            LeaderMode::None => Vec::new(),
+            LeaderMode::Cluster | LeaderMode::Global => self
                 .job
                 .keys
                 .iter()
                 .filter(|key| !self.held.contains_key(*key))
                 .cloned()
                 .collect(),
+            LeaderMode::Partitioned if self.worker.is_none() => Vec::new(),
+            LeaderMode::Partitioned => {
+                self.handed_over.retain(|_, until| *until > now);
+                (0..self.job.leadership.partitions)
+                    .filter(|p| !self.handed_over.contains_key(p))
+                    .map(|p| format!("{}#{p}", self.job.name))
+                    .filter(|key| !self.held.contains_key(key))
+                    .collect()
+            }
+        }
+    }
+
+    /// Whether the job may have keys to try for (see [`JobLeases::missing_keys`]).
+    fn wants_more(&self) -> bool {
+        match self.job.leadership.mode {
+            LeaderMode::None => false,
+            LeaderMode::Cluster | LeaderMode::Global => self.held.is_empty(),
+            LeaderMode::Partitioned => {
+                self.worker.is_some() && (self.held.len() as u32) < self.job.leadership.partitions
+            }
         }
     }
 
