@@ -137,7 +137,8 @@ impl LeaseStore for MemoryStore {
         for key in keys {
             match state.leases.get_mut(key) {
                 Some(row)
-                    if row.expires_at_ms <= now.saturating_sub(free_for) || row.holder == holder =>
+                    if row.expires_at_ms <= now.saturating_sub(free_for)
+                        || row.holder == holder =>
                 {
                     row.holder = holder.to_owned();
                     row.epoch += 1;

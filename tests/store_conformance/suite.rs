@@ -627,7 +627,10 @@ async fn free_for_waits_by_the_store_clock_after_a_lease_frees<B: Backend>(
     assert!(take("b", "k", LONG).await.is_empty(), "freed too recently");
     // Expired or released SHORT ago (by the store's clock): a wait of SHORT is met.
     tokio::time::sleep(PAST_SHORT).await;
-    assert!(take("b", "k", LONG).await.is_empty(), "still not free for a minute");
+    assert!(
+        take("b", "k", LONG).await.is_empty(),
+        "still not free for a minute"
+    );
     let b = take("b", "k", SHORT).await;
     assert_eq!(b.len(), 1, "free for longer than SHORT");
     assert_eq!(b[0].epoch, a.epoch + 1);

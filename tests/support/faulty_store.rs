@@ -70,7 +70,9 @@ impl LeaseStore for FaultyStore {
     ) -> Result<Vec<Lease>, StoreError> {
         self.acquires.fetch_add(1, Ordering::SeqCst);
         self.call()?;
-        self.inner.try_acquire_free_for(holder, keys, ttl, free_for).await
+        self.inner
+            .try_acquire_free_for(holder, keys, ttl, free_for)
+            .await
     }
     async fn renew(
         &self,
