@@ -16,7 +16,7 @@ use proptest::test_runner::{Config, TestRunner};
 /// columns take any type, sometimes text or a real.
 #[derive(Debug, Clone)]
 enum Int {
-    Int(i64),
+    Whole(i64),
     Text(String),
     Real(f64),
 }
@@ -33,7 +33,7 @@ impl RawRow {
     fn mistyped(&self) -> bool {
         [&self.epoch, &self.expires_at]
             .iter()
-            .any(|v| !matches!(v, Int::Int(_)))
+            .any(|v| !matches!(v, Int::Whole(_)))
     }
 }
 
@@ -47,7 +47,7 @@ fn key() -> impl Strategy<Value = String> {
 
 fn int(sqlite: bool) -> BoxedStrategy<Int> {
     let edges = proptest::sample::select(vec![0, 1, -1, i64::MAX, i64::MIN, i64::MAX - 1_000]);
-    let ints = prop_oneof![any::<i64>(), edges].prop_map(Int::Int);
+    let ints = prop_oneof![any::<i64>(), edges].prop_map(Int::Whole);
     if sqlite {
         prop_oneof![
             8 => ints,
@@ -98,7 +98,7 @@ impl Raw {
                     let mut query = sqlx::query(&sql).bind(&row.key).bind(&row.holder);
                     for value in [&row.epoch, &row.expires_at] {
                         query = match value {
-                            Int::Int(v) => query.bind(*v),
+                            Int::Whole(v) => query.bind(*v),
                             Int::Text(v) => query.bind(v.clone()),
                             Int::Real(v) => query.bind(*v),
                         };
@@ -108,7 +108,7 @@ impl Raw {
                         format!("INSERT OR REPLACE INTO \"{prefix}members\" VALUES (?, ?, ?)");
                     let mut query = sqlx::query(&sql).bind("job#members").bind(&row.holder);
                     query = match &row.expires_at {
-                        Int::Int(v) => query.bind(*v),
+                        Int::Whole(v) => query.bind(*v),
                         Int::Text(v) => query.bind(v.clone()),
                         Int::Real(v) => query.bind(*v),
                     };
@@ -121,7 +121,7 @@ impl Raw {
                     .await?;
                 for row in rows {
                     let int = |v: &Int| match v {
-                        Int::Int(v) => *v,
+                        Int::Whole(v) => *v,
                         _ => unreachable!("PostgreSQL columns are typed"),
                     };
                     let sql = format!(
@@ -163,32 +163,19 @@ fn check<T>(
     match result {
         Ok(_) => Ok(()),
         Err(StoreError::Corrupted { key, .. }) => {
+            // A lease row is named by its key, a member row (written with the row's holder as
+            // its member) by its member.
             prop_assert!(
-                rows.iter()
-                    .any(|r| r.key == key || r.key.replace('\0', "") == key),
-                "{call}: Corrupted names `{key}`, not one of the rows' keys"
+                rows.iter().any(|r| [&r.key, &r.holder]
+                    .iter()
+                    .any(|name| **name == key || name.replace('\0', "") == key)),
+                "{call}: Corrupted names `{key}`, not one of the rows' keys or members"
             );
             Ok(())
         }
         // The keys asked for come from the rows; an empty one is refused as an argument.
         Err(StoreError::InvalidInput { .. })
             if rows.iter().any(|r| r.key.replace('\0', "").is_empty()) =>
-        {
-            Ok(())
-        }
-        // Known issue (docs/RELIABILITY.md): SQLite lets a text or real value into an INTEGER
-        // column; such a row fails to decode with a Backend "decode" error that names no key
-        // (and says to check the database is reachable). No panic. Accepted here only for rows
-        // with a mistyped value; the ignored test below is the strict reproduction.
-        Err(StoreError::Backend {
-            operation: "decode" | "members",
-            ..
-        }) if rows.iter().any(RawRow::mistyped) => Ok(()),
-        // Known issue (docs/RELIABILITY.md): a row at epoch i64::MAX cannot be taken over; on
-        // SQLite `epoch + 1` overflows to a REAL that the store writes back, and later calls
-        // fail to decode it. Accepted only for such rows.
-        Err(StoreError::Backend { .. })
-            if rows.iter().any(|r| matches!(r.epoch, Int::Int(i64::MAX))) =>
         {
             Ok(())
         }
@@ -281,10 +268,8 @@ fn postgres_rows_never_panic_and_errors_name_the_key() {
     }
 }
 
-/// Known issue, strict: a mistyped SQLite row should be refused as `Corrupted` naming its key.
-/// Fails today (the error is `Backend { operation: "decode" }`); run with `--ignored`.
+/// A mistyped SQLite row (text in an INTEGER column) is refused as `Corrupted` naming its key.
 #[test]
-#[ignore = "known issue: a mistyped SQLite row is a decode error naming no key"]
 fn sqlite_mistyped_row_names_its_key() {
     let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("rows-mistyped-{}.db", std::process::id()));

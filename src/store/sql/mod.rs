@@ -38,6 +38,8 @@ pub(crate) struct Tables {
     pub(crate) members: String,
     /// The leases table as the user wrote it, unquoted: for messages and notification channels.
     pub(crate) leases_plain: String,
+    /// The members table as the user wrote it, unquoted: for messages.
+    pub(crate) members_plain: String,
 }
 
 impl Tables {
@@ -74,6 +76,7 @@ impl Tables {
             leases: qualify(&format!("{table_prefix}leases")),
             members: qualify(&format!("{table_prefix}members")),
             leases_plain: format!("{prefix}leases"),
+            members_plain: format!("{prefix}members"),
         })
     }
 }
@@ -178,19 +181,31 @@ pub(crate) fn statuses<R: StoreRow>(
         .collect()
 }
 
-/// The members in rows of `scope, member, expires_at`.
-pub(crate) fn members<R: StoreRow>(rows: &[R]) -> Result<Vec<Member>, StoreError> {
-    let member = |row: &R| -> Result<Member, sqlx::Error> {
+/// The members in rows of `scope, member, expires_at`. A value of the wrong type makes the row
+/// corrupted, named by its member.
+pub(crate) fn members<R: StoreRow>(rows: &[R], tables: &Tables) -> Result<Vec<Member>, StoreError> {
+    let member = |row: &R| -> Result<Member, StoreError> {
+        let corrupted = |name: &str, column: &str, error: sqlx::Error| {
+            let problem = format!("its {column} has a value of the wrong type ({error})");
+            StoreError::corrupted(&tables.members_plain, name, problem)
+        };
+        let member = row
+            .text(1)
+            .map_err(|e| corrupted("?", "member", e))?
+            .unwrap_or_default();
         Ok(Member {
-            scope: row.text(0)?.unwrap_or_default(),
-            member: row.text(1)?.unwrap_or_default(),
-            expires_at_ms: row.int(2)?.unwrap_or_default(),
+            scope: row
+                .text(0)
+                .map_err(|e| corrupted(&member, "scope", e))?
+                .unwrap_or_default(),
+            expires_at_ms: row
+                .int(2)
+                .map_err(|e| corrupted(&member, "expires_at", e))?
+                .unwrap_or_default(),
+            member,
         })
     };
-    rows.iter()
-        .map(member)
-        .collect::<Result<_, _>>()
-        .map_err(backend_error("members"))
+    rows.iter().map(member).collect()
 }
 
 /// The SQL condition that finds rows [`RawLease::check`] would refuse, on table alias `t`.

@@ -366,7 +366,7 @@ impl LeaseStore for MySqlStore {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(&error)?;
-            members(&rows)
+            members(&rows, &self.tables)
         })
         .await
     }

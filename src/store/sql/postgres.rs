@@ -297,7 +297,7 @@ impl LeaseStore for PostgresStore {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(&error)?;
-            members(&rows)
+            members(&rows, &self.tables)
         })
         .await
     }

@@ -321,7 +321,7 @@ impl LeaseStore for SqliteStore {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(&error)?;
-            members(&rows)
+            members(&rows, &self.tables)
         })
         .await
     }
