@@ -29,14 +29,6 @@ struct RawRow {
     expires_at: Int,
 }
 
-impl RawRow {
-    fn mistyped(&self) -> bool {
-        [&self.epoch, &self.expires_at]
-            .iter()
-            .any(|v| !matches!(v, Int::Whole(_)))
-    }
-}
-
 fn key() -> impl Strategy<Value = String> {
     prop_oneof![
         proptest::sample::select(vec!["job", "job#0", "job#1", "job@g", "job#members"])

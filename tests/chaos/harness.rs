@@ -61,10 +61,10 @@ impl Seen {
                     self.owners.insert(key.clone(), (node.clone(), *epoch));
                 }
             }
-            Line::Lost { key, epoch, .. } => {
-                if self.owners.get(key).is_some_and(|(_, e)| e == epoch) {
-                    self.owners.remove(key);
-                }
+            Line::Lost { key, epoch, .. }
+                if self.owners.get(key).is_some_and(|(_, e)| e == epoch) =>
+            {
+                self.owners.remove(key);
             }
             _ => {}
         }

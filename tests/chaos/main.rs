@@ -24,7 +24,6 @@ mod lines;
 mod node;
 mod proxy;
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use loopjob::store::{StoreOptions, open_with};
@@ -37,7 +36,7 @@ use crate::journal::Journal;
 use crate::node::{PARTITIONS, RETRY_EVERY, TTL};
 
 /// The chaos tests share the host's two cores and the database: one at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const NODES: usize = 4;
 /// The bounded run's length per backend, when `LOOPJOB_SOAK` is unset.
@@ -46,14 +45,14 @@ const CI_RUN: Duration = Duration::from_secs(60);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_postgres() {
     let Some(pg) = postgres_url() else { return };
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = SERIAL.lock().await;
     chaos(Backend::Postgres(pg.clone()), &pg).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_sqlite() {
     let Some(pg) = postgres_url() else { return };
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = SERIAL.lock().await;
     let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("chaos-{}.db", std::process::id()));
     for suffix in ["", "-wal", "-shm"] {
