@@ -191,7 +191,7 @@ impl Elector {
         loop {
             match self.store.initialise().await {
                 Ok(()) => {
-                    self.failures = 0;
+                    self.succeeded();
                     return true;
                 }
                 Err(error) => {
@@ -233,6 +233,19 @@ impl Elector {
             .map(|j| j.job.leadership.renew_every())
             .min()
             .unwrap_or(ttl / 3)
+    }
+
+    /// A call succeeded: the store is back. Whatever waits in backoff goes ahead now, so that
+    /// leases are taken over as soon as the store answers, not when the backoff ends.
+    fn succeeded(&mut self) {
+        if std::mem::take(&mut self.failures) == 0 {
+            return;
+        }
+        let now = Instant::now();
+        self.next_renew = self.next_renew.min(now);
+        for job in &mut self.jobs {
+            job.next_acquire = job.next_acquire.min(now);
+        }
     }
 
     /// `base`, doubled for every failure in a row, at most [`MAX_BACKOFF`].
@@ -411,7 +424,7 @@ impl Elector {
                     continue;
                 }
             };
-            self.failures = 0;
+            self.succeeded();
             let deadline = local_deadline(batch.sent, batch.ttl);
             let still_held: BTreeMap<&str, u64> =
                 renewed.iter().map(|l| (l.key.as_str(), l.epoch)).collect();
@@ -451,7 +464,7 @@ impl Elector {
                     continue;
                 }
             };
-            self.failures = 0;
+            self.succeeded();
             let deadline = local_deadline(batch.sent, batch.ttl);
             if !held_before && !won.is_empty() {
                 self.next_renew = batch.sent + self.renew_every_of(batch.ttl);
@@ -482,7 +495,10 @@ impl Elector {
     fn members(&mut self, answers: Vec<(usize, Result<Vec<Member>, StoreError>)>) {
         for (index, result) in answers {
             let members = match result {
-                Ok(members) => members,
+                Ok(members) => {
+                    self.succeeded();
+                    members
+                }
                 Err(error) => {
                     tracing::warn!(job = %self.jobs[index].job.name, %error, "membership heartbeat failed");
                     continue;

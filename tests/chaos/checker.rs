@@ -13,7 +13,7 @@ use crate::faults::{Fault, Kind};
 use crate::harness::NodeOutcome;
 use crate::journal::Written;
 use crate::lines::{Counters, Line};
-use crate::node::{INTERVAL, PARTITIONS, RENEW_EVERY, RETRY_EVERY, TTL};
+use crate::node::{INTERVAL, RETRY_EVERY, TTL};
 
 /// P4: a run in flight when its process was frozen past its lease's deadline must have stopped
 /// (token cancelled, or ended) within this long of SIGCONT. DESIGN says "a few milliseconds";
@@ -24,19 +24,6 @@ pub const P4_BOUND: Duration = Duration::from_millis(50);
 /// channel and stdout; and two cores run the database, the nodes and the harness. This slack is
 /// added to every takeover bound, and the report shows how much of it was used.
 pub const P5_SLACK: Duration = Duration::from_millis(250);
-
-/// Known deviation from DESIGN's P5 for partition leases (reported, see docs/RELIABILITY.md):
-/// a member short of its fair share asks each retry only for as many partitions as it lacks,
-/// rotating through the ones refused, and grows its share only at its next membership
-/// heartbeat; so a freed partition can wait up to one heartbeat and one retry per partition
-/// after its expiry. `LOOPJOB_CHAOS_STRICT_PARTITIONS=1` holds partitions to DESIGN's bound.
-fn partition_extra() -> Duration {
-    if std::env::var_os("LOOPJOB_CHAOS_STRICT_PARTITIONS").is_some() {
-        Duration::ZERO
-    } else {
-        RENEW_EVERY + RETRY_EVERY * (PARTITIONS - 1)
-    }
-}
 
 /// Everything the checker reads.
 pub struct Evidence {
@@ -322,7 +309,6 @@ pub fn check(e: &Evidence) -> Report {
     let mut takeover: BTreeMap<(Kind, &str), Vec<f64>> = BTreeMap::new();
     let mut kept: BTreeMap<Kind, usize> = BTreeMap::new();
     let mut slack_used: f64 = 0.0;
-    let mut partition_over: f64 = 0.0;
     for (index, f) in e.faults.iter().enumerate() {
         // A takeover belongs to this fault only if it came before the next fault began.
         let window_end = e.faults.get(index + 1).map_or(u64::MAX, |next| next.start);
@@ -344,30 +330,27 @@ pub fn check(e: &Evidence) -> Report {
             } else {
                 "single"
             };
-            let bound = if class == "partition" {
-                bound + partition_extra()
-            } else {
-                bound
-            };
             let bound_ms = bound.as_secs_f64() * 1e3;
             let next = acqs.get(key.as_str()).and_then(|l| {
                 l.iter()
                     .find(|(e2, t, _)| e2 > epoch && *t >= f.start && *t < window_end)
             });
-            let lost_by_holder = e.lines.iter().any(|l| {
-                matches!(l, Line::Lost { key: k, epoch: e2, t, .. }
-                    if k == key && e2 == epoch && *t < window_end)
-            });
+            // Still held at that epoch just before shutdown: the fault did not cost the lease (its
+            // release at shutdown is not a loss to take over from).
+            let held_to_the_end = e
+                .owners_at_end
+                .get(key.as_str())
+                .is_some_and(|(_, e2)| e2 == epoch);
+            let lost_by_holder = !held_to_the_end
+                && e.lines.iter().any(|l| {
+                    matches!(l, Line::Lost { key: k, epoch: e2, t, .. }
+                        if k == key && e2 == epoch && *t < window_end)
+                });
             match next {
                 Some(&(_, t, _)) => {
                     let took = ms(from, t).max(0.0);
                     takeover.entry((f.kind, class)).or_default().push(took);
-                    if class == "single" {
-                        slack_used = slack_used.max(took - bound_ms);
-                    } else {
-                        partition_over = partition_over
-                            .max(took - bound_ms + partition_extra().as_secs_f64() * 1e3);
-                    }
+                    slack_used = slack_used.max(took - bound_ms);
                     if took > bound_ms + P5_SLACK.as_secs_f64() * 1e3 {
                         v.push(format!(
                             "P5: after {} of {:?}, {key} was owned again only after {took:.0} ms (bound {bound_ms:.0} ms + {} ms slack)",
@@ -538,15 +521,9 @@ pub fn check(e: &Evidence) -> Report {
     }
     let _ = writeln!(
         out,
-        "  global/cluster leases: largest excess over lease_ttl + retry_every (+ latency): {:.0} ms (slack {} ms)",
+        "  every lease: largest excess over lease_ttl + retry_every (+ latency): {:.0} ms (slack {} ms)",
         slack_used.max(0.0),
         P5_SLACK.as_millis()
-    );
-    let _ = writeln!(
-        out,
-        "  partition leases: largest excess over DESIGN's bound: {:.0} ms (known issue; allowed {} ms more)",
-        partition_over.max(0.0),
-        partition_extra().as_millis()
     );
     let _ = writeln!(
         out,
