@@ -1,7 +1,9 @@
-//! The line between a job's supervisor and the [`HostHandle`](crate::HostHandle): the job's
-//! status, and the operator's commands.
+//! What a job's supervisor, its runs and the [`HostHandle`](crate::HostHandle) share: the job's
+//! name, schedule and resources, its status, and the operator's commands.
 //!
-//! One small shared cell per job, rather than a channel each way: a host may run ten thousand
+//! One allocation per job, so that a tick touches as little memory as it can (with ten thousand
+//! jobs, every separate allocation a tick reads is a likely cache miss), and no channel either
+//! way: a host may run ten thousand
 //! jobs, and a bounded channel preallocates its queue. Commands are rare, so they wait in a
 //! mutex-guarded queue that allocates nothing until used, and the supervisor learns of them
 //! through an atomic flag and waker that cost no lock on the turns without a command. The status
@@ -17,6 +19,11 @@ use std::task::Poll;
 use atomic_waker::AtomicWaker;
 use tokio::sync::{Notify, oneshot};
 
+use std::sync::Arc;
+
+use crate::identity::NodeIdentity;
+use crate::job::Resources;
+use crate::schedule::Schedule;
 use crate::status::{JobState, JobStatus};
 
 /// An operator's request to a job, with the channel its answer goes back on.
@@ -41,9 +48,13 @@ pub enum Triggered {
     NotLeader,
 }
 
-/// What a job's supervisor and the handle share.
+/// What a job's supervisor, its runs and the handle share.
 #[derive(Debug)]
-pub(crate) struct JobCell {
+pub(crate) struct JobShared {
+    pub(crate) name: Arc<str>,
+    pub(crate) schedule: Schedule,
+    pub(crate) node: Arc<NodeIdentity>,
+    pub(crate) resources: Arc<Resources>,
     status: Mutex<JobStatus>,
     /// Woken when the status changed, if `watchers` says anyone waits.
     status_changed: Notify,
@@ -56,9 +67,19 @@ pub(crate) struct JobCell {
     supervisor: AtomicWaker,
 }
 
-impl JobCell {
-    pub(crate) fn new(status: JobStatus) -> Self {
-        JobCell {
+impl JobShared {
+    pub(crate) fn new(
+        name: Arc<str>,
+        schedule: Schedule,
+        node: Arc<NodeIdentity>,
+        resources: Arc<Resources>,
+        status: JobStatus,
+    ) -> Self {
+        JobShared {
+            name,
+            schedule,
+            node,
+            resources,
             status: Mutex::new(status),
             status_changed: Notify::new(),
             watchers: AtomicUsize::new(0),
@@ -69,7 +90,7 @@ impl JobCell {
     }
 
     /// The status, to read or change. A change is seen by watchers after
-    /// [`JobCell::status_changed`].
+    /// [`JobShared::status_changed`].
     pub(crate) fn status(&self) -> MutexGuard<'_, JobStatus> {
         lock(&self.status)
     }

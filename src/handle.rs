@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use crate::control::{Command, JobCell, Triggered};
+use crate::control::{Command, JobShared, Triggered};
 use crate::identity::NodeIdentity;
 use crate::status::JobStatus;
 
@@ -46,7 +46,7 @@ struct Inner {
 /// The handle's line to one job's supervisor.
 pub(crate) struct JobControl {
     pub(crate) name: Arc<str>,
-    pub(crate) cell: Arc<JobCell>,
+    pub(crate) cell: Arc<JobShared>,
 }
 
 /// Why a control call on a [`HostHandle`] did nothing.

@@ -27,7 +27,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
-use crate::control::{Command, JobCell};
+use crate::control::{Command, JobShared};
 use crate::guard::elector::{Elector, GuardedJob};
 use crate::guard::{GuardState, holder_name, lease_keys, membership_scope};
 use crate::handle::{HostHandle, JobControl};
@@ -234,28 +234,28 @@ impl HostBuilder {
         let mut controls = Vec::with_capacity(self.registrations.len());
         let mut guarded = Vec::new();
         for registration in self.registrations {
-            let cell = Arc::new(JobCell::new(initial_status(
-                &registration.name,
-                &registration.schedule,
-            )));
-            controls.push(JobControl {
-                name: registration.name.clone(),
-                cell: cell.clone(),
-            });
             let guard = (registration.leadership.mode != LeaderMode::None).then(|| {
                 let (guarded_job, guard) = guard_for(&registration, &node);
                 guarded.push(guarded_job);
                 guard
             });
-            supervisors.push(Supervisor {
+            let status = initial_status(&registration.name, &registration.schedule);
+            let shared = Arc::new(JobShared::new(
+                registration.name.clone(),
+                registration.schedule,
+                node.clone(),
+                resources.clone(),
+                status,
+            ));
+            controls.push(JobControl {
                 name: registration.name,
+                cell: shared.clone(),
+            });
+            supervisors.push(Supervisor {
                 job: registration.job,
-                schedule: Arc::new(registration.schedule),
-                node: node.clone(),
-                resources: resources.clone(),
+                shared,
                 token: token.child_token(),
                 shutdown_grace: self.shutdown_grace,
-                cell,
                 guard,
             });
         }
@@ -461,7 +461,7 @@ impl Host {
         let names: Vec<String> = self
             .supervisors
             .iter()
-            .map(|s| s.name.to_string())
+            .map(|s| s.shared.name.to_string())
             .collect();
         let tasks: Vec<_> = self
             .supervisors

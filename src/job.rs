@@ -12,6 +12,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::control::JobShared;
 use crate::guard::{HeldLease, LeadershipEvent, LostReason};
 use crate::identity::NodeIdentity;
 use crate::schedule::Schedule;
@@ -153,24 +154,16 @@ impl fmt::Display for JobError {
 pub struct JobContext {
     /// What every run of the job shares, behind one per-job `Arc`: cloning it touches only this
     /// job's counter, never one that all jobs share (which would bounce between cores).
-    pub(crate) job: Arc<JobInfo>,
+    pub(crate) job: Arc<JobShared>,
     pub(crate) run_id: u64,
     pub(crate) scheduled_at: Instant,
     pub(crate) attempt: u32,
     /// Shared rather than cloned: cloning a token takes a lock, an `Arc` does not.
     pub(crate) token: Arc<CancellationToken>,
-    /// The leases this run holds (empty for an unguarded job).
-    pub(crate) leases: Arc<[HeldLease]>,
+    /// The leases this run holds (none for an unguarded job).
+    pub(crate) leases: Option<Arc<[HeldLease]>>,
     /// For a partitioned job: this node's index among the live members, and their number.
     pub(crate) worker: Option<(u32, u32)>,
-}
-
-/// What every run of one job shares.
-#[derive(Debug)]
-pub(crate) struct JobInfo {
-    pub(crate) name: Arc<str>,
-    pub(crate) node: Arc<NodeIdentity>,
-    pub(crate) resources: Arc<Resources>,
 }
 
 impl JobContext {
@@ -236,7 +229,10 @@ impl JobContext {
     /// Check [`HeldLease::is_held`] before an irreversible step, and pass
     /// [`JobContext::fencing_token`] to systems that can reject stale writers.
     pub fn lease(&self) -> Option<&HeldLease> {
-        self.leases.iter().find(|lease| lease.partition().is_none())
+        self.leases
+            .as_deref()?
+            .iter()
+            .find(|lease| lease.partition().is_none())
     }
 
     /// The fencing token of this run's lease: its epoch, strictly greater than any epoch a
@@ -248,10 +244,9 @@ impl JobContext {
     /// The partitions a `partitioned` job holds for this run, each with its epoch, by
     /// partition number.
     pub fn partitions(&self) -> &[HeldLease] {
-        if self.worker.is_some() {
-            &self.leases
-        } else {
-            &[]
+        match (&self.leases, self.worker) {
+            (Some(leases), Some(_)) => leases,
+            _ => &[],
         }
     }
 

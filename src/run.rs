@@ -28,7 +28,6 @@ use crate::status::RunOutcome;
 /// Everything needed to drive one run.
 pub(crate) struct Run {
     pub(crate) job: Arc<dyn ErasedJob>,
-    pub(crate) schedule: Arc<Schedule>,
     /// The context of the run, holding its token; retries copy it with a new attempt number
     /// and a child token.
     pub(crate) ctx: JobContext,
@@ -77,12 +76,14 @@ impl Run {
     async fn attempts(self) -> RunReport {
         let Run {
             job,
-            schedule,
             ctx,
             started,
             next_tick,
             ..
         } = self;
+        // The job's shared record outlives the context moved into the single attempt below.
+        let shared = ctx.job.clone();
+        let schedule = &shared.schedule;
         let report = |outcome, attempts, cancelled_own_token| RunReport {
             outcome,
             attempts,
@@ -92,7 +93,7 @@ impl Run {
         };
         if schedule.retries == 0 {
             // The single attempt takes the run's context and token as they are.
-            let (outcome, cancelled) = attempt(&job, &schedule, ctx).await;
+            let (outcome, cancelled) = attempt(&job, schedule, ctx).await;
             return report(outcome, 1, cancelled);
         }
         let mut number = 1;
@@ -102,7 +103,7 @@ impl Run {
                 token: Arc::new(ctx.token.child_token()),
                 ..ctx.clone()
             };
-            let (outcome, _) = attempt(&job, &schedule, attempt_ctx).await;
+            let (outcome, _) = attempt(&job, schedule, attempt_ctx).await;
             let retryable = matches!(
                 outcome,
                 RunOutcome::Failed(_) | RunOutcome::Panicked(_) | RunOutcome::TimedOut

@@ -17,10 +17,9 @@ use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
-use crate::control::{Command, JobCell, Triggered};
+use crate::control::{Command, JobShared, Triggered};
 use crate::guard::{GuardState, HeldLease, LeadershipEvent};
-use crate::identity::NodeIdentity;
-use crate::job::{ErasedJob, JobContext, JobInfo, Resources};
+use crate::job::{ErasedJob, JobContext};
 use crate::metrics;
 use crate::run::{InFlight, Run, RunReport, panic_message};
 use crate::schedule::{Schedule, ScheduleMode};
@@ -34,16 +33,12 @@ pub(crate) struct Guard {
 
 /// One job's loop and everything it owns.
 pub(crate) struct Supervisor {
-    pub(crate) name: Arc<str>,
     pub(crate) job: Arc<dyn ErasedJob>,
-    pub(crate) schedule: Arc<Schedule>,
-    pub(crate) node: Arc<NodeIdentity>,
-    pub(crate) resources: Arc<Resources>,
+    /// The job's name, schedule, status and commands, shared with its runs and the handle.
+    pub(crate) shared: Arc<JobShared>,
     /// Cancelled when the host shuts down.
     pub(crate) token: CancellationToken,
     pub(crate) shutdown_grace: Duration,
-    /// The job's status and the operator's commands, shared with the handle.
-    pub(crate) cell: Arc<JobCell>,
     /// For a guarded job: its leadership, from the elector.
     pub(crate) guard: Option<Guard>,
 }
@@ -59,10 +54,6 @@ struct Ticking {
     /// Parent of the tokens of the runs in flight; replaced after an operator cancels them.
     runs_token: Arc<CancellationToken>,
     runs: InFlight,
-    /// What every run's context shares.
-    info: Arc<JobInfo>,
-    /// The leases of an unguarded job's runs: none, shared.
-    no_leases: Arc<[HeldLease]>,
     /// Whether the status changed since watchers were last woken.
     status_dirty: bool,
 }
@@ -71,14 +62,17 @@ impl Supervisor {
     /// Runs the job until the host shuts down, then waits for its runs (up to the shutdown
     /// grace) and reports.
     pub(crate) async fn run(mut self) -> JobReport {
-        let mut ticking = Ticking::idle(&self);
+        let mut ticking = Ticking::idle(&self.token);
         // Start and stop run once: boxed, their state does not weigh on the loop's future,
         // which every job keeps for its whole life.
         if !Box::pin(self.started()).await {
             return Box::pin(self.stop(ticking, 0)).await;
         }
-        if self.schedule.enabled {
-            let first = self.schedule.first_tick(Instant::now(), SystemTime::now());
+        if self.shared.schedule.enabled {
+            let first = self
+                .shared
+                .schedule
+                .first_tick(Instant::now(), SystemTime::now());
             self.set_next_tick(&mut ticking, Some(first));
         }
         self.publish(&mut ticking);
@@ -86,7 +80,7 @@ impl Supervisor {
         // The futures that live across turns of the loop are made once: a tick then costs no
         // waiter registration and no timer beyond the one reset. Shutdown arrives as a command,
         // so that one wake source serves both.
-        let cell = self.cell.clone();
+        let cell = self.shared.clone();
         let mut command = pin!(cell.next_command());
         let mut timer = pin!(sleep_until(Instant::now()));
         let mut armed_at = None;
@@ -139,13 +133,13 @@ impl Supervisor {
     fn tick(&mut self, ticking: &mut Ticking) -> Option<Run> {
         let scheduled = ticking.next_tick?;
         let now = Instant::now();
-        let next_on_grid = match self.schedule.mode {
+        let next_on_grid = match self.shared.schedule.mode {
             ScheduleMode::FixedRate => {
-                let next = self.schedule.next_fixed_rate_tick(scheduled, now);
+                let next = self.shared.schedule.next_fixed_rate_tick(scheduled, now);
                 if next.missed > 0 {
-                    Self::count(ticking, &self.cell, |c| c.missed += next.missed);
-                    metrics::ticks_missed(&self.name, next.missed);
-                    tracing::warn!(job = %self.name, missed = next.missed, "ticks missed during a stall");
+                    Self::count(ticking, &self.shared, |c| c.missed += next.missed);
+                    metrics::ticks_missed(&self.shared.name, next.missed);
+                    tracing::warn!(job = %self.shared.name, missed = next.missed, "ticks missed during a stall");
                 }
                 Some(next.at)
             }
@@ -153,20 +147,20 @@ impl Supervisor {
         };
         let mut run = None;
         if !self.may_start(ticking) {
-            Self::count(ticking, &self.cell, |c| c.skipped += 1);
-            metrics::tick_skipped(&self.name);
-            tracing::debug!(job = %self.name, in_flight = ticking.runs.len(), "tick skipped: run in flight");
-        } else if let Some(leadership) = self.leadership(ticking) {
+            Self::count(ticking, &self.shared, |c| c.skipped += 1);
+            metrics::tick_skipped(&self.shared.name);
+            tracing::debug!(job = %self.shared.name, in_flight = ticking.runs.len(), "tick skipped: run in flight");
+        } else if let Some(leadership) = self.leadership() {
             run = Some(self.new_run(ticking, scheduled, now, next_on_grid, leadership));
         } else {
-            Self::count(ticking, &self.cell, |c| c.not_leader += 1);
-            tracing::trace!(job = %self.name, "tick passed: this node does not hold the lease");
+            Self::count(ticking, &self.shared, |c| c.not_leader += 1);
+            tracing::trace!(job = %self.shared.name, "tick passed: this node does not hold the lease");
         }
-        let next = match self.schedule.mode {
+        let next = match self.shared.schedule.mode {
             ScheduleMode::FixedRate => next_on_grid,
             // A fixed-delay run schedules the next tick when it ends.
             ScheduleMode::FixedDelay if run.is_some() => None,
-            ScheduleMode::FixedDelay => Some(self.schedule.next_fixed_delay_tick(now)),
+            ScheduleMode::FixedDelay => Some(self.shared.schedule.next_fixed_delay_tick(now)),
         };
         self.set_next_tick(ticking, next);
         run
@@ -174,9 +168,12 @@ impl Supervisor {
 
     /// How many runs may be in flight at once.
     fn overlap_limit(&self) -> usize {
-        match (self.schedule.mode, self.schedule.skip_if_running) {
+        match (
+            self.shared.schedule.mode,
+            self.shared.schedule.skip_if_running,
+        ) {
             (ScheduleMode::FixedDelay, _) | (_, true) => 1,
-            (ScheduleMode::FixedRate, false) => self.schedule.max_overlap as usize,
+            (ScheduleMode::FixedRate, false) => self.shared.schedule.max_overlap as usize,
         }
     }
 
@@ -187,13 +184,9 @@ impl Supervisor {
 
     /// What the next run may hold: `Some` with no leases for an unguarded job, `Some` with the
     /// leases held now for a guarded one, `None` when a guarded job holds nothing.
-    fn leadership(&self, ticking: &Ticking) -> Option<RunLeadership> {
+    fn leadership(&self) -> Option<RunLeadership> {
         let Some(guard) = &self.guard else {
-            return Some(RunLeadership {
-                leases: ticking.no_leases.clone(),
-                lost: None,
-                worker: None,
-            });
+            return Some(RunLeadership::default());
         };
         let state = guard.state.borrow();
         let leases = state.held();
@@ -201,7 +194,7 @@ impl Supervisor {
             return None;
         }
         Some(RunLeadership {
-            leases: leases.into(),
+            leases: Some(leases.into()),
             lost: Some(state.lost.clone()),
             worker: state.worker,
         })
@@ -225,16 +218,15 @@ impl Supervisor {
         } else {
             Arc::new(ticking.runs_token.child_token())
         };
-        Self::update(ticking, &self.cell, |status| {
+        Self::update(ticking, &self.shared, |status| {
             status.counters.runs += 1;
             status.last_started = Some(now);
         });
-        tracing::debug!(job = %self.name, run_id, "run started");
+        tracing::debug!(job = %self.shared.name, run_id, "run started");
         Run {
             job: self.job.clone(),
-            schedule: self.schedule.clone(),
             ctx: JobContext {
-                job: ticking.info.clone(),
+                job: self.shared.clone(),
                 run_id,
                 scheduled_at: scheduled,
                 attempt: 1,
@@ -256,25 +248,25 @@ impl Supervisor {
         }
         let outcome = report.outcome;
         let elapsed = report.ended - report.started;
-        metrics::run_finished(&self.name, &outcome, elapsed);
+        metrics::run_finished(&self.shared.name, &outcome, elapsed);
         match &outcome {
             RunOutcome::Succeeded => {
-                tracing::debug!(job = %self.name, ?elapsed, "run succeeded")
+                tracing::debug!(job = %self.shared.name, ?elapsed, "run succeeded")
             }
             RunOutcome::Failed(error) => {
-                tracing::warn!(job = %self.name, %error, "run failed")
+                tracing::warn!(job = %self.shared.name, %error, "run failed")
             }
             RunOutcome::Panicked(message) => {
-                tracing::error!(job = %self.name, %message, "run panicked")
+                tracing::error!(job = %self.shared.name, %message, "run panicked")
             }
             RunOutcome::TimedOut => {
-                tracing::warn!(job = %self.name, timeout = ?self.schedule.timeout, "run timed out")
+                tracing::warn!(job = %self.shared.name, timeout = ?self.shared.schedule.timeout, "run timed out")
             }
             RunOutcome::Dropped => {
-                tracing::warn!(job = %self.name, grace = ?self.schedule.cancel_grace, "run ignored cancellation and was dropped")
+                tracing::warn!(job = %self.shared.name, grace = ?self.shared.schedule.cancel_grace, "run ignored cancellation and was dropped")
             }
         }
-        Self::update(ticking, &self.cell, |status| {
+        Self::update(ticking, &self.shared, |status| {
             let counters = &mut status.counters;
             counters.retries += u64::from(report.attempts.saturating_sub(1));
             match &outcome {
@@ -296,11 +288,11 @@ impl Supervisor {
             status.last_ended = Some(report.ended);
             status.last_outcome = Some(outcome);
         });
-        if self.schedule.mode == ScheduleMode::FixedDelay
-            && self.schedule.enabled
+        if self.shared.schedule.mode == ScheduleMode::FixedDelay
+            && self.shared.schedule.enabled
             && ticking.runs.is_empty()
         {
-            let next = self.schedule.next_fixed_delay_tick(report.ended);
+            let next = self.shared.schedule.next_fixed_delay_tick(report.ended);
             self.set_next_tick(ticking, Some(next));
         }
     }
@@ -309,19 +301,19 @@ impl Supervisor {
     fn obey(&mut self, command: Command, ticking: &mut Ticking) -> Option<Run> {
         match command {
             Command::Trigger(reply) => {
-                let leadership = self.leadership(ticking);
+                let leadership = self.leadership();
                 let (answer, run) = if !self.may_start(ticking) {
                     (Triggered::AlreadyRunning, None)
                 } else if let Some(leadership) = leadership {
                     let now = Instant::now();
                     let next = ticking
                         .next_tick
-                        .filter(|_| self.schedule.mode == ScheduleMode::FixedRate);
+                        .filter(|_| self.shared.schedule.mode == ScheduleMode::FixedRate);
                     let run = self.new_run(ticking, now, now, next, leadership);
-                    if self.schedule.mode == ScheduleMode::FixedDelay {
+                    if self.shared.schedule.mode == ScheduleMode::FixedDelay {
                         self.set_next_tick(ticking, None);
                     }
-                    tracing::info!(job = %self.name, run_id = run.ctx.run_id(), "run triggered by operator");
+                    tracing::info!(job = %self.shared.name, run_id = run.ctx.run_id(), "run triggered by operator");
                     (Triggered::Started(run.ctx.run_id()), Some(run))
                 } else {
                     (Triggered::NotLeader, None)
@@ -331,14 +323,14 @@ impl Supervisor {
             }
             Command::Pause(reply) => {
                 ticking.paused = true;
-                tracing::info!(job = %self.name, "paused");
+                tracing::info!(job = %self.shared.name, "paused");
                 let _ = reply.send(());
             }
             Command::Resume(reply) => {
                 if ticking.paused {
                     ticking.paused = false;
                     self.resume_ticks(ticking);
-                    tracing::info!(job = %self.name, "resumed");
+                    tracing::info!(job = %self.shared.name, "resumed");
                 }
                 let _ = reply.send(());
             }
@@ -346,7 +338,7 @@ impl Supervisor {
                 let cancelled = ticking.runs.len();
                 ticking.runs_token.cancel();
                 ticking.runs_token = Arc::new(self.token.child_token());
-                tracing::info!(job = %self.name, cancelled, "runs cancelled by operator");
+                tracing::info!(job = %self.shared.name, cancelled, "runs cancelled by operator");
                 let _ = reply.send(cancelled);
             }
             // Handled by the loop, which stops.
@@ -366,8 +358,8 @@ impl Supervisor {
         if next >= now {
             return;
         }
-        let resumed = match self.schedule.mode {
-            ScheduleMode::FixedRate => self.schedule.next_fixed_rate_tick(next, now).at,
+        let resumed = match self.shared.schedule.mode {
+            ScheduleMode::FixedRate => self.shared.schedule.next_fixed_rate_tick(next, now).at,
             ScheduleMode::FixedDelay => now,
         };
         self.set_next_tick(ticking, Some(resumed));
@@ -380,7 +372,7 @@ impl Supervisor {
             .guard
             .as_ref()
             .map(|guard| guard.state.borrow().clone());
-        Self::update(ticking, &self.cell, |status| {
+        Self::update(ticking, &self.shared, |status| {
             let leadership = status.leadership.get_or_insert_with(Default::default);
             match &event {
                 LeadershipEvent::Acquired(_) => leadership.acquired += 1,
@@ -393,14 +385,14 @@ impl Supervisor {
         });
         match &event {
             LeadershipEvent::Acquired(lease) => {
-                tracing::info!(job = %self.name, key = lease.key(), epoch = lease.epoch(), "leadership acquired");
+                tracing::info!(job = %self.shared.name, key = lease.key(), epoch = lease.epoch(), "leadership acquired");
             }
             LeadershipEvent::Lost { lease, reason } => {
-                tracing::warn!(job = %self.name, key = lease.key(), epoch = lease.epoch(), %reason, "leadership lost");
+                tracing::warn!(job = %self.shared.name, key = lease.key(), epoch = lease.epoch(), %reason, "leadership lost");
             }
         }
         let hook = self.job.clone().on_leadership(event);
-        let name = self.name.clone();
+        let name = self.shared.name.clone();
         tokio::spawn(async move {
             if let Err(error) = tokio::spawn(hook).await {
                 if error.is_panic() {
@@ -413,19 +405,19 @@ impl Supervisor {
 
     fn set_next_tick(&self, ticking: &mut Ticking, next: Option<Instant>) {
         ticking.next_tick = next;
-        ticking.fire_at = match self.schedule.jitter.is_zero() {
+        ticking.fire_at = match self.shared.schedule.jitter.is_zero() {
             true => next,
-            false => next.map(|tick| self.schedule.jittered(tick, fastrand::f64())),
+            false => next.map(|tick| self.shared.schedule.jittered(tick, fastrand::f64())),
         };
     }
 
     /// Changes the status; watchers see it at the end of the loop's turn.
-    fn update(ticking: &mut Ticking, cell: &JobCell, change: impl FnOnce(&mut JobStatus)) {
+    fn update(ticking: &mut Ticking, cell: &JobShared, change: impl FnOnce(&mut JobStatus)) {
         change(&mut cell.status());
         ticking.status_dirty = true;
     }
 
-    fn count(ticking: &mut Ticking, cell: &JobCell, change: impl FnOnce(&mut JobCounters)) {
+    fn count(ticking: &mut Ticking, cell: &JobShared, change: impl FnOnce(&mut JobCounters)) {
         Self::update(ticking, cell, |status| change(&mut status.counters));
     }
 
@@ -436,13 +428,13 @@ impl Supervisor {
             JobState::Paused
         } else if !ticking.runs.is_empty() {
             JobState::Running
-        } else if !self.schedule.enabled {
+        } else if !self.shared.schedule.enabled {
             JobState::Disabled
         } else {
             JobState::Idle
         };
         {
-            let mut status = self.cell.status();
+            let mut status = self.shared.status();
             if status.state != state
                 || status.next_tick != ticking.next_tick
                 || status.in_flight != ticking.runs.len()
@@ -454,15 +446,15 @@ impl Supervisor {
             }
         }
         if std::mem::take(&mut ticking.status_dirty) {
-            self.cell.status_changed();
+            self.shared.status_changed();
         }
     }
 
     /// Shutdown: the runs' tokens are already cancelled (they descend from the host's token);
     /// wait for them up to the shutdown grace, drop the rest, then call `on_stopped`.
     async fn stop(mut self, mut ticking: Ticking, in_flight: usize) -> JobReport {
-        self.cell.close();
-        let dropped_before = self.cell.status().counters.dropped;
+        self.shared.close();
+        let dropped_before = self.shared.status().counters.dropped;
         let grace_end = Instant::now() + self.shutdown_grace;
         while !ticking.runs.is_empty() {
             tokio::select! {
@@ -472,24 +464,24 @@ impl Supervisor {
         }
         let overdue = ticking.runs.len() as u64;
         if overdue > 0 {
-            tracing::warn!(job = %self.name, overdue, grace = ?self.shutdown_grace, "runs still in flight after the shutdown grace were dropped");
+            tracing::warn!(job = %self.shared.name, overdue, grace = ?self.shutdown_grace, "runs still in flight after the shutdown grace were dropped");
             ticking.runs = InFlight::default();
-            Self::count(&mut ticking, &self.cell, |c| {
+            Self::count(&mut ticking, &self.shared, |c| {
                 c.failures += overdue;
                 c.dropped += overdue;
             });
         }
         self.stopped().await;
         let status = {
-            let mut status = self.cell.status();
+            let mut status = self.shared.status();
             status.state = JobState::Stopped;
             status.next_tick = None;
             status.in_flight = 0;
             status.clone()
         };
-        self.cell.status_changed();
+        self.shared.status_changed();
         JobReport {
-            name: self.name.to_string(),
+            name: self.shared.name.to_string(),
             in_flight_at_shutdown: in_flight,
             dropped_at_shutdown: (status.counters.dropped - dropped_before) as usize,
             status,
@@ -515,7 +507,7 @@ impl Supervisor {
         match tokio::time::timeout(self.shutdown_grace, hook).await {
             Ok(joined) => self.log_hook_panic("on_stopped", joined),
             Err(_) => {
-                tracing::warn!(job = %self.name, grace = ?self.shutdown_grace, "on_stopped did not finish within the shutdown grace and was dropped")
+                tracing::warn!(job = %self.shared.name, grace = ?self.shutdown_grace, "on_stopped did not finish within the shutdown grace and was dropped")
             }
         }
     }
@@ -527,7 +519,7 @@ impl Supervisor {
             } else {
                 error.to_string()
             };
-            tracing::error!(job = %self.name, hook, %message, "lifecycle hook panicked");
+            tracing::error!(job = %self.shared.name, hook, %message, "lifecycle hook panicked");
         }
     }
 }
@@ -535,7 +527,7 @@ impl Supervisor {
 /// The leases a run starts with, and the token that tells it they were lost.
 #[derive(Default)]
 struct RunLeadership {
-    leases: Arc<[crate::guard::HeldLease]>,
+    leases: Option<Arc<[HeldLease]>>,
     lost: Option<CancellationToken>,
     worker: Option<(u32, u32)>,
 }
@@ -549,22 +541,14 @@ async fn next_event(guard: &mut Option<Guard>) -> Option<LeadershipEvent> {
 }
 
 impl Ticking {
-    fn idle(supervisor: &Supervisor) -> Self {
-        let info = JobInfo {
-            name: supervisor.name.clone(),
-            node: supervisor.node.clone(),
-            resources: supervisor.resources.clone(),
-        };
-        let job_token = &supervisor.token;
+    fn idle(job_token: &CancellationToken) -> Self {
         Ticking {
-            info: Arc::new(info),
             next_tick: None,
             fire_at: None,
             paused: false,
             last_run_id: 0,
             runs_token: Arc::new(job_token.child_token()),
             runs: InFlight::default(),
-            no_leases: Arc::new([]),
             status_dirty: false,
         }
     }
