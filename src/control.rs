@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::task::Poll;
+use std::task::{Poll, Waker};
 
 use atomic_waker::AtomicWaker;
 use tokio::sync::{Notify, oneshot};
@@ -141,8 +141,17 @@ impl JobShared {
     /// The next queued command, waiting for one. Cancel-safe. While no command is queued, a
     /// poll costs two atomic operations and no lock.
     pub(crate) async fn next_command(&self) -> Command {
+        // The waker is registered again only when it changed, which for a task's own future
+        // is never: most polls then read one flag and nothing else.
+        let mut registered: Option<Waker> = None;
         poll_fn(|cx| {
-            self.supervisor.register(cx.waker());
+            if !registered
+                .as_ref()
+                .is_some_and(|waker| waker.will_wake(cx.waker()))
+            {
+                self.supervisor.register(cx.waker());
+                registered = Some(cx.waker().clone());
+            }
             if !self.command_queued.load(Ordering::SeqCst) {
                 return Poll::Pending;
             }

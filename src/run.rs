@@ -156,7 +156,8 @@ async fn attempt(
         biased;
         result = &mut execution => return (outcome_of(result), false),
         _ = sleep_until_or_never(deadline) => true,
-        _ = token.cancelled() => false,
+        // Lazy: `cancelled()` would register with the token as soon as it is made.
+        _ = async { token.cancelled().await } => false,
     };
     token.cancel();
 
