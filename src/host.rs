@@ -280,19 +280,20 @@ impl HostBuilder {
     /// Every reason the registered jobs cannot run, in registration order.
     fn problems(&self) -> Vec<BuildProblem> {
         let mut problems = Vec::new();
+        let mut first_of_name = std::collections::HashMap::new();
         for (index, registration) in self.registrations.iter().enumerate() {
             if registration.name.trim().is_empty() {
                 problems.push(BuildProblem::EmptyName {
                     registered_at: registration.registered_at,
                 });
             }
-            let earlier = self.registrations[..index]
-                .iter()
-                .find(|other| other.name == registration.name);
-            if let Some(first) = earlier {
+            let (first_index, first) = *first_of_name
+                .entry(&*registration.name)
+                .or_insert((index, registration.registered_at));
+            if first_index != index {
                 problems.push(BuildProblem::DuplicateName {
                     name: registration.name.to_string(),
-                    first: first.registered_at,
+                    first,
                     second: registration.registered_at,
                 });
             }

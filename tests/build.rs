@@ -95,3 +95,16 @@ fn a_valid_host_builds_without_a_runtime() {
         .unwrap();
     assert_eq!(host.handle().job_names(), ["fine"]);
 }
+
+#[test]
+fn duplicates_registered_from_one_line_are_found_too() {
+    let mut builder = Host::builder();
+    for name in ["a", "b", "a"] {
+        builder = builder.job_fn(name, Schedule::every(Duration::from_secs(1)), noop());
+    }
+    let error = builder.build().unwrap_err();
+    assert!(
+        matches!(error.problems(), [BuildProblem::DuplicateName { name, .. }] if name == "a"),
+        "{error}"
+    );
+}
