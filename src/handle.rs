@@ -46,7 +46,7 @@ struct Inner {
 /// The handle's line to one job's supervisor.
 pub(crate) struct JobControl {
     pub(crate) name: Arc<str>,
-    pub(crate) cell: Arc<JobShared>,
+    pub(crate) shared: Arc<JobShared>,
 }
 
 /// Why a control call on a [`HostHandle`] did nothing.
@@ -103,13 +103,13 @@ impl HostHandle {
         self.inner
             .jobs
             .iter()
-            .map(|job| job.cell.status().clone())
+            .map(|job| job.shared.status().clone())
             .collect()
     }
 
     /// A snapshot of the job named `name`.
     pub fn status(&self, name: &str) -> Option<JobStatus> {
-        self.find(name).ok().map(|job| job.cell.status().clone())
+        self.find(name).ok().map(|job| job.shared.status().clone())
     }
 
     /// Waits until `predicate` holds for the job's status, and returns that status.
@@ -129,7 +129,7 @@ impl HostHandle {
         predicate: impl FnMut(&JobStatus) -> bool,
     ) -> Result<JobStatus, ControlError> {
         let job = self.find(name)?;
-        job.cell
+        job.shared
             .wait_for(predicate)
             .await
             .ok_or_else(|| ControlError::NotRunning {
@@ -168,7 +168,7 @@ impl HostHandle {
     /// Queues a command for every job, without waiting for answers.
     pub(crate) fn tell_every_job(&self, command: impl Fn() -> Command) {
         for job in &self.inner.jobs {
-            let _ = job.cell.send(command());
+            let _ = job.shared.send(command());
         }
     }
 
@@ -183,7 +183,7 @@ impl HostHandle {
             name: name.to_owned(),
         };
         let (reply, answer) = oneshot::channel();
-        job.cell.send(command(reply)).map_err(|_| not_running())?;
+        job.shared.send(command(reply)).map_err(|_| not_running())?;
         answer.await.map_err(|_| not_running())
     }
 

@@ -249,7 +249,7 @@ impl HostBuilder {
             ));
             controls.push(JobControl {
                 name: registration.name,
-                cell: shared.clone(),
+                shared: shared.clone(),
             });
             supervisors.push(Supervisor {
                 job: registration.job,

@@ -3,8 +3,15 @@
 //!
 //! One supervisor task runs per job. It owns everything about the job's timing; the arithmetic
 //! is in [`crate::schedule`], how a run ends is in [`crate::run`]. The loop waits on four things
-//! at once: shutdown, an operator command, a run ending, and the next tick. Nothing in it blocks,
-//! so a job that hangs or panics never stops the ticking of its own or any other job.
+//! at once: an operator's command (shutdown is one), a run ending, a leadership change, and the
+//! next tick. Nothing in it blocks, so a job that hangs or panics never stops the ticking of its
+//! own or any other job.
+//!
+//! The loop is the hot path of a host with thousands of jobs, so it is written to touch little
+//! memory per tick: the futures it waits on are made once for its whole life, a run that
+//! finishes at once is polled in the same turn that starts it (no task is spawned), the status
+//! is written under one per-job lock, and watchers are woken once per turn, only if any watch.
+//! `benches/supervisor.rs` measures it against a raw tokio interval loop.
 
 use std::future::Future;
 use std::pin::pin;
@@ -80,8 +87,8 @@ impl Supervisor {
         // The futures that live across turns of the loop are made once: a tick then costs no
         // waiter registration and no timer beyond the one reset. Shutdown arrives as a command,
         // so that one wake source serves both.
-        let cell = self.shared.clone();
-        let mut command = pin!(cell.next_command());
+        let shared = self.shared.clone();
+        let mut command = pin!(shared.next_command());
         let mut timer = pin!(sleep_until(Instant::now()));
         let mut armed_at = None;
         loop {
@@ -94,7 +101,7 @@ impl Supervisor {
             let started = tokio::select! {
                 biased;
                 next = &mut command => {
-                    command.set(cell.next_command());
+                    command.set(shared.next_command());
                     if matches!(next, Command::Shutdown) {
                         break;
                     }
@@ -412,13 +419,13 @@ impl Supervisor {
     }
 
     /// Changes the status; watchers see it at the end of the loop's turn.
-    fn update(ticking: &mut Ticking, cell: &JobShared, change: impl FnOnce(&mut JobStatus)) {
-        change(&mut cell.status());
+    fn update(ticking: &mut Ticking, shared: &JobShared, change: impl FnOnce(&mut JobStatus)) {
+        change(&mut shared.status());
         ticking.status_dirty = true;
     }
 
-    fn count(ticking: &mut Ticking, cell: &JobShared, change: impl FnOnce(&mut JobCounters)) {
-        Self::update(ticking, cell, |status| change(&mut status.counters));
+    fn count(ticking: &mut Ticking, shared: &JobShared, change: impl FnOnce(&mut JobCounters)) {
+        Self::update(ticking, shared, |status| change(&mut status.counters));
     }
 
     /// Brings the status's state, next tick and runs in flight up to date, and wakes watchers
