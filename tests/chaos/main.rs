@@ -22,6 +22,7 @@ mod harness;
 mod journal;
 mod lines;
 mod node;
+#[path = "../support/proxy.rs"]
 mod proxy;
 
 use std::time::Duration;

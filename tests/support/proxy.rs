@@ -1,12 +1,15 @@
-//! A TCP proxy for outage tests: forwards to a database, and on command cuts every connection
-//! (the database went down) or stalls them (a network partition: packets vanish, nothing closes).
-//! It listens on 127.0.0.1 only and forwards only to the address it is given.
+//! A TCP proxy between a client and a database, for outage and chaos tests: it forwards, and on
+//! command cuts every connection (the database went down), stalls them (a network partition:
+//! packets vanish, nothing closes), or forwards with added latency (a slow database). It listens
+//! on 127.0.0.1 only and forwards only to the address it is given.
 
 #![allow(dead_code)] // Each test uses the part it needs.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
-use tokio::io::copy_bidirectional;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -21,9 +24,11 @@ pub enum Mode {
     /// Stop forwarding: open and new connections stay open and silent. When the mode changes
     /// again, the stalled connections are closed, as when a partition heals with resets.
     Stall,
+    /// Forward, holding every chunk this long in each direction.
+    Delay(Duration),
 }
 
-/// A running proxy; stops when dropped.
+/// A running proxy; it stops, cutting its connections, when dropped.
 pub struct Proxy {
     addr: SocketAddr,
     mode: watch::Sender<Mode>,
@@ -57,45 +62,38 @@ impl Proxy {
         self.mode.send_replace(mode);
     }
 
-    /// `url` with its `host:port` replaced by this proxy's address, and the address it named.
+    /// `url` with its `host:port` replaced by this proxy's address.
     pub fn rewrite(&self, url: &str) -> String {
-        let (_, upstream_authority) = split_authority(url);
-        url.replacen(&upstream_authority, &self.addr.to_string(), 1)
+        url.replacen(&authority(url), &self.addr.to_string(), 1)
     }
 }
 
 impl Drop for Proxy {
     fn drop(&mut self) {
+        self.mode.send_replace(Mode::Cut);
         self.accept.abort();
     }
 }
 
-/// The upstream `host:port` of a database URL such as `postgres://user@127.0.0.1:5432/db`, as a
-/// socket address, and as written.
-pub fn upstream_of(url: &str) -> SocketAddr {
-    let (host_port, _) = split_authority(url);
-    host_port
-        .parse()
-        .expect("the test database URL names an IP address and port")
-}
-
-fn split_authority(url: &str) -> (String, String) {
+/// The `host:port` of a database URL such as `postgres://user@127.0.0.1:5432/db`, as written.
+fn authority(url: &str) -> String {
     let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
     let authority = rest.split(['/', '?']).next().unwrap_or(rest);
-    let host_port = authority
+    authority
         .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
-    let host_port = host_port.replace("localhost", "127.0.0.1");
-    (
-        host_port,
-        authority
-            .rsplit_once('@')
-            .map_or(authority, |(_, h)| h)
-            .to_owned(),
-    )
+        .map_or(authority, |(_, host)| host)
+        .to_owned()
 }
 
-async fn serve(mut client: TcpStream, upstream: SocketAddr, mut mode: watch::Receiver<Mode>) {
+/// The upstream address of a database URL (an IP address or `localhost`, and a port).
+pub fn upstream_of(url: &str) -> SocketAddr {
+    authority(url)
+        .replace("localhost", "127.0.0.1")
+        .parse()
+        .expect("the test database URL names an IP address (or localhost) and a port")
+}
+
+async fn serve(client: TcpStream, upstream: SocketAddr, mut mode: watch::Receiver<Mode>) {
     let current = *mode.borrow_and_update();
     match current {
         Mode::Cut => return,
@@ -103,14 +101,19 @@ async fn serve(mut client: TcpStream, upstream: SocketAddr, mut mode: watch::Rec
             let _ = mode.changed().await;
             return;
         }
-        Mode::Forward => {}
+        Mode::Forward | Mode::Delay(_) => {}
     }
-    let Ok(mut server) = TcpStream::connect(upstream).await else {
+    let Ok(server) = TcpStream::connect(upstream).await else {
         return;
     };
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
+    let (client_read, client_write) = client.into_split();
+    let (server_read, server_write) = server.into_split();
     tokio::select! {
-        _ = copy_bidirectional(&mut client, &mut server) => {}
-        next = wait_for_change(&mut mode) => {
+        _ = pipe(client_read, server_write, mode.clone()) => {}
+        _ = pipe(server_read, client_write, mode.clone()) => {}
+        next = interrupted(&mut mode) => {
             if next == Mode::Stall {
                 // Hold both ends open, silent, until the partition heals.
                 let _ = mode.changed().await;
@@ -119,14 +122,35 @@ async fn serve(mut client: TcpStream, upstream: SocketAddr, mut mode: watch::Rec
     }
 }
 
-async fn wait_for_change(mode: &mut watch::Receiver<Mode>) -> Mode {
+/// Copies `from` to `to`, holding each chunk for the current delay.
+async fn pipe(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, mode: watch::Receiver<Mode>) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let delay = match *mode.borrow() {
+            Mode::Delay(delay) => delay,
+            Mode::Forward | Mode::Cut | Mode::Stall => Duration::ZERO,
+        };
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Completes with the new mode when it cuts or stalls connections (`Cut` if the proxy is gone).
+async fn interrupted(mode: &mut watch::Receiver<Mode>) -> Mode {
     loop {
         if mode.changed().await.is_err() {
-            // The proxy is gone: behave as cut.
             return Mode::Cut;
         }
         let next = *mode.borrow_and_update();
-        if next != Mode::Forward {
+        if matches!(next, Mode::Cut | Mode::Stall) {
             return next;
         }
     }
