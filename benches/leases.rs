@@ -1,0 +1,911 @@
+//! Leadership benchmark: what leader election costs a node in store calls, and how fast a
+//! follower takes over, on SQLite and PostgreSQL, beside a raw sqlx `SELECT 1` round trip
+//! measured in the same run.
+//!
+//! ```sh
+//! LOOPJOB_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test \
+//! cargo bench --all-features --bench leases -- [--backend sqlite|postgres|all] [--trials N] [--json]
+//! ```
+//!
+//! Per backend:
+//! 1. **Store calls per node per renew period** with 1, 100 and 1,000 `Global` jobs all held by
+//!    one node, counted by a wrapper around the store, and the latency of each renew call.
+//! 2. **Crash failover** (the leader's host task is aborted: nothing is released) and
+//!    **graceful handover** (`HostHandle::shutdown`, which releases), each over `--trials`
+//!    independent trials with fresh hosts, fresh store connections and a fresh key: the time
+//!    from the fault until the follower holds the lease, and until its job's first run.
+//! 3. The baseline: a raw `SELECT 1` through the same kind of sqlx pool.
+//!
+//! PostgreSQL needs the `postgres` feature and `LOOPJOB_TEST_POSTGRES_URL`; it is skipped with a
+//! message otherwise. SQLite uses a fresh temporary file. Tables get a per-run prefix; the
+//! PostgreSQL ones are dropped at the end.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use loopjob::store::{
+    Lease, LeaseRef, LeaseStatus, LeaseStore, Member, ReleaseNotifications, StoreError,
+    StoreOptions,
+};
+use loopjob::{HostHandle, LeaderMode, Leadership, NodeIdentity, Schedule, ShutdownReport};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, sleep, timeout};
+
+/// Timing of the store-call measurement: a long ttl, so nothing is lost while counting.
+const CALLS_TTL: Duration = Duration::from_secs(3);
+const CALLS_RENEW: Duration = Duration::from_secs(1);
+const CALLS_RETRY: Duration = Duration::from_secs(1);
+/// Timing of the failover measurement: short, so that trials are quick.
+const FO_TTL: Duration = Duration::from_secs(1);
+const FO_RENEW: Duration = Duration::from_millis(300);
+const FO_RETRY: Duration = Duration::from_millis(200);
+/// The guarded job's interval in the failover trials: "running" follows "holding" closely.
+const FO_INTERVAL: Duration = Duration::from_millis(10);
+/// Graceful handover target on PostgreSQL (issue 7).
+const HANDOVER_TARGET: Duration = Duration::from_millis(100);
+/// The longest any one wait may take before the bench gives up with an error.
+const GIVE_UP: Duration = Duration::from_secs(30);
+
+// ---------------------------------------------------------------------------------------------
+// Options
+
+struct Options {
+    sqlite: bool,
+    postgres: bool,
+    trials: usize,
+    periods: u32,
+    jobs: Vec<usize>,
+    json: bool,
+}
+
+fn usage(problem: &str) -> ! {
+    eprintln!("{problem}");
+    eprintln!(
+        "usage: cargo bench --all-features --bench leases -- [--backend sqlite|postgres|all] \
+         [--trials N (default 20)] [--periods N (default 5)] [--jobs 1,100,1000] [--json]"
+    );
+    std::process::exit(2);
+}
+
+fn parse_options() -> Options {
+    let mut options = Options {
+        sqlite: true,
+        postgres: true,
+        trials: 20,
+        periods: 5,
+        jobs: vec![1, 100, 1000],
+        json: false,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| {
+            args.next()
+                .unwrap_or_else(|| usage(&format!("{name} needs a value")))
+        };
+        match arg.as_str() {
+            "--backend" => match value("--backend").as_str() {
+                "sqlite" => (options.sqlite, options.postgres) = (true, false),
+                "postgres" => (options.sqlite, options.postgres) = (false, true),
+                "all" => (options.sqlite, options.postgres) = (true, true),
+                other => usage(&format!("unknown backend {other:?}")),
+            },
+            "--trials" => {
+                options.trials = value("--trials")
+                    .parse()
+                    .unwrap_or_else(|_| usage("--trials takes a number"));
+            }
+            "--periods" => {
+                options.periods = value("--periods")
+                    .parse()
+                    .unwrap_or_else(|_| usage("--periods takes a number"));
+            }
+            "--jobs" => {
+                options.jobs = value("--jobs")
+                    .split(',')
+                    .map(|n| n.trim().parse().unwrap_or_else(|_| usage("bad --jobs")))
+                    .collect();
+            }
+            "--json" => options.json = true,
+            // `cargo bench` passes this to every bench binary.
+            "--bench" => {}
+            other => usage(&format!("unknown argument {other:?}")),
+        }
+    }
+    if options.trials == 0 || options.periods == 0 || options.jobs.contains(&0) {
+        usage("--trials, --periods and --jobs must be positive");
+    }
+    options
+}
+
+// ---------------------------------------------------------------------------------------------
+// A counting store
+
+/// Wraps a store: counts calls by kind, times renew calls, and records when an acquire first
+/// won something (the instant the node holds a lease, as the elector learns it).
+#[derive(Debug)]
+struct Counting {
+    inner: Arc<dyn LeaseStore>,
+    renews: AtomicU64,
+    acquires: AtomicU64,
+    releases: AtomicU64,
+    others: AtomicU64,
+    renew_latency: Mutex<Vec<Duration>>,
+    won: watch::Sender<Option<Instant>>,
+    /// When the last release call answered.
+    released: Mutex<Option<Instant>>,
+    /// When the last renew or acquire call that kept or won a lease was sent.
+    last_kept: Mutex<Option<Instant>>,
+}
+
+impl Counting {
+    fn new(inner: Arc<dyn LeaseStore>) -> Arc<Self> {
+        Arc::new(Counting {
+            inner,
+            renews: AtomicU64::new(0),
+            acquires: AtomicU64::new(0),
+            releases: AtomicU64::new(0),
+            others: AtomicU64::new(0),
+            renew_latency: Mutex::new(Vec::new()),
+            won: watch::channel(None).0,
+            released: Mutex::new(None),
+            last_kept: Mutex::new(None),
+        })
+    }
+
+    fn reset(&self) {
+        for counter in [&self.renews, &self.acquires, &self.releases, &self.others] {
+            counter.store(0, Ordering::SeqCst);
+        }
+        self.renew_latency.lock().unwrap().clear();
+    }
+
+    fn total(&self) -> u64 {
+        [&self.renews, &self.acquires, &self.releases, &self.others]
+            .iter()
+            .map(|c| c.load(Ordering::SeqCst))
+            .sum()
+    }
+
+    /// Waits until an acquire call has won a lease; returns when it answered.
+    async fn won(&self) -> Instant {
+        let mut won = self.won.subscribe();
+        let at = timeout(GIVE_UP, won.wait_for(Option::is_some))
+            .await
+            .expect("a lease was won within 30 s")
+            .expect("the sender lives in self");
+        at.expect("checked by wait_for")
+    }
+}
+
+#[async_trait]
+impl LeaseStore for Counting {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+    async fn initialise(&self) -> Result<(), StoreError> {
+        self.others.fetch_add(1, Ordering::SeqCst);
+        self.inner.initialise().await
+    }
+    async fn try_acquire_free_for(
+        &self,
+        holder: &str,
+        keys: &[String],
+        ttl: Duration,
+        free_for: Duration,
+    ) -> Result<Vec<Lease>, StoreError> {
+        self.acquires.fetch_add(1, Ordering::SeqCst);
+        let sent = Instant::now();
+        let won = self
+            .inner
+            .try_acquire_free_for(holder, keys, ttl, free_for)
+            .await;
+        if won.as_ref().is_ok_and(|won| !won.is_empty()) {
+            *self.last_kept.lock().unwrap() = Some(sent);
+            let now = Instant::now();
+            self.won
+                .send_if_modified(|at| at.is_none() && at.replace(now).is_none());
+        }
+        won
+    }
+    async fn renew(
+        &self,
+        holder: &str,
+        leases: &[LeaseRef],
+        ttl: Duration,
+    ) -> Result<Vec<Lease>, StoreError> {
+        self.renews.fetch_add(1, Ordering::SeqCst);
+        let started = Instant::now();
+        let renewed = self.inner.renew(holder, leases, ttl).await;
+        if renewed.as_ref().is_ok_and(|kept| !kept.is_empty()) {
+            *self.last_kept.lock().unwrap() = Some(started);
+        }
+        self.renew_latency.lock().unwrap().push(started.elapsed());
+        renewed
+    }
+    async fn release(&self, holder: &str, leases: &[LeaseRef]) -> Result<(), StoreError> {
+        self.releases.fetch_add(1, Ordering::SeqCst);
+        let released = self.inner.release(holder, leases).await;
+        *self.released.lock().unwrap() = Some(Instant::now());
+        released
+    }
+    async fn heartbeat(&self, scope: &str, member: &str, ttl: Duration) -> Result<(), StoreError> {
+        self.others.fetch_add(1, Ordering::SeqCst);
+        self.inner.heartbeat(scope, member, ttl).await
+    }
+    async fn members(&self, scope: &str) -> Result<Vec<Member>, StoreError> {
+        self.others.fetch_add(1, Ordering::SeqCst);
+        self.inner.members(scope).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<LeaseStatus>, StoreError> {
+        self.others.fetch_add(1, Ordering::SeqCst);
+        self.inner.list(prefix).await
+    }
+    fn release_notifications(&self) -> Option<ReleaseNotifications> {
+        self.inner.release_notifications()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backends
+
+struct Backend {
+    name: &'static str,
+    url: String,
+    prefix: String,
+}
+
+impl Backend {
+    /// A fresh store with its own pool (and, on PostgreSQL, its own listener), as a new process
+    /// would open it.
+    fn open(&self) -> Arc<dyn LeaseStore> {
+        loopjob::store::open_with(&self.url, self.options()).expect("open the store")
+    }
+
+    fn options(&self) -> StoreOptions {
+        StoreOptions::default().table_prefix(self.prefix.clone())
+    }
+
+    /// `SELECT 1` round trips through a pool configured as the store's: back to back, then one
+    /// per renew period of the call count (as sparse as a node's renewals).
+    async fn select1(&self) -> Baseline {
+        const WARMUP: usize = 20;
+        const SAMPLES: usize = 500;
+        const SPACED: usize = 8;
+        let mut back_to_back = Vec::with_capacity(SAMPLES);
+        let mut spaced = Vec::with_capacity(SPACED);
+        macro_rules! run {
+            ($pool:expr) => {{
+                let pool = $pool;
+                for i in 0..WARMUP + SAMPLES + SPACED {
+                    if i >= WARMUP + SAMPLES {
+                        sleep(CALLS_RENEW).await;
+                    }
+                    let started = Instant::now();
+                    sqlx::query("SELECT 1")
+                        .execute(pool)
+                        .await
+                        .expect("SELECT 1");
+                    let took = started.elapsed();
+                    if i >= WARMUP + SAMPLES {
+                        spaced.push(took);
+                    } else if i >= WARMUP {
+                        back_to_back.push(took);
+                    }
+                }
+            }};
+        }
+        match self.name {
+            #[cfg(feature = "sqlite")]
+            "sqlite" => {
+                let store = loopjob::store::SqliteStore::connect_lazy(&self.url, self.options())
+                    .expect("sqlite");
+                run!(store.pool());
+            }
+            #[cfg(feature = "postgres")]
+            "postgres" => {
+                let store = loopjob::store::PostgresStore::connect_lazy(&self.url, self.options())
+                    .expect("postgres");
+                run!(store.pool());
+            }
+            other => unreachable!("no baseline for {other}"),
+        }
+        back_to_back.sort();
+        spaced.sort();
+        Baseline {
+            p50: percentile(&back_to_back, 0.50),
+            p99: percentile(&back_to_back, 0.99),
+            spaced_p50: percentile(&spaced, 0.50),
+            spaced_max: percentile(&spaced, 1.0),
+        }
+    }
+
+    /// Removes what the run left: the SQLite file, or the PostgreSQL tables.
+    async fn clean_up(&self) {
+        match self.name {
+            #[cfg(feature = "postgres")]
+            "postgres" => {
+                let store = loopjob::store::PostgresStore::connect_lazy(&self.url, self.options())
+                    .expect("postgres");
+                let prefix = &self.prefix;
+                let drop = format!("DROP TABLE IF EXISTS \"{prefix}leases\", \"{prefix}members\"");
+                if let Err(error) = sqlx::raw_sql(&drop).execute(store.pool()).await {
+                    eprintln!("could not drop the bench tables {prefix}*: {error}");
+                }
+            }
+            _ => {
+                let path = self.url.trim_start_matches("sqlite://");
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{path}{suffix}"));
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Statistics
+
+/// The raw round trip: back to back (a hot connection), and one call per second (as a node's
+/// renewals are: an idle machine wakes up for each, which costs milliseconds on this VM).
+#[derive(Clone, Copy)]
+struct Baseline {
+    p50: Duration,
+    p99: Duration,
+    spaced_p50: Duration,
+    spaced_max: Duration,
+}
+
+/// Nearest-rank percentile of sorted samples (p99 of 20 samples is the largest).
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = (p * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hosts
+
+struct Node {
+    handle: HostHandle,
+    task: JoinHandle<ShutdownReport>,
+}
+
+fn timing(ttl: Duration, renew: Duration, retry: Duration) -> Leadership {
+    Leadership::new(LeaderMode::Global)
+        .lease_ttl(ttl)
+        .with_renew_every(renew)
+        .retry_every(retry)
+}
+
+/// Starts a host with `names` guarded jobs on `store`; each run of each job sends its start
+/// instant to `runs`, if given.
+fn start(
+    node: &str,
+    store: Arc<dyn LeaseStore>,
+    names: &[String],
+    interval: Duration,
+    leadership: &Leadership,
+    runs: Option<mpsc::UnboundedSender<Instant>>,
+) -> Node {
+    let mut builder = loopjob::Host::builder()
+        .node(NodeIdentity::new(node, "g"))
+        .store(store)
+        .shutdown_grace(Duration::from_secs(1));
+    for name in names {
+        let runs = runs.clone();
+        builder = builder
+            .job_fn(name.clone(), Schedule::every(interval), move |_ctx| {
+                if let Some(runs) = &runs {
+                    let _ = runs.send(Instant::now());
+                }
+                async { Ok(()) }
+            })
+            .leadership(name, leadership.clone());
+    }
+    let host = builder.build().expect("a valid host");
+    let handle = host.handle();
+    Node {
+        handle,
+        task: tokio::spawn(host.run_until(std::future::pending())),
+    }
+}
+
+async fn stop(node: Node) {
+    node.handle.shutdown();
+    let _ = timeout(GIVE_UP, node.task)
+        .await
+        .expect("the host stopped within 30 s");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Store calls per renew period
+
+struct Calls {
+    jobs: usize,
+    periods: u32,
+    renews: u64,
+    acquires: u64,
+    total: u64,
+    renew_p50: Duration,
+    renew_p99: Duration,
+    acquire_all: Duration,
+}
+
+impl Calls {
+    fn per_period(&self, count: u64) -> f64 {
+        count as f64 / f64::from(self.periods)
+    }
+
+    /// One renew call per renew period, whatever the number of leases. A window of whole
+    /// periods may catch one renewal more at its edge.
+    fn pass(&self) -> bool {
+        self.renews <= u64::from(self.periods) + 1 && self.total == self.renews
+    }
+}
+
+async fn calls_per_period(backend: &Backend, jobs: usize, periods: u32) -> Calls {
+    let store = Counting::new(backend.open());
+    let names: Vec<String> = (0..jobs).map(|i| format!("calls{jobs}_{i}")).collect();
+    let leadership = timing(CALLS_TTL, CALLS_RENEW, CALLS_RETRY);
+    let started = Instant::now();
+    let node = start(
+        "solo",
+        store.clone(),
+        &names,
+        Duration::from_secs(3600),
+        &leadership,
+        None,
+    );
+    // Until the node holds every lease.
+    loop {
+        let held = node
+            .handle
+            .statuses()
+            .iter()
+            .filter(|s| s.leadership.as_ref().is_some_and(|l| !l.leases.is_empty()))
+            .count();
+        if held == jobs {
+            break;
+        }
+        assert!(
+            started.elapsed() < GIVE_UP,
+            "holds {held} of {jobs} leases after 30 s"
+        );
+        sleep(Duration::from_millis(10)).await;
+    }
+    let acquire_all = started.elapsed();
+    store.reset();
+    sleep(CALLS_RENEW * periods).await;
+    let renews = store.renews.load(Ordering::SeqCst);
+    let acquires = store.acquires.load(Ordering::SeqCst);
+    let total = store.total();
+    let mut latency = store.renew_latency.lock().unwrap().clone();
+    latency.sort();
+    let still_held = node
+        .handle
+        .statuses()
+        .iter()
+        .filter(|s| s.leadership.as_ref().is_some_and(|l| !l.leases.is_empty()))
+        .count();
+    assert_eq!(still_held, jobs, "a lease was lost while counting");
+    stop(node).await;
+    Calls {
+        jobs,
+        periods,
+        renews,
+        acquires,
+        total,
+        renew_p50: percentile(&latency, 0.50),
+        renew_p99: percentile(&latency, 0.99),
+        acquire_all,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Failover and handover
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    Crash,
+    Graceful,
+}
+
+impl Fault {
+    fn name(self) -> &'static str {
+        match self {
+            Fault::Crash => "crash_failover",
+            Fault::Graceful => "graceful_handover",
+        }
+    }
+}
+
+struct Trial {
+    holds: Duration,
+    runs: Duration,
+    /// Graceful only: when the leader's release call answered.
+    released: Option<Duration>,
+}
+
+async fn trial(backend: &Backend, fault: Fault, index: usize) -> Trial {
+    let name = vec![format!("{}_{index}", fault.name())];
+    let leadership = timing(FO_TTL, FO_RENEW, FO_RETRY);
+
+    let leader_store = Counting::new(backend.open());
+    let leader = start(
+        "leader",
+        leader_store.clone(),
+        &name,
+        FO_INTERVAL,
+        &leadership,
+        None,
+    );
+    leader_store.won().await;
+    // The follower's retry timer starts at a random phase of the leader's renew timer.
+    sleep(FO_RETRY.mul_f64(fastrand::f64())).await;
+
+    let (runs_tx, mut runs) = mpsc::unbounded_channel();
+    let follower_store = Counting::new(backend.open());
+    let follower = start(
+        "follower",
+        follower_store.clone(),
+        &name,
+        FO_INTERVAL,
+        &leadership,
+        Some(runs_tx),
+    );
+    // The follower is in its steady state (it has tried and lost, and listens where it can)
+    // before the fault, which falls at a random phase of the renew and retry periods.
+    while follower_store.acquires.load(Ordering::SeqCst) == 0 {
+        sleep(Duration::from_millis(5)).await;
+    }
+    let phase = FO_RENEW.max(FO_RETRY).mul_f64(fastrand::f64());
+    sleep(Duration::from_millis(100) + phase).await;
+    assert!(
+        runs.try_recv().is_err(),
+        "the follower ran while the leader held the lease"
+    );
+
+    let fault_at = Instant::now();
+    let leader_done = match fault {
+        Fault::Crash => {
+            leader.task.abort();
+            let _ = leader.task.await;
+            None
+        }
+        Fault::Graceful => {
+            leader.handle.shutdown();
+            Some(leader.task)
+        }
+    };
+    let held_at = follower_store.won().await;
+    let ran_at = timeout(GIVE_UP, runs.recv())
+        .await
+        .expect("the follower ran within 30 s")
+        .expect("the follower's host is running");
+    if let Some(task) = leader_done {
+        let _ = task.await;
+    }
+    let released = leader_store.releases.load(Ordering::SeqCst);
+    match fault {
+        Fault::Crash => {
+            assert_eq!(released, 0, "a crashed leader released its lease");
+            // Exclusivity: the store expires the lease no earlier than ttl after the leader's
+            // last renewal was sent, so the follower cannot have it sooner.
+            let kept = leader_store
+                .last_kept
+                .lock()
+                .unwrap()
+                .expect("the leader held");
+            assert!(
+                held_at - kept >= FO_TTL,
+                "the follower held {:?} after the leader's last renewal was sent",
+                held_at - kept
+            );
+        }
+        Fault::Graceful => assert_eq!(released, 1, "the leader released on shutdown"),
+    }
+    let released = match fault {
+        Fault::Crash => None,
+        Fault::Graceful => *leader_store.released.lock().unwrap(),
+    };
+    stop(follower).await;
+    Trial {
+        holds: held_at - fault_at,
+        runs: ran_at - fault_at,
+        released: released.map(|at| at - fault_at),
+    }
+}
+
+struct Failover {
+    fault: Fault,
+    trials: usize,
+    holds: Vec<Duration>,
+    runs: Vec<Duration>,
+    released: Vec<Duration>,
+}
+
+impl Failover {
+    fn target(&self, backend: &str) -> Option<Duration> {
+        match self.fault {
+            Fault::Crash => Some(FO_TTL + FO_RETRY),
+            Fault::Graceful if backend == "postgres" => Some(HANDOVER_TARGET),
+            Fault::Graceful => None,
+        }
+    }
+
+    fn pass(&self, backend: &str) -> Option<bool> {
+        let p99 = percentile(&self.runs, 0.99);
+        self.target(backend).map(|target| match self.fault {
+            Fault::Crash => p99 <= target,
+            Fault::Graceful => p99 < target,
+        })
+    }
+}
+
+async fn failover(backend: &Backend, fault: Fault, trials: usize) -> Failover {
+    let mut holds = Vec::with_capacity(trials);
+    let mut runs = Vec::with_capacity(trials);
+    let mut released = Vec::new();
+    for index in 0..trials {
+        let trial = trial(backend, fault, index).await;
+        holds.push(trial.holds);
+        runs.push(trial.runs);
+        released.extend(trial.released);
+    }
+    holds.sort();
+    runs.sort();
+    released.sort();
+    Failover {
+        fault,
+        trials,
+        holds,
+        runs,
+        released,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report
+
+fn pass_fail(pass: bool) -> &'static str {
+    if pass { "PASS" } else { "FAIL" }
+}
+
+fn report(
+    backend: &Backend,
+    options: &Options,
+    select1: Baseline,
+    calls: &[Calls],
+    failovers: &[Failover],
+) {
+    let name = backend.name;
+    if options.json {
+        println!(
+            "{{\"bench\":\"leases\",\"backend\":\"{name}\",\"measurement\":\"select1\",\
+             \"p50_us\":{:.1},\"p99_us\":{:.1},\"spaced_1s_p50_us\":{:.1},\
+             \"spaced_1s_max_us\":{:.1}}}",
+            us(select1.p50),
+            us(select1.p99),
+            us(select1.spaced_p50),
+            us(select1.spaced_max)
+        );
+        for c in calls {
+            println!(
+                "{{\"bench\":\"leases\",\"backend\":\"{name}\",\"measurement\":\"calls_per_period\",\
+                 \"jobs\":{},\"lease_ttl_ms\":{},\"renew_every_ms\":{},\"retry_every_ms\":{},\
+                 \"periods\":{},\"renew_calls\":{},\"acquire_calls\":{},\"total_calls\":{},\
+                 \"renew_calls_per_period\":{:.2},\"acquire_calls_per_period\":{:.2},\
+                 \"total_calls_per_period\":{:.2},\"renew_p50_us\":{:.1},\"renew_p99_us\":{:.1},\
+                 \"renew_p50_x_select1\":{:.1},\"renew_p50_x_select1_spaced\":{:.1},\"acquire_all_ms\":{:.1},\"target_pass\":{}}}",
+                c.jobs,
+                CALLS_TTL.as_millis(),
+                CALLS_RENEW.as_millis(),
+                CALLS_RETRY.as_millis(),
+                c.periods,
+                c.renews,
+                c.acquires,
+                c.total,
+                c.per_period(c.renews),
+                c.per_period(c.acquires),
+                c.per_period(c.total),
+                us(c.renew_p50),
+                us(c.renew_p99),
+                c.renew_p50.as_secs_f64() / select1.p50.as_secs_f64(),
+                c.renew_p50.as_secs_f64() / select1.spaced_p50.as_secs_f64(),
+                ms(c.acquire_all),
+                c.pass()
+            );
+        }
+        for f in failovers {
+            let target = f
+                .target(name)
+                .map_or("null".to_owned(), |t| format!("{:.1}", ms(t)));
+            let pass = f.pass(name).map_or("null".to_owned(), |p| p.to_string());
+            let released = |p: f64| {
+                if f.released.is_empty() {
+                    "null".to_owned()
+                } else {
+                    format!("{:.1}", ms(percentile(&f.released, p)))
+                }
+            };
+            println!(
+                "{{\"bench\":\"leases\",\"backend\":\"{name}\",\"measurement\":\"{}\",\
+                 \"trials\":{},\"lease_ttl_ms\":{},\"renew_every_ms\":{},\"retry_every_ms\":{},\
+                 \"job_interval_ms\":{},\"released_p50_ms\":{},\"released_p99_ms\":{},\
+                 \"holds_p50_ms\":{:.1},\"holds_p99_ms\":{:.1},\"holds_min_ms\":{:.1},\
+                 \"holds_max_ms\":{:.1},\"runs_p50_ms\":{:.1},\"runs_p99_ms\":{:.1},\
+                 \"runs_min_ms\":{:.1},\"runs_max_ms\":{:.1},\"target_ms\":{target},\
+                 \"target_pass\":{pass}}}",
+                f.fault.name(),
+                f.trials,
+                FO_TTL.as_millis(),
+                FO_RENEW.as_millis(),
+                FO_RETRY.as_millis(),
+                FO_INTERVAL.as_millis(),
+                released(0.50),
+                released(0.99),
+                ms(percentile(&f.holds, 0.50)),
+                ms(percentile(&f.holds, 0.99)),
+                ms(f.holds[0]),
+                ms(f.holds[f.holds.len() - 1]),
+                ms(percentile(&f.runs, 0.50)),
+                ms(percentile(&f.runs, 0.99)),
+                ms(f.runs[0]),
+                ms(f.runs[f.runs.len() - 1]),
+            );
+        }
+        return;
+    }
+
+    println!("\n### {name}\n");
+    println!(
+        "Baseline: raw sqlx `SELECT 1` back to back p50 {:.0} µs, p99 {:.0} µs; one per {:?} \
+         p50 {:.0} µs, max {:.0} µs.\n",
+        us(select1.p50),
+        us(select1.p99),
+        CALLS_RENEW,
+        us(select1.spaced_p50),
+        us(select1.spaced_max)
+    );
+    println!(
+        "Store calls per node per renew period (one node holds every lease; ttl {:?}, \
+         renew_every {:?}, retry_every {:?}):\n",
+        CALLS_TTL, CALLS_RENEW, CALLS_RETRY
+    );
+    println!(
+        "| jobs | periods | renew calls / period | acquire calls / period | total calls / period \
+         | renew p50 / p99 (µs) | renew p50 × SELECT 1 (back to back / spaced) | target |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---|");
+    for c in calls {
+        println!(
+            "| {} | {} | {:.2} | {:.2} | {:.2} | {:.0} / {:.0} | {:.1} / {:.1} | {} |",
+            c.jobs,
+            c.periods,
+            c.per_period(c.renews),
+            c.per_period(c.acquires),
+            c.per_period(c.total),
+            us(c.renew_p50),
+            us(c.renew_p99),
+            c.renew_p50.as_secs_f64() / select1.p50.as_secs_f64(),
+            c.renew_p50.as_secs_f64() / select1.spaced_p50.as_secs_f64(),
+            pass_fail(c.pass())
+        );
+    }
+    if !failovers.is_empty() {
+        println!(
+            "\nTakeover, from the fault to the follower (lease_ttl {:?}, renew_every {:?}, \
+             retry_every {:?}, job every {:?}; {} trials each):\n",
+            FO_TTL, FO_RENEW, FO_RETRY, FO_INTERVAL, failovers[0].trials
+        );
+        println!(
+            "| fault | leader's release answered p50 / p99 (ms) | follower holds the lease \
+             p50 / p99 (ms) | follower's first run p50 / p99 (ms) | first run min / max (ms) \
+             | target (first run p99) | |"
+        );
+        println!("|---|---:|---:|---:|---:|---|---|");
+        for f in failovers {
+            let target = match (f.fault, f.target(name)) {
+                (Fault::Crash, Some(t)) => format!("≤ ttl + retry_every = {:.0} ms", ms(t)),
+                (Fault::Graceful, Some(t)) => format!("< {:.0} ms", ms(t)),
+                (_, None) => "none (reference: polls, ≤ retry_every)".to_owned(),
+            };
+            let released = if f.released.is_empty() {
+                "–".to_owned()
+            } else {
+                format!(
+                    "{:.1} / {:.1}",
+                    ms(percentile(&f.released, 0.50)),
+                    ms(percentile(&f.released, 0.99))
+                )
+            };
+            println!(
+                "| {} | {released} | {:.1} / {:.1} | {:.1} / {:.1} | {:.1} / {:.1} | {target} | {} |",
+                f.fault.name().replace('_', " "),
+                ms(percentile(&f.holds, 0.50)),
+                ms(percentile(&f.holds, 0.99)),
+                ms(percentile(&f.runs, 0.50)),
+                ms(percentile(&f.runs, 0.99)),
+                ms(f.runs[0]),
+                ms(f.runs[f.runs.len() - 1]),
+                f.pass(name).map_or("–", pass_fail)
+            );
+        }
+    }
+}
+
+async fn bench(backend: Backend, options: &Options) {
+    if !options.json {
+        eprintln!("{}: baseline, store calls, failover…", backend.name);
+    }
+    let select1 = backend.select1().await;
+    let mut calls = Vec::new();
+    for &jobs in &options.jobs {
+        calls.push(calls_per_period(&backend, jobs, options.periods).await);
+    }
+    let mut failovers = Vec::new();
+    for fault in [Fault::Graceful, Fault::Crash] {
+        failovers.push(failover(&backend, fault, options.trials).await);
+    }
+    backend.clean_up().await;
+    report(&backend, options, select1, &calls, &failovers);
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let options = parse_options();
+    let prefix = format!("ljlease{}_", std::process::id());
+    if !options.json {
+        println!(
+            "Leadership benchmark: store calls per renew period for {:?} guarded jobs, \
+             then {} crash and {} graceful trials per backend.",
+            options.jobs, options.trials, options.trials
+        );
+    }
+
+    if options.sqlite {
+        #[cfg(feature = "sqlite")]
+        {
+            let path =
+                std::env::temp_dir().join(format!("loopjob-leases-{}.db", std::process::id()));
+            let backend = Backend {
+                name: "sqlite",
+                url: format!("sqlite://{}", path.display()),
+                prefix: prefix.clone(),
+            };
+            bench(backend, &options).await;
+        }
+        #[cfg(not(feature = "sqlite"))]
+        println!("\nsqlite: SKIPPED (build with --features sqlite)");
+    }
+
+    if options.postgres {
+        #[cfg(feature = "postgres")]
+        match std::env::var("LOOPJOB_TEST_POSTGRES_URL") {
+            Ok(url) => {
+                let backend = Backend {
+                    name: "postgres",
+                    url,
+                    prefix: prefix.clone(),
+                };
+                bench(backend, &options).await;
+            }
+            Err(_) => println!("\npostgres: SKIPPED (set LOOPJOB_TEST_POSTGRES_URL)"),
+        }
+        #[cfg(not(feature = "postgres"))]
+        println!("\npostgres: SKIPPED (build with --features postgres, or --all-features)");
+    }
+}
