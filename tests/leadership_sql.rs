@@ -143,6 +143,7 @@ async fn failover_and_handover(url: &str, prefix: &str) {
     }
 }
 
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 fn unique_prefix(backend: &str) -> String {
     format!("lt_{backend}_{}_", std::process::id())
 }

@@ -210,6 +210,7 @@ pub(crate) fn members<R: StoreRow>(rows: &[R], tables: &Tables) -> Result<Vec<Me
 
 /// The SQL condition that finds rows [`RawLease::check`] would refuse, on table alias `t`.
 /// (SQLite adds type checks, see `sqlite::CORRUPT_ROW`.)
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 pub(crate) const CORRUPT_ROW: &str = "(t.holder IS NULL OR t.holder = '' OR t.epoch IS NULL \
      OR t.epoch < 0 OR t.epoch = 9223372036854775807 OR t.expires_at IS NULL)";
 
