@@ -7,6 +7,7 @@
 //! | `loopjob_run_duration_seconds` | histogram | `job` |
 //! | `loopjob_ticks_skipped_total` | counter | `job` |
 //! | `loopjob_ticks_missed_total` | counter | `job` |
+//! | `loopjob_leadership_changes_total` | counter | `job`, `change` (acquired, lost) |
 
 use std::time::Duration;
 
@@ -30,6 +31,12 @@ pub(crate) fn ticks_missed(job: &str, missed: u64) {
     metrics::counter!("loopjob_ticks_missed_total", "job" => job.to_owned()).increment(missed);
 }
 
+#[cfg(feature = "metrics")]
+pub(crate) fn leadership_changed(job: &str, change: &'static str) {
+    metrics::counter!("loopjob_leadership_changes_total", "job" => job.to_owned(), "change" => change)
+        .increment(1);
+}
+
 #[cfg(not(feature = "metrics"))]
 pub(crate) fn run_finished(_job: &str, _outcome: &RunOutcome, _elapsed: Duration) {}
 
@@ -38,3 +45,6 @@ pub(crate) fn tick_skipped(_job: &str) {}
 
 #[cfg(not(feature = "metrics"))]
 pub(crate) fn ticks_missed(_job: &str, _missed: u64) {}
+
+#[cfg(not(feature = "metrics"))]
+pub(crate) fn leadership_changed(_job: &str, _change: &'static str) {}

@@ -392,9 +392,11 @@ impl Supervisor {
         });
         match &event {
             LeadershipEvent::Acquired(lease) => {
+                metrics::leadership_changed(&self.shared.name, "acquired");
                 tracing::info!(job = %self.shared.name, key = lease.key(), epoch = lease.epoch(), "leadership acquired");
             }
             LeadershipEvent::Lost { lease, reason } => {
+                metrics::leadership_changed(&self.shared.name, "lost");
                 tracing::warn!(job = %self.shared.name, key = lease.key(), epoch = lease.epoch(), %reason, "leadership lost");
             }
         }
