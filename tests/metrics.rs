@@ -1,0 +1,114 @@
+//! With the `metrics` feature, runs, skips and leadership changes are counted through the
+//! `metrics` facade, labelled by job.
+
+#![cfg(feature = "metrics")]
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use loopjob::store::MemoryStore;
+use loopjob::{Host, LeaderMode, Leadership, Schedule};
+use metrics::{
+    Counter, CounterFn, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit,
+};
+
+/// Counters by name and labels, as `name{label=value,…}`.
+#[derive(Default, Clone)]
+struct Counters(Arc<Mutex<BTreeMap<String, Arc<AtomicU64>>>>);
+
+struct Count(Arc<AtomicU64>);
+
+impl CounterFn for Count {
+    fn increment(&self, value: u64) {
+        self.0.fetch_add(value, Ordering::SeqCst);
+    }
+    fn absolute(&self, value: u64) {
+        self.0.store(value, Ordering::SeqCst);
+    }
+}
+
+impl Counters {
+    fn get(&self, name: &str) -> u64 {
+        self.0
+            .lock()
+            .unwrap()
+            .get(name)
+            .map_or(0, |c| c.load(Ordering::SeqCst))
+    }
+}
+
+impl Recorder for Counters {
+    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+        let labels: Vec<String> = key
+            .labels()
+            .map(|l| format!("{}={}", l.key(), l.value()))
+            .collect();
+        let name = format!("{}{{{}}}", key.name(), labels.join(","));
+        let count = self.0.lock().unwrap().entry(name).or_default().clone();
+        Counter::from_arc(Arc::new(Count(count)))
+    }
+    fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+        Gauge::noop()
+    }
+    fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+        Histogram::noop()
+    }
+}
+
+#[test]
+fn runs_skips_and_leadership_changes_are_counted() {
+    let counters = Counters::default();
+    metrics::with_local_recorder(&counters, || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let host = Host::builder()
+                .store(Arc::new(MemoryStore::new()))
+                .job_fn(
+                    "fine",
+                    Schedule::every(Duration::from_secs(10)),
+                    |_ctx| async { Ok(()) },
+                )
+                .job_fn(
+                    "slow",
+                    Schedule::every(Duration::from_secs(10)),
+                    |ctx| async move {
+                        // Longer than two intervals; stops when shut down.
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_secs(25)) => {}
+                            _ = ctx.cancelled() => {}
+                        }
+                        Ok(())
+                    },
+                )
+                .leadership("slow", Leadership::new(LeaderMode::Global))
+                .build()
+                .unwrap();
+            // "fine" runs at 0, 10, 20 and 30. "slow" waits for its lease (won just after the
+            // first tick), runs from 10 until the shutdown at 33, and skips 20 and 30.
+            host.run_until(tokio::time::sleep(Duration::from_secs(33)))
+                .await;
+        });
+    });
+    assert_eq!(
+        counters.get("loopjob_runs_total{job=fine,outcome=succeeded}"),
+        4
+    );
+    assert_eq!(
+        counters.get("loopjob_runs_total{job=slow,outcome=succeeded}"),
+        1
+    );
+    assert_eq!(counters.get("loopjob_ticks_skipped_total{job=slow}"), 2);
+    assert_eq!(
+        counters.get("loopjob_leadership_changes_total{job=slow,change=acquired}"),
+        1
+    );
+}
