@@ -70,6 +70,9 @@ fn runs_skips_and_leadership_changes_are_counted() {
             .build()
             .unwrap();
         runtime.block_on(async {
+            // The first tick comes a second after the elector won the lease at the start.
+            let slow_schedule =
+                Schedule::every(Duration::from_secs(10)).initial_delay(Duration::from_secs(1));
             let host = Host::builder()
                 .store(Arc::new(MemoryStore::new()))
                 .job_fn(
@@ -92,8 +95,8 @@ fn runs_skips_and_leadership_changes_are_counted() {
                 .leadership("slow", Leadership::new(LeaderMode::Global))
                 .build()
                 .unwrap();
-            // "fine" runs at 0, 10, 20 and 30. "slow" waits for its lease (won just after the
-            // first tick), runs from 10 until the shutdown at 33, and skips 20 and 30.
+            // "fine" runs at 0, 10, 20 and 30. "slow" runs from 1 to 26, skips 11 and 21, and
+            // runs from 31 until the shutdown at 33.
             host.run_until(tokio::time::sleep(Duration::from_secs(33)))
                 .await;
         });
