@@ -80,18 +80,14 @@ fn runs_skips_and_leadership_changes_are_counted() {
                     Schedule::every(Duration::from_secs(10)),
                     |_ctx| async { Ok(()) },
                 )
-                .job_fn(
-                    "slow",
-                    Schedule::every(Duration::from_secs(10)),
-                    |ctx| async move {
-                        // Longer than two intervals; stops when shut down.
-                        tokio::select! {
-                            _ = tokio::time::sleep(Duration::from_secs(25)) => {}
-                            _ = ctx.cancelled() => {}
-                        }
-                        Ok(())
-                    },
-                )
+                .job_fn("slow", slow_schedule, |ctx| async move {
+                    // Longer than two intervals; stops when shut down.
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(25)) => {}
+                        _ = ctx.cancelled() => {}
+                    }
+                    Ok(())
+                })
                 .leadership("slow", Leadership::new(LeaderMode::Global))
                 .build()
                 .unwrap();
@@ -107,7 +103,7 @@ fn runs_skips_and_leadership_changes_are_counted() {
     );
     assert_eq!(
         counters.get("loopjob_runs_total{job=slow,outcome=succeeded}"),
-        1
+        2
     );
     assert_eq!(counters.get("loopjob_ticks_skipped_total{job=slow}"), 2);
     assert_eq!(
