@@ -28,8 +28,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::control::{Command, JobShared};
-use crate::guard::elector::{Elector, GuardedJob};
-use crate::guard::{GuardState, holder_name, lease_keys, membership_scope};
+use crate::guard::elector::Elector;
+use crate::guard::{GuardState, GuardedJob, holder_name, lease_keys, membership_scope};
 use crate::handle::{HostHandle, JobControl};
 use crate::identity::NodeIdentity;
 use crate::job::{Erased, ErasedJob, FnJob, JobContext, JobError, LoopJob, Resources};

@@ -18,10 +18,12 @@
 //! the moment one of them is lost. The elector's module docs state the safety argument.
 
 pub mod elector;
+mod job_leases;
 mod lease;
 pub(crate) mod partitions;
 mod standalone;
 
+pub(crate) use job_leases::GuardedJob;
 pub(crate) use lease::GuardState;
 pub use lease::{HeldLease, LeadershipEvent, LostReason};
 pub use standalone::{LeaderElector, LeaderState};

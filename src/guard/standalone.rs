@@ -7,7 +7,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::elector::{Elector, GuardedJob};
+use super::GuardedJob;
+use super::elector::Elector;
 use super::lease::{GuardState, HeldLease, LeadershipEvent};
 use crate::identity::NodeIdentity;
 use crate::settings::Leadership;
