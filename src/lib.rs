@@ -36,8 +36,17 @@
 //! }
 //! ```
 //!
-//! Data flows one way: the builder validates everything before anything starts, the host builds
-//! one [supervisor](crate::HostHandle) per job, and each run gets a fresh [`JobContext`].
+//! Data flows one way: [`settings`] are read and validated, the [`HostBuilder`] checks every job
+//! before anything starts, the host runs one supervisor per job, a job with a leader mode asks
+//! its [guard](guard) whether it may run, and the guard's elector talks to the lease
+//! [`store`]. Each run gets a fresh [`JobContext`]; a [`HostHandle`] watches and steers the jobs.
+//!
+//! | module | what it is for |
+//! |---|---|
+//! | [`settings`] | TOML files and environment variables, validated, every problem at once |
+//! | [`guard`] | leadership: one replica per group, one globally, or partitions shared out |
+//! | [`store`] | lease stores: memory, SQLite, PostgreSQL, MySQL |
+//!
 //! The library never prints: it logs through `tracing` (a span `loopjob.run` per attempt with
 //! the job, run id and attempt) and, with the `metrics` feature, counts through `metrics`.
 #![forbid(unsafe_code)]
