@@ -38,7 +38,7 @@
 //!
 //! Data flows one way: [`settings`] are read and validated, the [`HostBuilder`] checks every job
 //! before anything starts, the host runs one supervisor per job, a job with a leader mode asks
-//! its [guard](guard) whether it may run, and the guard's elector talks to the lease
+//! its [`guard`] whether it may run, and the guard's elector talks to the lease
 //! [`store`]. Each run gets a fresh [`JobContext`]; a [`HostHandle`] watches and steers the jobs.
 //!
 //! | module | what it is for |
