@@ -235,3 +235,35 @@ async fn hooks_run_once_and_resources_reach_runs() {
     );
     assert_eq!(fn_runs.load(Ordering::SeqCst), 3);
 }
+
+#[tokio::test(start_paused = true)]
+async fn wait_for_ends_when_the_job_stops_without_the_condition() {
+    let job = Recorder::new(
+        "short_lived",
+        Schedule::every(secs(10)),
+        Behaviour::Work(secs(1)),
+    );
+    let (handle, running) = start(&[&job]);
+    let waiting = {
+        let handle = handle.clone();
+        tokio::spawn(async move {
+            handle
+                .wait_for("short_lived", |s| s.counters.runs >= 100)
+                .await
+        })
+    };
+    sleep_until(job.t0 + secs(25)).await;
+    handle.shutdown();
+    running.await.unwrap();
+    assert_eq!(
+        waiting.await.unwrap(),
+        Err(ControlError::NotRunning {
+            name: "short_lived".into()
+        })
+    );
+    let status = handle
+        .wait_for("short_lived", |s| s.counters.runs == 3)
+        .await
+        .unwrap();
+    assert_eq!(status.state, JobState::Stopped);
+}

@@ -839,3 +839,33 @@ async fn a_dead_members_partitions_are_owned_again_within_ttl_plus_retry() {
         "{taken_over:?}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_trigger_on_a_follower_runs_nothing() {
+    let store = Arc::new(MemoryStore::new());
+    let journal = Journal::new();
+    let leader = Node::start(
+        "leader",
+        "default",
+        store.clone(),
+        probe(LeaderMode::Global, &journal),
+    );
+    tokio::time::sleep(ms(10)).await;
+    let follower = Node::start(
+        "follower",
+        "default",
+        store.clone(),
+        probe(LeaderMode::Global, &journal),
+    );
+    sleep_until(journal.t0 + 3 * SEC + ms(500)).await;
+    assert_eq!(
+        follower.handle.trigger("probe").await,
+        Ok(loopjob::Triggered::NotLeader)
+    );
+    assert!(matches!(
+        leader.handle.trigger("probe").await,
+        Ok(loopjob::Triggered::Started(_))
+    ));
+    let _ = (leader.stop().await, follower.stop().await);
+    assert!(journal.runs().iter().all(|run| run.node == "leader"));
+}
