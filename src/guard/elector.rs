@@ -147,7 +147,7 @@ impl Elector {
                 biased;
                 _ = self.stop.cancelled() => break,
                 _ = sleep_until_or_never(deadline) => self.expire_due(),
-                answer = async { call.as_mut().expect("guarded by the branch condition").await }, if call.is_some() => {
+                answer = answer_of(&mut call), if call.is_some() => {
                     call = None;
                     self.apply(answer);
                 }
@@ -569,6 +569,14 @@ impl Elector {
                 tracing::warn!(%error, "releasing leases at shutdown failed; they will expire after their ttl")
             }
         }
+    }
+}
+
+/// The answer of the call in flight; never, when there is none.
+async fn answer_of(call: &mut Option<Call>) -> Answer {
+    match call {
+        Some(call) => call.await,
+        None => std::future::pending().await,
     }
 }
 
