@@ -136,8 +136,9 @@ impl HostBuilder {
         self
     }
 
-    /// Sets the leadership of the job named `job` (registered before or after this call),
-    /// replacing what its code gives: how a closure job gets one.
+    /// Sets the leadership of the job named `job`, registered on this builder before or after
+    /// this call, replacing what its code gives: how a closure job gets one. Settings still
+    /// override it. (A discovered job takes its leadership from its attribute and settings.)
     ///
     /// ```
     /// use std::time::Duration;
@@ -459,11 +460,6 @@ impl Host {
     /// complete for a graceful shutdown.
     pub async fn run_until(self, signal: impl Future<Output = ()>) -> ShutdownReport {
         let token = self.handle.token().clone();
-        let names: Vec<String> = self
-            .supervisors
-            .iter()
-            .map(|s| s.shared.name.to_string())
-            .collect();
         let tasks: Vec<_> = self
             .supervisors
             .into_iter()
@@ -484,7 +480,8 @@ impl Host {
         self.handle.tell_every_job(|| Command::Shutdown);
 
         let mut report = ShutdownReport::default();
-        for (name, task) in names.into_iter().zip(tasks) {
+        // The handle lists the jobs in registration order, as the tasks are.
+        for (name, task) in self.handle.job_names().into_iter().zip(tasks) {
             match task.await {
                 Ok(job_report) => report.jobs.push(job_report),
                 Err(error) => {
