@@ -869,3 +869,59 @@ async fn a_trigger_on_a_follower_runs_nothing() {
     let _ = (leader.stop().await, follower.stop().await);
     assert!(journal.runs().iter().all(|run| run.node == "leader"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn run_while_leader_cancels_the_task_on_loss_and_runs_it_again_when_reelected() {
+    let memory = Arc::new(MemoryStore::new());
+    let line = FaultyStore::new(memory.clone(), true);
+    let timing = leadership(LeaderMode::Global);
+    let elector = LeaderElector::start(
+        line.clone(),
+        "consumer",
+        timing,
+        &NodeIdentity::new("a", "g"),
+    );
+    let t0 = Instant::now();
+    let started: Arc<Mutex<Vec<(u64, Duration)>>> = Arc::default();
+    let cancelled_at: Arc<Mutex<Vec<Duration>>> = Arc::default();
+    let work = {
+        let (started, cancelled_at) = (started.clone(), cancelled_at.clone());
+        tokio::spawn(async move {
+            elector
+                .run_while_leader(|lease, token| {
+                    let (started, cancelled_at) = (started.clone(), cancelled_at.clone());
+                    async move {
+                        started
+                            .lock()
+                            .unwrap()
+                            .push((lease.epoch(), Instant::now() - t0));
+                        if lease.epoch() == 1 {
+                            // The first term ends by losing the lease.
+                            token.cancelled().await;
+                            cancelled_at.lock().unwrap().push(Instant::now() - t0);
+                            return "abandoned";
+                        }
+                        "finished"
+                    }
+                })
+                .await
+        })
+    };
+    sleep_until(t0 + 2 * SEC + ms(500)).await;
+    line.cut(true); // renewals fail from here on
+    sleep_until(t0 + 10 * SEC).await;
+    line.cut(false);
+    assert_eq!(
+        work.await.unwrap(),
+        "finished",
+        "the output of the lost term is discarded"
+    );
+    let started = started.lock().unwrap().clone();
+    assert_eq!(started.iter().map(|s| s.0).collect::<Vec<_>>(), [1, 2]);
+    // Last renewal sent at 2 s: the token is cancelled at its local deadline, 2 s + 2.7 s.
+    assert_eq!(*cancelled_at.lock().unwrap(), [4 * SEC + ms(700)]);
+    assert!(
+        started[1].1 >= 10 * SEC,
+        "re-elected only once the store answers again"
+    );
+}
