@@ -298,6 +298,18 @@ impl Node {
     }
 }
 
+/// Starts node `a`, then node `b` a moment later, so that `a` wins the lease and `b` follows.
+async fn leader_and_follower(
+    a_store: Arc<dyn LeaseStore>,
+    b_store: Arc<dyn LeaseStore>,
+    probe: Probe,
+) -> (Node, Node) {
+    let a = Node::start("a", "default", a_store, probe.clone());
+    tokio::time::sleep(ms(10)).await;
+    let b = Node::start("b", "default", b_store, probe);
+    (a, b)
+}
+
 fn probe(mode: LeaderMode, journal: &Journal) -> Probe {
     Probe {
         node: "",
@@ -431,19 +443,12 @@ async fn cluster_mode_runs_one_node_per_group() {
 async fn a_crashed_leader_is_replaced_within_ttl_plus_retry() {
     let store = Arc::new(MemoryStore::new());
     let journal = Journal::new();
-    let a = Node::start(
-        "a",
-        "default",
+    let (a, b) = leader_and_follower(
+        store.clone(),
         store.clone(),
         probe(LeaderMode::Global, &journal),
-    );
-    tokio::time::sleep(ms(10)).await;
-    let b = Node::start(
-        "b",
-        "default",
-        store.clone(),
-        probe(LeaderMode::Global, &journal),
-    );
+    )
+    .await;
     sleep_until(journal.t0 + 5 * SEC + ms(500)).await;
     assert_eq!(a.held(), 1);
     let crashed_at = journal.now();
@@ -468,19 +473,12 @@ async fn a_crashed_leader_is_replaced_within_ttl_plus_retry() {
 async fn a_graceful_shutdown_hands_over_at_once_by_notification() {
     let store = Arc::new(MemoryStore::new());
     let journal = Journal::new();
-    let a = Node::start(
-        "a",
-        "default",
+    let (a, b) = leader_and_follower(
+        store.clone(),
         store.clone(),
         probe(LeaderMode::Global, &journal),
-    );
-    tokio::time::sleep(ms(10)).await;
-    let b = Node::start(
-        "b",
-        "default",
-        store.clone(),
-        probe(LeaderMode::Global, &journal),
-    );
+    )
+    .await;
     sleep_until(journal.t0 + 5 * SEC + ms(500)).await;
     a.stop().await;
     let released_at = journal.now();
@@ -499,19 +497,12 @@ async fn a_graceful_shutdown_hands_over_at_once_by_notification() {
 async fn without_notifications_a_follower_takes_over_on_its_next_retry() {
     let memory = Arc::new(MemoryStore::new());
     let journal = Journal::new();
-    let a = Node::start(
-        "a",
-        "default",
+    let (a, b) = leader_and_follower(
+        FaultyStore::new(memory.clone(), false),
         FaultyStore::new(memory.clone(), false),
         probe(LeaderMode::Global, &journal),
-    );
-    tokio::time::sleep(ms(10)).await;
-    let b = Node::start(
-        "b",
-        "default",
-        FaultyStore::new(memory.clone(), false),
-        probe(LeaderMode::Global, &journal),
-    );
+    )
+    .await;
     sleep_until(journal.t0 + 5 * SEC + ms(500)).await;
     a.stop().await;
     let released_at = journal.now();
@@ -531,9 +522,7 @@ async fn a_cut_off_leader_stops_its_run_before_the_store_lets_anyone_else_in() {
         work: 60 * SEC,
         ..probe(LeaderMode::Global, journal)
     };
-    let a = Node::start("a", "default", a_store.clone(), long(&journal));
-    tokio::time::sleep(ms(10)).await;
-    let b = Node::start("b", "default", memory.clone(), long(&journal));
+    let (a, b) = leader_and_follower(a_store.clone(), memory.clone(), long(&journal)).await;
     sleep_until(journal.t0 + 2 * SEC + ms(500)).await;
     let cut_at = journal.now();
     a_store.cut(true);
@@ -844,19 +833,8 @@ async fn a_dead_members_partitions_are_owned_again_within_ttl_plus_retry() {
 async fn a_trigger_on_a_follower_runs_nothing() {
     let store = Arc::new(MemoryStore::new());
     let journal = Journal::new();
-    let leader = Node::start(
-        "leader",
-        "default",
-        store.clone(),
-        probe(LeaderMode::Global, &journal),
-    );
-    tokio::time::sleep(ms(10)).await;
-    let follower = Node::start(
-        "follower",
-        "default",
-        store.clone(),
-        probe(LeaderMode::Global, &journal),
-    );
+    let (leader, follower) =
+        leader_and_follower(store.clone(), store, probe(LeaderMode::Global, &journal)).await;
     sleep_until(journal.t0 + 3 * SEC + ms(500)).await;
     assert_eq!(
         follower.handle.trigger("probe").await,
@@ -867,7 +845,7 @@ async fn a_trigger_on_a_follower_runs_nothing() {
         Ok(loopjob::Triggered::Started(_))
     ));
     let _ = (leader.stop().await, follower.stop().await);
-    assert!(journal.runs().iter().all(|run| run.node == "leader"));
+    assert!(journal.runs().iter().all(|run| run.node == "a"));
 }
 
 #[tokio::test(start_paused = true)]
