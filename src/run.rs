@@ -81,9 +81,6 @@ impl Run {
             next_tick,
             ..
         } = self;
-        // The job's shared record outlives the context moved into the single attempt below.
-        let shared = ctx.job.clone();
-        let schedule = &shared.schedule;
         let report = |outcome, attempts, cancelled_own_token| RunReport {
             outcome,
             attempts,
@@ -91,9 +88,9 @@ impl Run {
             ended: Instant::now(),
             cancelled_own_token,
         };
-        if schedule.retries == 0 {
+        if ctx.job.schedule.retries == 0 {
             // The single attempt takes the run's context and token as they are.
-            let (outcome, cancelled) = attempt(&job, schedule, ctx).await;
+            let (outcome, cancelled) = attempt(&job, ctx).await;
             return report(outcome, 1, cancelled);
         }
         let mut number = 1;
@@ -103,13 +100,13 @@ impl Run {
                 token: Arc::new(ctx.token.child_token()),
                 ..ctx.clone()
             };
-            let (outcome, _) = attempt(&job, schedule, attempt_ctx).await;
+            let (outcome, _) = attempt(&job, attempt_ctx).await;
             let retryable = matches!(
                 outcome,
                 RunOutcome::Failed(_) | RunOutcome::Panicked(_) | RunOutcome::TimedOut
             );
             let retry_at = if retryable && !ctx.token.is_cancelled() {
-                schedule.retry_at(number, Instant::now(), next_tick)
+                ctx.job.schedule.retry_at(number, Instant::now(), next_tick)
             } else {
                 None
             };
@@ -135,12 +132,13 @@ impl Run {
 /// One attempt: poll the job, cancel its token at the timeout, and drop it if it has not
 /// stopped `cancel_grace` after its token was cancelled. Also says whether it cancelled the
 /// token itself.
-async fn attempt(
-    job: &Arc<dyn ErasedJob>,
-    schedule: &Schedule,
-    ctx: JobContext,
-) -> (RunOutcome, bool) {
+async fn attempt(job: &Arc<dyn ErasedJob>, ctx: JobContext) -> (RunOutcome, bool) {
     let token = ctx.token.clone();
+    let Schedule {
+        timeout,
+        cancel_grace,
+        ..
+    } = ctx.job.schedule;
     let span = tracing::info_span!(
         "loopjob.run",
         job = %ctx.job_name(),
@@ -150,7 +148,7 @@ async fn attempt(
     let execution = CatchUnwind(job.clone().execute(ctx)).instrument(span);
     tokio::pin!(execution);
 
-    let deadline = schedule.timeout.map(|timeout| Instant::now() + timeout);
+    let deadline = timeout.map(|timeout| Instant::now() + timeout);
     let timed_out = tokio::select! {
         // The job first: a run that finishes at once never registers a timer or a waiter.
         biased;
@@ -162,7 +160,7 @@ async fn attempt(
     token.cancel();
 
     // The attempt was asked to stop: give it its grace, then drop it.
-    let grace_end = Instant::now() + schedule.cancel_grace;
+    let grace_end = Instant::now() + cancel_grace;
     let finished = tokio::select! {
         result = &mut execution => Some(outcome_of(result)),
         _ = sleep_until(grace_end) => None,
