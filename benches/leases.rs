@@ -231,7 +231,12 @@ impl LeaseStore for Counting {
         *self.released.lock().unwrap() = Some(Instant::now());
         released
     }
-    async fn heartbeat(&self, scope: &str, member: &str, ttl: Duration) -> Result<(), StoreError> {
+    async fn heartbeat(
+        &self,
+        scope: &str,
+        member: &str,
+        ttl: Duration,
+    ) -> Result<Vec<Member>, StoreError> {
         self.others.fetch_add(1, Ordering::SeqCst);
         self.inner.heartbeat(scope, member, ttl).await
     }

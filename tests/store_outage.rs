@@ -50,7 +50,10 @@ async fn every_call(
             "release",
             Box::pin(store.release("nobody", std::slice::from_ref(lease))),
         ),
-        ("heartbeat", Box::pin(store.heartbeat("scope", "a", TTL))),
+        (
+            "heartbeat",
+            Box::pin(async { store.heartbeat("scope", "a", TTL).await.map(drop) }),
+        ),
         (
             "members",
             Box::pin(async { store.members("scope").await.map(drop) }),

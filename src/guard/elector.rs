@@ -326,11 +326,7 @@ impl Elector {
             return Some(Box::pin(async move {
                 let mut answers = Vec::with_capacity(heartbeats.len());
                 for (index, scope, ttl) in heartbeats {
-                    let result = match store.heartbeat(&scope, &holder, ttl).await {
-                        Ok(()) => store.members(&scope).await,
-                        Err(error) => Err(error),
-                    };
-                    answers.push((index, result));
+                    answers.push((index, store.heartbeat(&scope, &holder, ttl).await));
                 }
                 Answer::Members(answers)
             }));

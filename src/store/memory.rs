@@ -207,7 +207,12 @@ impl LeaseStore for MemoryStore {
         Ok(())
     }
 
-    async fn heartbeat(&self, scope: &str, member: &str, ttl: Duration) -> Result<(), StoreError> {
+    async fn heartbeat(
+        &self,
+        scope: &str,
+        member: &str,
+        ttl: Duration,
+    ) -> Result<Vec<Member>, StoreError> {
         let scope = args::name("membership scope", scope)?;
         let member = args::name("member", member)?;
         let ttl = args::ttl_ms(ttl)?;
@@ -220,23 +225,13 @@ impl LeaseStore for MemoryStore {
             (scope.to_owned(), member.to_owned()),
             now.saturating_add(ttl),
         );
-        Ok(())
+        Ok(live_members(&state, scope, now))
     }
 
     async fn members(&self, scope: &str) -> Result<Vec<Member>, StoreError> {
         let scope = args::name("membership scope", scope)?;
         let now = self.now_ms();
-        let state = self.state();
-        Ok(state
-            .members
-            .iter()
-            .filter(|((in_scope, _), expires_at_ms)| in_scope == scope && **expires_at_ms > now)
-            .map(|((scope, member), expires_at_ms)| Member {
-                scope: scope.clone(),
-                member: member.clone(),
-                expires_at_ms: *expires_at_ms,
-            })
-            .collect())
+        Ok(live_members(&self.state(), scope, now))
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<LeaseStatus>, StoreError> {
@@ -256,6 +251,20 @@ impl LeaseStore for MemoryStore {
     fn release_notifications(&self) -> Option<ReleaseNotifications> {
         Some(ReleaseNotifications::new(self.releases.subscribe()))
     }
+}
+
+/// The members of `scope` alive at `now`, sorted by name.
+fn live_members(state: &State, scope: &str, now: i64) -> Vec<Member> {
+    state
+        .members
+        .iter()
+        .filter(|((in_scope, _), expires_at_ms)| in_scope == scope && **expires_at_ms > now)
+        .map(|((scope, member), expires_at_ms)| Member {
+            scope: scope.clone(),
+            member: member.clone(),
+            expires_at_ms: *expires_at_ms,
+        })
+        .collect()
 }
 
 #[cfg(test)]

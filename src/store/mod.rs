@@ -300,9 +300,16 @@ pub trait LeaseStore: Send + Sync + fmt::Debug + 'static {
     /// held are ignored, so a retry is harmless.
     async fn release(&self, holder: &str, leases: &[LeaseRef]) -> Result<(), StoreError>;
 
-    /// Announces `member` as alive in `scope` until `ttl` from now by the store's clock.
-    /// Memberships that expired over an hour ago are swept by later heartbeats in that scope.
-    async fn heartbeat(&self, scope: &str, member: &str, ttl: Duration) -> Result<(), StoreError>;
+    /// Announces `member` as alive in `scope` until `ttl` from now by the store's clock, and
+    /// returns the live members of `scope` (`member` among them), sorted by name: what a
+    /// partitioned job needs each renew period, in one call. Memberships that expired over an
+    /// hour ago are swept by later heartbeats in that scope.
+    async fn heartbeat(
+        &self,
+        scope: &str,
+        member: &str,
+        ttl: Duration,
+    ) -> Result<Vec<Member>, StoreError>;
 
     /// The live members of `scope`, sorted by name.
     async fn members(&self, scope: &str) -> Result<Vec<Member>, StoreError>;

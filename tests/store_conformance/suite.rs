@@ -362,9 +362,6 @@ async fn contenders_never_overlap<B: Backend>(backend: Arc<B>, prefix: String) {
 async fn membership_appears_and_expires<B: Backend>(backend: Arc<B>, prefix: String) {
     let store = ready(&*backend, &prefix).await;
     let store = &*store;
-    store.heartbeat("sync", "web-2", LONG).await.unwrap();
-    store.heartbeat("sync", "web-1", SHORT).await.unwrap();
-    store.heartbeat("other", "web-3", LONG).await.unwrap();
     let names = |members: Vec<loopjob::store::Member>| {
         members
             .into_iter()
@@ -372,6 +369,15 @@ async fn membership_appears_and_expires<B: Backend>(backend: Arc<B>, prefix: Str
             .collect::<Vec<_>>()
     };
     let pair = |s: &str, m: &str| (s.to_owned(), m.to_owned());
+    // A heartbeat answers with the live members of its scope, itself among them.
+    let first = store.heartbeat("sync", "web-2", LONG).await.unwrap();
+    assert_eq!(names(first), [pair("sync", "web-2")]);
+    let second = store.heartbeat("sync", "web-1", SHORT).await.unwrap();
+    assert_eq!(
+        names(second),
+        [pair("sync", "web-1"), pair("sync", "web-2")]
+    );
+    store.heartbeat("other", "web-3", LONG).await.unwrap();
     assert_eq!(
         names(store.members("sync").await.unwrap()),
         [pair("sync", "web-1"), pair("sync", "web-2")]
@@ -383,7 +389,10 @@ async fn membership_appears_and_expires<B: Backend>(backend: Arc<B>, prefix: Str
     );
     // A heartbeat brings an expired member back, and repeating it is harmless.
     store.heartbeat("sync", "web-1", LONG).await.unwrap();
-    store.heartbeat("sync", "web-1", LONG).await.unwrap();
+    assert_eq!(
+        store.heartbeat("sync", "web-1", LONG).await.unwrap().len(),
+        2
+    );
     assert_eq!(store.members("sync").await.unwrap().len(), 2);
     assert_eq!(
         names(store.members("other").await.unwrap()),
@@ -520,11 +529,12 @@ async fn invalid_input_is_refused<B: Backend>(backend: Arc<B>, prefix: String) {
             .map(drop),
     );
     invalid(store.release("a", &[LeaseRef::new("", 1)]).await);
-    invalid(store.heartbeat("", "m", LONG).await);
+    invalid(store.heartbeat("", "m", LONG).await.map(drop));
     invalid(
         store
             .heartbeat("s", "m", Duration::from_secs(400 * 24 * 3600))
-            .await,
+            .await
+            .map(drop),
     );
     invalid(store.members("").await.map(drop));
     // The longest accepted names work, and an impossible epoch simply matches nothing.

@@ -88,7 +88,12 @@ impl LeaseStore for FaultyStore {
         self.call()?;
         self.inner.release(holder, leases).await
     }
-    async fn heartbeat(&self, scope: &str, member: &str, ttl: Duration) -> Result<(), StoreError> {
+    async fn heartbeat(
+        &self,
+        scope: &str,
+        member: &str,
+        ttl: Duration,
+    ) -> Result<Vec<Member>, StoreError> {
         self.call()?;
         self.inner.heartbeat(scope, member, ttl).await
     }

@@ -258,29 +258,43 @@ impl LeaseStore for PostgresStore {
         Ok(())
     }
 
-    async fn heartbeat(&self, scope: &str, member: &str, ttl_: Duration) -> Result<(), StoreError> {
+    async fn heartbeat(
+        &self,
+        scope: &str,
+        member: &str,
+        ttl_: Duration,
+    ) -> Result<Vec<Member>, StoreError> {
         let scope = args::name("membership scope", scope)?;
         let member = args::name("member", member)?;
         let ttl = ttl(ttl_)?;
         let m = &self.tables.members;
+        // One statement: the sweep, the upsert, and the live members. The final SELECT sees the
+        // table as it was before the upsert, so this member comes from the upsert's RETURNING.
         let sql = format!(
             "WITH clock AS (SELECT {NOW} AS now_ms), \
              swept AS (DELETE FROM {m} m USING clock WHERE m.scope = $1 AND m.member <> $2 \
-                       AND m.expires_at < clock.now_ms - {MEMBER_RETENTION_MS}) \
-             INSERT INTO {m} (scope, member, expires_at) SELECT $1, $2, clock.now_ms + $3 \
-             FROM clock ON CONFLICT (scope, member) DO UPDATE SET expires_at = EXCLUDED.expires_at"
+                       AND m.expires_at < clock.now_ms - {MEMBER_RETENTION_MS}), \
+             announced AS (INSERT INTO {m} (scope, member, expires_at) \
+                           SELECT $1, $2, clock.now_ms + $3 FROM clock \
+                           ON CONFLICT (scope, member) DO UPDATE SET expires_at = EXCLUDED.expires_at \
+                           RETURNING scope, member, expires_at) \
+             SELECT scope, member, expires_at FROM announced \
+             UNION ALL SELECT m.scope, m.member, m.expires_at FROM {m} m, clock \
+             WHERE m.scope = $1 AND m.member <> $2 AND m.expires_at > clock.now_ms \
+             ORDER BY member"
         );
+        let error = backend_error("heartbeat");
         bounded("heartbeat", self.timeout, async {
-            sqlx::query(&sql)
+            let rows = sqlx::query(&sql)
                 .bind(scope)
                 .bind(member)
                 .bind(ttl)
-                .execute(&self.pool)
+                .fetch_all(&self.pool)
                 .await
-                .map_err(backend_error("heartbeat"))
+                .map_err(&error)?;
+            members(&rows, &self.tables)
         })
-        .await?;
-        Ok(())
+        .await
     }
 
     async fn members(&self, scope: &str) -> Result<Vec<Member>, StoreError> {

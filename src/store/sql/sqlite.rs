@@ -274,7 +274,12 @@ impl LeaseStore for SqliteStore {
         Ok(())
     }
 
-    async fn heartbeat(&self, scope: &str, member: &str, ttl_: Duration) -> Result<(), StoreError> {
+    async fn heartbeat(
+        &self,
+        scope: &str,
+        member: &str,
+        ttl_: Duration,
+    ) -> Result<Vec<Member>, StoreError> {
         let scope = args::name("membership scope", scope)?;
         let member = args::name("member", member)?;
         let ttl = ttl(ttl_)?;
@@ -304,7 +309,8 @@ impl LeaseStore for SqliteStore {
                 .map_err(&error)
         })
         .await?;
-        Ok(())
+        // No statement here both writes and returns rows: the members are a second read.
+        self.members(scope).await
     }
 
     async fn members(&self, scope: &str) -> Result<Vec<Member>, StoreError> {
