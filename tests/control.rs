@@ -267,3 +267,51 @@ async fn wait_for_ends_when_the_job_stops_without_the_condition() {
         .unwrap();
     assert_eq!(status.state, JobState::Stopped);
 }
+
+/// A job whose `on_started` panics and whose `on_stopped` never returns.
+struct BadHooks {
+    runs: Arc<AtomicU32>,
+}
+
+impl LoopJob for BadHooks {
+    type Options = ();
+    fn name(&self) -> &str {
+        "bad_hooks"
+    }
+    fn schedule(&self) -> Schedule {
+        Schedule::every(secs(10))
+    }
+    async fn execute(&self, _ctx: &JobContext) -> Result<(), JobError> {
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+    async fn on_started(&self) {
+        panic!("deliberate panic in on_started");
+    }
+    async fn on_stopped(&self) {
+        std::future::pending::<()>().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_or_hanging_hook_neither_stops_the_job_nor_holds_up_shutdown() {
+    let runs = Arc::new(AtomicU32::new(0));
+    let host = Host::builder()
+        .job(BadHooks { runs: runs.clone() })
+        .shutdown_grace(secs(5))
+        .build()
+        .unwrap();
+    let t0 = Instant::now();
+    let report = host.run_until(sleep_until(t0 + secs(25))).await;
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        3,
+        "ran at 0, 10 and 20 despite on_started"
+    );
+    // on_stopped is given the shutdown grace, then dropped.
+    assert_eq!(Instant::now() - t0, secs(30));
+    assert_eq!(
+        report.job("bad_hooks").unwrap().status.state,
+        JobState::Stopped
+    );
+}

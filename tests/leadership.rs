@@ -903,3 +903,23 @@ async fn run_while_leader_cancels_the_task_on_loss_and_runs_it_again_when_reelec
         "re-elected only once the store answers again"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_store_and_leader_mode_can_come_from_settings() {
+    let settings = loopjob::Settings::from_toml_str(
+        "[loopjob]\nstore = \"memory\"\n\n[jobs.report]\nleader = \"global\"\n",
+    )
+    .unwrap();
+    let host = Host::builder()
+        .settings(settings)
+        .job_fn("report", Schedule::every(SEC), |ctx| async move {
+            assert_eq!(ctx.fencing_token(), Some(1));
+            Ok(())
+        })
+        .build()
+        .expect("the store opened from its URL");
+    let report = host.run_until(tokio::time::sleep(5 * SEC + ms(500))).await;
+    let status = &report.job("report").unwrap().status;
+    assert!(status.counters.succeeded >= 5, "{status:?}");
+    assert_eq!(status.leadership.as_ref().map(|l| l.acquired), Some(1));
+}
