@@ -262,12 +262,7 @@ impl HostBuilder {
         }
         // Checked by `problems`: a guarded job has a store.
         let elector = match (self.store, guarded.is_empty()) {
-            (Some(store), false) => Some(Elector::new(
-                store,
-                holder_name(&node),
-                guarded,
-                CancellationToken::new(),
-            )),
+            (Some(store), false) => Some(Elector::new(store, holder_name(&node), guarded)),
             _ => None,
         };
         Ok(Host {

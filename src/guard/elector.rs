@@ -91,12 +91,7 @@ struct Batch {
 }
 
 impl Elector {
-    pub(crate) fn new(
-        store: Arc<dyn LeaseStore>,
-        holder: String,
-        jobs: Vec<GuardedJob>,
-        stop: CancellationToken,
-    ) -> Self {
+    pub(crate) fn new(store: Arc<dyn LeaseStore>, holder: String, jobs: Vec<GuardedJob>) -> Self {
         let now = Instant::now();
         let jobs = jobs
             .into_iter()
@@ -121,7 +116,7 @@ impl Elector {
             store,
             holder,
             jobs,
-            stop,
+            stop: CancellationToken::new(),
             next_renew: now,
             to_release: Vec::new(),
             failures: 0,

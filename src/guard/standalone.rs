@@ -82,7 +82,6 @@ impl LeaderElector {
         let (guard_tx, mut guard_rx) = watch::channel(GuardState::empty());
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let (state_tx, state_rx) = watch::channel(LeaderState::Follower);
-        let stop = CancellationToken::new();
         let job = GuardedJob {
             name: Arc::from(key.as_str()),
             leadership: Leadership {
@@ -94,7 +93,8 @@ impl LeaderElector {
             state: guard_tx,
             events: events_tx,
         };
-        let elector = Elector::new(store, super::holder_name(node), vec![job], stop.clone());
+        let elector = Elector::new(store, super::holder_name(node), vec![job]);
+        let stop = elector.stop_token();
         let forward = async move {
             while guard_rx.changed().await.is_ok() {
                 let state = match guard_rx.borrow_and_update().leases.first() {
