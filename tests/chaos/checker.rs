@@ -346,6 +346,27 @@ pub fn check(e: &Evidence) -> Report {
                     matches!(l, Line::Lost { key: k, epoch: e2, t, .. }
                         if k == key && e2 == epoch && *t < window_end)
                 });
+            // A slowed holder keeps renewing, more slowly, and so keeps its lease for a while:
+            // the key is owned until the holder itself gives it up, so the time to take over is
+            // counted from that moment. (A killed, frozen or cut-off holder loses it at once.)
+            let from = match f.kind {
+                Kind::Slow => e
+                    .lines
+                    .iter()
+                    .find_map(|l| match l {
+                        Line::Lost {
+                            key: k,
+                            epoch: e2,
+                            t,
+                            ..
+                        } if k == key && e2 == epoch && *t >= f.start && *t < window_end => {
+                            Some(*t)
+                        }
+                        _ => None,
+                    })
+                    .unwrap_or(from),
+                _ => from,
+            };
             match next {
                 Some(&(_, t, _)) => {
                     let took = ms(from, t).max(0.0);
