@@ -12,9 +12,11 @@ use crate::backends::{Backend, Corruption};
 
 /// Long enough never to expire during a case, however loaded the machine.
 const LONG: Duration = Duration::from_secs(60);
-/// Short enough to wait out; cases that use it sleep [`PAST_SHORT`] to be sure it passed.
-const SHORT: Duration = Duration::from_millis(250);
-const PAST_SHORT: Duration = Duration::from_millis(600);
+/// Short enough to wait out, long enough that a loaded machine (CI runs four backends side by
+/// side on two cores) does not outlive it between two statements; cases that use it sleep
+/// [`PAST_SHORT`] to be sure it passed.
+const SHORT: Duration = Duration::from_secs(1);
+const PAST_SHORT: Duration = Duration::from_millis(1500);
 
 type Case<B> = fn(Arc<B>, String) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 
