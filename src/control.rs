@@ -18,6 +18,7 @@ use std::task::{Poll, Waker};
 
 use atomic_waker::AtomicWaker;
 use tokio::sync::{Notify, oneshot};
+use tokio_util::sync::CancellationToken;
 
 use std::sync::Arc;
 
@@ -49,21 +50,29 @@ pub enum Triggered {
 }
 
 /// What a job's supervisor, its runs and the handle share.
+///
+/// `repr(C)` keeps the fields in the order written: what every tick reads (the command flag,
+/// the status lock, the runs token) comes first, so that a tick touches as few cache lines as
+/// it can. With 10,000 jobs none of it is in cache when a tick comes.
 #[derive(Debug)]
+#[repr(C)]
 pub(crate) struct JobShared {
+    /// Set when a command is queued, before the supervisor's waker is woken.
+    command_queued: AtomicBool,
+    /// How many [`JobCell::wait_for`] calls are waiting.
+    watchers: AtomicUsize,
     pub(crate) name: Arc<str>,
+    status: Mutex<JobStatus>,
+    /// The token the job's runs hold until one of them is cancelled (see
+    /// [`RunToken`](crate::job::RunToken)): a child of the job's token.
+    pub(crate) runs_token: CancellationToken,
     pub(crate) schedule: Schedule,
     pub(crate) node: Arc<NodeIdentity>,
     pub(crate) resources: Arc<Resources>,
-    status: Mutex<JobStatus>,
     /// Woken when the status changed, if `watchers` says anyone waits.
     status_changed: Notify,
-    /// How many [`JobCell::wait_for`] calls are waiting.
-    watchers: AtomicUsize,
     /// `None` once the supervisor has stopped: commands are refused from then on.
     commands: Mutex<Option<VecDeque<Command>>>,
-    /// Set when a command is queued, before the supervisor's waker is woken.
-    command_queued: AtomicBool,
     supervisor: AtomicWaker,
 }
 
@@ -74,8 +83,10 @@ impl JobShared {
         node: Arc<NodeIdentity>,
         resources: Arc<Resources>,
         status: JobStatus,
+        runs_token: CancellationToken,
     ) -> Self {
         JobShared {
+            runs_token,
             name,
             schedule,
             node,

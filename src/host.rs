@@ -241,12 +241,14 @@ impl HostBuilder {
                 guard
             });
             let status = initial_status(&registration.name, &registration.schedule);
+            let job_token = token.child_token();
             let shared = Arc::new(JobShared::new(
                 registration.name.clone(),
-                registration.schedule,
+                registration.schedule.clone(),
                 node.clone(),
                 resources.clone(),
                 status,
+                job_token.child_token(),
             ));
             controls.push(JobControl {
                 name: registration.name,
@@ -255,7 +257,8 @@ impl HostBuilder {
             supervisors.push(Supervisor {
                 job: registration.job,
                 shared,
-                token: token.child_token(),
+                schedule: registration.schedule,
+                token: job_token,
                 shutdown_grace: self.shutdown_grace,
                 guard,
             });

@@ -158,12 +158,39 @@ pub struct JobContext {
     pub(crate) run_id: u64,
     pub(crate) scheduled_at: Instant,
     pub(crate) attempt: u32,
-    /// Shared rather than cloned: cloning a token takes a lock, an `Arc` does not.
-    pub(crate) token: Arc<CancellationToken>,
+    pub(crate) token: RunToken,
     /// The leases this run holds (none for an unguarded job).
     pub(crate) leases: Option<Arc<[HeldLease]>>,
     /// For a partitioned job: this node's index among the live members, and their number.
     pub(crate) worker: Option<(u32, u32)>,
+}
+
+/// Which cancellation token a run holds.
+///
+/// Runs of a job that runs one at a time share one token until a run is cancelled on its own
+/// (a timeout, an operator, lost leadership); that first token lives in the job's shared record,
+/// so handing it to a run costs nothing. Later generations, overlapping runs and retries get
+/// tokens of their own, shared through an `Arc` because cloning a token takes a lock.
+#[derive(Debug, Clone)]
+pub(crate) enum RunToken {
+    /// The job's first runs token, [`JobShared::runs_token`].
+    Job,
+    Own(Arc<CancellationToken>),
+}
+
+impl RunToken {
+    /// The token itself; `job` is the record of the job the run belongs to.
+    pub(crate) fn get<'a>(&'a self, job: &'a JobShared) -> &'a CancellationToken {
+        match self {
+            RunToken::Job => &job.runs_token,
+            RunToken::Own(token) => token,
+        }
+    }
+
+    /// A new token of its own, a child of `parent`.
+    pub(crate) fn child_of(parent: &CancellationToken) -> Self {
+        RunToken::Own(Arc::new(parent.child_token()))
+    }
 }
 
 impl JobContext {
@@ -191,17 +218,17 @@ impl JobContext {
     /// The run's cancellation token: cancelled on shutdown, on timeout, when the operator
     /// cancels the run, and when leadership is lost.
     pub fn token(&self) -> &CancellationToken {
-        &self.token
+        self.token.get(&self.job)
     }
 
     /// Whether the run has been asked to stop.
     pub fn is_cancelled(&self) -> bool {
-        self.token.is_cancelled()
+        self.token().is_cancelled()
     }
 
     /// Completes when the run is asked to stop. Cancel-safe.
     pub async fn cancelled(&self) {
-        self.token.cancelled().await
+        self.token().cancelled().await
     }
 
     /// The node this run executes on.

@@ -21,7 +21,7 @@ use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::job::{ErasedJob, JobContext, JobError, RunFuture};
+use crate::job::{ErasedJob, JobContext, JobError, RunFuture, RunToken};
 use crate::schedule::Schedule;
 use crate::status::RunOutcome;
 
@@ -39,6 +39,12 @@ pub(crate) struct Run {
     pub(crate) leadership_lost: Option<CancellationToken>,
 }
 
+/// A run just started: either it already ended, or it is under way and must be polled on.
+pub(crate) enum Started {
+    Ended(RunReport),
+    Running(Pin<Box<dyn Future<Output = RunReport> + Send>>),
+}
+
 /// How a run went, for the supervisor's counters.
 #[derive(Debug)]
 pub(crate) struct RunReport {
@@ -52,17 +58,49 @@ pub(crate) struct RunReport {
 }
 
 impl Run {
+    /// Starts the run of a job with `schedule` and polls it once with `cx`.
+    ///
+    /// Most runs end in that first poll, and for those nothing more is made: no timer, no
+    /// cancellation wait, no boxed state for the attempt. Only a run that is still under way
+    /// (or whose job retries) becomes a future to poll on, [`Run::drive`], which carries on
+    /// with the attempt already begun.
+    pub(crate) fn start(self, schedule: &Schedule, cx: &mut Context<'_>) -> Started {
+        if schedule.retries > 0 {
+            // Each attempt needs its own token: the general path makes it.
+            return Started::Running(Box::pin(self.drive(None)));
+        }
+        let mut execution = begin_attempt(&self.job, self.ctx.clone());
+        match Pin::new(&mut execution).poll(cx) {
+            Poll::Ready(result) => Started::Ended(RunReport {
+                outcome: outcome_of(result),
+                attempts: 1,
+                started: self.started,
+                ended: Instant::now(),
+                cancelled_own_token: false,
+            }),
+            Poll::Pending => {
+                // Polled once more at once, so that its timeout starts now, whatever wakes next.
+                let mut running = Box::pin(self.drive(Some(execution)));
+                match running.as_mut().poll(cx) {
+                    Poll::Ready(report) => Started::Ended(report),
+                    Poll::Pending => Started::Running(running),
+                }
+            }
+        }
+    }
+
     /// Drives the run to its end: attempts, retries with backoff, and the final outcome.
     ///
     /// Never panics, whatever the job does. Dropping this future abandons the attempt in flight.
     /// When the run's leadership is lost, its token is cancelled at once: the attempt gets its
-    /// `cancel_grace`, and no retry follows.
-    pub(crate) async fn drive(self) -> RunReport {
+    /// `cancel_grace`, and no retry follows. `first` is the single attempt of a job without
+    /// retries, if [`Run::start`] began it already.
+    async fn drive(self, first: Option<Execution>) -> RunReport {
         let Some(lost) = self.leadership_lost.clone() else {
-            return self.attempts().await;
+            return self.attempts(first).await;
         };
-        let token = self.ctx.token.clone();
-        let attempts = self.attempts();
+        let token = self.ctx.token().clone();
+        let attempts = self.attempts(first);
         tokio::pin!(attempts);
         tokio::select! {
             report = &mut attempts => report,
@@ -73,7 +111,7 @@ impl Run {
         }
     }
 
-    async fn attempts(self) -> RunReport {
+    async fn attempts(self, first: Option<Execution>) -> RunReport {
         let Run {
             job,
             ctx,
@@ -88,25 +126,31 @@ impl Run {
             ended: Instant::now(),
             cancelled_own_token,
         };
-        if ctx.job.schedule.retries == 0 {
+        let job_shared = ctx.job.clone();
+        let job_schedule = &job_shared.schedule;
+        if job_schedule.retries == 0 {
             // The single attempt takes the run's context and token as they are.
-            let (outcome, cancelled) = attempt(&job, ctx).await;
+            let token = ctx.token().clone();
+            let execution = first.unwrap_or_else(|| begin_attempt(&job, ctx));
+            let (outcome, cancelled) = finish_attempt(execution, &token, job_schedule).await;
             return report(outcome, 1, cancelled);
         }
         let mut number = 1;
         loop {
             let attempt_ctx = JobContext {
                 attempt: number,
-                token: Arc::new(ctx.token.child_token()),
+                token: RunToken::child_of(ctx.token()),
                 ..ctx.clone()
             };
-            let (outcome, _) = attempt(&job, attempt_ctx).await;
+            let token = attempt_ctx.token().clone();
+            let execution = begin_attempt(&job, attempt_ctx);
+            let (outcome, _) = finish_attempt(execution, &token, job_schedule).await;
             let retryable = matches!(
                 outcome,
                 RunOutcome::Failed(_) | RunOutcome::Panicked(_) | RunOutcome::TimedOut
             );
-            let retry_at = if retryable && !ctx.token.is_cancelled() {
-                ctx.job.schedule.retry_at(number, Instant::now(), next_tick)
+            let retry_at = if retryable && !ctx.is_cancelled() {
+                job_schedule.retry_at(number, Instant::now(), next_tick)
             } else {
                 None
             };
@@ -123,31 +167,40 @@ impl Run {
             );
             tokio::select! {
                 _ = sleep_until(retry_at) => number += 1,
-                _ = ctx.token.cancelled() => return report(outcome, number, false),
+                _ = ctx.cancelled() => return report(outcome, number, false),
             }
         }
     }
 }
 
-/// One attempt: poll the job, cancel its token at the timeout, and drop it if it has not
-/// stopped `cancel_grace` after its token was cancelled. Also says whether it cancelled the
-/// token itself.
-async fn attempt(job: &Arc<dyn ErasedJob>, ctx: JobContext) -> (RunOutcome, bool) {
-    let token = ctx.token.clone();
-    let Schedule {
-        timeout,
-        cancel_grace,
-        ..
-    } = ctx.job.schedule;
+/// An attempt's execution: the job's future, in its span, with panics caught.
+type Execution = tracing::instrument::Instrumented<CatchUnwind>;
+
+/// Begins an attempt: calls the job, which makes its future (polled by the caller).
+fn begin_attempt(job: &Arc<dyn ErasedJob>, ctx: JobContext) -> Execution {
     let span = tracing::info_span!(
         "loopjob.run",
         job = %ctx.job_name(),
         run_id = ctx.run_id(),
         attempt = ctx.attempt(),
     );
-    let execution = CatchUnwind(job.clone().execute(ctx)).instrument(span);
-    tokio::pin!(execution);
+    CatchUnwind(job.clone().execute(ctx)).instrument(span)
+}
 
+/// Carries an attempt to its end: polls the job, cancels its token at the timeout, and drops
+/// it if it has not stopped `cancel_grace` after its token was cancelled. Also says whether it
+/// cancelled the token itself. The timeout counts from the first poll here, which for an
+/// attempt [`Run::start`] began is the same instant.
+async fn finish_attempt(
+    mut execution: Execution,
+    token: &CancellationToken,
+    schedule: &Schedule,
+) -> (RunOutcome, bool) {
+    let Schedule {
+        timeout,
+        cancel_grace,
+        ..
+    } = *schedule;
     let deadline = timeout.map(|timeout| Instant::now() + timeout);
     let timed_out = tokio::select! {
         // The job first: a run that finishes at once never registers a timer or a waiter.

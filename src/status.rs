@@ -6,17 +6,18 @@ use tokio::time::Instant;
 use crate::guard::HeldLease;
 
 /// A snapshot of one job: its state, its next tick, its last run and its counters.
+///
+/// (`repr(C)` keeps what every tick writes in the first cache lines.)
 #[derive(Debug, Clone, PartialEq)]
+#[repr(C)]
 pub struct JobStatus {
-    /// The job's name.
-    pub name: String,
     /// What the job is doing now.
     pub state: JobState,
+    /// Runs in flight now.
+    pub in_flight: usize,
     /// When the next tick is due, if one is scheduled (none while paused, disabled, stopped, or
     /// while a fixed-delay run is in flight).
     pub next_tick: Option<Instant>,
-    /// Runs in flight now.
-    pub in_flight: usize,
     /// When the last run started.
     pub last_started: Option<Instant>,
     /// When the last run ended.
@@ -25,6 +26,8 @@ pub struct JobStatus {
     pub last_outcome: Option<RunOutcome>,
     /// The job's counters since the host started.
     pub counters: JobCounters,
+    /// The job's name.
+    pub name: String,
     /// For a guarded job, once the elector has reported on it: what it holds.
     pub leadership: Option<LeadershipStatus>,
 }

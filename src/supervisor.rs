@@ -13,10 +13,9 @@
 //! is written under one per-job lock, and watchers are woken once per turn, only if any watch.
 //! `benches/supervisor.rs` measures it against a raw tokio interval loop.
 
-use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::{mpsc, watch};
@@ -26,9 +25,9 @@ use tokio_util::task::AbortOnDropHandle;
 
 use crate::control::{Command, JobShared, Triggered};
 use crate::guard::{GuardState, HeldLease, LeadershipEvent};
-use crate::job::{ErasedJob, JobContext};
+use crate::job::{ErasedJob, JobContext, RunToken};
 use crate::metrics;
-use crate::run::{InFlight, Run, RunReport, panic_message};
+use crate::run::{InFlight, Run, RunReport, Started, panic_message};
 use crate::schedule::{Schedule, ScheduleMode};
 use crate::status::{JobCounters, JobReport, JobState, JobStatus, RunOutcome};
 
@@ -43,6 +42,8 @@ pub(crate) struct Supervisor {
     pub(crate) job: Arc<dyn ErasedJob>,
     /// The job's name, schedule, status and commands, shared with its runs and the handle.
     pub(crate) shared: Arc<JobShared>,
+    /// A copy of the job's schedule: read on every tick, it is kept in the task's own memory.
+    pub(crate) schedule: Schedule,
     /// Cancelled when the host shuts down.
     pub(crate) token: CancellationToken,
     pub(crate) shutdown_grace: Duration,
@@ -58,10 +59,19 @@ struct Ticking {
     fire_at: Option<Instant>,
     paused: bool,
     last_run_id: u64,
-    /// Parent of the tokens of the runs in flight; replaced after an operator cancels them.
-    runs_token: Arc<CancellationToken>,
+    /// The token of the runs in flight (their parent, if they overlap); replaced after an
+    /// operator cancels them.
+    runs_token: RunToken,
     runs: InFlight,
-    /// Whether the status changed since watchers were last woken.
+    /// The job's counters and its last run. The loop keeps them here, in its own task's memory,
+    /// and [`Supervisor::publish`] copies them to the shared status once per turn: one lock per
+    /// turn instead of one per change.
+    counters: JobCounters,
+    last_started: Option<Instant>,
+    last_ended: Option<Instant>,
+    /// How the last run ended, until it is published.
+    unpublished_outcome: Option<RunOutcome>,
+    /// Whether the counters or the last run changed since the last publish.
     status_dirty: bool,
 }
 
@@ -69,17 +79,14 @@ impl Supervisor {
     /// Runs the job until the host shuts down, then waits for its runs (up to the shutdown
     /// grace) and reports.
     pub(crate) async fn run(mut self) -> JobReport {
-        let mut ticking = Ticking::idle(&self.token);
+        let mut ticking = Ticking::idle();
         // Start and stop run once: boxed, their state does not weigh on the loop's future,
         // which every job keeps for its whole life.
         if !Box::pin(self.started()).await {
             return Box::pin(self.stop(ticking, 0)).await;
         }
-        if self.shared.schedule.enabled {
-            let first = self
-                .shared
-                .schedule
-                .first_tick(Instant::now(), SystemTime::now());
+        if self.schedule.enabled {
+            let first = self.schedule.first_tick(Instant::now(), SystemTime::now());
             self.set_next_tick(&mut ticking, Some(first));
         }
         self.publish(&mut ticking);
@@ -91,6 +98,9 @@ impl Supervisor {
         let mut command = pin!(shared.next_command());
         let mut timer = pin!(sleep_until(Instant::now()));
         let mut armed_at = None;
+        // Runs are started with the task's own waker: one that is still under way wakes the
+        // task, which polls it in `runs.next_report()`.
+        let waker = std::future::poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
         loop {
             if ticking.fire_at != armed_at {
                 if let Some(at) = ticking.fire_at {
@@ -121,11 +131,10 @@ impl Supervisor {
                 }
             };
             if let Some(run) = started {
-                // Poll the new run at once: one that finishes straight away is done in this turn.
-                let mut run = Box::pin(run.drive());
-                match std::future::poll_fn(|cx| Poll::Ready(run.as_mut().poll(cx))).await {
-                    Poll::Ready(report) => self.finished(report, &mut ticking),
-                    Poll::Pending => ticking.runs.push(run),
+                // Polled at once: a run that ends straight away is done in this turn.
+                match run.start(&self.schedule, &mut Context::from_waker(&waker)) {
+                    Started::Ended(report) => self.finished(report, &mut ticking),
+                    Started::Running(run) => ticking.runs.push(run),
                 }
             }
             self.publish(&mut ticking);
@@ -140,11 +149,11 @@ impl Supervisor {
     fn tick(&mut self, ticking: &mut Ticking) -> Option<Run> {
         let scheduled = ticking.next_tick?;
         let now = Instant::now();
-        let next_on_grid = match self.shared.schedule.mode {
+        let next_on_grid = match self.schedule.mode {
             ScheduleMode::FixedRate => {
-                let next = self.shared.schedule.next_fixed_rate_tick(scheduled, now);
+                let next = self.schedule.next_fixed_rate_tick(scheduled, now);
                 if next.missed > 0 {
-                    Self::count(ticking, &self.shared, |c| c.missed += next.missed);
+                    ticking.count(|c| c.missed += next.missed);
                     metrics::ticks_missed(&self.shared.name, next.missed);
                     tracing::warn!(job = %self.shared.name, missed = next.missed, "ticks missed during a stall");
                 }
@@ -154,20 +163,20 @@ impl Supervisor {
         };
         let mut run = None;
         if !self.may_start(ticking) {
-            Self::count(ticking, &self.shared, |c| c.skipped += 1);
+            ticking.count(|c| c.skipped += 1);
             metrics::tick_skipped(&self.shared.name);
             tracing::debug!(job = %self.shared.name, in_flight = ticking.runs.len(), "tick skipped: run in flight");
         } else if let Some(leadership) = self.leadership() {
             run = Some(self.new_run(ticking, scheduled, now, next_on_grid, leadership));
         } else {
-            Self::count(ticking, &self.shared, |c| c.not_leader += 1);
+            ticking.count(|c| c.not_leader += 1);
             tracing::trace!(job = %self.shared.name, "tick passed: this node does not hold the lease");
         }
-        let next = match self.shared.schedule.mode {
+        let next = match self.schedule.mode {
             ScheduleMode::FixedRate => next_on_grid,
             // A fixed-delay run schedules the next tick when it ends.
             ScheduleMode::FixedDelay if run.is_some() => None,
-            ScheduleMode::FixedDelay => Some(self.shared.schedule.next_fixed_delay_tick(now)),
+            ScheduleMode::FixedDelay => Some(self.schedule.next_fixed_delay_tick(now)),
         };
         self.set_next_tick(ticking, next);
         run
@@ -175,12 +184,9 @@ impl Supervisor {
 
     /// How many runs may be in flight at once.
     fn overlap_limit(&self) -> usize {
-        match (
-            self.shared.schedule.mode,
-            self.shared.schedule.skip_if_running,
-        ) {
+        match (self.schedule.mode, self.schedule.skip_if_running) {
             (ScheduleMode::FixedDelay, _) | (_, true) => 1,
-            (ScheduleMode::FixedRate, false) => self.shared.schedule.max_overlap as usize,
+            (ScheduleMode::FixedRate, false) => self.schedule.max_overlap as usize,
         }
     }
 
@@ -223,12 +229,10 @@ impl Supervisor {
         let token = if self.overlap_limit() == 1 {
             ticking.runs_token.clone()
         } else {
-            Arc::new(ticking.runs_token.child_token())
+            RunToken::child_of(ticking.runs_token.get(&self.shared))
         };
-        Self::update(ticking, &self.shared, |status| {
-            status.counters.runs += 1;
-            status.last_started = Some(now);
-        });
+        ticking.count(|c| c.runs += 1);
+        ticking.last_started = Some(now);
         tracing::debug!(job = %self.shared.name, run_id, "run started");
         Run {
             job: self.job.clone(),
@@ -251,7 +255,7 @@ impl Supervisor {
     fn finished(&mut self, report: RunReport, ticking: &mut Ticking) {
         if report.cancelled_own_token && self.overlap_limit() == 1 {
             // The shared token was cancelled for that run only: the next run needs a fresh one.
-            ticking.runs_token = Arc::new(self.token.child_token());
+            ticking.runs_token = RunToken::child_of(&self.token);
         }
         let outcome = report.outcome;
         let elapsed = report.ended - report.started;
@@ -267,14 +271,13 @@ impl Supervisor {
                 tracing::error!(job = %self.shared.name, %message, "run panicked")
             }
             RunOutcome::TimedOut => {
-                tracing::warn!(job = %self.shared.name, timeout = ?self.shared.schedule.timeout, "run timed out")
+                tracing::warn!(job = %self.shared.name, timeout = ?self.schedule.timeout, "run timed out")
             }
             RunOutcome::Dropped => {
-                tracing::warn!(job = %self.shared.name, grace = ?self.shared.schedule.cancel_grace, "run ignored cancellation and was dropped")
+                tracing::warn!(job = %self.shared.name, grace = ?self.schedule.cancel_grace, "run ignored cancellation and was dropped")
             }
         }
-        Self::update(ticking, &self.shared, |status| {
-            let counters = &mut status.counters;
+        ticking.count(|counters| {
             counters.retries += u64::from(report.attempts.saturating_sub(1));
             match &outcome {
                 RunOutcome::Succeeded => counters.succeeded += 1,
@@ -292,14 +295,14 @@ impl Supervisor {
                     counters.dropped += 1;
                 }
             }
-            status.last_ended = Some(report.ended);
-            status.last_outcome = Some(outcome);
         });
-        if self.shared.schedule.mode == ScheduleMode::FixedDelay
-            && self.shared.schedule.enabled
+        ticking.last_ended = Some(report.ended);
+        ticking.unpublished_outcome = Some(outcome);
+        if self.schedule.mode == ScheduleMode::FixedDelay
+            && self.schedule.enabled
             && ticking.runs.is_empty()
         {
-            let next = self.shared.schedule.next_fixed_delay_tick(report.ended);
+            let next = self.schedule.next_fixed_delay_tick(report.ended);
             self.set_next_tick(ticking, Some(next));
         }
     }
@@ -315,9 +318,9 @@ impl Supervisor {
                     let now = Instant::now();
                     let next = ticking
                         .next_tick
-                        .filter(|_| self.shared.schedule.mode == ScheduleMode::FixedRate);
+                        .filter(|_| self.schedule.mode == ScheduleMode::FixedRate);
                     let run = self.new_run(ticking, now, now, next, leadership);
-                    if self.shared.schedule.mode == ScheduleMode::FixedDelay {
+                    if self.schedule.mode == ScheduleMode::FixedDelay {
                         self.set_next_tick(ticking, None);
                     }
                     tracing::info!(job = %self.shared.name, run_id = run.ctx.run_id(), "run triggered by operator");
@@ -343,8 +346,8 @@ impl Supervisor {
             }
             Command::CancelRuns(reply) => {
                 let cancelled = ticking.runs.len();
-                ticking.runs_token.cancel();
-                ticking.runs_token = Arc::new(self.token.child_token());
+                ticking.runs_token.get(&self.shared).cancel();
+                ticking.runs_token = RunToken::child_of(&self.token);
                 tracing::info!(job = %self.shared.name, cancelled, "runs cancelled by operator");
                 let _ = reply.send(cancelled);
             }
@@ -365,8 +368,8 @@ impl Supervisor {
         if next >= now {
             return;
         }
-        let resumed = match self.shared.schedule.mode {
-            ScheduleMode::FixedRate => self.shared.schedule.next_fixed_rate_tick(next, now).at,
+        let resumed = match self.schedule.mode {
+            ScheduleMode::FixedRate => self.schedule.next_fixed_rate_tick(next, now).at,
             ScheduleMode::FixedDelay => now,
         };
         self.set_next_tick(ticking, Some(resumed));
@@ -379,7 +382,8 @@ impl Supervisor {
             .guard
             .as_ref()
             .map(|guard| guard.state.borrow().clone());
-        Self::update(ticking, &self.shared, |status| {
+        {
+            let mut status = self.shared.status();
             let leadership = status.leadership.get_or_insert_with(Default::default);
             match &event {
                 LeadershipEvent::Acquired(_) => leadership.acquired += 1,
@@ -389,7 +393,8 @@ impl Supervisor {
                 leadership.leases = state.leases.clone();
                 leadership.worker = state.worker;
             }
-        });
+        }
+        ticking.status_dirty = true;
         match &event {
             LeadershipEvent::Acquired(lease) => {
                 metrics::leadership_changed(&self.shared.name, "acquired");
@@ -414,47 +419,25 @@ impl Supervisor {
 
     fn set_next_tick(&self, ticking: &mut Ticking, next: Option<Instant>) {
         ticking.next_tick = next;
-        ticking.fire_at = match self.shared.schedule.jitter.is_zero() {
+        ticking.fire_at = match self.schedule.jitter.is_zero() {
             true => next,
-            false => next.map(|tick| self.shared.schedule.jittered(tick, fastrand::f64())),
+            false => next.map(|tick| self.schedule.jittered(tick, fastrand::f64())),
         };
     }
 
-    /// Changes the status; watchers see it at the end of the loop's turn.
-    fn update(ticking: &mut Ticking, shared: &JobShared, change: impl FnOnce(&mut JobStatus)) {
-        change(&mut shared.status());
-        ticking.status_dirty = true;
-    }
-
-    fn count(ticking: &mut Ticking, shared: &JobShared, change: impl FnOnce(&mut JobCounters)) {
-        Self::update(ticking, shared, |status| change(&mut status.counters));
-    }
-
-    /// Brings the status's state, next tick and runs in flight up to date, and wakes watchers
-    /// if anything changed this turn.
+    /// Copies what this turn changed to the shared status, under one lock, and wakes
+    /// watchers if anything did.
     fn publish(&self, ticking: &mut Ticking) {
         let state = if ticking.paused {
             JobState::Paused
         } else if !ticking.runs.is_empty() {
             JobState::Running
-        } else if !self.shared.schedule.enabled {
+        } else if !self.schedule.enabled {
             JobState::Disabled
         } else {
             JobState::Idle
         };
-        {
-            let mut status = self.shared.status();
-            if status.state != state
-                || status.next_tick != ticking.next_tick
-                || status.in_flight != ticking.runs.len()
-            {
-                status.state = state;
-                status.next_tick = ticking.next_tick;
-                status.in_flight = ticking.runs.len();
-                ticking.status_dirty = true;
-            }
-        }
-        if std::mem::take(&mut ticking.status_dirty) {
+        if ticking.write_status(&mut self.shared.status(), state) {
             self.shared.status_changed();
         }
     }
@@ -463,7 +446,7 @@ impl Supervisor {
     /// wait for them up to the shutdown grace, drop the rest, then call `on_stopped`.
     async fn stop(mut self, mut ticking: Ticking, in_flight: usize) -> JobReport {
         self.shared.close();
-        let dropped_before = self.shared.status().counters.dropped;
+        let dropped_before = ticking.counters.dropped;
         let grace_end = Instant::now() + self.shutdown_grace;
         while !ticking.runs.is_empty() {
             tokio::select! {
@@ -475,17 +458,16 @@ impl Supervisor {
         if overdue > 0 {
             tracing::warn!(job = %self.shared.name, overdue, grace = ?self.shutdown_grace, "runs still in flight after the shutdown grace were dropped");
             ticking.runs = InFlight::default();
-            Self::count(&mut ticking, &self.shared, |c| {
+            ticking.count(|c| {
                 c.failures += overdue;
                 c.dropped += overdue;
             });
         }
         self.stopped().await;
+        ticking.next_tick = None;
         let status = {
             let mut status = self.shared.status();
-            status.state = JobState::Stopped;
-            status.next_tick = None;
-            status.in_flight = 0;
+            ticking.write_status(&mut status, JobState::Stopped);
             status.clone()
         };
         self.shared.status_changed();
@@ -550,16 +532,48 @@ async fn next_event(guard: &mut Option<Guard>) -> Option<LeadershipEvent> {
 }
 
 impl Ticking {
-    fn idle(job_token: &CancellationToken) -> Self {
+    fn idle() -> Self {
         Ticking {
             next_tick: None,
             fire_at: None,
             paused: false,
             last_run_id: 0,
-            runs_token: Arc::new(job_token.child_token()),
+            runs_token: RunToken::Job,
             runs: InFlight::default(),
+            counters: JobCounters::default(),
+            last_started: None,
+            last_ended: None,
+            unpublished_outcome: None,
             status_dirty: false,
         }
+    }
+
+    /// Changes the counters; the status shows it at the end of the turn.
+    fn count(&mut self, change: impl FnOnce(&mut JobCounters)) {
+        change(&mut self.counters);
+        self.status_dirty = true;
+    }
+
+    /// Writes the loop's view of the job into `status`, which is in `state`; says whether
+    /// anything changed.
+    fn write_status(&mut self, status: &mut JobStatus, state: JobState) -> bool {
+        let in_flight = self.runs.len();
+        let changed = std::mem::take(&mut self.status_dirty)
+            || status.state != state
+            || status.next_tick != self.next_tick
+            || status.in_flight != in_flight;
+        if changed {
+            status.state = state;
+            status.next_tick = self.next_tick;
+            status.in_flight = in_flight;
+            status.counters = self.counters;
+            status.last_started = self.last_started;
+            status.last_ended = self.last_ended;
+            if let Some(outcome) = self.unpublished_outcome.take() {
+                status.last_outcome = Some(outcome);
+            }
+        }
+        changed
     }
 }
 
