@@ -19,8 +19,10 @@ use crate::status::JobStatus;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // Its first tick is an hour away: every run below is one the operator asked for.
+/// let hourly = Schedule::every(Duration::from_secs(3600)).initial_delay(Duration::from_secs(3600));
 /// let host = Host::builder()
-///     .job_fn("report", Schedule::every(Duration::from_secs(3600)), |_ctx| async { Ok(()) })
+///     .job_fn("report", hourly, |_ctx| async { Ok(()) })
 ///     .build()?;
 /// let handle = host.handle();
 /// let running = tokio::spawn(host.run_until(std::future::pending()));

@@ -36,6 +36,7 @@ use crate::job::{Erased, ErasedJob, FnJob, JobContext, JobError, LoopJob, Resour
 use crate::run::panic_message;
 use crate::schedule::{Schedule, ScheduleProblem};
 use crate::settings::{LeaderMode, Leadership, Settings, SettingsProblem, SettingsWarning};
+use crate::shard;
 use crate::status::{JobReport, ShutdownReport};
 use crate::store::LeaseStore;
 use crate::supervisor::{Guard, Supervisor, initial_status};
@@ -458,16 +459,19 @@ impl Host {
     /// complete for a graceful shutdown.
     pub async fn run_until(self, signal: impl Future<Output = ()>) -> ShutdownReport {
         let token = self.handle.token().clone();
-        let tasks: Vec<_> = self
-            .supervisors
-            .into_iter()
-            .map(|supervisor| AbortOnDropHandle::new(tokio::spawn(supervisor.run())))
-            .collect();
+        let jobs = self.supervisors.len();
+        let jobs_per_shard = shard::jobs_per_shard(jobs);
+        let mut supervisors = self.supervisors.into_iter();
+        let shards: Vec<_> = std::iter::from_fn(|| {
+            let shard: Vec<_> = supervisors.by_ref().take(jobs_per_shard).collect();
+            (!shard.is_empty()).then(|| AbortOnDropHandle::new(tokio::spawn(shard::run(shard))))
+        })
+        .collect();
         let elector = self.elector.map(|elector| {
             let stop = elector.stop_token();
             (stop, AbortOnDropHandle::new(tokio::spawn(elector.run())))
         });
-        tracing::info!(jobs = tasks.len(), node = %self.handle.node(), "host started");
+        tracing::info!(jobs, shards = shards.len(), node = %self.handle.node(), "host started");
 
         tokio::select! {
             _ = signal => tracing::info!("shutdown requested"),
@@ -478,10 +482,11 @@ impl Host {
         self.handle.tell_every_job(|| Command::Shutdown);
 
         let mut report = ShutdownReport::default();
-        // The handle lists the jobs in registration order, as the tasks are.
-        for (name, task) in self.handle.job_names().into_iter().zip(tasks) {
-            match task.await {
-                Ok(job_report) => report.jobs.push(job_report),
+        // The handle lists the jobs in registration order, as the shards hold them.
+        let names = self.handle.job_names();
+        for (names, shard) in names.chunks(jobs_per_shard).zip(shards) {
+            match shard.await {
+                Ok(job_reports) => report.jobs.extend(job_reports),
                 Err(error) => {
                     // A supervisor never panics on a job's behalf; this is a bug in loopjob.
                     let message = if error.is_panic() {
@@ -489,14 +494,16 @@ impl Host {
                     } else {
                         error.to_string()
                     };
-                    tracing::error!(job = %name, %message, "supervisor failed");
-                    if let Some(status) = self.handle.status(&name) {
-                        report.jobs.push(JobReport {
-                            name,
-                            in_flight_at_shutdown: status.in_flight,
-                            dropped_at_shutdown: status.in_flight,
-                            status,
-                        });
+                    for name in names {
+                        tracing::error!(job = %name, %message, "supervisor failed");
+                        if let Some(status) = self.handle.status(name) {
+                            report.jobs.push(JobReport {
+                                name: name.clone(),
+                                in_flight_at_shutdown: status.in_flight,
+                                dropped_at_shutdown: status.in_flight,
+                                status,
+                            });
+                        }
                     }
                 }
             }

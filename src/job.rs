@@ -71,6 +71,10 @@ pub trait LoopJob: Send + Sync + 'static {
     }
 
     /// One run of the job.
+    ///
+    /// It is polled in a task the job shares with others (its host's shard), so it must not
+    /// block the thread: synchronous I/O or heavy computation belongs in
+    /// [`tokio::task::spawn_blocking`].
     fn execute(&self, ctx: &JobContext) -> impl Future<Output = Result<(), JobError>> + Send;
 
     /// Called once when the job's supervisor starts, before the first tick.

@@ -64,6 +64,7 @@ mod metrics;
 mod run;
 mod schedule;
 pub mod settings;
+mod shard;
 mod status;
 pub mod store;
 mod supervisor;

@@ -1,7 +1,7 @@
 //! One run of a job: its attempts, their timeout and grace, panic isolation and retries.
 //!
 //! The supervisor decides *when* a run starts; this module decides how it ends. Runs are not
-//! tasks: the supervisor polls them inside its own task ([`InFlight`]), and each attempt is
+//! tasks: the supervisor polls them itself, in its shard's task ([`InFlight`]), and each attempt is
 //! polled through [`CatchUnwind`], so a panic becomes an outcome instead of unwinding, and an
 //! attempt that will not stop is dropped, which is how a run is abandoned. A tick therefore
 //! costs no task spawn: ticking thousands of jobs stays cheap.
@@ -27,7 +27,6 @@ use crate::status::RunOutcome;
 
 /// Everything needed to drive one run.
 pub(crate) struct Run {
-    pub(crate) job: Arc<dyn ErasedJob>,
     /// The context of the run, holding its token; retries copy it with a new attempt number
     /// and a child token.
     pub(crate) ctx: JobContext,
@@ -58,18 +57,23 @@ pub(crate) struct RunReport {
 }
 
 impl Run {
-    /// Starts the run of a job with `schedule` and polls it once with `cx`.
+    /// Starts the run of `job`, which has `schedule`, and polls it once with `cx`.
     ///
     /// Most runs end in that first poll, and for those nothing more is made: no timer, no
     /// cancellation wait, no boxed state for the attempt. Only a run that is still under way
     /// (or whose job retries) becomes a future to poll on, [`Run::drive`], which carries on
     /// with the attempt already begun.
-    pub(crate) fn start(self, schedule: &Schedule, cx: &mut Context<'_>) -> Started {
+    pub(crate) fn start(
+        self,
+        job: &Arc<dyn ErasedJob>,
+        schedule: &Schedule,
+        cx: &mut Context<'_>,
+    ) -> Started {
         if schedule.retries > 0 {
             // Each attempt needs its own token: the general path makes it.
-            return Started::Running(Box::pin(self.drive(None)));
+            return Started::Running(Box::pin(self.drive(Attempts::Retrying(job.clone()))));
         }
-        let mut execution = begin_attempt(&self.job, self.ctx.clone());
+        let mut execution = begin_attempt(job, self.ctx.clone());
         match Pin::new(&mut execution).poll(cx) {
             Poll::Ready(result) => Started::Ended(RunReport {
                 outcome: outcome_of(result),
@@ -80,7 +84,7 @@ impl Run {
             }),
             Poll::Pending => {
                 // Polled once more at once, so that its timeout starts now, whatever wakes next.
-                let mut running = Box::pin(self.drive(Some(execution)));
+                let mut running = Box::pin(self.drive(Attempts::Single(execution)));
                 match running.as_mut().poll(cx) {
                     Poll::Ready(report) => Started::Ended(report),
                     Poll::Pending => Started::Running(running),
@@ -93,14 +97,13 @@ impl Run {
     ///
     /// Never panics, whatever the job does. Dropping this future abandons the attempt in flight.
     /// When the run's leadership is lost, its token is cancelled at once: the attempt gets its
-    /// `cancel_grace`, and no retry follows. `first` is the single attempt of a job without
-    /// retries, if [`Run::start`] began it already.
-    async fn drive(self, first: Option<Execution>) -> RunReport {
+    /// `cancel_grace`, and no retry follows.
+    async fn drive(self, attempts: Attempts) -> RunReport {
         let Some(lost) = self.leadership_lost.clone() else {
-            return self.attempts(first).await;
+            return self.attempts(attempts).await;
         };
         let token = self.ctx.token().clone();
-        let attempts = self.attempts(first);
+        let attempts = self.attempts(attempts);
         tokio::pin!(attempts);
         tokio::select! {
             report = &mut attempts => report,
@@ -111,9 +114,8 @@ impl Run {
         }
     }
 
-    async fn attempts(self, first: Option<Execution>) -> RunReport {
+    async fn attempts(self, attempts: Attempts) -> RunReport {
         let Run {
-            job,
             ctx,
             started,
             next_tick,
@@ -128,13 +130,15 @@ impl Run {
         };
         let job_shared = ctx.job.clone();
         let job_schedule = &job_shared.schedule;
-        if job_schedule.retries == 0 {
-            // The single attempt takes the run's context and token as they are.
-            let token = ctx.token().clone();
-            let execution = first.unwrap_or_else(|| begin_attempt(&job, ctx));
-            let (outcome, cancelled) = finish_attempt(execution, &token, job_schedule).await;
-            return report(outcome, 1, cancelled);
-        }
+        let job = match attempts {
+            Attempts::Single(execution) => {
+                // The single attempt took the run's context and token as they are.
+                let token = ctx.token().clone();
+                let (outcome, cancelled) = finish_attempt(execution, &token, job_schedule).await;
+                return report(outcome, 1, cancelled);
+            }
+            Attempts::Retrying(job) => job,
+        };
         let mut number = 1;
         loop {
             let attempt_ctx = JobContext {
@@ -171,6 +175,14 @@ impl Run {
             }
         }
     }
+}
+
+/// The attempts a run future makes.
+enum Attempts {
+    /// The single attempt of a job without retries, which [`Run::start`] began.
+    Single(Execution),
+    /// As many as the job's schedule allows; each calls the job anew.
+    Retrying(Arc<dyn ErasedJob>),
 }
 
 /// An attempt's execution: the job's future, in its span, with panics caught.
@@ -272,7 +284,7 @@ pub(crate) fn panic_message(payload: Box<dyn Any + Send>) -> String {
     }
 }
 
-/// The runs of one job in flight, polled inside the job's supervisor task.
+/// The runs of one job in flight, polled by the job's supervisor.
 ///
 /// Runs are not spawned: a tick costs no task, and a run that finishes at once (the common case)
 /// finishes in the same poll that started it. Every wake polls every run in flight, which stays

@@ -1,18 +1,19 @@
 //! The per-job loop: it waits for each tick, starts runs, enforces skip-if-running and the
 //! overlap limit, obeys operator commands, and keeps the job's status.
 //!
-//! One supervisor task runs per job. It owns everything about the job's timing; the arithmetic
-//! is in [`crate::schedule`], how a run ends is in [`crate::run`]. The loop waits on four things
-//! at once: an operator's command (shutdown is one), a run ending, a leadership change, and the
-//! next tick. Nothing in it blocks, so a job that hangs or panics never stops the ticking of its
-//! own or any other job.
+//! One supervisor runs per job, driven by the job's [shard](crate::shard), whose heap times its
+//! ticks. It owns everything about the job's timing; the arithmetic is in [`crate::schedule`],
+//! how a run ends is in [`crate::run`]. The loop waits on four things at once: an operator's
+//! command (shutdown is one), a run ending, a leadership change, and the next tick. Nothing in
+//! it blocks, so a job that hangs or panics never stops the ticking of its own or any other job.
 //!
 //! The loop is the hot path of a host with thousands of jobs, so it is written to touch little
 //! memory per tick: the futures it waits on are made once for its whole life, a run that
 //! finishes at once is polled in the same turn that starts it (no task is spawned), the status
-//! is written under one per-job lock, and watchers are woken once per turn, only if any watch.
-//! `benches/supervisor.rs` measures it against a raw tokio interval loop.
+//! is written under one per-job lock once per turn, and watchers are woken once per turn, only
+//! if any watch. `benches/supervisor.rs` measures it against a raw tokio interval loop.
 
+use std::future::poll_fn;
 use std::pin::pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -29,6 +30,7 @@ use crate::job::{ErasedJob, JobContext, RunToken};
 use crate::metrics;
 use crate::run::{InFlight, Run, RunReport, Started, panic_message};
 use crate::schedule::{Schedule, ScheduleMode};
+use crate::shard::JobTimer;
 use crate::status::{JobCounters, JobReport, JobState, JobStatus, RunOutcome};
 
 /// A guarded job's line from the elector: what it holds now, and each change.
@@ -77,78 +79,74 @@ struct Ticking {
 
 impl Supervisor {
     /// Runs the job until the host shuts down, then waits for its runs (up to the shutdown
-    /// grace) and reports.
-    pub(crate) async fn run(mut self) -> JobReport {
-        let mut ticking = Ticking::idle();
-        // Start and stop run once: boxed, their state does not weigh on the loop's future,
-        // which every job keeps for its whole life.
-        if !Box::pin(self.started()).await {
-            return Box::pin(self.stop(ticking, 0)).await;
-        }
-        if self.schedule.enabled {
-            let first = self.schedule.first_tick(Instant::now(), SystemTime::now());
-            self.set_next_tick(&mut ticking, Some(first));
-        }
-        self.publish(&mut ticking);
-
-        // The futures that live across turns of the loop are made once: a tick then costs no
-        // waiter registration and no timer beyond the one reset. Shutdown arrives as a command,
-        // so that one wake source serves both.
-        let shared = self.shared.clone();
-        let mut command = pin!(shared.next_command());
-        let mut timer = pin!(sleep_until(Instant::now()));
-        let mut armed_at = None;
-        // Runs are started with the task's own waker: one that is still under way wakes the
-        // task, which polls it in `runs.next_report()`.
-        let waker = std::future::poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
-        loop {
-            if ticking.fire_at != armed_at {
-                if let Some(at) = ticking.fire_at {
-                    timer.as_mut().reset(at);
-                }
-                armed_at = ticking.fire_at;
+    /// grace) and reports. Its ticks are timed by `timer`, in the job's shard.
+    ///
+    /// Not an `async fn`: one of those keeps its arguments twice in its state (as arguments,
+    /// and as the locals they are moved into), which costs every job 224 bytes.
+    #[allow(clippy::manual_async_fn)]
+    pub(crate) fn run(mut self, mut timer: JobTimer) -> impl Future<Output = JobReport> + Send {
+        async move {
+            let mut ticking = Ticking::idle();
+            // Start and stop run once: boxed, their state does not weigh on the loop's future,
+            // which every job keeps for its whole life.
+            if !Box::pin(self.started()).await {
+                return Box::pin(self.stop(ticking, 0)).await;
             }
-            let started = tokio::select! {
-                biased;
-                next = &mut command => {
-                    command.set(shared.next_command());
-                    if matches!(next, Command::Shutdown) {
-                        break;
-                    }
-                    self.obey(next, &mut ticking)
-                }
-                report = ticking.runs.next_report(), if !ticking.runs.is_empty() => {
-                    self.finished(report, &mut ticking);
-                    None
-                }
-                Some(event) = next_event(&mut self.guard) => {
-                    self.leadership_changed(event, &mut ticking);
-                    None
-                }
-                _ = &mut timer, if armed_at.is_some() && !ticking.paused => {
-                    armed_at = None;
-                    self.tick(&mut ticking)
-                }
-            };
-            if let Some(run) = started {
-                // Polled at once: a run that ends straight away is done in this turn.
-                match run.start(&self.schedule, &mut Context::from_waker(&waker)) {
-                    Started::Ended(report) => self.finished(report, &mut ticking),
-                    Started::Running(run) => ticking.runs.push(run),
-                }
+            if self.schedule.enabled {
+                let first = self.schedule.first_tick(Instant::now(), SystemTime::now());
+                self.set_next_tick(&mut ticking, Some(first));
             }
             self.publish(&mut ticking);
-        }
 
-        let in_flight = ticking.runs.len();
-        Box::pin(self.stop(ticking, in_flight)).await
+            // The futures that live across turns of the loop are made once: a tick then costs no
+            // waiter registration. Shutdown arrives as a command,
+            // so that one wake source serves both.
+            let shared = self.shared.clone();
+            let mut command = pin!(shared.next_command());
+            // Runs are started with the job's own waker: one that is still under way wakes the
+            // job, which polls it in `runs.next_report()`.
+            let waker = poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
+            loop {
+                timer.set(ticking.fire_at.filter(|_| !ticking.paused));
+                let started = tokio::select! {
+                    biased;
+                    next = &mut command => {
+                        command.set(shared.next_command());
+                        if matches!(next, Command::Shutdown) {
+                            break;
+                        }
+                        self.obey(next, &mut ticking)
+                    }
+                    report = ticking.runs.next_report(), if !ticking.runs.is_empty() => {
+                        self.finished(report, &mut ticking);
+                        None
+                    }
+                    Some(event) = next_event(&mut self.guard) => {
+                        self.leadership_changed(event, &mut ticking);
+                        None
+                    }
+                    now = poll_fn(|cx| timer.poll_elapsed(cx)) => self.tick(&mut ticking, now),
+                };
+                if let Some(run) = started {
+                    // Polled at once: a run that ends straight away is done in this turn.
+                    match run.start(&self.job, &self.schedule, &mut Context::from_waker(&waker)) {
+                        Started::Ended(report) => self.finished(report, &mut ticking),
+                        Started::Running(run) => ticking.runs.push(run),
+                    }
+                }
+                self.publish(&mut ticking);
+            }
+
+            let in_flight = ticking.runs.len();
+            Box::pin(self.stop(ticking, in_flight)).await
+        }
     }
 
-    /// A tick fired: schedule the next tick, and return the run to start unless too many are
-    /// in flight (or, for a guarded job, this node holds no lease).
-    fn tick(&mut self, ticking: &mut Ticking) -> Option<Run> {
+    /// A tick fired (its timer found it passed at `now`): schedule the next tick, and return the
+    /// run to start unless too many are in flight (or, for a guarded job, this node holds no
+    /// lease).
+    fn tick(&mut self, ticking: &mut Ticking, now: Instant) -> Option<Run> {
         let scheduled = ticking.next_tick?;
-        let now = Instant::now();
         let next_on_grid = match self.schedule.mode {
             ScheduleMode::FixedRate => {
                 let next = self.schedule.next_fixed_rate_tick(scheduled, now);
@@ -235,7 +233,6 @@ impl Supervisor {
         ticking.last_started = Some(now);
         tracing::debug!(job = %self.shared.name, run_id, "run started");
         Run {
-            job: self.job.clone(),
             ctx: JobContext {
                 job: self.shared.clone(),
                 run_id,

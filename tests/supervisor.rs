@@ -389,3 +389,35 @@ async fn a_timed_out_run_does_not_leave_its_cancellation_to_the_next_run() {
         (1, 2)
     );
 }
+
+/// With more jobs than shards, jobs share a shard's task and timer heap; each keeps its own
+/// schedule, whether its runs end at once, take a while, or make it skip ticks.
+#[tokio::test(start_paused = true)]
+async fn jobs_that_share_a_shard_keep_their_own_schedules() {
+    // 768 jobs over at most 256 shards: three per shard, one of each kind below.
+    let jobs: Vec<Recorder> = (0..768)
+        .map(|index| {
+            let name: &'static str = format!("job-{index}").leak();
+            let (schedule, behaviour) = match index % 3 {
+                0 => (Schedule::every(secs(10)), Behaviour::Work(Duration::ZERO)),
+                1 => (
+                    Schedule::every(secs(10))
+                        .initial_delay(secs(5))
+                        .mode(ScheduleMode::FixedDelay),
+                    Behaviour::Work(secs(3)),
+                ),
+                _ => (Schedule::every(secs(10)), Behaviour::Work(secs(25))),
+            };
+            Recorder::new(name, schedule, behaviour)
+        })
+        .collect();
+    run_for(secs(45), &jobs.iter().collect::<Vec<_>>()).await;
+    for (index, job) in jobs.iter().enumerate() {
+        let expected: &[u64] = match index % 3 {
+            0 => &[0, 10, 20, 30, 40],
+            1 => &[5, 18, 31, 44],
+            _ => &[0, 30],
+        };
+        assert_eq!(job.starts_secs(), expected, "{}", job.name);
+    }
+}
