@@ -1,5 +1,5 @@
 //! What a job's supervisor, its runs and the [`HostHandle`](crate::HostHandle) share: the job's
-//! name, schedule and resources, its status, and the operator's commands.
+//! name and resources, its status, and the operator's commands.
 //!
 //! One allocation per job, so that a tick touches as little memory as it can (with ten thousand
 //! jobs, every separate allocation a tick reads is a likely cache miss), and no channel either
@@ -24,7 +24,6 @@ use std::sync::Arc;
 
 use crate::identity::NodeIdentity;
 use crate::job::Resources;
-use crate::schedule::Schedule;
 use crate::status::{JobState, JobStatus};
 
 /// An operator's request to a job, with the channel its answer goes back on.
@@ -64,9 +63,8 @@ pub(crate) struct JobShared {
     pub(crate) name: Arc<str>,
     status: Mutex<JobStatus>,
     /// The token the job's runs hold until one of them is cancelled (see
-    /// [`RunToken`](crate::job::RunToken)): a child of the job's token.
+    /// [`RunToken`](crate::job::RunToken)): a child of the host's token.
     pub(crate) runs_token: CancellationToken,
-    pub(crate) schedule: Schedule,
     pub(crate) node: Arc<NodeIdentity>,
     pub(crate) resources: Arc<Resources>,
     /// Woken when the status changed, if `watchers` says anyone waits.
@@ -79,7 +77,6 @@ pub(crate) struct JobShared {
 impl JobShared {
     pub(crate) fn new(
         name: Arc<str>,
-        schedule: Schedule,
         node: Arc<NodeIdentity>,
         resources: Arc<Resources>,
         status: JobStatus,
@@ -88,7 +85,6 @@ impl JobShared {
         JobShared {
             runs_token,
             name,
-            schedule,
             node,
             resources,
             status: Mutex::new(status),

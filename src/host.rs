@@ -242,14 +242,12 @@ impl HostBuilder {
                 guard
             });
             let status = initial_status(&registration.name, &registration.schedule);
-            let job_token = token.child_token();
             let shared = Arc::new(JobShared::new(
                 registration.name.clone(),
-                registration.schedule.clone(),
                 node.clone(),
                 resources.clone(),
                 status,
-                job_token.child_token(),
+                token.child_token(),
             ));
             controls.push(JobControl {
                 name: registration.name,
@@ -259,7 +257,7 @@ impl HostBuilder {
                 job: registration.job,
                 shared,
                 schedule: registration.schedule,
-                token: job_token,
+                token: token.clone(),
                 shutdown_grace: self.shutdown_grace,
                 guard,
             });

@@ -6,7 +6,7 @@
 //! attempt that will not stop is dropped, which is how a run is abandoned. A tick therefore
 //! costs no task spawn: ticking thousands of jobs stays cheap.
 //!
-//! Tokens: the run's token descends from the job's token, so shutdown reaches it. Without
+//! Tokens: the run's token descends from the host's token, so shutdown reaches it. Without
 //! retries the run's single attempt uses the run's token; with retries each attempt gets a child
 //! of it, so a timeout cancels only that attempt and a retry starts with a fresh token.
 
@@ -71,7 +71,8 @@ impl Run {
     ) -> Started {
         if schedule.retries > 0 {
             // Each attempt needs its own token: the general path makes it.
-            return Started::Running(Box::pin(self.drive(Attempts::Retrying(job.clone()))));
+            let attempts = Attempts::Retrying(job.clone());
+            return Started::Running(Box::pin(self.drive(attempts, schedule.clone())));
         }
         let mut execution = begin_attempt(job, self.ctx.clone());
         match Pin::new(&mut execution).poll(cx) {
@@ -84,7 +85,8 @@ impl Run {
             }),
             Poll::Pending => {
                 // Polled once more at once, so that its timeout starts now, whatever wakes next.
-                let mut running = Box::pin(self.drive(Attempts::Single(execution)));
+                let attempts = Attempts::Single(execution);
+                let mut running = Box::pin(self.drive(attempts, schedule.clone()));
                 match running.as_mut().poll(cx) {
                     Poll::Ready(report) => Started::Ended(report),
                     Poll::Pending => Started::Running(running),
@@ -98,12 +100,12 @@ impl Run {
     /// Never panics, whatever the job does. Dropping this future abandons the attempt in flight.
     /// When the run's leadership is lost, its token is cancelled at once: the attempt gets its
     /// `cancel_grace`, and no retry follows.
-    async fn drive(self, attempts: Attempts) -> RunReport {
+    async fn drive(self, attempts: Attempts, schedule: Schedule) -> RunReport {
         let Some(lost) = self.leadership_lost.clone() else {
-            return self.attempts(attempts).await;
+            return self.attempts(attempts, &schedule).await;
         };
         let token = self.ctx.token().clone();
-        let attempts = self.attempts(attempts);
+        let attempts = self.attempts(attempts, &schedule);
         tokio::pin!(attempts);
         tokio::select! {
             report = &mut attempts => report,
@@ -114,7 +116,7 @@ impl Run {
         }
     }
 
-    async fn attempts(self, attempts: Attempts) -> RunReport {
+    async fn attempts(self, attempts: Attempts, schedule: &Schedule) -> RunReport {
         let Run {
             ctx,
             started,
@@ -128,13 +130,11 @@ impl Run {
             ended: Instant::now(),
             cancelled_own_token,
         };
-        let job_shared = ctx.job.clone();
-        let job_schedule = &job_shared.schedule;
         let job = match attempts {
             Attempts::Single(execution) => {
                 // The single attempt took the run's context and token as they are.
                 let token = ctx.token().clone();
-                let (outcome, cancelled) = finish_attempt(execution, &token, job_schedule).await;
+                let (outcome, cancelled) = finish_attempt(execution, &token, schedule).await;
                 return report(outcome, 1, cancelled);
             }
             Attempts::Retrying(job) => job,
@@ -148,13 +148,13 @@ impl Run {
             };
             let token = attempt_ctx.token().clone();
             let execution = begin_attempt(&job, attempt_ctx);
-            let (outcome, _) = finish_attempt(execution, &token, job_schedule).await;
+            let (outcome, _) = finish_attempt(execution, &token, schedule).await;
             let retryable = matches!(
                 outcome,
                 RunOutcome::Failed(_) | RunOutcome::Panicked(_) | RunOutcome::TimedOut
             );
             let retry_at = if retryable && !ctx.is_cancelled() {
-                job_schedule.retry_at(number, Instant::now(), next_tick)
+                schedule.retry_at(number, Instant::now(), next_tick)
             } else {
                 None
             };

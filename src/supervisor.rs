@@ -46,7 +46,7 @@ pub(crate) struct Supervisor {
     pub(crate) shared: Arc<JobShared>,
     /// A copy of the job's schedule: read on every tick, it is kept in the task's own memory.
     pub(crate) schedule: Schedule,
-    /// Cancelled when the host shuts down.
+    /// The host's token, cancelled when it shuts down: the parent of the job's runs' tokens.
     pub(crate) token: CancellationToken,
     pub(crate) shutdown_grace: Duration,
     /// For a guarded job: its leadership, from the elector.
