@@ -335,17 +335,19 @@ impl Elector {
             .filter(|j| j.wants_more() && now >= j.next_acquire)
         {
             job.next_acquire = now + job.job.leadership.retry_every;
-            let keys = job.missing_keys(now);
-            if keys.is_empty() {
-                continue;
-            }
+            let missing = job.missing_keys(now);
             let leadership = &job.job.leadership;
             // Priority p waits p·retry_every after a lease frees, by the store's clock.
             let free_for = leadership.retry_every.saturating_mul(leadership.priority);
-            by_terms
-                .entry((leadership.lease_ttl, free_for))
-                .or_default()
-                .extend(keys);
+            let settled = free_for + leadership.retry_every / 2;
+            for (free_for, keys) in [(free_for, missing.at_once), (settled, missing.when_settled)] {
+                if !keys.is_empty() {
+                    by_terms
+                        .entry((leadership.lease_ttl, free_for))
+                        .or_default()
+                        .extend(keys);
+                }
+            }
         }
         if by_terms.is_empty() {
             return None;

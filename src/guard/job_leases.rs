@@ -9,6 +9,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::lease::{GuardState, HeldLease, LeadershipEvent};
+use super::partitions::{fair_share, preferred};
 use crate::settings::{LeaderMode, Leadership};
 
 /// A guarded job as the host hands it to the elector.
@@ -20,6 +21,15 @@ pub(crate) struct GuardedJob {
     pub(crate) scope: Option<String>,
     pub(crate) state: watch::Sender<GuardState>,
     pub(crate) events: mpsc::UnboundedSender<LeadershipEvent>,
+}
+
+/// The keys a job is missing (see [`JobLeases::missing_keys`]).
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct MissingKeys {
+    /// To take as soon as they are free.
+    pub(crate) at_once: Vec<String>,
+    /// To take once they have been free for half a retry period.
+    pub(crate) when_settled: Vec<String>,
 }
 
 /// One guarded job's leases.
@@ -38,7 +48,8 @@ pub(crate) struct JobLeases {
 }
 
 impl JobLeases {
-    /// The keys this job should try for now.
+    /// The keys this job should try for now: those to take as soon as they are free, and
+    /// those to take only once they have been free for half a retry period.
     ///
     /// A cluster or global job asks for its key while it does not hold it. A partitioned job,
     /// once it knows the members, asks for every partition it does not hold: free ones are
@@ -46,26 +57,45 @@ impl JobLeases {
     /// expire; the fair share is kept by handing back the surplus after each membership
     /// heartbeat. It leaves alone, for two retry periods, the partitions it just handed over,
     /// so that the member they were released for gets them.
-    pub(crate) fn missing_keys(&mut self, now: Instant) -> Vec<String> {
+    ///
+    /// A member that already holds its fair share is patient with the partitions another
+    /// member prefers: it takes them only once they have been free for half a retry period.
+    /// Without that, two members at their share could pass a handed-over partition between
+    /// them (one takes it, finds itself over its share, hands it back, the other takes it)
+    /// while the member short of its share, polling no faster than they do, never finds it
+    /// free. Half a period keeps a dead member's partitions within the failover bound.
+    pub(crate) fn missing_keys(&mut self, now: Instant) -> MissingKeys {
+        let mut missing = MissingKeys::default();
         match self.job.leadership.mode {
-            LeaderMode::None => Vec::new(),
-            LeaderMode::Cluster | LeaderMode::Global => self
-                .job
-                .keys
-                .iter()
-                .filter(|key| !self.held.contains_key(*key))
-                .cloned()
-                .collect(),
-            LeaderMode::Partitioned if self.worker.is_none() => Vec::new(),
+            LeaderMode::None => {}
+            LeaderMode::Cluster | LeaderMode::Global => missing.at_once.extend(
+                self.job
+                    .keys
+                    .iter()
+                    .filter(|key| !self.held.contains_key(*key))
+                    .cloned(),
+            ),
             LeaderMode::Partitioned => {
+                let Some((index, count)) = self.worker else {
+                    return missing;
+                };
+                let partitions = self.job.leadership.partitions;
+                let has_share = self.held.len() as u32 >= fair_share(partitions, count);
                 self.handed_over.retain(|_, until| *until > now);
-                (0..self.job.leadership.partitions)
-                    .filter(|p| !self.handed_over.contains_key(p))
-                    .map(|p| format!("{}#{p}", self.job.name))
-                    .filter(|key| !self.held.contains_key(key))
-                    .collect()
+                for partition in (0..partitions).filter(|p| !self.handed_over.contains_key(p)) {
+                    let key = format!("{}#{partition}", self.job.name);
+                    if self.held.contains_key(&key) {
+                        continue;
+                    }
+                    if has_share && !preferred(partition, index, count) {
+                        missing.when_settled.push(key);
+                    } else {
+                        missing.at_once.push(key);
+                    }
+                }
             }
         }
+        missing
     }
 
     /// Whether the job may have keys to try for (see [`JobLeases::missing_keys`]).
@@ -86,5 +116,66 @@ impl JobLeases {
             worker: self.worker,
         };
         self.job.state.send_replace(state);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A partitioned job of 6 partitions, member `index` of `count`, holding `held`.
+    fn partitioned(held: &[u32], (index, count): (u32, u32)) -> JobLeases {
+        let now = Instant::now();
+        JobLeases {
+            job: GuardedJob {
+                name: "part".into(),
+                leadership: Leadership::new(LeaderMode::Partitioned).partitions(6),
+                keys: Vec::new(),
+                scope: None,
+                state: watch::channel(GuardState::empty()).0,
+                events: mpsc::unbounded_channel().0,
+            },
+            held: held
+                .iter()
+                .map(|&p| {
+                    let key = format!("part#{p}");
+                    (key.clone(), HeldLease::new(key, 1, Some(p), now))
+                })
+                .collect(),
+            lost: CancellationToken::new(),
+            worker: Some((index, count)),
+            handed_over: BTreeMap::new(),
+            next_acquire: now,
+            next_heartbeat: now,
+        }
+    }
+
+    fn keys(partitions: &[u32]) -> Vec<String> {
+        partitions.iter().map(|p| format!("part#{p}")).collect()
+    }
+
+    #[test]
+    fn short_of_its_share_a_member_takes_any_free_partition_at_once() {
+        // Member 1 of 3 targets 2 partitions and holds 1.
+        let missing = partitioned(&[1], (1, 3)).missing_keys(Instant::now());
+        assert_eq!(missing.at_once, keys(&[0, 2, 3, 4, 5]));
+        assert!(missing.when_settled.is_empty());
+    }
+
+    #[test]
+    fn with_its_share_a_member_waits_before_taking_partitions_others_prefer() {
+        // Member 1 of 3 holds its 2: it still takes its own preferred partition 4 at once (its
+        // holder died, say), and leaves 0, 2, 5 to the members that prefer them for a while.
+        let missing = partitioned(&[1, 3], (1, 3)).missing_keys(Instant::now());
+        assert_eq!(missing.at_once, keys(&[4]));
+        assert_eq!(missing.when_settled, keys(&[0, 2, 5]));
+    }
+
+    #[test]
+    fn handed_over_partitions_are_left_alone() {
+        let now = Instant::now();
+        let mut job = partitioned(&[], (0, 2));
+        job.handed_over.insert(2, now + std::time::Duration::from_secs(1));
+        assert_eq!(job.missing_keys(now).at_once, keys(&[0, 1, 3, 4, 5]));
     }
 }

@@ -12,7 +12,7 @@ pub(crate) fn fair_share(partitions: u32, members: u32) -> u32 {
 }
 
 /// Whether member `index` of `count` prefers partition `p`.
-fn preferred(p: u32, index: u32, count: u32) -> bool {
+pub(crate) fn preferred(p: u32, index: u32, count: u32) -> bool {
     p % count.max(1) == index
 }
 
