@@ -426,6 +426,7 @@ struct Figures {
     rss_per_job_bytes: f64,
     rss_end_per_job_bytes: f64,
     heap_per_job_bytes: f64,
+    heap_end_per_job_bytes: f64,
     allocs_per_execution: f64,
     start_ms: f64,
 }
@@ -457,6 +458,10 @@ impl Figures {
             fields.push(format!(
                 "\"heap_per_job_bytes\":{:.1}",
                 self.heap_per_job_bytes
+            ));
+            fields.push(format!(
+                "\"heap_end_per_job_bytes\":{:.1}",
+                self.heap_end_per_job_bytes
             ));
             fields.push(format!(
                 "\"allocs_per_execution\":{:.2}",
@@ -495,6 +500,7 @@ impl Figures {
                 "rss_per_job_bytes" => figures.rss_per_job_bytes = number(),
                 "rss_end_per_job_bytes" => figures.rss_end_per_job_bytes = number(),
                 "heap_per_job_bytes" => figures.heap_per_job_bytes = number(),
+                "heap_end_per_job_bytes" => figures.heap_end_per_job_bytes = number(),
                 "allocs_per_execution" => figures.allocs_per_execution = number(),
                 "start_ms" => figures.start_ms = number(),
                 _ => {}
@@ -623,6 +629,7 @@ fn child(options: &Options, system: Subject) {
         let cpu_end = cpu_seconds();
         let allocs_end = ALLOCS.load(Relaxed);
         let rss_end = rss_bytes();
+        let heap_end = LIVE_BYTES.load(Relaxed);
 
         // Late executions of the window's last ticks still count: let them land.
         tokio::time::sleep(interval + Duration::from_millis(200)).await;
@@ -648,6 +655,11 @@ fn child(options: &Options, system: Subject) {
             rss_end_per_job_bytes: per_job(rss_end.saturating_sub(rss_before)),
             heap_per_job_bytes: if options.allocs {
                 per_job(heap_start.saturating_sub(heap_before))
+            } else {
+                0.0
+            },
+            heap_end_per_job_bytes: if options.allocs {
+                per_job(heap_end.saturating_sub(heap_before))
             } else {
                 0.0
             },
@@ -831,6 +843,10 @@ fn print_side_by_side(results: &[Figures]) {
             (
                 "heap per job (B)",
                 Box::new(|f: &Figures| format!("{:.0}", f.heap_per_job_bytes)) as Show,
+            ),
+            (
+                "heap per job at end (B)",
+                Box::new(|f: &Figures| format!("{:.0}", f.heap_end_per_job_bytes)),
             ),
             (
                 "allocations per execution",
