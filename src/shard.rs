@@ -53,6 +53,8 @@ pub(crate) fn run(supervisors: Vec<Supervisor>) -> impl Future<Output = Vec<JobR
     drive(running, timers)
 }
 
+/// Polls the shard's jobs as they are woken, wakes those whose ticks are due, and keeps the
+/// shard's one tokio timer on the earliest tick, until every job has stopped.
 async fn drive<F>(mut running: FuturesUnordered<F>, timers: Arc<Timers>) -> Vec<JobReport>
 where
     F: Future<Output = (usize, JobReport)>,

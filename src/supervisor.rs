@@ -99,8 +99,8 @@ impl Supervisor {
             self.publish(&mut ticking);
 
             // The futures that live across turns of the loop are made once: a tick then costs no
-            // waiter registration. Shutdown arrives as a command,
-            // so that one wake source serves both.
+            // waiter registration. Shutdown arrives as a command, so that one wake source serves
+            // both.
             let shared = self.shared.clone();
             let mut command = pin!(shared.next_command());
             // Runs are started with the job's own waker: one that is still under way wakes the
