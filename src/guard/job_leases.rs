@@ -175,7 +175,8 @@ mod tests {
     fn handed_over_partitions_are_left_alone() {
         let now = Instant::now();
         let mut job = partitioned(&[], (0, 2));
-        job.handed_over.insert(2, now + std::time::Duration::from_secs(1));
+        job.handed_over
+            .insert(2, now + std::time::Duration::from_secs(1));
         assert_eq!(job.missing_keys(now).at_once, keys(&[0, 1, 3, 4, 5]));
     }
 }
