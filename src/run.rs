@@ -1,10 +1,10 @@
 //! One run of a job: its attempts, their timeout and grace, panic isolation and retries.
 //!
 //! The supervisor decides *when* a run starts; this module decides how it ends. Runs are not
-//! tasks: the supervisor polls them itself, in its shard's task ([`InFlight`]), and each attempt is
-//! polled through [`CatchUnwind`], so a panic becomes an outcome instead of unwinding, and an
-//! attempt that will not stop is dropped, which is how a run is abandoned. A tick therefore
-//! costs no task spawn: ticking thousands of jobs stays cheap.
+//! tasks: the supervisor polls them itself, in its shard's task ([`InFlight`]), and each
+//! attempt is polled through [`CatchUnwind`], so a panic becomes an outcome instead of
+//! unwinding, and an attempt that will not stop is dropped, which is how a run is abandoned. A
+//! tick therefore costs no task spawn: ticking thousands of jobs stays cheap.
 //!
 //! Tokens: the run's token descends from the host's token, so shutdown reaches it. Without
 //! retries the run's single attempt uses the run's token; with retries each attempt gets a child

@@ -44,7 +44,7 @@ pub(crate) struct Supervisor {
     pub(crate) job: Arc<dyn ErasedJob>,
     /// The job's name, schedule, status and commands, shared with its runs and the handle.
     pub(crate) shared: Arc<JobShared>,
-    /// A copy of the job's schedule: read on every tick, it is kept in the task's own memory.
+    /// The job's schedule, read on every tick; runs get it from here too.
     pub(crate) schedule: Schedule,
     /// The host's token, cancelled when it shuts down: the parent of the job's runs' tokens.
     pub(crate) token: CancellationToken,
@@ -65,9 +65,9 @@ struct Ticking {
     /// operator cancels them.
     runs_token: RunToken,
     runs: InFlight,
-    /// The job's counters and its last run. The loop keeps them here, in its own task's memory,
-    /// and [`Supervisor::publish`] copies them to the shared status once per turn: one lock per
-    /// turn instead of one per change.
+    /// The job's counters and its last run. The loop keeps them here, in its own future's
+    /// memory, and [`Supervisor::publish`] copies them to the shared status once per turn: one
+    /// lock per turn instead of one per change.
     counters: JobCounters,
     last_started: Option<Instant>,
     last_ended: Option<Instant>,
