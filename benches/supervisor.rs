@@ -23,7 +23,8 @@
 //! `--allocs` (also count heap allocations: live heap bytes per job and allocations per
 //! execution; this adds contended atomics to every allocation, so its CPU figures are not the
 //! reference ones), `--tracing` (install a `tracing` subscriber at `info`, writing nowhere, as a
-//! production service would), `--only loopjob|tokio`.
+//! production service would), `--tracing-filter F` (the same with the filter `F`, e.g.
+//! `info,loopjob=warn`), `--only loopjob|tokio`.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::process::{Command, Stdio};
@@ -45,7 +46,8 @@ struct Options {
     warmup: f64,
     json: bool,
     allocs: bool,
-    tracing: bool,
+    /// The filter of the `tracing` subscriber to install, if any.
+    tracing: Option<String>,
     only: Option<Subject>,
     child: Option<Subject>,
 }
@@ -77,7 +79,7 @@ fn usage(problem: &str) -> ! {
     eprintln!(
         "error: {problem}\nusage: cargo bench --bench supervisor -- [--jobs N[,N...]] \
          [--interval 100ms] [--seconds S] [--warmup S] [--json] [--allocs] [--tracing] \
-         [--only loopjob|tokio]"
+         [--tracing-filter F] [--only loopjob|tokio]"
     );
     std::process::exit(2)
 }
@@ -90,7 +92,7 @@ fn parse_options() -> Options {
         warmup: 2.0,
         json: false,
         allocs: false,
-        tracing: false,
+        tracing: None,
         only: None,
         child: None,
     };
@@ -128,7 +130,8 @@ fn parse_options() -> Options {
             }
             "--json" => options.json = true,
             "--allocs" => options.allocs = true,
-            "--tracing" => options.tracing = true,
+            "--tracing" => options.tracing = Some("info".to_owned()),
+            "--tracing-filter" => options.tracing = Some(value("--tracing-filter")),
             "--only" => options.only = Some(Subject::parse(&value("--only"))),
             "--child" => options.child = Some(Subject::parse(&value("--child"))),
             // `cargo bench` passes `--bench` to every bench target.
@@ -518,9 +521,9 @@ fn child(options: &Options, system: Subject) {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    if options.tracing {
+    if let Some(filter) = &options.tracing {
         tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
             .with_writer(std::io::sink)
             .init();
     }
@@ -697,8 +700,8 @@ fn measure(options: &Options, jobs: usize, system: Subject) -> Figures {
     if options.allocs {
         command.arg("--allocs");
     }
-    if options.tracing {
-        command.arg("--tracing");
+    if let Some(filter) = &options.tracing {
+        command.arg("--tracing-filter").arg(filter);
     }
     let output = command
         .stderr(Stdio::inherit())
