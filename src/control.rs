@@ -58,7 +58,7 @@ pub enum Triggered {
 pub(crate) struct JobShared {
     /// Set when a command is queued, before the supervisor's waker is woken.
     command_queued: AtomicBool,
-    /// How many [`JobCell::wait_for`] calls are waiting.
+    /// How many [`JobShared::wait_for`] calls are waiting.
     watchers: AtomicUsize,
     pub(crate) name: Arc<str>,
     status: Mutex<JobStatus>,

@@ -14,7 +14,7 @@
 //! | `postgres://…` | `PostgresStore` | `postgres` | many hosts | yes (LISTEN/NOTIFY) |
 //! | `mysql://…`, `mariadb://…` | `MySqlStore` | `mysql` | many hosts (MySQL 8, MariaDB 10.11) | no (poll) |
 //!
-//! Open one from a URL with [`open`] (or [`open_with`] to set [`StoreOptions`]), then call
+//! Open one from a URL with [`open()`] (or [`open_with`] to set [`StoreOptions`]), then call
 //! [`LeaseStore::initialise`] once at start-up:
 //!
 //! ```
