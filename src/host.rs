@@ -460,9 +460,16 @@ impl Host {
         let jobs = self.supervisors.len();
         let jobs_per_shard = shard::jobs_per_shard(jobs);
         let mut supervisors = self.supervisors.into_iter();
+        // Each shard with its jobs' names, for the report should it fail.
         let shards: Vec<_> = std::iter::from_fn(|| {
             let shard: Vec<_> = supervisors.by_ref().take(jobs_per_shard).collect();
-            (!shard.is_empty()).then(|| AbortOnDropHandle::new(tokio::spawn(shard::run(shard))))
+            let names: Vec<_> = shard.iter().map(|s| s.shared.name.clone()).collect();
+            (!shard.is_empty()).then(|| {
+                (
+                    names,
+                    AbortOnDropHandle::new(tokio::spawn(shard::run(shard))),
+                )
+            })
         })
         .collect();
         let elector = self.elector.map(|elector| {
@@ -480,9 +487,7 @@ impl Host {
         self.handle.tell_every_job(|| Command::Shutdown);
 
         let mut report = ShutdownReport::default();
-        // The handle lists the jobs in registration order, as the shards hold them.
-        let names = self.handle.job_names();
-        for (names, shard) in names.chunks(jobs_per_shard).zip(shards) {
+        for (names, shard) in shards {
             match shard.await {
                 Ok(job_reports) => report.jobs.extend(job_reports),
                 Err(error) => {
@@ -494,9 +499,9 @@ impl Host {
                     };
                     for name in names {
                         tracing::error!(job = %name, %message, "supervisor failed");
-                        if let Some(status) = self.handle.status(name) {
+                        if let Some(status) = self.handle.status(&name) {
                             report.jobs.push(JobReport {
-                                name: name.clone(),
+                                name: name.to_string(),
                                 in_flight_at_shutdown: status.in_flight,
                                 dropped_at_shutdown: status.in_flight,
                                 status,

@@ -95,7 +95,7 @@ where
 /// The next ticks of a shard's jobs, earliest first, each with the waker of its job, and the
 /// shard's clock.
 #[derive(Default)]
-pub(crate) struct Timers(Mutex<TimersInner>);
+struct Timers(Mutex<TimersInner>);
 
 #[derive(Default)]
 struct TimersInner {
