@@ -63,7 +63,9 @@ impl JobLeases {
     /// Without that, two members at their share could pass a handed-over partition between
     /// them (one takes it, finds itself over its share, hands it back, the other takes it)
     /// while the member short of its share, polling no faster than they do, never finds it
-    /// free. Half a period keeps a dead member's partitions within the failover bound.
+    /// free. The cost falls on a dead member's partitions: until a heartbeat shows the member
+    /// gone (which makes the others short of their share), a member at its share takes them up
+    /// to half a retry period later than `lease_ttl + retry_every` after the death.
     pub(crate) fn missing_keys(&mut self, now: Instant) -> MissingKeys {
         let mut missing = MissingKeys::default();
         match self.job.leadership.mode {
