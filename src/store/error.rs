@@ -67,6 +67,26 @@ pub enum StoreError {
         problem: String,
     },
 
+    /// An operator command or a read named a key that has no schedule record: no job with that
+    /// key has run against this store.
+    #[error(
+        "no schedule record for key `{key}` in this store: check the job name (a cluster job's \
+         key is `job@group`, a partition's `job#p`) and that the job has started once"
+    )]
+    UnknownKey {
+        /// The key asked for.
+        key: String,
+    },
+
+    /// The backend does not implement this operation.
+    #[error("the {backend} lease store does not support {operation}")]
+    Unsupported {
+        /// The backend's name.
+        backend: &'static str,
+        /// The store method.
+        operation: &'static str,
+    },
+
     /// A store that needs a Tokio runtime was opened outside one.
     #[error(
         "opening a lease store needs a Tokio runtime: open it from async code running on Tokio"
@@ -82,6 +102,10 @@ impl StoreError {
             self,
             StoreError::Timeout { .. } | StoreError::Backend { .. }
         )
+    }
+
+    pub(crate) fn unsupported(backend: &'static str, operation: &'static str) -> Self {
+        StoreError::Unsupported { backend, operation }
     }
 
     pub(crate) fn invalid(what: &'static str, problem: impl Into<String>) -> Self {

@@ -77,6 +77,7 @@ mod error;
 mod memory;
 mod notify;
 mod open;
+pub mod schedule;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 mod sql;
 
@@ -89,6 +90,9 @@ pub use error::StoreError;
 pub use memory::MemoryStore;
 pub use notify::{ReleaseNotice, ReleaseNotifications};
 pub use open::{open, open_with, supported_urls};
+pub use schedule::{
+    NextDue, OperatorMark, Plan, RunEnd, RunRecord, RunResult, RunStart, ScheduleRecord, StartedRun,
+};
 #[cfg(feature = "mysql")]
 pub use sql::mysql::MySqlStore;
 #[cfg(feature = "postgres")]
@@ -317,6 +321,74 @@ pub trait LeaseStore: Send + Sync + fmt::Debug + 'static {
     /// Every lease whose key starts with `prefix` (all of them for `""`), held or not, sorted by
     /// key: for status tools.
     async fn list(&self, prefix: &str) -> Result<Vec<LeaseStatus>, StoreError>;
+
+    /// The schedule records of `keys` (see [`schedule`]), in one round trip, sorted by key;
+    /// keys without a record are absent.
+    async fn schedules(&self, keys: &[String]) -> Result<Vec<ScheduleRecord>, StoreError> {
+        let _ = keys;
+        Err(StoreError::unsupported(self.backend(), "schedules"))
+    }
+
+    /// Every schedule record whose key starts with `prefix` (all for `""`), sorted by key: for
+    /// status tools.
+    async fn list_schedules(&self, prefix: &str) -> Result<Vec<ScheduleRecord>, StoreError> {
+        let _ = prefix;
+        Err(StoreError::unsupported(self.backend(), "list_schedules"))
+    }
+
+    /// Sets the next due time of keys `holder` holds at the epochs given (fenced), creating
+    /// their records if missing. Returns the keys written, sorted.
+    async fn plan(&self, holder: &str, plans: &[Plan]) -> Result<Vec<String>, StoreError> {
+        let _ = (holder, plans);
+        Err(StoreError::unsupported(self.backend(), "plan"))
+    }
+
+    /// Commits the start of a run for each of `starts` that `holder` holds at its epoch and
+    /// that is not paused (or is triggered), in one round trip: records it in the key's history
+    /// (trimmed to its `history_limit`), sets the next due time, clears a pending trigger when
+    /// triggered. Returns the runs started, sorted by key; the caller runs only those.
+    async fn start_runs(
+        &self,
+        holder: &str,
+        starts: &[RunStart],
+    ) -> Result<Vec<StartedRun>, StoreError> {
+        let _ = (holder, starts);
+        Err(StoreError::unsupported(self.backend(), "start_runs"))
+    }
+
+    /// Records the end of each of `ends` that `holder` holds at its epoch, in one round trip,
+    /// and sets the next due time. Returns the keys written, sorted; an end from a stale epoch
+    /// is left out.
+    async fn end_runs(&self, holder: &str, ends: &[RunEnd]) -> Result<Vec<String>, StoreError> {
+        let _ = (holder, ends);
+        Err(StoreError::unsupported(self.backend(), "end_runs"))
+    }
+
+    /// Pauses `key` cluster-wide (not fenced): its holder starts no scheduled run until it is
+    /// resumed. Pausing a paused key keeps the first mark. Returns the record after the write.
+    async fn pause(&self, key: &str, by: &str) -> Result<ScheduleRecord, StoreError> {
+        let _ = (key, by);
+        Err(StoreError::unsupported(self.backend(), "pause"))
+    }
+
+    /// Resumes `key` cluster-wide (not fenced). Returns the record after the write.
+    async fn resume(&self, key: &str, by: &str) -> Result<ScheduleRecord, StoreError> {
+        let _ = (key, by);
+        Err(StoreError::unsupported(self.backend(), "resume"))
+    }
+
+    /// Asks `key`'s holder for one run as soon as it can (not fenced). Returns the record after
+    /// the write.
+    async fn trigger(&self, key: &str, by: &str) -> Result<ScheduleRecord, StoreError> {
+        let _ = (key, by);
+        Err(StoreError::unsupported(self.backend(), "trigger"))
+    }
+
+    /// The newest `limit` runs of `key`, newest first.
+    async fn history(&self, key: &str, limit: u32) -> Result<Vec<RunRecord>, StoreError> {
+        let _ = (key, limit);
+        Err(StoreError::unsupported(self.backend(), "history"))
+    }
 
     /// A subscription to releases, for backends that can push them (memory, PostgreSQL);
     /// `None` where followers must poll. A notice only hints that a key may be free now: it
