@@ -31,8 +31,6 @@ struct Announcer {
 }
 
 impl LoopJob for Announcer {
-    type Options = ();
-
     fn name(&self) -> &str {
         self.name
     }

@@ -18,8 +18,6 @@ use tracing_subscriber::EnvFilter;
 struct Heartbeat;
 
 impl LoopJob for Heartbeat {
-    type Options = ();
-
     fn name(&self) -> &str {
         "heartbeat"
     }
@@ -38,8 +36,6 @@ impl LoopJob for Heartbeat {
 struct SlowReport;
 
 impl LoopJob for SlowReport {
-    type Options = ();
-
     fn name(&self) -> &str {
         "slow_report"
     }

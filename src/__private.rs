@@ -16,6 +16,9 @@ pub use crate::settings::{NoOptions, OptionsSpec, Section, Typed};
 /// What the derive knows about a job type beyond [`LoopJob`]: its section, its defaults, and
 /// how to build it from options and resources.
 pub trait Discover: LoopJob + Sized {
+    /// The job's own options: the typed fields of its settings section besides the schedule
+    /// keys (`()` for a job without any).
+    type Options: Send + Sync + 'static;
     /// How the options are read.
     type Spec: OptionsSpec<Output = Self::Options>;
     /// The job's name.

@@ -97,33 +97,52 @@ impl HostBuilder {
         self
     }
 
-    /// Adds a job made of a name, a schedule and an async closure that runs each time.
+    /// Adds a job made of a name, a schedule and a closure that returns each run's future.
+    ///
+    /// The closure may own state and change it (it is `FnMut`); each run's future must own what
+    /// it uses, so clone a shared value (an `Arc`, a pool) in the closure, before `async move`:
     ///
     /// ```
+    /// use std::sync::Arc;
     /// use std::time::Duration;
     /// use loopjob::{Host, Schedule};
     ///
+    /// struct Db;
+    /// impl Db {
+    ///     async fn purge(&self, batch: u64) -> std::io::Result<()> { Ok(()) }
+    /// }
+    ///
+    /// let db = Arc::new(Db);
+    /// let mut batch = 0;
     /// let builder = Host::builder().job_fn(
     ///     "purge_cache",
     ///     Schedule::every(Duration::from_secs(60)),
-    ///     |ctx| async move {
-    ///         tracing::info!(run = ctx.run_id(), "purging");
-    ///         Ok(())
+    ///     move |ctx| {
+    ///         let db = db.clone(); // one clone per run, moved into its future
+    ///         batch += 1; // state the closure owns
+    ///         async move {
+    ///             tracing::info!(run = ctx.run_id(), batch, "purging");
+    ///             db.purge(batch).await?;
+    ///             Ok(())
+    ///         }
     ///     },
     /// );
     /// # let _ = builder;
     /// ```
+    ///
+    /// The closure is called under a lock held only while it returns its future, so its state
+    /// needs no lock of its own and overlapping runs still overlap.
     #[track_caller]
     pub fn job_fn<F, Fut>(mut self, name: impl Into<String>, schedule: Schedule, run: F) -> Self
     where
-        F: Fn(JobContext) -> Fut + Send + Sync + 'static,
+        F: FnMut(JobContext) -> Fut + Send + 'static,
         Fut: Future<Output = Result<(), JobError>> + Send + 'static,
     {
         let registration = Registration {
             name: name.into().into(),
             schedule,
             leadership: Leadership::default(),
-            job: Arc::new(FnJob { run }),
+            job: Arc::new(FnJob::new(run)),
             registered_at: Location::caller(),
         };
         self.registrations.push(registration);

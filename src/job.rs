@@ -30,8 +30,6 @@ use crate::settings::Leadership;
 /// struct CleanupTokens;
 ///
 /// impl LoopJob for CleanupTokens {
-///     type Options = ();
-///
 ///     fn name(&self) -> &str {
 ///         "cleanup_tokens"
 ///     }
@@ -53,11 +51,12 @@ use crate::settings::Leadership;
 /// `execute` should watch [`JobContext::cancelled`] at its await points: the token is cancelled
 /// on shutdown, on timeout and when leadership is lost, and a run that ignores it is dropped
 /// after the schedule's `cancel_grace`.
+///
+/// The trait has no options type: a hand-written job takes its options however it likes (a
+/// field set by its constructor). Options read and validated from the job's settings section
+/// are the derive's business (`#[loopjob(options = MyOptions, discover)]`, see
+/// [`derive@crate::LoopJob`]), which keeps that type out of every hand-written impl.
 pub trait LoopJob: Send + Sync + 'static {
-    /// The job's own options: the typed fields of its settings section besides the schedule
-    /// keys (`()` for a job without any).
-    type Options: Send + Sync + 'static;
-
     /// The job's name: unique within a host, used in logs, status, settings and lease keys.
     fn name(&self) -> &str;
 
@@ -102,15 +101,29 @@ pub trait LoopJob: Send + Sync + 'static {
     }
 }
 
-/// The error a run returns: any error type converts into it with `?`.
+/// The error a run returns: anything that converts into a
+/// `Box<dyn Error + Send + Sync>` converts into it with `?`.
+///
+/// That is every error type, `anyhow::Error`, a `Box<dyn Error + Send + Sync>` itself, and a
+/// `String` or `&str` message. Its `Display` shows the error and each of its causes, joined by
+/// `: `.
 ///
 /// ```
+/// use std::error::Error;
 /// use loopjob::JobError;
 ///
 /// fn parse(text: &str) -> Result<u32, JobError> {
 ///     Ok(text.parse::<u32>()?)
 /// }
+/// fn boxed() -> Result<(), Box<dyn Error + Send + Sync>> {
+///     Err("the queue is gone".into())
+/// }
+/// fn run() -> Result<(), JobError> {
+///     boxed()?;
+///     Ok(())
+/// }
 /// assert_eq!(parse("x").unwrap_err().to_string(), "invalid digit found in string");
+/// assert_eq!(run().unwrap_err().to_string(), "the queue is gone");
 /// assert_eq!(JobError::msg("queue is empty").to_string(), "queue is empty");
 /// ```
 pub struct JobError(Box<dyn StdError + Send + Sync + 'static>);
@@ -127,9 +140,14 @@ impl JobError {
     }
 }
 
-impl<E: StdError + Send + Sync + 'static> From<E> for JobError {
+/// One impl for every error type (through std's `From<E: Error> for Box<dyn Error>`), for
+/// `anyhow::Error` (through anyhow's own conversion), and for boxed errors and messages.
+impl<E> From<E> for JobError
+where
+    E: Into<Box<dyn StdError + Send + Sync + 'static>>,
+{
     fn from(error: E) -> Self {
-        JobError(Box::new(error))
+        JobError(error.into())
     }
 }
 
@@ -380,16 +398,39 @@ impl<J: LoopJob> ErasedJob for Erased<J> {
 
 /// A job made of a name, a schedule and a closure; see
 /// [`HostBuilder::job_fn`](crate::HostBuilder::job_fn).
+///
+/// The closure is `FnMut`, so that it may own and change state; it is called under a lock that
+/// is held only while the closure builds its future, never while the future runs, so overlapping
+/// runs still overlap. It is called at the run future's first poll, inside the run's panic
+/// guard: a panic in the closure's own body is a panicked run like one in its future.
 pub(crate) struct FnJob<F> {
-    pub(crate) run: F,
+    run: std::sync::Mutex<F>,
+}
+
+impl<F> FnJob<F> {
+    pub(crate) fn new(run: F) -> Self {
+        FnJob {
+            run: std::sync::Mutex::new(run),
+        }
+    }
 }
 
 impl<F, Fut> ErasedJob for FnJob<F>
 where
-    F: Fn(JobContext) -> Fut + Send + Sync + 'static,
+    F: FnMut(JobContext) -> Fut + Send + 'static,
     Fut: Future<Output = Result<(), JobError>> + Send + 'static,
 {
     fn execute(self: Arc<Self>, ctx: JobContext) -> RunFuture {
-        Box::pin((self.run)(ctx))
+        Box::pin(async move {
+            let run = {
+                // A closure that panicked earlier left its state as it was; the job goes on.
+                let mut closure = self
+                    .run
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                (*closure)(ctx)
+            };
+            run.await
+        })
     }
 }

@@ -16,7 +16,6 @@
 //! struct Cleanup;
 //!
 //! impl LoopJob for Cleanup {
-//!     type Options = ();
 //!     fn name(&self) -> &str { "cleanup" }
 //!     fn schedule(&self) -> Schedule {
 //!         Schedule::every(Duration::from_secs(60)).initial_delay(Duration::from_secs(5))

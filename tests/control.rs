@@ -175,7 +175,6 @@ struct Lifecycle {
 struct Greeting(&'static str);
 
 impl LoopJob for Lifecycle {
-    type Options = ();
     fn name(&self) -> &str {
         "lifecycle"
     }
@@ -274,7 +273,6 @@ struct BadHooks {
 }
 
 impl LoopJob for BadHooks {
-    type Options = ();
     fn name(&self) -> &str {
         "bad_hooks"
     }

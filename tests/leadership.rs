@@ -176,7 +176,6 @@ struct Probe {
 }
 
 impl LoopJob for Probe {
-    type Options = ();
     fn name(&self) -> &str {
         "probe"
     }

@@ -349,7 +349,6 @@ struct TimesOutOnce {
 }
 
 impl loopjob::LoopJob for TimesOutOnce {
-    type Options = ();
     fn name(&self) -> &str {
         "times_out_once"
     }

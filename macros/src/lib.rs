@@ -163,8 +163,6 @@ fn expand(input: &DeriveInput) -> syn::Result<Tokens> {
     let loop_job = quote! {
         #[automatically_derived]
         impl #impl_generics ::loopjob::LoopJob for #ident #ty_generics #where_clause {
-            type Options = #options_ty;
-
             fn name(&self) -> &str {
                 #name
             }
@@ -204,6 +202,7 @@ fn expand(input: &DeriveInput) -> syn::Result<Tokens> {
 
         #[automatically_derived]
         impl ::loopjob::__private::Discover for #ident {
+            type Options = #options_ty;
             type Spec = #spec;
             const NAME: &'static str = #name;
             const SECTION: &'static str = #section;
@@ -506,7 +505,7 @@ fn build_tokens(fields: &Fields, attrs: &Attributes) -> syn::Result<Tokens> {
     Ok(quote! {
         #[allow(unused_variables, unused_mut)]
         fn build(
-            options: <Self as ::loopjob::LoopJob>::Options,
+            options: <Self as ::loopjob::__private::Discover>::Options,
             resources: &::loopjob::Resources,
         ) -> ::core::result::Result<Self, ::loopjob::__private::MissingResources> {
             let mut missing = ::loopjob::__private::MissingResources::default();

@@ -103,8 +103,6 @@ struct ChaosJob {
 }
 
 impl LoopJob for ChaosJob {
-    type Options = ();
-
     fn name(&self) -> &str {
         self.name
     }

@@ -72,8 +72,6 @@ impl Recorder {
 }
 
 impl LoopJob for Recorder {
-    type Options = ();
-
     fn name(&self) -> &str {
         self.name
     }
