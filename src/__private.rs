@@ -7,6 +7,9 @@ use std::sync::Arc;
 
 pub use inventory;
 
+mod checks;
+pub use checks::*;
+
 use crate::host::Registration;
 use crate::job::{Erased, ErasedJob, LoopJob, Resources};
 use crate::schedule::Schedule;
@@ -19,8 +22,8 @@ pub trait Discover: LoopJob + Sized {
     /// The job's own options: the typed fields of its settings section besides the schedule
     /// keys (`()` for a job without any).
     type Options: Send + Sync + 'static;
-    /// How the options are read.
-    type Spec: OptionsSpec<Output = Self::Options>;
+    /// How the options are read (an [`OptionsSpec`], picked by the derive's checks).
+    fn options_reader() -> OptionsReader<Self::Options>;
     /// The job's name.
     const NAME: &'static str;
     /// The job's section under `[jobs]`.
@@ -129,7 +132,8 @@ fn register<J: Discover>(
 ) -> Result<Registration, Vec<SettingsProblem>> {
     let path = format!("jobs.{}", J::SECTION);
     let section = settings.section(&path);
-    let job = J::Spec::read(&section).and_then(|options| {
+    let reader = J::options_reader();
+    let job = (reader.read)(&section).and_then(|options| {
         J::build(options, resources).map_err(|missing| missing.problems(J::SECTION))
     });
     // The schedule keys are checked even when the job cannot be built: all problems at once.
@@ -137,7 +141,7 @@ fn register<J: Discover>(
         &section,
         &J::default_schedule(),
         &J::default_leadership(),
-        J::Spec::keys(),
+        (reader.keys)(),
     );
     match (job, resolved) {
         (Ok(job), Ok(resolved)) => {

@@ -150,14 +150,23 @@ fn expand(input: &DeriveInput) -> syn::Result<Tokens> {
     let schedule = schedule_tokens(&attrs);
     let leadership = leadership_tokens(&attrs);
     let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
+    // The inherent `async fn execute` the struct's author wrote. Without one, `Self::execute`
+    // names this very method, whose future is a `DerivedRun`: the probe then picks the impl
+    // whose bound fails with a message saying what to write (see `__private::checks`).
     let execute = quote_spanned! {ident.span()=>
+        #[allow(refining_impl_trait)]
         fn execute(
             &self,
             ctx: &::loopjob::JobContext,
-        ) -> impl ::core::future::Future<Output = ::core::result::Result<(), ::loopjob::JobError>>
-               + ::core::marker::Send {
-            // The inherent `async fn execute` the struct's author wrote.
-            Self::execute(self, ctx)
+        ) -> ::loopjob::__private::DerivedRun<
+            impl ::core::future::Future<Output = ::core::result::Result<(), ::loopjob::JobError>>
+                + ::core::marker::Send,
+        > {
+            #[allow(unused_imports)]
+            use ::loopjob::__private::{OwnRun as _, RecursiveRun as _};
+            ::loopjob::__private::DerivedRun::new(
+                ::loopjob::__private::RunProbe::new(Self::execute(self, ctx)).own_run::<Self>(),
+            )
         }
     };
     let loop_job = quote! {
@@ -192,9 +201,19 @@ fn expand(input: &DeriveInput) -> syn::Result<Tokens> {
         .section
         .as_ref()
         .map_or_else(|| name.clone(), LitStr::value);
-    let spec = match &attrs.options {
-        Some(options) => quote_spanned!(options.span()=> ::loopjob::__private::Typed<#options>),
-        None => quote!(::loopjob::__private::NoOptions),
+    // Options that are not `Deserialize + Validate` get an error at the options type that
+    // names the missing derive (see `__private::checks`).
+    let options_reader = match &attrs.options {
+        Some(options) => quote_spanned! {options.span()=>
+            #[allow(unused_imports)]
+            use ::loopjob::__private::{
+                OptionsWithoutDeserialize as _, OptionsWithoutValidate as _, ReadableOptions as _,
+            };
+            (&&&::loopjob::__private::Probe::<#options>::new()).options_reader()
+        },
+        None => quote! {
+            ::loopjob::__private::OptionsReader::of::<::loopjob::__private::NoOptions>()
+        },
     };
     let build = build_tokens(fields, &attrs)?;
     Ok(quote_spanned! {discover_span=>
@@ -203,7 +222,10 @@ fn expand(input: &DeriveInput) -> syn::Result<Tokens> {
         #[automatically_derived]
         impl ::loopjob::__private::Discover for #ident {
             type Options = #options_ty;
-            type Spec = #spec;
+
+            fn options_reader() -> ::loopjob::__private::OptionsReader<Self::Options> {
+                #options_reader
+            }
             const NAME: &'static str = #name;
             const SECTION: &'static str = #section;
 
@@ -484,9 +506,15 @@ fn build_tokens(fields: &Fields, attrs: &Attributes) -> syn::Result<Tokens> {
             bindings.push(binding.clone());
             inits.push(quote!(#member: #binding));
         } else {
-            inits.push(
-                quote_spanned!(ty.span()=> #member: <#ty as ::core::default::Default>::default()),
-            );
+            // A type that is not `Default` gets an error at the field saying to make it an
+            // `Arc` resource or `Default` (see `__private::checks`).
+            inits.push(quote_spanned! {ty.span()=>
+                #member: {
+                    #[allow(unused_imports)]
+                    use ::loopjob::__private::{DefaultField as _, FieldWithoutDefault as _};
+                    (&&::loopjob::__private::Probe::<#ty>::new()).field_value()
+                }
+            });
         }
     }
     let construct = match fields {
