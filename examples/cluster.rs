@@ -75,7 +75,7 @@ impl LoopJob for Announcer {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> Result<(), loopjob::Report> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let flag = |name: &str| {
         args.iter()
@@ -97,7 +97,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// One node: a host with three guarded jobs, until SIGTERM.
-async fn run_node(node: &str, store_url: &str) -> Result<(), Box<dyn std::error::Error>> {
+async fn run_node(node: &str, store_url: &str) -> Result<(), loopjob::Report> {
     let store = loopjob::store::open(store_url)?;
     let group = if node.ends_with(['1', '3', '5', '7', '9']) {
         "odd"
@@ -122,7 +122,7 @@ async fn run_node(node: &str, store_url: &str) -> Result<(), Box<dyn std::error:
 }
 
 /// The parent: starts the nodes, prints their lines, kills the global leader, shows the takeover.
-async fn run_cluster(nodes: usize, store_url: &str) -> Result<(), Box<dyn std::error::Error>> {
+async fn run_cluster(nodes: usize, store_url: &str) -> Result<(), loopjob::Report> {
     println!("store: {store_url}");
     let store = loopjob::store::open(store_url)?;
     store.initialise().await?;

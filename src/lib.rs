@@ -27,7 +27,7 @@
 //! }
 //!
 //! #[tokio::main]
-//! async fn main() -> Result<(), loopjob::BuildError> {
+//! async fn main() -> Result<(), loopjob::Report> { // prints a failed build's problems
 //!     let host = Host::builder().job(Cleanup).build()?;
 //!     let report = host.run().await; // until Ctrl-C / SIGTERM, then graceful shutdown
 //!     tracing::info!(?report, "stopped");
@@ -60,6 +60,7 @@ mod host;
 mod identity;
 mod job;
 mod metrics;
+mod report;
 mod run;
 mod schedule;
 pub mod settings;
@@ -75,6 +76,7 @@ pub use host::{BuildError, BuildProblem, DEFAULT_SHUTDOWN_GRACE, Host, HostBuild
 pub use identity::{DEFAULT_GROUP, NodeIdentity};
 pub use job::{JobContext, JobError, LoopJob, Resources};
 pub use loopjob_macros::LoopJob;
+pub use report::Report;
 pub use schedule::{MissedTicks, NextTick, Schedule, ScheduleMode, ScheduleProblem};
 pub use settings::{
     LeaderMode, Leadership, Settings, SettingsError, SettingsLoader, SettingsProblem,
