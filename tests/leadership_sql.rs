@@ -3,6 +3,9 @@
 //! in real time; they assert order and exclusivity, and bound every wait so a failure is a clear
 //! error rather than a hang.
 
+#[path = "support/database_url.rs"]
+mod database_url;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -160,8 +163,10 @@ async fn sqlite_failover_and_handover() {
 #[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_failover_and_handover() {
-    let Ok(url) = std::env::var("LOOPJOB_TEST_POSTGRES_URL") else {
-        eprintln!("skipped: set LOOPJOB_TEST_POSTGRES_URL to run leadership tests on PostgreSQL");
+    let Some(url) = database_url::database_url(
+        "LOOPJOB_TEST_POSTGRES_URL",
+        "leadership tests on PostgreSQL",
+    ) else {
         return;
     };
     failover_and_handover(&url, &unique_prefix("pg")).await;
@@ -170,8 +175,9 @@ async fn postgres_failover_and_handover() {
 #[cfg(feature = "mysql")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_failover_and_handover() {
-    let Ok(url) = std::env::var("LOOPJOB_TEST_MYSQL_URL") else {
-        eprintln!("skipped: set LOOPJOB_TEST_MYSQL_URL to run leadership tests on MySQL");
+    let Some(url) =
+        database_url::database_url("LOOPJOB_TEST_MYSQL_URL", "leadership tests on MySQL")
+    else {
         return;
     };
     failover_and_handover(&url, &unique_prefix("my")).await;

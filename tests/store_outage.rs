@@ -4,6 +4,8 @@
 //! PostgreSQL and MySQL are reached through a TCP proxy that can cut or stall connections (the
 //! real servers are never stopped); SQLite's outage is another process holding the write lock.
 
+#[path = "support/database_url.rs"]
+mod database_url;
 #[path = "support/proxy.rs"]
 mod proxy;
 
@@ -225,18 +227,16 @@ async fn drop_tables(backend: &str, url: &str) {
 #[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_outage() {
-    match std::env::var("LOOPJOB_TEST_POSTGRES_URL") {
-        Ok(url) => network_outage("postgres", &url).await,
-        Err(_) => eprintln!("SKIPPED postgres outage: set LOOPJOB_TEST_POSTGRES_URL to run it"),
+    if let Some(url) = database_url::database_url("LOOPJOB_TEST_POSTGRES_URL", "postgres outage") {
+        network_outage("postgres", &url).await;
     }
 }
 
 #[cfg(feature = "mysql")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_outage() {
-    match std::env::var("LOOPJOB_TEST_MYSQL_URL") {
-        Ok(url) => network_outage("mysql", &url).await,
-        Err(_) => eprintln!("SKIPPED mysql outage: set LOOPJOB_TEST_MYSQL_URL to run it"),
+    if let Some(url) = database_url::database_url("LOOPJOB_TEST_MYSQL_URL", "mysql outage") {
+        network_outage("mysql", &url).await;
     }
 }
 

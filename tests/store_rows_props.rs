@@ -6,6 +6,9 @@
 
 #![cfg(all(feature = "sqlite", feature = "postgres"))]
 
+#[path = "support/database_url.rs"]
+mod database_url;
+
 use std::time::Duration;
 
 use loopjob::store::{LeaseRef, LeaseStore, StoreError, StoreOptions, open_with};
@@ -240,8 +243,9 @@ fn sqlite_rows_never_panic_and_errors_name_the_key() {
 
 #[test]
 fn postgres_rows_never_panic_and_errors_name_the_key() {
-    let Ok(url) = std::env::var("LOOPJOB_TEST_POSTGRES_URL") else {
-        eprintln!("skipped: set LOOPJOB_TEST_POSTGRES_URL");
+    let Some(url) =
+        database_url::database_url("LOOPJOB_TEST_POSTGRES_URL", "PostgreSQL row properties")
+    else {
         return;
     };
     let prefix = format!("rp{}_", std::process::id());

@@ -17,6 +17,8 @@
 
 mod checker;
 mod clock;
+#[path = "../support/database_url.rs"]
+mod database_url;
 mod faults;
 mod harness;
 mod journal;
@@ -70,11 +72,7 @@ async fn chaos_node() {
 }
 
 fn postgres_url() -> Option<String> {
-    let url = std::env::var("LOOPJOB_TEST_POSTGRES_URL").ok();
-    if url.is_none() {
-        eprintln!("skipped: set LOOPJOB_TEST_POSTGRES_URL to run the chaos suite");
-    }
-    url
+    database_url::database_url("LOOPJOB_TEST_POSTGRES_URL", "the chaos suite")
 }
 
 fn run_length() -> Duration {

@@ -6,6 +6,8 @@
 //! table prefix, so cases run concurrently and never see each other's rows.
 
 mod backends;
+#[path = "../support/database_url.rs"]
+mod database_url;
 mod suite;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -24,7 +26,10 @@ async fn sqlite() {
 async fn postgres() {
     match backends::Postgres::from_env() {
         Some(backend) => suite::run(backend).await,
-        None => eprintln!("SKIPPED postgres conformance: set LOOPJOB_TEST_POSTGRES_URL to run it"),
+        None => drop(database_url::database_url(
+            "LOOPJOB_TEST_POSTGRES_URL",
+            "postgres conformance",
+        )),
     }
 }
 
@@ -33,6 +38,9 @@ async fn postgres() {
 async fn mysql() {
     match backends::MySql::from_env() {
         Some(backend) => suite::run(backend).await,
-        None => eprintln!("SKIPPED mysql conformance: set LOOPJOB_TEST_MYSQL_URL to run it"),
+        None => drop(database_url::database_url(
+            "LOOPJOB_TEST_MYSQL_URL",
+            "mysql conformance",
+        )),
     }
 }
