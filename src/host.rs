@@ -517,7 +517,7 @@ impl Host {
                         error.to_string()
                     };
                     for name in names {
-                        tracing::error!(job = %name, %message, "supervisor failed");
+                        tracing::error!(job = %name, panic = %message, "supervisor failed");
                         if let Some(status) = self.handle.status(&name) {
                             report.jobs.push(JobReport {
                                 name: name.to_string(),

@@ -265,7 +265,7 @@ impl Supervisor {
                 tracing::warn!(job = %self.shared.name, %error, "run failed")
             }
             RunOutcome::Panicked(message) => {
-                tracing::error!(job = %self.shared.name, %message, "run panicked")
+                tracing::error!(job = %self.shared.name, panic = %message, "run panicked")
             }
             RunOutcome::TimedOut => {
                 tracing::warn!(job = %self.shared.name, timeout = ?self.schedule.timeout, "run timed out")
@@ -408,7 +408,7 @@ impl Supervisor {
             if let Err(error) = tokio::spawn(hook).await {
                 if error.is_panic() {
                     let message = panic_message(error.into_panic());
-                    tracing::error!(job = %name, %message, "leadership hook panicked");
+                    tracing::error!(job = %name, panic = %message, "leadership hook panicked");
                 }
             }
         });
@@ -507,7 +507,7 @@ impl Supervisor {
             } else {
                 error.to_string()
             };
-            tracing::error!(job = %self.shared.name, hook, %message, "lifecycle hook panicked");
+            tracing::error!(job = %self.shared.name, hook, panic = %message, "lifecycle hook panicked");
         }
     }
 }

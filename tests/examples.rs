@@ -151,6 +151,12 @@ fn quickstart_ticks_and_stops_on_sigterm_with_its_report() {
         "exit status {status}; output:\n{}",
         lines.join("\n")
     );
+    assert_eq!(
+        count(&lines, "shutdown requested"),
+        1,
+        "{}",
+        lines.join("\n")
+    );
     for job in ["heartbeat", "slow_report", "warm_cache"] {
         assert_eq!(
             lines

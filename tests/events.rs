@@ -1,0 +1,232 @@
+//! The `tracing` events README lists (its Observability table) are emitted, each with the level
+//! and the fields README gives, captured with a test subscriber.
+
+#[path = "support/faulty_store.rs"]
+mod faulty_store;
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use loopjob::store::MemoryStore;
+use loopjob::{Host, JobError, LeaderMode, Leadership, Schedule};
+use tracing::field::{Field, Visit};
+use tracing::span::Attributes;
+use tracing::{Event, Id, Level, Subscriber};
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::{Layer, Registry};
+
+/// README's table: each event's message (or the span's name), its level and its fields.
+const PROMISED: &[(&str, Level, &[&str])] = &[
+    ("loopjob.run", Level::INFO, &["job", "run_id", "attempt"]),
+    ("host started", Level::INFO, &["jobs", "shards", "node"]),
+    (
+        "tick skipped: run in flight",
+        Level::DEBUG,
+        &["job", "in_flight"],
+    ),
+    (
+        "ticks missed during a stall",
+        Level::WARN,
+        &["job", "missed"],
+    ),
+    ("run failed", Level::WARN, &["job", "error"]),
+    (
+        "run failed; retrying",
+        Level::WARN,
+        &["job", "run_id", "attempt", "outcome", "retry_in"],
+    ),
+    ("run timed out", Level::WARN, &["job", "timeout"]),
+    ("run panicked", Level::ERROR, &["job", "panic"]),
+    (
+        "run ignored cancellation and was dropped",
+        Level::WARN,
+        &["job", "grace"],
+    ),
+    ("leadership acquired", Level::INFO, &["job", "key", "epoch"]),
+    (
+        "leadership lost",
+        Level::WARN,
+        &["job", "key", "epoch", "reason"],
+    ),
+    ("shutdown requested through the handle", Level::INFO, &[]),
+    (
+        "runs still in flight after the shutdown grace were dropped",
+        Level::WARN,
+        &["job", "overdue", "grace"],
+    ),
+    ("host stopped", Level::INFO, &["dropped"]),
+];
+
+/// What was seen: (message or span name, level, field names).
+#[derive(Clone, Default)]
+struct Seen(Arc<Mutex<Vec<(String, Level, BTreeSet<String>)>>>);
+
+#[derive(Default)]
+struct Fields {
+    message: String,
+    names: BTreeSet<String>,
+}
+
+impl Visit for Fields {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.message = format!("{value:?}");
+        } else {
+            self.names.insert(field.name().to_owned());
+        }
+    }
+}
+
+impl<S: Subscriber> Layer<S> for Seen {
+    fn on_new_span(&self, attrs: &Attributes<'_>, _: &Id, _: Context<'_, S>) {
+        let mut fields = Fields::default();
+        attrs.record(&mut fields);
+        let meta = attrs.metadata();
+        let entry = (meta.name().to_owned(), *meta.level(), fields.names);
+        self.0.lock().unwrap().push(entry);
+    }
+
+    fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        let entry = (fields.message, *event.metadata().level(), fields.names);
+        self.0.lock().unwrap().push(entry);
+    }
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_event_readme_lists_is_emitted_with_its_fields() {
+    let seen = Seen::default();
+    let _subscriber = tracing::subscriber::set_default(Registry::default().with(seen.clone()));
+
+    let shared = Arc::new(MemoryStore::new());
+    let store = faulty_store::FaultyStore::new(shared, true);
+    let mut attempts = 0;
+    let host = Host::builder()
+        .store(store.clone())
+        // Runs 15 s of every 10: the tick at 10 s is skipped.
+        .job_fn("slow", Schedule::every(secs(10)), |ctx| async move {
+            tokio::select! {
+                _ = tokio::time::sleep(secs(15)) => {}
+                _ = ctx.cancelled() => {}
+            }
+            Ok(())
+        })
+        // Fails its first attempt, succeeds on the retry.
+        .job_fn(
+            "flaky",
+            Schedule::every(secs(100)).retries(1),
+            move |_ctx| {
+                attempts += 1;
+                let attempt = attempts;
+                async move {
+                    match attempt {
+                        1 => Err(JobError::msg("the queue is busy")),
+                        _ => Ok(()),
+                    }
+                }
+            },
+        )
+        // Fails without retries.
+        .job_fn("failing", Schedule::every(secs(100)), |_ctx| async {
+            Err(JobError::msg("the disk is full"))
+        })
+        // Outlives its timeout but stops when cancelled.
+        .job_fn(
+            "late",
+            Schedule::every(secs(100)).timeout(secs(1)),
+            |ctx| async move {
+                tokio::select! {
+                    _ = tokio::time::sleep(secs(5)) => {}
+                    _ = ctx.cancelled() => {}
+                }
+                Ok(())
+            },
+        )
+        .job_fn("panicky", Schedule::every(secs(100)), |_ctx| async {
+            panic!("a bug in the job")
+        })
+        // Ignores its token when the operator cancels its run: dropped after the cancel grace.
+        .job_fn(
+            "stubborn",
+            Schedule::every(secs(100)).cancel_grace(secs(1)),
+            |_ctx| async {
+                tokio::time::sleep(secs(50)).await;
+                Ok(())
+            },
+        )
+        // Ignores its token at shutdown: dropped after the shutdown grace.
+        .job_fn(
+            "deaf",
+            Schedule::every(secs(100)).initial_delay(secs(30)),
+            |_ctx| async {
+                tokio::time::sleep(secs(500)).await;
+                Ok(())
+            },
+        )
+        // Holds a global lease until its store is cut off.
+        .job_fn("leader", Schedule::every(secs(5)), |_ctx| async { Ok(()) })
+        .leadership(
+            "leader",
+            Leadership::new(LeaderMode::Global).lease_ttl(secs(3)),
+        )
+        .shutdown_grace(secs(2))
+        .build()
+        .unwrap();
+    let handle = host.handle();
+    let running = tokio::spawn(host.run_until(std::future::pending()));
+
+    tokio::time::sleep(secs(3)).await;
+    handle.cancel_runs("stubborn").await.unwrap();
+    tokio::time::sleep(secs(9)).await;
+    // A stall of 25 s: the clock jumps without the supervisors being polled.
+    tokio::time::advance(secs(25)).await;
+    tokio::time::sleep(secs(3)).await;
+    // The leader's line to the store is cut: its lease runs out.
+    store.cut(true);
+    tokio::time::sleep(secs(10)).await;
+    handle.shutdown();
+    running.await.unwrap();
+
+    let seen = seen.0.lock().unwrap().clone();
+    let mut missing = Vec::new();
+    for (message, level, fields) in PROMISED {
+        let found = seen.iter().any(|(seen_message, seen_level, seen_fields)| {
+            seen_message == message
+                && seen_level == level
+                && fields.iter().all(|field| seen_fields.contains(*field))
+        });
+        if !found {
+            missing.push(format!("{message} ({level}, {fields:?})"));
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "not emitted as README says: {missing:#?}\nseen: {seen:#?}"
+    );
+}
+
+/// Each event of the table above is in README's Observability table, and the other way round
+/// (`shutdown requested`, on a signal, is seen by `tests/examples.rs`).
+#[test]
+fn readme_lists_exactly_these_events() {
+    let readme = include_str!("../README.md");
+    let section = readme
+        .split("### Observability")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("README has an Observability section");
+    let listed: BTreeSet<&str> = section
+        .lines()
+        .filter(|line| line.starts_with("| `"))
+        .filter_map(|line| line.split('`').nth(1))
+        .collect();
+    let mut promised: BTreeSet<&str> = PROMISED.iter().map(|(message, _, _)| *message).collect();
+    promised.insert("shutdown requested");
+    assert_eq!(listed, promised);
+}
