@@ -48,6 +48,9 @@
 //!
 //! The library never prints: it logs through `tracing` (a span `loopjob.run` per attempt with
 //! the job, run id and attempt) and, with the `metrics` feature, counts through `metrics`.
+//!
+//! The architecture, the safety argument of the leadership guard and the lease store contract
+//! are in the repository's `docs/ARCHITECTURE.md`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
