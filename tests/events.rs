@@ -58,9 +58,12 @@ const PROMISED: &[(&str, Level, &[&str])] = &[
     ("host stopped", Level::INFO, &["dropped"]),
 ];
 
-/// What was seen: (message or span name, level, field names).
+/// One event or span seen: its message (or the span's name), its level and its field names.
+type Sighting = (String, Level, BTreeSet<String>);
+
+/// Everything seen, in order.
 #[derive(Clone, Default)]
-struct Seen(Arc<Mutex<Vec<(String, Level, BTreeSet<String>)>>>);
+struct Seen(Arc<Mutex<Vec<Sighting>>>);
 
 #[derive(Default)]
 struct Fields {
