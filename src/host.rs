@@ -579,25 +579,35 @@ fn guard_for(registration: &Registration, node: &NodeIdentity) -> (GuardedJob, G
 }
 
 /// Completes on SIGINT or SIGTERM (on other platforms, Ctrl-C).
-async fn shutdown_signal() {
+fn shutdown_signal() -> impl Future<Output = ()> {
+    // The listeners are registered when `run` starts, before any job does, not when this
+    // future is first polled: a signal that arrives while the jobs start is then a shutdown,
+    // never the default action (the process dies).
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = terminate.recv() => {}
+        let listeners = signal(SignalKind::interrupt()).and_then(|interrupt| {
+            signal(SignalKind::terminate()).map(|terminate| (interrupt, terminate))
+        });
+        async move {
+            match listeners {
+                Ok((mut interrupt, mut terminate)) => {
+                    tokio::select! {
+                        _ = interrupt.recv() => {}
+                        _ = terminate.recv() => {}
+                    }
                 }
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the host");
-                let _ = tokio::signal::ctrl_c().await;
+                Err(error) => {
+                    tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the host");
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

@@ -141,7 +141,8 @@ fn count(lines: &[String], text: &str) -> usize {
 #[test]
 fn quickstart_ticks_and_stops_on_sigterm_with_its_report() {
     let mut quickstart = Running::start(example("quickstart"));
-    quickstart.wait_for("running; press Ctrl-C to stop", Duration::from_secs(20));
+    // "host started" is logged once the host listens for signals.
+    quickstart.wait_for("host started", Duration::from_secs(20));
     quickstart.wait_for("heartbeat: still alive", Duration::from_secs(10));
     quickstart.wait_for("slow_report: started, takes 5s", Duration::from_secs(10));
     quickstart.signal("TERM");
@@ -177,7 +178,7 @@ fn pc_keep_alive_declares_silent_pcs_offline_and_stops_on_sigint() {
     let mut command = example("pc_keep_alive");
     command.args(["--config", "config/pc_keep_alive.toml"]);
     let mut job = Running::start(command);
-    job.wait_for("running; press Ctrl-C to stop", Duration::from_secs(20));
+    job.wait_for("host started", Duration::from_secs(20));
     job.wait_for("00:1a:2b:00:00:02", Duration::from_secs(10));
     job.wait_for("00:1a:2b:00:00:03", Duration::from_secs(10));
     job.signal("INT");
