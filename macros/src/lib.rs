@@ -46,6 +46,11 @@ use syn::{Data, DeriveInput, Error, Fields, Lit, LitStr, Type, parse_macro_input
 /// section; each `Arc<T>` field gets the resource of type `T` registered on the builder (a
 /// missing one is a build error naming the field); every other field is `Default::default()`.
 /// A discovered job cannot be generic.
+///
+/// Mistakes get an error that says what to write, at the tokens at fault: a struct without its
+/// own `execute`, an options type that is not `Deserialize` and `Validate`, a field that is
+/// neither `Default` nor an `Arc<T>` resource, an unknown or malformed key (the crate's
+/// `tests/ui` holds one case of each).
 #[proc_macro_derive(LoopJob, attributes(loopjob))]
 pub fn derive_loop_job(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
