@@ -60,7 +60,11 @@ fn later_files_override_earlier_ones_and_the_environment_overrides_files() {
     let job = settings
         .job("cleanup", &code(), &Leadership::default())
         .unwrap();
-    assert_eq!(job.schedule.interval, 120 * SEC, "prod.toml over base.toml");
+    assert_eq!(
+        job.schedule.interval(),
+        Some(120 * SEC),
+        "prod.toml over base.toml"
+    );
     assert_eq!(
         job.schedule.retries, 2,
         "base.toml where prod.toml is silent"
