@@ -233,12 +233,18 @@ impl CronSchedule {
     }
 
     /// What a cron job does when it wakes with its wall clock at `now`, past `scheduled` (its
-    /// next occurrence), having reached `lived` by the passage of time alone (the wall clock
-    /// when it last looked, plus the monotonic time since): see the module's rules.
+    /// next occurrence), `elapsed` (monotonic) after it last looked at the wall clock and read
+    /// `looked`: see the module's rules.
+    ///
+    /// The clock may have been stepped at any moment between the two looks, so an occurrence
+    /// counts as jumped over only if no moment fits otherwise: it lies after what the passage
+    /// of time alone reached from the last look (`looked + elapsed`), and before what it could
+    /// have reached since a step at the very start (`now - elapsed`).
     pub(crate) fn due(
         &self,
         scheduled: Timestamp,
-        lived: Timestamp,
+        looked: Timestamp,
+        elapsed: Duration,
         now: Timestamp,
         catch_up: CatchUp,
     ) -> Due {
@@ -258,8 +264,10 @@ impl CronSchedule {
             // Counted enough: the latest one is the one before `next`.
             latest = self.previous_or_at(now).unwrap_or(latest);
         }
-        let reached = lived.checked_add(JUMP_TOLERANCE).unwrap_or(lived).min(now);
-        let lived_through = scheduled <= reached;
+        let margin = elapsed.saturating_add(JUMP_TOLERANCE);
+        let reached = looked.checked_add(margin).unwrap_or(now).min(now);
+        let since_step = now.checked_sub(margin).unwrap_or(looked);
+        let lived_through = scheduled <= reached || latest > since_step;
         let run = (lived_through || catch_up == CatchUp::Once).then_some(latest);
         Due {
             run,
@@ -343,5 +351,76 @@ impl fmt::Debug for CronSchedule {
 impl fmt::Display for CronSchedule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "`{}` in {}", self.expression, self.timezone)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINUTE: Duration = Duration::from_secs(60);
+
+    fn every_five_minutes() -> CronSchedule {
+        CronSchedule::new("*/5 * * * *")
+    }
+
+    fn at(text: &str) -> Timestamp {
+        text.parse().expect("a timestamp")
+    }
+
+    #[test]
+    fn an_occurrence_reached_on_time_runs() {
+        let due = every_five_minutes().due(
+            at("2026-01-01T00:05:00Z"),
+            at("2026-01-01T00:04:00Z"),
+            MINUTE,
+            at("2026-01-01T00:05:00Z"),
+            CatchUp::Skip,
+        );
+        assert_eq!(
+            due,
+            Due {
+                run: Some(at("2026-01-01T00:05:00Z")),
+                missed: 0,
+                next: Some(at("2026-01-01T00:10:00Z")),
+            }
+        );
+    }
+
+    #[test]
+    fn after_a_stall_the_latest_occurrence_runs_once() {
+        // Looked at 00:04, stalled twenty minutes (monotonic): 00:05 … 00:20 were lived through.
+        let due = every_five_minutes().due(
+            at("2026-01-01T00:05:00Z"),
+            at("2026-01-01T00:04:00Z"),
+            20 * MINUTE,
+            at("2026-01-01T00:24:00Z"),
+            CatchUp::Skip,
+        );
+        assert_eq!(due.run, Some(at("2026-01-01T00:20:00Z")));
+        assert_eq!(due.missed, 3);
+        assert_eq!(due.next, Some(at("2026-01-01T00:25:00Z")));
+    }
+
+    #[test]
+    fn occurrences_jumped_over_follow_catch_up() {
+        // Looked at 00:03; one minute later the clock reads 01:07:30: 00:05 … 01:05 were jumped
+        // over (01:05 too: a step at any moment of that minute lands after it).
+        let jumped = |catch_up| {
+            every_five_minutes().due(
+                at("2026-01-01T00:05:00Z"),
+                at("2026-01-01T00:03:00Z"),
+                MINUTE,
+                at("2026-01-01T01:07:30Z"),
+                catch_up,
+            )
+        };
+        let once = jumped(CatchUp::Once);
+        assert_eq!(once.run, Some(at("2026-01-01T01:05:00Z")));
+        assert_eq!(once.missed, 12);
+        let skip = jumped(CatchUp::Skip);
+        assert_eq!(skip.run, None);
+        assert_eq!(skip.missed, 13);
+        assert_eq!(skip.next, Some(at("2026-01-01T01:10:00Z")));
     }
 }

@@ -85,11 +85,9 @@ mod with_cron {
                 self.wait(ticking, scheduled, fire_at, wall, now);
                 return None;
             }
-            let lived = state
-                .looked_wall
-                .checked_add(now.saturating_duration_since(state.looked_at))
-                .unwrap_or(wall);
-            let due = cron.due(state.scheduled, lived, wall, self.schedule.catch_up);
+            let elapsed = now.saturating_duration_since(state.looked_at);
+            let catch_up = self.schedule.catch_up;
+            let due = cron.due(state.scheduled, state.looked_wall, elapsed, wall, catch_up);
             if due.missed > 0 {
                 ticking.count(|c| c.missed += due.missed);
                 metrics::ticks_missed(&self.shared.name, due.missed);
