@@ -143,6 +143,7 @@ fn every_schedule_key_is_read() {
         skip_if_running = false
         max_overlap = 2
         missed_ticks = "delay"
+        catch_up = "skip"
         jitter = "2s"
         align = true
         timeout = "10m"
@@ -159,6 +160,7 @@ fn every_schedule_key_is_read() {
         .skip_if_running(false)
         .max_overlap(2)
         .missed_ticks(loopjob::MissedTicks::Delay)
+        .catch_up(loopjob::CatchUp::Skip)
         .jitter(2 * SEC)
         .align(true)
         .timeout(600 * SEC)
