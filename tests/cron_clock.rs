@@ -178,3 +178,30 @@ async fn the_handle_shows_the_next_runs_in_the_jobs_zone() {
     assert!(handle.next_runs("interval", 2).expect("a job").is_empty());
     assert!(handle.next_runs("unknown", 2).is_err());
 }
+
+#[tokio::test(start_paused = true)]
+async fn occurrences_that_fall_due_while_paused_are_not_run() {
+    let clock = TestClock::starting_at(at("2026-01-01T00:00:30Z"));
+    let starts = Starts::default();
+    let (recorded, job_clock) = (starts.clone(), clock.clone());
+    let host = Host::builder()
+        .wall_clock(clock)
+        .job_fn("cron", Schedule::cron("*/5 * * * *"), move |_ctx| {
+            recorded.push(&job_clock);
+            async { Ok(()) }
+        })
+        .build()
+        .expect("a valid job");
+    let handle = host.handle();
+    let start = Instant::now();
+    let steer = async move {
+        sleep_until(start + 6 * MINUTE).await;
+        handle.pause("cron").await.expect("paused");
+        sleep_until(start + 16 * MINUTE).await;
+        handle.resume("cron").await.expect("resumed");
+        sleep_until(start + 21 * MINUTE).await;
+    };
+    host.run_until(steer).await;
+    // 00:10 and 00:15 fell due while paused; the job goes on at 00:20.
+    assert_eq!(starts.get(), ["00:05:00", "00:20:00"]);
+}

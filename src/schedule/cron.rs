@@ -48,6 +48,7 @@
 //! schedule calls it with the store's clock.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use croner::Cron;
@@ -105,7 +106,8 @@ const GAP_SAMPLE: usize = 64;
 pub struct CronSchedule {
     expression: String,
     timezone: String,
-    pattern: Result<Cron, String>,
+    /// Shared: a parsed pattern is a few hundred bytes, and schedules are cloned.
+    pattern: Arc<Result<Cron, String>>,
     zone: Result<TimeZone, String>,
 }
 
@@ -128,7 +130,7 @@ impl CronSchedule {
         CronSchedule {
             expression,
             timezone: "UTC".to_owned(),
-            pattern,
+            pattern: Arc::new(pattern),
             zone: Ok(TimeZone::UTC),
         }
     }
@@ -152,7 +154,7 @@ impl CronSchedule {
     /// What is wrong with the expression and the zone (`cron` and `timezone` problems).
     pub(crate) fn problems(&self) -> Vec<ScheduleProblem> {
         let mut problems = Vec::new();
-        if let Err(message) = &self.pattern {
+        if let Err(message) = &*self.pattern {
             problems.push(ScheduleProblem {
                 field: "cron",
                 message: message.clone(),
@@ -285,7 +287,7 @@ impl CronSchedule {
     }
 
     fn parts(&self) -> Option<(&Cron, &TimeZone)> {
-        Some((self.pattern.as_ref().ok()?, self.zone.as_ref().ok()?))
+        Some(((*self.pattern).as_ref().ok()?, self.zone.as_ref().ok()?))
     }
 }
 
