@@ -583,7 +583,31 @@ fn snake_case(name: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::snake_case;
+    use super::{expand, snake_case};
+
+    fn error_of(source: &str) -> String {
+        let input: syn::DeriveInput = syn::parse_str(source).expect("a struct");
+        match expand(&input) {
+            Ok(_) => panic!("expected an error for {source}"),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    #[test]
+    fn cron_and_interval_exclude_each_other_and_timezone_needs_cron() {
+        let both = error_of(r#"#[loopjob(interval = "1m", cron = "* * * * *")] struct Job;"#);
+        assert!(
+            both.contains("`cron` and `interval` are exclusive"),
+            "{both}"
+        );
+        let zone = error_of(r#"#[loopjob(interval = "1m", timezone = "UTC")] struct Job;"#);
+        assert!(
+            zone.contains("`timezone` applies to a cron schedule"),
+            "{zone}"
+        );
+        let text = error_of(r#"#[loopjob(cron = 5)] struct Job;"#);
+        assert!(text.contains("`cron` expects a string"), "{text}");
+    }
 
     #[test]
     fn names_are_snake_case() {

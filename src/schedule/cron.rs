@@ -44,8 +44,13 @@
 //!   [`JobCounters::missed`](crate::JobCounters). An occurrence the node lived through (reached
 //!   by the passage of time, only late, as after a stall) always runs.
 //!
-//! [`CronSchedule::next_after`] is the pure search behind it all; a guarded job's cluster
-//! schedule calls it with the store's clock.
+//! The first occurrence is the first one after the host's start plus `initial_delay`.
+//!
+//! [`CronSchedule::next_after`] is the pure search behind it all. A guarded job is meant to
+//! keep its next occurrence in the cluster schedule's record instead, computed with
+//! [`CronSchedule::next_after_ms`] on the store's clock, so that a failover or a restart neither
+//! repeats nor skips one; until that is wired, a guarded cron job ticks on its own node's wall
+//! clock like an unguarded one, and runs only where it holds the lease.
 
 use std::fmt;
 use std::sync::Arc;
