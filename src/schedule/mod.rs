@@ -38,7 +38,8 @@ pub use ticks::NextTick;
 
 /// How often a job runs, and what happens around each run.
 ///
-/// Build one with [`Schedule::every`] (or [`Schedule::cron`], with the `cron` feature) and chain the settings that differ from the defaults:
+/// Build one with [`Schedule::every`] (or `Schedule::cron`, with the `cron` feature) and chain
+/// the settings that differ from the defaults:
 ///
 /// ```
 /// use std::time::Duration;
