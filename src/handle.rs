@@ -127,8 +127,9 @@ impl HostHandle {
         self.find(name).ok().map(|job| job.shared.status().clone())
     }
 
-    /// The next `count` occurrences of a cron job after the host's wall clock now, in the job's
-    /// time zone (empty for an interval job, whose ticks are in [`JobStatus::next_tick`]).
+    /// The next `count` occurrences of a cron job, in the job's time zone: from the one it waits
+    /// for (after the host's wall clock now; later, if the clock was stepped back). Empty for an
+    /// interval job, whose next tick is in [`JobStatus::next_tick`].
     ///
     /// ```
     /// use loopjob::{Host, Schedule};
@@ -149,7 +150,18 @@ impl HostHandle {
         };
         let now = jiff::Timestamp::try_from(self.inner.clock.now())
             .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
-        Ok(cron.next_runs(now, count))
+        // The occurrence the job waits for, by its status: after a step of the clock backwards
+        // that is later than the next one after now (no occurrence runs twice). Occurrences are
+        // whole seconds apart, so half a second below it finds it, and not the one before.
+        let waited_for = job.shared.status().next_tick.and_then(|tick| {
+            let ahead = tick.checked_duration_since(tokio::time::Instant::now())?;
+            now.checked_add(ahead)
+                .ok()?
+                .checked_sub(std::time::Duration::from_millis(500))
+                .ok()
+        });
+        let after = waited_for.map_or(now, |waited_for| waited_for.max(now));
+        Ok(cron.next_runs(after, count))
     }
 
     /// Waits until `predicate` holds for the job's status, and returns that status.

@@ -72,19 +72,35 @@ async fn runs_at_the_occurrences_of_the_wall_clock() {
 #[tokio::test(start_paused = true)]
 async fn a_clock_stepped_back_an_hour_repeats_no_occurrence() {
     let clock = TestClock::starting_at(at("2026-01-01T00:00:30Z"));
-    let (starts, report) = run_with(
-        Schedule::cron("*/5 * * * *"),
-        clock,
-        |clock, start| async move {
-            // At 00:12:30 the clock goes back to 23:12:30 the day before.
-            sleep_until(start + 12 * MINUTE).await;
-            clock.step_back(HOUR);
-            // 00:05 and 00:10 ran; the job waits until the clock reaches 00:15 again.
-            sleep_until(start + 12 * MINUTE + HOUR + 4 * MINUTE).await;
-        },
-    )
-    .await;
-    assert_eq!(starts, ["00:05:00", "00:10:00", "00:15:00"]);
+    let starts = Starts::default();
+    let (recorded, job_clock) = (starts.clone(), clock.clone());
+    let host = Host::builder()
+        .wall_clock(clock.clone())
+        .job_fn("cron", Schedule::cron("*/5 * * * *"), move |_ctx| {
+            recorded.push(&job_clock);
+            async { Ok(()) }
+        })
+        .build()
+        .expect("a valid job");
+    let handle = host.handle();
+    let start = Instant::now();
+    let steer = async move {
+        // At 00:12:30 the clock goes back to 23:12:30 the day before.
+        sleep_until(start + 12 * MINUTE).await;
+        clock.step_back(HOUR);
+        // The job looks at the clock within a minute: it still waits for 00:15, and says so.
+        sleep_until(start + 14 * MINUTE).await;
+        let next = handle.next_runs("cron", 2).expect("a job");
+        let shown: Vec<String> = next
+            .iter()
+            .map(|run| run.strftime("%H:%M").to_string())
+            .collect();
+        assert_eq!(shown, ["00:15", "00:20"]);
+        // 00:05 and 00:10 ran; the job waits until the clock reaches 00:15 again.
+        sleep_until(start + 12 * MINUTE + HOUR + 4 * MINUTE).await;
+    };
+    let report = host.run_until(steer).await;
+    assert_eq!(starts.get(), ["00:05:00", "00:10:00", "00:15:00"]);
     assert_eq!(report.job("cron").unwrap().status.counters.missed, 0);
 }
 
