@@ -221,3 +221,29 @@ async fn occurrences_that_fall_due_while_paused_are_not_run() {
     // 00:10 and 00:15 fell due while paused; the job goes on at 00:20.
     assert_eq!(starts.get(), ["00:05:00", "00:20:00"]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_hourly_job_runs_25_times_on_berlins_autumn_day() {
+    // 25 October 2026 in Berlin: midnight is 22:00 UTC the day before; the day has 25 hours.
+    let clock = TestClock::starting_at(at("2026-10-24T21:59:30Z"));
+    let schedule = Schedule::cron("0 * * * *").timezone("Europe/Berlin");
+    let (starts, _) = run_with(schedule, clock, |_, start| sleep_until(start + 25 * HOUR)).await;
+    assert_eq!(starts.len(), 25, "{starts:?}");
+    assert_eq!(starts.first().map(String::as_str), Some("22:00:00"));
+    assert_eq!(starts.last().map(String::as_str), Some("22:00:00"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn jitter_delays_each_occurrence_within_its_bound() {
+    let clock = TestClock::starting_at(at("2026-01-01T00:00:30Z"));
+    let schedule = Schedule::cron("*/5 * * * *").jitter(Duration::from_secs(30));
+    let (starts, _) = run_with(schedule, clock, |_, start| sleep_until(start + 16 * MINUTE)).await;
+    let minutes: Vec<&str> = starts.iter().map(|start| &start[..5]).collect();
+    assert_eq!(minutes, ["00:05", "00:10", "00:15"], "{starts:?}");
+    assert!(
+        starts
+            .iter()
+            .all(|start| start[6..].parse::<u32>().unwrap() <= 30),
+        "{starts:?}"
+    );
+}
