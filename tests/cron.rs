@@ -291,3 +291,49 @@ fn jitter_and_backoff_must_be_shorter_than_the_shortest_gap() {
         .retry_backoff(std::time::Duration::from_secs(600));
     assert!(weekdays.validate().is_ok());
 }
+
+#[test]
+fn each_time_of_a_list_or_range_keeps_the_rule_of_a_time() {
+    // Twice a day: 02:00 moves to 03:00 in the spring gap, and runs once in the autumn fold.
+    let twice = cron("0 2,14 * * *", "Europe/Berlin");
+    let after = local("Europe/Berlin", 2026, 3, 28, 15, 0);
+    assert_eq!(
+        shown(&twice.next_runs(after, 3)),
+        [
+            "2026-03-29T03:00:00+02:00[Europe/Berlin]",
+            "2026-03-29T14:00:00+02:00[Europe/Berlin]",
+            "2026-03-30T02:00:00+02:00[Europe/Berlin]",
+        ]
+    );
+    let after = local("Europe/Berlin", 2026, 10, 24, 15, 0);
+    assert_eq!(
+        shown(&twice.next_runs(after, 2)),
+        [
+            "2026-10-25T02:00:00+02:00[Europe/Berlin]",
+            "2026-10-25T14:00:00+01:00[Europe/Berlin]",
+        ]
+    );
+    // A range of hours: 02:00 and 03:00 meet at 03:00 in the spring, and run once.
+    let night = cron("0 1-3 * * *", "Europe/Berlin");
+    assert_eq!(
+        shown(&day(&night, "Europe/Berlin", 2026, 3, 29)),
+        [
+            "2026-03-29T01:00:00+01:00[Europe/Berlin]",
+            "2026-03-29T03:00:00+02:00[Europe/Berlin]",
+        ]
+    );
+    assert_eq!(
+        shown(&day(&night, "Europe/Berlin", 2026, 10, 25)),
+        [
+            "2026-10-25T01:00:00+02:00[Europe/Berlin]",
+            "2026-10-25T02:00:00+02:00[Europe/Berlin]",
+            "2026-10-25T03:00:00+01:00[Europe/Berlin]",
+        ]
+    );
+    // A frequency inside a fixed hour runs through real time: both passes of 01:xx in New York.
+    let quarter_hours = cron("*/15 1 * * *", "America/New_York");
+    assert_eq!(
+        day(&quarter_hours, "America/New_York", 2026, 11, 1).len(),
+        8
+    );
+}

@@ -4,8 +4,10 @@
 //! # Crates
 //!
 //! The expression is parsed, and its next occurrence searched, by [croner] (its `jiff` backend,
-//! without chrono): it reads five and six fields, `L`, `W` and `#`, and states, and tests, a
-//! daylight-saving rule per pattern kind that is the one below. Time zones are [jiff]'s, with the
+//! without chrono): it reads five and six fields, `L`, `W` and `#`, and states, and tests, the
+//! daylight-saving rules below for an expression that names one time of day; loopjob extends
+//! them to each time of a list or range (`0 2,14 * * *`), which croner treats as a frequency
+//! ([`CronSchedule::next_after`]). Time zones are [jiff]'s, with the
 //! IANA database compiled into the binary (`tzdb-bundle-always`, read through
 //! `TimeZoneDatabase::bundled`), so that an occurrence is the same on every machine whatever
 //! its `/usr/share/zoneinfo` holds, or lacks (a distroless container has none). jiff is also
@@ -17,12 +19,13 @@
 //! An expression names wall-clock times in its zone. When the clocks change:
 //!
 //! * **Spring forward (a gap).** A time the gap skips (02:30 when 02:00 jumps to 03:00) runs
-//!   once, at the first instant after the gap (03:00), if the expression names a fixed hour and
-//!   minute (`30 2 * * *`). An expression with a wildcard or a step in its hour or minute field
-//!   (`0 * * * *`, `*/15 * * * *`) is a frequency, not a time: its occurrences inside the gap do
-//!   not exist, so an hourly job runs 23 times on a 23-hour day.
+//!   once, at the first instant after the gap (03:00), if the expression names times of day:
+//!   specific seconds, minutes and hours, one or a list or a range of each (`30 2 * * *`,
+//!   `0 2,14 * * *`). An expression with a wildcard or a step in its second, minute or hour
+//!   field (`0 * * * *`, `*/15 9 * * *`) is a frequency, not a time: its occurrences inside the
+//!   gap do not exist, so an hourly job runs 23 times on a 23-hour day.
 //! * **Fall back (a fold).** A time that the fold repeats (01:30 when 02:00 goes back to 01:00)
-//!   runs once, at its first occurrence, if the expression names a fixed time. A frequency runs
+//!   runs once, at its first occurrence, if the expression names times of day. A frequency runs
 //!   through both passes: an hourly job runs 25 times on a 25-hour day.
 //!
 //! Zones whose shift is not an hour (Australia/Lord_Howe moves 30 minutes) and zones whose
@@ -114,6 +117,8 @@ pub struct CronSchedule {
     /// Shared: a parsed pattern is a few hundred bytes, and schedules are cloned.
     pattern: Arc<Result<Cron, String>>,
     zone: Result<TimeZone, String>,
+    /// Whether the expression names times of day (see [`names_times_of_day`]).
+    times_of_day: bool,
 }
 
 impl CronSchedule {
@@ -133,6 +138,7 @@ impl CronSchedule {
             }
         });
         CronSchedule {
+            times_of_day: names_times_of_day(&expression),
             expression,
             timezone: "UTC".to_owned(),
             pattern: Arc::new(pattern),
@@ -181,9 +187,25 @@ impl CronSchedule {
     /// This is the whole timing rule of a cron job: pure, and the same on every machine.
     pub fn next_after(&self, after: Timestamp) -> Option<Zoned> {
         let (pattern, zone) = self.parts()?;
-        pattern
-            .find_next_occurrence(&after.to_zoned(zone.clone()), false)
-            .ok()
+        let mut from = after;
+        loop {
+            let next = pattern
+                .find_next_occurrence(&from.to_zoned(zone.clone()), false)
+                .ok()?;
+            if !self.times_of_day {
+                return Some(next);
+            }
+            // croner keeps the daylight-saving rule of a time for an expression that names one
+            // time of day (`30 2 * * *`), and treats a list or a range (`0 2,14 * * *`) as a
+            // frequency; here each time of a list gets the rule of a time.
+            if let Some(gap_end) = skipped_in_a_gap(pattern, zone, after, next.timestamp()) {
+                return Some(gap_end.to_zoned(zone.clone()));
+            }
+            if !is_second_pass(zone, &next) {
+                return Some(next);
+            }
+            from = next.timestamp();
+        }
     }
 
     /// [`CronSchedule::next_after`] in milliseconds since the Unix epoch, as a store's clock
@@ -293,6 +315,69 @@ impl CronSchedule {
 
     fn parts(&self) -> Option<(&Cron, &TimeZone)> {
         Some(((*self.pattern).as_ref().ok()?, self.zone.as_ref().ok()?))
+    }
+}
+
+/// Whether `expression` names times of day: one or more specific values, and no wildcard or
+/// step, in each of its second, minute and hour fields (`30 2 * * *`, `0 2,14 * * *`,
+/// `@daily`). Each such time keeps the daylight-saving rule of a time; any other expression is
+/// a frequency (`0 * * * *`, `*/15 9-17 * * *`).
+fn names_times_of_day(expression: &str) -> bool {
+    let expression = expression.trim();
+    if let Some(nickname) = expression.strip_prefix('@') {
+        return !nickname.eq_ignore_ascii_case("hourly");
+    }
+    let fields: Vec<&str> = expression.split_whitespace().collect();
+    let time_fields = match fields.len() {
+        6 => &fields[..3],
+        _ => &fields[..fields.len().min(2)],
+    };
+    time_fields
+        .iter()
+        .all(|field| !field.contains(['*', '/', '?']))
+}
+
+/// The first instant after a daylight-saving gap between `after` (excluded) and `until`, if the
+/// gap skipped a time that `pattern` names: such a time runs once, when the gap ends.
+fn skipped_in_a_gap(
+    pattern: &Cron,
+    zone: &TimeZone,
+    after: Timestamp,
+    until: Timestamp,
+) -> Option<Timestamp> {
+    for transition in zone.following(after) {
+        let ends = transition.timestamp();
+        if ends > until {
+            return None;
+        }
+        if ends <= after {
+            continue;
+        }
+        let before = zone.to_offset(ends.checked_sub(jiff::SignedDuration::from_nanos(1)).ok()?);
+        let (gap_start, gap_end) = (
+            before.to_datetime(ends),
+            transition.offset().to_datetime(ends),
+        );
+        if gap_end <= gap_start {
+            continue; // a fold, not a gap
+        }
+        // Civil times as UTC: the pattern matched against the clock's face, with no zone.
+        let from = gap_start.to_zoned(TimeZone::UTC).ok()?;
+        let matched = pattern.find_next_occurrence(&from, true).ok()?;
+        if matched.datetime() < gap_end {
+            return Some(ends);
+        }
+    }
+    None
+}
+
+/// Whether `occurrence` is the second time its wall-clock time happens, in a fold.
+fn is_second_pass(zone: &TimeZone, occurrence: &Zoned) -> bool {
+    match zone.to_ambiguous_timestamp(occurrence.datetime()).offset() {
+        jiff::tz::AmbiguousOffset::Fold { before, after } => {
+            before != after && occurrence.offset() == after
+        }
+        _ => false,
     }
 }
 
