@@ -432,6 +432,7 @@ mod tests {
         assert!(s.skip_if_running);
         assert_eq!(s.max_overlap, 4);
         assert_eq!(s.missed_ticks, MissedTicks::Skip);
+        assert_eq!(s.catch_up, CatchUp::Once);
         assert_eq!(s.jitter, Duration::ZERO);
         assert!(!s.align);
         assert_eq!(s.timeout, None);
