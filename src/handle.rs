@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::WallClock;
 use crate::control::{Command, JobShared, Triggered};
 use crate::identity::NodeIdentity;
 use crate::status::JobStatus;
@@ -43,12 +44,18 @@ struct Inner {
     jobs: Vec<JobControl>,
     token: CancellationToken,
     node: Arc<NodeIdentity>,
+    /// The host's wall clock, for the next occurrences of cron jobs.
+    #[cfg_attr(not(feature = "cron"), allow(dead_code))]
+    clock: Arc<dyn WallClock>,
 }
 
 /// The handle's line to one job's supervisor.
 pub(crate) struct JobControl {
     pub(crate) name: Arc<str>,
     pub(crate) shared: Arc<JobShared>,
+    /// The job's cron schedule, if it runs on one.
+    #[cfg(feature = "cron")]
+    pub(crate) cron: Option<crate::CronSchedule>,
 }
 
 /// Why a control call on a [`HostHandle`] did nothing.
@@ -76,9 +83,15 @@ impl HostHandle {
         jobs: Vec<JobControl>,
         token: CancellationToken,
         node: Arc<NodeIdentity>,
+        clock: Arc<dyn WallClock>,
     ) -> Self {
         HostHandle {
-            inner: Arc::new(Inner { jobs, token, node }),
+            inner: Arc::new(Inner {
+                jobs,
+                token,
+                node,
+                clock,
+            }),
         }
     }
 
@@ -112,6 +125,43 @@ impl HostHandle {
     /// A snapshot of the job named `name`.
     pub fn status(&self, name: &str) -> Option<JobStatus> {
         self.find(name).ok().map(|job| job.shared.status().clone())
+    }
+
+    /// The next `count` occurrences of a cron job, in the job's time zone: from the one it waits
+    /// for (after the host's wall clock now; later, if the clock was stepped back). Empty for an
+    /// interval job, whose next tick is in [`JobStatus::next_tick`].
+    ///
+    /// ```
+    /// use loopjob::{Host, Schedule};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let nightly = Schedule::cron("30 2 * * *").timezone("Europe/Berlin");
+    /// let host = Host::builder().job_fn("nightly", nightly, |_ctx| async { Ok(()) }).build()?;
+    /// let next = host.handle().next_runs("nightly", 3)?;
+    /// assert_eq!(next.len(), 3);
+    /// assert!(next.iter().all(|run| run.time_zone().iana_name() == Some("Europe/Berlin")));
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "cron")]
+    pub fn next_runs(&self, name: &str, count: usize) -> Result<Vec<jiff::Zoned>, ControlError> {
+        let job = self.find(name)?;
+        let Some(cron) = &job.cron else {
+            return Ok(Vec::new());
+        };
+        let now = jiff::Timestamp::try_from(self.inner.clock.now())
+            .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+        // The occurrence the job waits for, by its status: after a step of the clock backwards
+        // that is later than the next one after now (no occurrence runs twice). Occurrences are
+        // whole seconds apart, so half a second below it finds it, and not the one before.
+        let waited_for = job.shared.status().next_tick.and_then(|tick| {
+            let ahead = tick.checked_duration_since(tokio::time::Instant::now())?;
+            now.checked_add(ahead)
+                .ok()?
+                .checked_sub(std::time::Duration::from_millis(500))
+                .ok()
+        });
+        let after = waited_for.map_or(now, |waited_for| waited_for.max(now));
+        Ok(cron.next_runs(after, count))
     }
 
     /// Waits until `predicate` holds for the job's status, and returns that status.

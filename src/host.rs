@@ -27,6 +27,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
+use crate::clock::{SystemClock, WallClock};
 use crate::control::{Command, JobShared};
 use crate::guard::elector::Elector;
 use crate::guard::{GuardState, GuardedJob, holder_name, lease_keys, membership_scope};
@@ -58,6 +59,7 @@ pub struct HostBuilder {
     shutdown_grace: Duration,
     settings: Option<Settings>,
     discover_at: Option<&'static Location<'static>>,
+    wall_clock: Arc<dyn WallClock>,
 }
 
 /// One job as it was registered on the builder.
@@ -80,6 +82,7 @@ impl HostBuilder {
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             settings: None,
             discover_at: None,
+            wall_clock: Arc::new(SystemClock),
         }
     }
 
@@ -194,6 +197,13 @@ impl HostBuilder {
         self
     }
 
+    /// Sets the wall clock that cron jobs read (interval jobs never read one). Default: the
+    /// system's ([`SystemClock`]); a test gives a [`TestClock`](crate::TestClock) to step it.
+    pub fn wall_clock(mut self, clock: impl WallClock) -> Self {
+        self.wall_clock = Arc::new(clock);
+        self
+    }
+
     /// Sets how long shutdown waits for in-flight runs before dropping them. Default: 30s.
     pub fn shutdown_grace(mut self, grace: Duration) -> Self {
         self.shutdown_grace = grace;
@@ -271,6 +281,8 @@ impl HostBuilder {
             controls.push(JobControl {
                 name: registration.name,
                 shared: shared.clone(),
+                #[cfg(feature = "cron")]
+                cron: registration.schedule.cron_schedule().cloned(),
             });
             supervisors.push(Supervisor {
                 job: registration.job,
@@ -279,6 +291,7 @@ impl HostBuilder {
                 token: token.clone(),
                 shutdown_grace: self.shutdown_grace,
                 guard,
+                clock: self.wall_clock.clone(),
             });
         }
         // Checked by `problems`: a guarded job has a store.
@@ -289,7 +302,7 @@ impl HostBuilder {
         Ok(Host {
             supervisors,
             elector,
-            handle: HostHandle::new(controls, token, node),
+            handle: HostHandle::new(controls, token, node, self.wall_clock),
             settings_warnings,
         })
     }

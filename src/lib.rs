@@ -2,8 +2,8 @@
 //! and (with a lease store) on one replica only.
 //!
 //! A [`LoopJob`] is a unit of periodic work. A [`Host`] runs one supervisor per job, which owns
-//! the job's timing ([`Schedule`]: interval, initial delay, fixed rate or fixed delay, jitter,
-//! alignment), its overlap (skip-if-running, `max_overlap`), its limits (timeout, retries with
+//! the job's timing ([`Schedule`]: interval or cron expression in a time zone, initial delay,
+//! fixed rate or fixed delay, jitter, alignment), its overlap (skip-if-running, `max_overlap`), its limits (timeout, retries with
 //! backoff) and its cancellation: a [`CancellationToken`](tokio_util::sync::CancellationToken)
 //! tree runs from the host to each job to each run, so shutdown reaches every run at once.
 //! A job that fails, panics or hangs is logged and counted; it never stops its schedule or the
@@ -56,6 +56,7 @@
 
 #[doc(hidden)]
 pub mod __private;
+mod clock;
 mod control;
 pub mod guard;
 mod handle;
@@ -72,6 +73,7 @@ mod status;
 pub mod store;
 mod supervisor;
 
+pub use clock::{SystemClock, TestClock, WallClock};
 pub use control::Triggered;
 pub use guard::{HeldLease, LeaderElector, LeaderState, LeadershipEvent, LostReason};
 pub use handle::{ControlError, HostHandle};
@@ -80,7 +82,13 @@ pub use identity::{DEFAULT_GROUP, NodeIdentity};
 pub use job::{JobContext, JobError, LoopJob, Resources};
 pub use loopjob_macros::LoopJob;
 pub use report::Report;
-pub use schedule::{MissedTicks, NextTick, Schedule, ScheduleMode, ScheduleProblem};
+#[cfg(feature = "cron")]
+pub use schedule::CronSchedule;
+#[cfg(feature = "cron")]
+pub use schedule::cron::WALL_CLOCK_RECHECK;
+pub use schedule::{
+    Cadence, CatchUp, MissedTicks, NextTick, Schedule, ScheduleMode, ScheduleProblem,
+};
 pub use settings::{
     LeaderMode, Leadership, Settings, SettingsError, SettingsLoader, SettingsProblem,
     SettingsWarning,

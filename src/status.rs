@@ -68,7 +68,8 @@ pub struct JobCounters {
     /// Ticks of a guarded job that passed without a run because this node held no lease.
     pub not_leader: u64,
     /// Ticks that passed during a stall and were never run (see
-    /// [`MissedTicks`](crate::MissedTicks)).
+    /// [`MissedTicks`](crate::MissedTicks)), and cron occurrences that the wall clock jumped
+    /// over without a run of their own (see [`CatchUp`](crate::CatchUp)).
     pub missed: u64,
 }
 

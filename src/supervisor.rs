@@ -17,13 +17,14 @@ use std::future::poll_fn;
 use std::pin::pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
+use crate::clock::WallClock;
 use crate::control::{Command, JobShared, Triggered};
 use crate::guard::{GuardState, HeldLease, LeadershipEvent};
 use crate::job::{ErasedJob, JobContext, RunToken};
@@ -32,6 +33,8 @@ use crate::run::{InFlight, Run, RunReport, Started, panic_message};
 use crate::schedule::{Schedule, ScheduleMode};
 use crate::shard::JobTimer;
 use crate::status::{JobCounters, JobReport, JobState, JobStatus, RunOutcome};
+
+mod cron;
 
 /// A guarded job's line from the elector: what it holds now, and each change.
 pub(crate) struct Guard {
@@ -51,6 +54,8 @@ pub(crate) struct Supervisor {
     pub(crate) shutdown_grace: Duration,
     /// For a guarded job: its leadership, from the elector.
     pub(crate) guard: Option<Guard>,
+    /// The host's wall clock, which a cron job's occurrences are read on.
+    pub(crate) clock: Arc<dyn WallClock>,
 }
 
 /// The loop's changing state, apart from what the status already holds.
@@ -75,6 +80,9 @@ struct Ticking {
     unpublished_outcome: Option<RunOutcome>,
     /// Whether the counters or the last run changed since the last publish.
     status_dirty: bool,
+    /// A cron job's place in its schedule, by the wall clock (see [`cron`]).
+    #[cfg(feature = "cron")]
+    cron: Option<Box<cron::CronTicking>>,
 }
 
 impl Supervisor {
@@ -92,8 +100,8 @@ impl Supervisor {
             if !Box::pin(self.started()).await {
                 return Box::pin(self.stop(ticking, 0)).await;
             }
-            if self.schedule.enabled {
-                let first = self.schedule.first_tick(Instant::now(), SystemTime::now());
+            if self.schedule.enabled && !self.start_cron(&mut ticking) {
+                let first = self.schedule.first_tick(Instant::now(), self.clock.now());
                 self.set_next_tick(&mut ticking, Some(first));
             }
             self.publish(&mut ticking);
@@ -146,6 +154,10 @@ impl Supervisor {
     /// run to start unless too many are in flight (or, for a guarded job, this node holds no
     /// lease).
     fn tick(&mut self, ticking: &mut Ticking, now: Instant) -> Option<Run> {
+        #[cfg(feature = "cron")]
+        if ticking.cron.is_some() {
+            return self.cron_tick(ticking, now);
+        }
         let scheduled = ticking.next_tick?;
         let next_on_grid = match self.schedule.mode {
             ScheduleMode::FixedRate => {
@@ -358,6 +370,10 @@ impl Supervisor {
     /// next tick of its grid, a fixed-delay job runs when its delay has passed (now, at the
     /// earliest).
     fn resume_ticks(&mut self, ticking: &mut Ticking) {
+        #[cfg(feature = "cron")]
+        if ticking.cron.is_some() {
+            return self.resume_cron(ticking);
+        }
         let Some(next) = ticking.next_tick else {
             return;
         };
@@ -542,6 +558,8 @@ impl Ticking {
             last_ended: None,
             unpublished_outcome: None,
             status_dirty: false,
+            #[cfg(feature = "cron")]
+            cron: None,
         }
     }
 

@@ -221,7 +221,7 @@ fn leadership_keys_work_without_discovery() {
     assert_eq!(leadership.partitions, 4);
     assert_eq!(leadership.lease_ttl, 9 * SEC);
     assert_eq!(leadership.renew_every(), 3 * SEC);
-    assert_eq!(Sharded.schedule().interval, 30 * SEC);
+    assert_eq!(Sharded.schedule().interval(), Some(30 * SEC));
     // A guarded job needs a store: the builder says so, naming the job.
     let error = Host::builder().job(Sharded).build().unwrap_err();
     assert!(

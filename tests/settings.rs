@@ -60,7 +60,11 @@ fn later_files_override_earlier_ones_and_the_environment_overrides_files() {
     let job = settings
         .job("cleanup", &code(), &Leadership::default())
         .unwrap();
-    assert_eq!(job.schedule.interval, 120 * SEC, "prod.toml over base.toml");
+    assert_eq!(
+        job.schedule.interval(),
+        Some(120 * SEC),
+        "prod.toml over base.toml"
+    );
     assert_eq!(
         job.schedule.retries, 2,
         "base.toml where prod.toml is silent"
@@ -139,6 +143,7 @@ fn every_schedule_key_is_read() {
         skip_if_running = false
         max_overlap = 2
         missed_ticks = "delay"
+        catch_up = "skip"
         jitter = "2s"
         align = true
         timeout = "10m"
@@ -155,6 +160,7 @@ fn every_schedule_key_is_read() {
         .skip_if_running(false)
         .max_overlap(2)
         .missed_ticks(loopjob::MissedTicks::Delay)
+        .catch_up(loopjob::CatchUp::Skip)
         .jitter(2 * SEC)
         .align(true)
         .timeout(600 * SEC)

@@ -33,7 +33,8 @@ use syn::{Data, DeriveInput, Error, Fields, Lit, LitStr, Type, parse_macro_input
 /// |---|---|
 /// | `name = "…"` | the job's name; default: the type's name in snake_case |
 /// | `options = Type` | the options type (`Deserialize + Validate`); default `()` |
-/// | schedule keys | `interval`, `initial_delay`, `jitter`, `timeout`, `cancel_grace`, `retry_backoff` (durations as `"10s"`, checked at compile time), `mode = "fixed_rate"/"fixed_delay"`, `missed_ticks = "skip"/"delay"`, `skip_if_running`, `align`, `enabled` (booleans), `max_overlap`, `retries` (numbers) |
+/// | schedule keys | `interval`, `initial_delay`, `jitter`, `timeout`, `cancel_grace`, `retry_backoff` (durations as `"10s"`, checked at compile time), `mode = "fixed_rate"/"fixed_delay"`, `missed_ticks = "skip"/"delay"`, `catch_up = "once"/"skip"`, `skip_if_running`, `align`, `enabled` (booleans), `max_overlap`, `retries` (numbers) |
+/// | cron keys | `cron = "0 */5 * * * *"` instead of `interval` (loopjob's `cron` feature), `timezone = "Europe/Berlin"` (default UTC); checked when the host builds |
 /// | `discover` | register the type so that `HostBuilder::discover()` builds and adds it |
 /// | `section = "…"` | (with `discover`) the settings section `[jobs.<section>]`; default: the name |
 /// | leadership keys | `leader = "none"/"cluster"/"global"/"partitioned"`, `lease_ttl`, `renew_every`, `retry_every`, `priority`, `partitions` |
@@ -61,13 +62,16 @@ pub fn derive_loop_job(input: TokenStream) -> TokenStream {
 }
 
 /// The schedule keys of the attribute, in `Schedule`'s order, and how each is written.
-const SCHEDULE_KEYS: [(&str, Kind); 13] = [
+const SCHEDULE_KEYS: [(&str, Kind); 16] = [
     ("interval", Kind::Duration),
+    ("cron", Kind::Text),
+    ("timezone", Kind::Text),
     ("initial_delay", Kind::Duration),
     ("mode", Kind::Choice(&["fixed_rate", "fixed_delay"])),
     ("skip_if_running", Kind::Bool),
     ("max_overlap", Kind::Count),
     ("missed_ticks", Kind::Choice(&["skip", "delay"])),
+    ("catch_up", Kind::Choice(&["once", "skip"])),
     ("jitter", Kind::Duration),
     ("align", Kind::Bool),
     ("timeout", Kind::Duration),
@@ -98,6 +102,8 @@ enum Kind {
     Duration,
     Bool,
     Count,
+    /// A string taken as it is (a cron expression, a time zone), checked when the host builds.
+    Text,
     Choice(&'static [&'static str]),
 }
 
@@ -106,6 +112,7 @@ enum Setting {
     Duration(Duration),
     Bool(bool),
     Count(u32),
+    Text(String),
     Choice(String),
 }
 
@@ -126,6 +133,7 @@ fn expand(input: &DeriveInput) -> syn::Result<Tokens> {
         Data::Union(data) => return Err(not_a_struct(data.union_token.span)),
     };
     let attrs = parse_attributes(input)?;
+    check_cadence(&attrs)?;
     let ident = &input.ident;
     let name = match &attrs.name {
         Some(name) => {
@@ -348,6 +356,7 @@ fn setting(key: &str, kind: Kind, lit: &Lit) -> syn::Result<Setting> {
         )),
         (Kind::Bool, Lit::Bool(value)) => Ok(Setting::Bool(value.value)),
         (Kind::Count, Lit::Int(number)) => number.base10_parse().map(Setting::Count),
+        (Kind::Text, Lit::Str(text)) => Ok(Setting::Text(text.value())),
         (Kind::Choice(choices), Lit::Str(text)) if choices.contains(&text.value().as_str()) => {
             Ok(Setting::Choice(text.value()))
         }
@@ -356,6 +365,7 @@ fn setting(key: &str, kind: Kind, lit: &Lit) -> syn::Result<Setting> {
                 Kind::Duration => "a duration in a string, such as \"10s\"".to_owned(),
                 Kind::Bool => "true or false".to_owned(),
                 Kind::Count => "a whole number".to_owned(),
+                Kind::Text => "a string".to_owned(),
                 Kind::Choice(choices) => format!("one of \"{}\"", choices.join("\", \"")),
             };
             Err(Error::new(
@@ -376,11 +386,14 @@ fn value_tokens(key: &str, setting: &Setting) -> Tokens {
         Setting::Duration(duration) => duration_tokens(*duration),
         Setting::Bool(value) => quote!(#value),
         Setting::Count(value) => quote!(#value),
+        Setting::Text(text) => quote!(#text),
         Setting::Choice(choice) => match (key, choice.as_str()) {
             ("mode", "fixed_delay") => quote!(::loopjob::ScheduleMode::FixedDelay),
             ("mode", _) => quote!(::loopjob::ScheduleMode::FixedRate),
             ("missed_ticks", "delay") => quote!(::loopjob::MissedTicks::Delay),
             ("missed_ticks", _) => quote!(::loopjob::MissedTicks::Skip),
+            ("catch_up", "skip") => quote!(::loopjob::CatchUp::Skip),
+            ("catch_up", _) => quote!(::loopjob::CatchUp::Once),
             (_, "cluster") => quote!(::loopjob::LeaderMode::Cluster),
             (_, "global") => quote!(::loopjob::LeaderMode::Global),
             (_, "partitioned") => quote!(::loopjob::LeaderMode::Partitioned),
@@ -389,21 +402,50 @@ fn value_tokens(key: &str, setting: &Setting) -> Tokens {
     }
 }
 
-/// `Schedule::every(interval)` and a setter for each other key; a job whose attribute gives no
-/// interval has a zero one, which settings must replace (the host says so otherwise).
+/// `Schedule::every(interval)` (or `Schedule::cron(expression)`) and a setter for each other
+/// key; a job whose attribute gives neither has a zero interval, which settings must replace
+/// (the host says so otherwise).
 fn schedule_tokens(attrs: &Attributes) -> Tokens {
-    let mut interval = duration_tokens(Duration::ZERO);
+    let mut cadence = {
+        let zero = duration_tokens(Duration::ZERO);
+        quote!(::loopjob::Schedule::every(#zero))
+    };
     let mut setters = Vec::new();
     for (key, setting, _) in &attrs.schedule {
         let value = value_tokens(key, setting);
-        if *key == "interval" {
-            interval = value;
-        } else {
-            let setter = syn::Ident::new(key, Span::call_site());
-            setters.push(quote!(.#setter(#value)));
+        match *key {
+            "interval" => cadence = quote!(::loopjob::Schedule::every(#value)),
+            "cron" => cadence = quote!(::loopjob::Schedule::cron(#value)),
+            _ => {
+                let setter = syn::Ident::new(key, Span::call_site());
+                setters.push(quote!(.#setter(#value)));
+            }
         }
     }
-    quote!(::loopjob::Schedule::every(#interval) #(#setters)*)
+    quote!(#cadence #(#setters)*)
+}
+
+/// `cron` and `interval` exclude each other, and `timezone` needs `cron`.
+fn check_cadence(attrs: &Attributes) -> syn::Result<()> {
+    let span_of = |wanted: &str| {
+        attrs
+            .schedule
+            .iter()
+            .find(|(key, _, _)| *key == wanted)
+            .map(|(_, _, span)| *span)
+    };
+    match (span_of("interval"), span_of("cron"), span_of("timezone")) {
+        (Some(_), Some(cron), _) => Err(Error::new(
+            cron,
+            "`cron` and `interval` are exclusive: a job runs every interval or at the times of a \
+             cron expression; keep one of the two keys",
+        )),
+        (_, None, Some(timezone)) => Err(Error::new(
+            timezone,
+            "`timezone` applies to a cron schedule: give `cron = \"…\"` too, or remove it",
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn leadership_tokens(attrs: &Attributes) -> Tokens {
@@ -573,7 +615,31 @@ fn snake_case(name: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::snake_case;
+    use super::{expand, snake_case};
+
+    fn error_of(source: &str) -> String {
+        let input: syn::DeriveInput = syn::parse_str(source).expect("a struct");
+        match expand(&input) {
+            Ok(_) => panic!("expected an error for {source}"),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    #[test]
+    fn cron_and_interval_exclude_each_other_and_timezone_needs_cron() {
+        let both = error_of(r#"#[loopjob(interval = "1m", cron = "* * * * *")] struct Job;"#);
+        assert!(
+            both.contains("`cron` and `interval` are exclusive"),
+            "{both}"
+        );
+        let zone = error_of(r#"#[loopjob(interval = "1m", timezone = "UTC")] struct Job;"#);
+        assert!(
+            zone.contains("`timezone` applies to a cron schedule"),
+            "{zone}"
+        );
+        let text = error_of(r#"#[loopjob(cron = 5)] struct Job;"#);
+        assert!(text.contains("`cron` expects a string"), "{text}");
+    }
 
     #[test]
     fn names_are_snake_case() {

@@ -10,16 +10,19 @@ use super::leadership::{LeaderMode, Leadership};
 use super::options::OptionKeys;
 use super::section::Section;
 use super::value::{boolean, count, describe, duration, one_of, optional_duration};
-use crate::schedule::{MissedTicks, Schedule, ScheduleMode, ScheduleProblem};
+use crate::schedule::{Cadence, CatchUp, MissedTicks, Schedule, ScheduleMode, ScheduleProblem};
 
 /// The schedule keys of a job section, as [`Schedule`]'s fields are named.
-pub const SCHEDULE_KEYS: [&str; 13] = [
+pub const SCHEDULE_KEYS: [&str; 16] = [
     "interval",
+    "cron",
+    "timezone",
     "initial_delay",
     "mode",
     "skip_if_running",
     "max_overlap",
     "missed_ticks",
+    "catch_up",
     "jitter",
     "align",
     "timeout",
@@ -40,7 +43,19 @@ pub const LEADERSHIP_KEYS: [&str; 6] = [
 ];
 
 /// When a rule between two keys breaks and only one of them was set, the one to blame.
-const RELATED: [(&str, &str); 2] = [("retry_backoff", "interval"), ("renew_every", "lease_ttl")];
+const RELATED: [(&str, &str); 8] = [
+    ("retry_backoff", "interval"),
+    ("renew_every", "lease_ttl"),
+    ("jitter", "cron"),
+    ("retry_backoff", "cron"),
+    ("mode", "cron"),
+    ("align", "cron"),
+    ("missed_ticks", "cron"),
+    ("timezone", "cron"),
+];
+
+/// The keys that say when a job ticks; a section gives one of them at most.
+const CADENCE_KEYS: [&str; 2] = ["interval", "cron"];
 
 pub(crate) fn is_framework_key(key: &str) -> bool {
     SCHEDULE_KEYS.contains(&key) || LEADERSHIP_KEYS.contains(&key)
@@ -87,8 +102,21 @@ pub(crate) fn resolve(
     }
 
     let mut rejected = BTreeSet::new();
+    if CADENCE_KEYS.iter().all(|key| section.get(key).is_some()) {
+        for key in CADENCE_KEYS {
+            let message = "`cron` and `interval` are exclusive: a job runs every interval or at \
+                           the times of a cron expression; keep one of the two keys"
+                .to_owned();
+            problems.push(problem(section, key, message));
+            rejected.insert(key);
+        }
+    }
     let mut scratch = (code_schedule.clone(), code_leadership.clone());
-    for &key in keys.iter().filter(|key| is_framework_key(key)) {
+    let exclusive = rejected.clone();
+    for &key in keys
+        .iter()
+        .filter(|key| is_framework_key(key) && !exclusive.contains(*key))
+    {
         if let Some(value) = section.get(key) {
             if let Err(message) = set(key, value, &mut scratch.0, &mut scratch.1) {
                 problems.push(problem(section, key, message));
@@ -193,7 +221,12 @@ fn set(
     leadership: &mut Leadership,
 ) -> Result<(), String> {
     match key {
-        "interval" => schedule.interval = duration(value)?,
+        "interval" => schedule.cadence = Cadence::Every(duration(value)?),
+        "cron" => set_cron(value, schedule)?,
+        "timezone" => set_timezone(value, schedule)?,
+        "catch_up" => {
+            schedule.catch_up = one_of(value, &[("once", CatchUp::Once), ("skip", CatchUp::Skip)])?
+        }
         "initial_delay" => schedule.initial_delay = duration(value)?,
         "mode" => {
             schedule.mode = one_of(
@@ -228,4 +261,73 @@ fn set(
         _ => {}
     }
     Ok(())
+}
+
+/// `cron = "…"`: the job runs at the expression's times, in the time zone the code gave (UTC by
+/// default; `timezone` changes it).
+#[cfg(feature = "cron")]
+fn set_cron(value: &Value, schedule: &mut Schedule) -> Result<(), String> {
+    let expression = text(value)?;
+    let timezone = schedule
+        .cron_schedule()
+        .map_or_else(|| "UTC".to_owned(), |cron| cron.timezone().to_owned());
+    let cron = Schedule::cron(expression).timezone(timezone).cadence;
+    let problem = match &cron {
+        Cadence::Cron(cron) => cron
+            .problems()
+            .into_iter()
+            .find(|problem| problem.field == "cron"),
+        Cadence::Every(_) => None,
+    };
+    // Set even when broken, so that a `timezone` beside it is read as a cron job's.
+    schedule.cadence = cron;
+    match problem {
+        Some(problem) => Err(problem.message),
+        None => Ok(()),
+    }
+}
+
+/// `timezone = "…"`: the zone a cron expression is read in.
+#[cfg(feature = "cron")]
+fn set_timezone(value: &Value, schedule: &mut Schedule) -> Result<(), String> {
+    let name = text(value)?;
+    let Cadence::Cron(cron) = &mut schedule.cadence else {
+        return Err(
+            "applies to a cron schedule only, and this job runs on an `interval`: give `cron` \
+             too, or remove `timezone`"
+                .into(),
+        );
+    };
+    cron.set_timezone(name);
+    match cron
+        .problems()
+        .into_iter()
+        .find(|problem| problem.field == "timezone")
+    {
+        Some(problem) => Err(problem.message),
+        None => Ok(()),
+    }
+}
+
+#[cfg(not(feature = "cron"))]
+fn set_cron(_: &Value, _: &mut Schedule) -> Result<(), String> {
+    Err(NEEDS_CRON_FEATURE.into())
+}
+
+#[cfg(not(feature = "cron"))]
+fn set_timezone(_: &Value, _: &mut Schedule) -> Result<(), String> {
+    Err(NEEDS_CRON_FEATURE.into())
+}
+
+#[cfg(not(feature = "cron"))]
+const NEEDS_CRON_FEATURE: &str = "cron schedules need loopjob's `cron` feature: add `features = [\"cron\"]` to the loopjob \
+     dependency in Cargo.toml";
+
+/// A value that must be a string (a cron expression, a time zone's name).
+#[cfg(feature = "cron")]
+fn text(value: &Value) -> Result<String, String> {
+    match &value.kind {
+        config::ValueKind::String(text) => Ok(text.clone()),
+        _ => Err(format!("expected a string, found {}", describe(value))),
+    }
 }

@@ -229,7 +229,7 @@ impl Settings {
     ///     .load()?;
     /// let code = Schedule::every(Duration::from_secs(3600));
     /// let job = settings.job("cleanup", &code, &Leadership::default())?;
-    /// assert_eq!(job.schedule.interval, Duration::from_secs(30));
+    /// assert_eq!(job.schedule.interval(), Some(Duration::from_secs(30)));
     /// assert_eq!(job.leadership.mode, loopjob::LeaderMode::Cluster);
     /// # Ok::<(), loopjob::SettingsError>(())
     /// ```

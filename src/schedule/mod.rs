@@ -1,10 +1,17 @@
-//! When a job runs: its [`Schedule`] and the tick arithmetic behind it.
+//! When a job runs: its [`Schedule`], on an interval ([`ticks`]) or on a cron expression
+//! ([`cron`], with the `cron` feature).
 //!
 //! Everything here is pure: functions take the instants they need and return instants, so the
 //! timing rules are unit-tested directly, without a runtime. The supervisor
 //! ([`crate::supervisor`]) is the only caller that reads a clock.
 //!
-//! The rules, in one place:
+//! **Two clocks.** An interval job ([`Cadence::Every`]) is timed by the monotonic clock: its
+//! ticks are `interval` apart in elapsed time, whatever the wall clock or the time zone does.
+//! A cron job ([`Cadence::Cron`]) is timed by the wall clock, read in its time zone: "every day
+//! at 02:30" means 02:30 on the clock of that zone, so its runs follow daylight saving and any
+//! step of the node's clock (see [`cron`] for what it does when the clock jumps).
+//!
+//! The rules of an interval schedule, in one place:
 //!
 //! * The first tick is at `start + initial_delay`; with `align`, it is moved forward to the next
 //!   wall-clock multiple of `interval`, so every node ticks at the same instants.
@@ -17,13 +24,22 @@
 //!   starts before the next tick: retries never push a run into the next one's slot.
 
 use std::fmt;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use tokio::time::Instant;
+#[cfg(feature = "cron")]
+pub(crate) mod cron;
+#[cfg(feature = "cron")]
+mod cron_input;
+mod ticks;
+
+#[cfg(feature = "cron")]
+pub use cron::CronSchedule;
+pub use ticks::NextTick;
 
 /// How often a job runs, and what happens around each run.
 ///
-/// Build one with [`Schedule::every`] and chain the settings that differ from the defaults:
+/// Build one with [`Schedule::every`] (or `Schedule::cron`, with the `cron` feature) and chain
+/// the settings that differ from the defaults:
 ///
 /// ```
 /// use std::time::Duration;
@@ -42,8 +58,8 @@ use tokio::time::Instant;
 /// schedule before anything starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Schedule {
-    /// Time between ticks. Must be more than zero.
-    pub interval: Duration,
+    /// When the ticks come: every `interval`, or at the occurrences of a cron expression.
+    pub cadence: Cadence,
     /// Wait before the first tick. Default: zero.
     pub initial_delay: Duration,
     /// Whether ticks are on a fixed grid or measured from the end of the last run.
@@ -55,6 +71,9 @@ pub struct Schedule {
     pub max_overlap: u32,
     /// What happens to the ticks missed during a stall. Default: [`MissedTicks::Skip`].
     pub missed_ticks: MissedTicks,
+    /// What happens to an occurrence that nobody ran on time: one that the wall clock jumped
+    /// over, for a cron job. Default: [`CatchUp::Once`].
+    pub catch_up: CatchUp,
     /// A random extra delay in `[0, jitter]` added to each tick. Default: zero.
     pub jitter: Duration,
     /// Move the first tick to the next wall-clock multiple of `interval`. Default: `false`.
@@ -70,6 +89,30 @@ pub struct Schedule {
     pub retry_backoff: Duration,
     /// A disabled job is registered (and shows in status) but never ticks. Default: `true`.
     pub enabled: bool,
+}
+
+/// When a job's ticks come: every interval (monotonic time) or at a cron expression's
+/// occurrences (wall-clock time in a time zone).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Cadence {
+    /// Every this long, by the monotonic clock. Must be more than zero.
+    Every(Duration),
+    /// At the occurrences of a cron expression, by the wall clock in the expression's time zone.
+    #[cfg(feature = "cron")]
+    Cron(CronSchedule),
+}
+
+/// What a schedule does with an occurrence that nobody ran on time (for a cron job: one that the
+/// node's wall clock jumped over). Never a burst: at most one run makes up for any number of
+/// missed occurrences.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CatchUp {
+    /// Run once, at once, for all the missed occurrences together; then go on with the schedule.
+    #[default]
+    Once,
+    /// Run none of them: wait for the next occurrence.
+    Skip,
 }
 
 /// Whether a job's ticks follow a fixed grid or the end of its last run.
@@ -118,13 +161,75 @@ const DEFAULT_RETRY_BACKOFF: Duration = Duration::from_secs(1);
 impl Schedule {
     /// A schedule that ticks every `interval`, with every other setting at its default.
     pub fn every(interval: Duration) -> Self {
+        Self::with_cadence(Cadence::Every(interval))
+    }
+
+    /// A schedule that ticks at the occurrences of a cron `expression` (five fields, or six with
+    /// seconds first), in UTC unless [`Schedule::timezone`] says otherwise, with every other
+    /// setting at its default. See [`CronSchedule`] for the expressions and the daylight-saving
+    /// rules.
+    ///
+    /// A bad expression is reported by [`Schedule::validate`] (and by the host, before anything
+    /// starts), like every other schedule problem.
+    ///
+    /// ```
+    /// use loopjob::Schedule;
+    ///
+    /// let nightly = Schedule::cron("30 2 * * *").timezone("Europe/Berlin");
+    /// assert!(nightly.validate().is_ok());
+    ///
+    /// let problems = Schedule::cron("61 * * * *").validate().unwrap_err();
+    /// assert_eq!(problems[0].to_string(), "`cron`: minute: 61 is out of range 0–59");
+    /// ```
+    #[cfg(feature = "cron")]
+    pub fn cron(expression: impl Into<String>) -> Self {
+        Self::with_cadence(Cadence::Cron(CronSchedule::new(expression)))
+    }
+
+    /// Sets the time zone a cron schedule reads its expression in: an IANA name such as
+    /// `"Europe/Berlin"` (default `"UTC"`). An interval schedule has no time zone: on one, this
+    /// does nothing.
+    #[cfg(feature = "cron")]
+    pub fn timezone(mut self, name: impl Into<String>) -> Self {
+        if let Cadence::Cron(cron) = &mut self.cadence {
+            cron.set_timezone(name);
+        }
+        self
+    }
+
+    /// The time between ticks of an interval schedule; `None` for a cron schedule.
+    pub fn interval(&self) -> Option<Duration> {
+        match &self.cadence {
+            Cadence::Every(interval) => Some(*interval),
+            #[cfg(feature = "cron")]
+            Cadence::Cron(_) => None,
+        }
+    }
+
+    /// The cron schedule, if the job runs on one.
+    #[cfg(feature = "cron")]
+    pub fn cron_schedule(&self) -> Option<&CronSchedule> {
+        match &self.cadence {
+            Cadence::Cron(cron) => Some(cron),
+            Cadence::Every(_) => None,
+        }
+    }
+
+    /// The interval for the tick arithmetic of [`ticks`] (zero for a cron schedule, which does
+    /// not use it).
+    fn tick_interval(&self) -> Duration {
+        self.interval().unwrap_or_default()
+    }
+
+    fn with_cadence(cadence: Cadence) -> Self {
         Schedule {
-            interval,
+            cadence,
             initial_delay: Duration::ZERO,
             mode: ScheduleMode::FixedRate,
             skip_if_running: true,
             max_overlap: DEFAULT_MAX_OVERLAP,
             missed_ticks: MissedTicks::Skip,
+            catch_up: CatchUp::Once,
             jitter: Duration::ZERO,
             align: false,
             timeout: None,
@@ -162,6 +267,12 @@ impl Schedule {
     /// Sets [`Schedule::missed_ticks`].
     pub fn missed_ticks(mut self, missed_ticks: MissedTicks) -> Self {
         self.missed_ticks = missed_ticks;
+        self
+    }
+
+    /// Sets [`Schedule::catch_up`].
+    pub fn catch_up(mut self, catch_up: CatchUp) -> Self {
+        self.catch_up = catch_up;
         self
     }
 
@@ -221,24 +332,57 @@ impl Schedule {
         let mut problems = Vec::new();
         let mut problem =
             |field, message: String| problems.push(ScheduleProblem { field, message });
-        if self.interval.is_zero() {
-            problem("interval", "must be more than zero, e.g. \"10s\"".into());
-        }
+        // The shortest time between two ticks, and how to name it, for the rules below that
+        // compare a duration with it; `None` while the cadence itself is broken.
+        let spacing: Option<(Duration, String)> = match &self.cadence {
+            Cadence::Every(interval) if interval.is_zero() => {
+                problem(
+                    "interval",
+                    "must be more than zero, e.g. \"10s\" (or give a `cron` expression)".into(),
+                );
+                None
+            }
+            Cadence::Every(interval) => {
+                Some((*interval, format!("interval {}", humanize(*interval))))
+            }
+            #[cfg(feature = "cron")]
+            Cadence::Cron(cron) => {
+                let broken = cron.problems();
+                let valid = broken.is_empty();
+                problems.extend(broken);
+                problems.extend(cron::problems_with_other_keys(self));
+                let compared = !self.jitter.is_zero() || self.retries > 0;
+                match cron.shortest_gap() {
+                    Some(gap) if valid && compared => Some((
+                        gap,
+                        format!(
+                            "{}, the shortest time between two occurrences of `{}`",
+                            humanize(gap),
+                            cron.expression()
+                        ),
+                    )),
+                    _ => None,
+                }
+            }
+        };
+        let mut problem =
+            |field, message: String| problems.push(ScheduleProblem { field, message });
         if self.max_overlap == 0 {
             problem(
                 "max_overlap",
                 "must be at least 1 (set skip_if_running = true to never overlap)".into(),
             );
         }
-        if !self.interval.is_zero() && self.jitter >= self.interval {
-            problem(
-                "jitter",
-                format!(
-                    "is {}, not shorter than interval {}: ticks would overtake each other",
-                    humanize(self.jitter),
-                    humanize(self.interval)
-                ),
-            );
+        if let Some((spacing, named)) = &spacing {
+            if self.jitter >= *spacing {
+                problem(
+                    "jitter",
+                    format!(
+                        "is {}, not shorter than {named}: ticks would overtake each other",
+                        humanize(self.jitter),
+                    ),
+                );
+            }
         }
         if self.timeout.is_some_and(|timeout| timeout.is_zero()) {
             problem(
@@ -246,15 +390,16 @@ impl Schedule {
                 "must be more than zero; leave it unset for no timeout".into(),
             );
         }
-        if self.retries > 0 && !self.interval.is_zero() && self.retry_backoff >= self.interval {
-            problem(
-                "retry_backoff",
-                format!(
-                    "is {}, not shorter than interval {}: no retry could start before the next tick",
-                    humanize(self.retry_backoff),
-                    humanize(self.interval)
-                ),
-            );
+        if let Some((spacing, named)) = &spacing {
+            if self.retries > 0 && self.retry_backoff >= *spacing {
+                problem(
+                    "retry_backoff",
+                    format!(
+                        "is {}, not shorter than {named}: no retry could start before the next tick",
+                        humanize(self.retry_backoff),
+                    ),
+                );
+            }
         }
         if problems.is_empty() {
             Ok(())
@@ -262,115 +407,6 @@ impl Schedule {
             Err(problems)
         }
     }
-
-    /// The instant of the first tick for a job started at `start`, when the wall clock read
-    /// `wall_at_start`.
-    ///
-    /// With `align`, the tick is moved forward to the next instant at which the wall clock is a
-    /// whole multiple of `interval` since the Unix epoch (a tick that already falls on one stays).
-    pub fn first_tick(&self, start: Instant, wall_at_start: SystemTime) -> Instant {
-        let first = start + self.initial_delay;
-        if !self.align {
-            return first;
-        }
-        let wall_at_first = wall_at_start + self.initial_delay;
-        let since_epoch = wall_at_first
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default();
-        let remainder = nanos(since_epoch) % nanos(self.interval).max(1);
-        if remainder == 0 {
-            first
-        } else {
-            first + from_nanos(nanos(self.interval) - remainder)
-        }
-    }
-
-    /// The fixed-rate tick that follows `previous`, as seen at `now`.
-    ///
-    /// Returns the next tick and how many ticks were missed on the way (zero unless `now` is
-    /// already past `previous + interval`). A tick that falls exactly on `now` is due, not missed.
-    pub fn next_fixed_rate_tick(&self, previous: Instant, now: Instant) -> NextTick {
-        let due = previous + self.interval;
-        if due >= now {
-            return NextTick { at: due, missed: 0 };
-        }
-        match self.missed_ticks {
-            MissedTicks::Skip => {
-                // Smallest k ≥ 1 with previous + k·interval ≥ now; ticks 1..k were missed.
-                let behind = nanos(now - previous);
-                let step = nanos(self.interval).max(1);
-                let k = behind.div_ceil(step);
-                NextTick {
-                    at: previous + from_nanos(k * step),
-                    missed: saturating_u64(k - 1),
-                }
-            }
-            MissedTicks::Delay => {
-                let step = nanos(self.interval).max(1);
-                let missed = nanos(now - previous) / step;
-                NextTick {
-                    at: now + self.interval,
-                    missed: saturating_u64(missed),
-                }
-            }
-        }
-    }
-
-    /// The tick after a fixed-delay run that ended at `ended`.
-    pub fn next_fixed_delay_tick(&self, ended: Instant) -> Instant {
-        ended + self.interval
-    }
-
-    /// The instant at which a tick scheduled at `tick` actually fires, given a random
-    /// `fraction` in `[0, 1]` (the supervisor draws it per tick).
-    pub fn jittered(&self, tick: Instant, fraction: f64) -> Instant {
-        tick + self.jitter.mul_f64(fraction.clamp(0.0, 1.0))
-    }
-
-    /// When retry number `retry` (1 for the first) of a run that failed at `failed_at` should
-    /// start, or `None` when no retries are left or the retry would not start before
-    /// `next_tick`.
-    ///
-    /// The backoff doubles with each retry: `retry_backoff · 2^(retry-1)`.
-    pub fn retry_at(
-        &self,
-        retry: u32,
-        failed_at: Instant,
-        next_tick: Option<Instant>,
-    ) -> Option<Instant> {
-        if retry == 0 || retry > self.retries {
-            return None;
-        }
-        let factor = 1u32.checked_shl(retry - 1)?;
-        let at = failed_at.checked_add(self.retry_backoff.checked_mul(factor)?)?;
-        match next_tick {
-            Some(next) if at >= next => None,
-            _ => Some(at),
-        }
-    }
-}
-
-/// The result of [`Schedule::next_fixed_rate_tick`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NextTick {
-    /// When the next tick is due.
-    pub at: Instant,
-    /// How many ticks were missed (not run) before it.
-    pub missed: u64,
-}
-
-fn nanos(duration: Duration) -> u128 {
-    duration.as_nanos()
-}
-
-fn from_nanos(nanos: u128) -> Duration {
-    let secs = u64::try_from(nanos / 1_000_000_000).unwrap_or(u64::MAX);
-    // The remainder is below 10^9, so it always fits.
-    Duration::new(secs, (nanos % 1_000_000_000) as u32)
-}
-
-fn saturating_u64(value: u128) -> u64 {
-    u64::try_from(value).unwrap_or(u64::MAX)
 }
 
 /// A duration as humantime writes it ("1m 30s"), for messages.
@@ -396,137 +432,13 @@ mod tests {
         assert!(s.skip_if_running);
         assert_eq!(s.max_overlap, 4);
         assert_eq!(s.missed_ticks, MissedTicks::Skip);
+        assert_eq!(s.catch_up, CatchUp::Once);
         assert_eq!(s.jitter, Duration::ZERO);
         assert!(!s.align);
         assert_eq!(s.timeout, None);
         assert_eq!(s.retries, 0);
         assert_eq!(s.retry_backoff, SEC);
         assert!(s.enabled);
-    }
-
-    #[test]
-    fn first_tick_waits_the_initial_delay() {
-        let start = Instant::now();
-        let s = schedule(10).initial_delay(90 * SEC);
-        assert_eq!(
-            s.first_tick(start, SystemTime::UNIX_EPOCH),
-            start + 90 * SEC
-        );
-    }
-
-    #[test]
-    fn aligned_first_tick_lands_on_the_next_wall_clock_multiple() {
-        let start = Instant::now();
-        let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_007);
-        // 1_000_007 s since the epoch; the next multiple of 10 s is 1_000_010 s: 3 s away.
-        assert_eq!(
-            schedule(10).align(true).first_tick(start, wall),
-            start + 3 * SEC
-        );
-        // The initial delay is waited first, then aligned: 1_000_012 → 1_000_020.
-        let delayed = schedule(10).align(true).initial_delay(5 * SEC);
-        assert_eq!(delayed.first_tick(start, wall), start + 13 * SEC);
-        // Already on a multiple: no wait.
-        let on_grid = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
-        assert_eq!(schedule(10).align(true).first_tick(start, on_grid), start);
-    }
-
-    #[test]
-    fn fixed_rate_ticks_follow_the_grid() {
-        let t0 = Instant::now();
-        let s = schedule(10);
-        let next = s.next_fixed_rate_tick(t0, t0 + 3 * SEC);
-        assert_eq!(
-            next,
-            NextTick {
-                at: t0 + 10 * SEC,
-                missed: 0
-            }
-        );
-        // Exactly on the next tick: due now, nothing missed.
-        let next = s.next_fixed_rate_tick(t0, t0 + 10 * SEC);
-        assert_eq!(
-            next,
-            NextTick {
-                at: t0 + 10 * SEC,
-                missed: 0
-            }
-        );
-    }
-
-    #[test]
-    fn a_stall_skips_to_the_next_future_tick_without_a_burst() {
-        let t0 = Instant::now();
-        let s = schedule(10);
-        // Stalled until t0 + 35 s: ticks at 10, 20 and 30 were missed; the next is at 40.
-        let next = s.next_fixed_rate_tick(t0, t0 + 35 * SEC);
-        assert_eq!(
-            next,
-            NextTick {
-                at: t0 + 40 * SEC,
-                missed: 3
-            }
-        );
-        // Stalled until exactly t0 + 30 s: 10 and 20 missed, 30 is due now.
-        let next = s.next_fixed_rate_tick(t0, t0 + 30 * SEC);
-        assert_eq!(
-            next,
-            NextTick {
-                at: t0 + 30 * SEC,
-                missed: 2
-            }
-        );
-    }
-
-    #[test]
-    fn missed_ticks_delay_re_anchors_the_grid() {
-        let t0 = Instant::now();
-        let s = schedule(10).missed_ticks(MissedTicks::Delay);
-        let next = s.next_fixed_rate_tick(t0, t0 + 35 * SEC);
-        assert_eq!(
-            next,
-            NextTick {
-                at: t0 + 45 * SEC,
-                missed: 3
-            }
-        );
-    }
-
-    #[test]
-    fn fixed_delay_counts_from_the_end_of_the_run() {
-        let ended = Instant::now() + 7 * SEC;
-        assert_eq!(schedule(10).next_fixed_delay_tick(ended), ended + 10 * SEC);
-    }
-
-    #[test]
-    fn jitter_stays_within_bounds() {
-        let tick = Instant::now();
-        let s = schedule(10).jitter(2 * SEC);
-        assert_eq!(s.jittered(tick, 0.0), tick);
-        assert_eq!(s.jittered(tick, 0.5), tick + SEC);
-        assert_eq!(s.jittered(tick, 1.0), tick + 2 * SEC);
-        assert_eq!(s.jittered(tick, 7.0), tick + 2 * SEC, "fraction is clamped");
-        assert_eq!(
-            schedule(10).jittered(tick, 0.7),
-            tick,
-            "no jitter configured"
-        );
-    }
-
-    #[test]
-    fn retries_back_off_exponentially_and_stop_before_the_next_tick() {
-        let failed = Instant::now();
-        let s = schedule(60).retries(5).retry_backoff(2 * SEC);
-        let next_tick = Some(failed + 20 * SEC);
-        assert_eq!(s.retry_at(1, failed, next_tick), Some(failed + 2 * SEC));
-        assert_eq!(s.retry_at(2, failed, next_tick), Some(failed + 4 * SEC));
-        assert_eq!(s.retry_at(3, failed, next_tick), Some(failed + 8 * SEC));
-        assert_eq!(s.retry_at(4, failed, next_tick), Some(failed + 16 * SEC));
-        // 32 s would start after the next tick at 20 s: capped, no retry.
-        assert_eq!(s.retry_at(5, failed, next_tick), None);
-        // Beyond the configured retries: none, whatever the time.
-        assert_eq!(s.retry_at(6, failed, None), None);
-        assert_eq!(s.retry_at(0, failed, None), None);
     }
 
     #[test]
