@@ -242,3 +242,36 @@ fn cluster_shows_a_takeover_and_exits() {
     );
     assert!(output.contains("gracefully"), "{output}");
 }
+
+/// The cron example lists each job's next runs in its time zone, runs the ten-second pulse on
+/// its occurrence, and stops cleanly on SIGINT.
+#[cfg(feature = "cron")]
+#[test]
+fn cron_lists_next_runs_pulses_and_stops_on_sigint() {
+    let mut cron = Running::start(example("cron"));
+    cron.wait_for("host started", Duration::from_secs(20));
+    // Three next runs for each of the two jobs, the nightly one in Berlin time.
+    cron.wait_for(" pulse run=1", Duration::from_secs(15));
+    cron.signal("INT");
+    let (status, lines) = cron.exit(Duration::from_secs(15));
+    assert!(
+        status.success(),
+        "exit status {status}; output:\n{}",
+        lines.join("\n")
+    );
+    let scheduled = |job: &str| {
+        lines
+            .iter()
+            .filter(|line| line.contains("scheduled") && line.contains(&format!("job=\"{job}\"")))
+            .count()
+    };
+    assert_eq!(scheduled("nightly_report"), 3, "{}", lines.join("\n"));
+    assert_eq!(scheduled("pulse"), 3, "{}", lines.join("\n"));
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.contains("nightly_report") && line.contains("[Europe/Berlin]")),
+        "the nightly report's next runs are shown in Berlin time:\n{}",
+        lines.join("\n")
+    );
+}
