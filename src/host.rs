@@ -200,10 +200,11 @@ impl HostBuilder {
 
     /// Validates every job and builds the host; every problem found is in the error.
     pub fn build(mut self) -> Result<Host, BuildError> {
+        let mut problems = Vec::new();
         for (job, leadership) in std::mem::take(&mut self.leadership_overrides) {
             match self.registrations.iter_mut().find(|r| *r.name == job) {
                 Some(registration) => registration.leadership = leadership,
-                None => tracing::warn!(job, "leadership set for a job that is not registered"),
+                None => problems.push(self.unknown_job(job, "leadership")),
             }
         }
         let configured = crate::settings::configure(
@@ -217,12 +218,12 @@ impl HostBuilder {
                 store: &mut self.store,
             },
         );
-        let (settings_warnings, mut problems) = match configured {
-            Ok(warnings) => (warnings, Vec::new()),
-            Err(found) => (
-                Vec::new(),
-                found.into_iter().map(BuildProblem::Settings).collect(),
-            ),
+        let settings_warnings = match configured {
+            Ok(warnings) => warnings,
+            Err(found) => {
+                problems.extend(found.into_iter().map(BuildProblem::Settings));
+                Vec::new()
+            }
         };
         problems.extend(self.problems());
         if !problems.is_empty() {
@@ -275,9 +276,36 @@ impl HostBuilder {
         })
     }
 
+    /// A per-job setting given for `job`, which is not registered: the closest registered
+    /// name (or discovered one, with [`HostBuilder::discover`]) is suggested.
+    fn unknown_job(&self, job: String, setting: &'static str) -> BuildProblem {
+        let discovered = self
+            .discover_at
+            .map(|_| crate::__private::Discovered::all());
+        let known = self
+            .registrations
+            .iter()
+            .map(|registration| &*registration.name)
+            .chain(discovered.iter().flatten().map(|d| d.name()));
+        let suggestion = crate::settings::did_you_mean(&job, known).map(str::to_owned);
+        BuildProblem::UnknownJob {
+            job,
+            setting,
+            suggestion,
+        }
+    }
+
     /// Every reason the registered jobs cannot run, in registration order.
     fn problems(&self) -> Vec<BuildProblem> {
         let mut problems = Vec::new();
+        if let Some(problem) = crate::limits::at_most(
+            "shutdown_grace",
+            self.shutdown_grace,
+            crate::limits::MAX_GRACE,
+            "MAX_GRACE",
+        ) {
+            problems.push(BuildProblem::InvalidHostSetting { problem });
+        }
         let mut first_of_name = std::collections::HashMap::new();
         for (index, registration) in self.registrations.iter().enumerate() {
             if registration.name.trim().is_empty() {
@@ -376,6 +404,30 @@ pub enum BuildProblem {
         job: String,
         /// Its leader mode.
         mode: LeaderMode,
+    },
+    /// A per-job setting on the builder (such as [`HostBuilder::leadership`]) names a job
+    /// that is not registered.
+    #[error(
+        "{setting} is set for job `{job}`, which is not registered{}",
+        match suggestion {
+            Some(name) => format!(": did you mean `{name}`?"),
+            None => ": register it, or check the name".to_owned(),
+        }
+    )]
+    UnknownJob {
+        /// The name given.
+        job: String,
+        /// What was set for it: `leadership`.
+        setting: &'static str,
+        /// The registered job whose name is closest, if one is close.
+        suggestion: Option<String>,
+    },
+    /// A host-wide setting given in code breaks a rule (settings report theirs as
+    /// [`BuildProblem::Settings`]).
+    #[error("host setting {problem}")]
+    InvalidHostSetting {
+        /// The broken rule.
+        problem: ScheduleProblem,
     },
     /// Two jobs share one name.
     #[error(

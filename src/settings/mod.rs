@@ -67,6 +67,7 @@ use config::{Value, ValueKind};
 use serde::de::DeserializeOwned;
 use validator::Validate;
 
+use crate::limits::{self, MAX_GRACE};
 use crate::schedule::Schedule;
 
 pub use error::{Origin, SettingsError, SettingsProblem, SettingsWarning};
@@ -83,14 +84,16 @@ pub use options::{NoOptions, OptionKeys, OptionsSpec, Typed};
 #[doc(hidden)]
 pub use section::Section;
 
+pub(crate) use error::did_you_mean;
 use error::unknown_key_message;
 use source::{Layer, Origins, Table};
 
 /// The keys of the `[loopjob]` section.
 pub const HOST_KEYS: [&str; 4] = ["node_id", "group", "store", "shutdown_grace"];
 
-/// The host's own section, `[loopjob]`: what it gives, each `None` when no source does.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The host's own section, `[loopjob]`: what it gives, each `None` when no source does. Its
+/// `Debug` shows the store URL without its password.
+#[derive(Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct HostSettings {
     /// This node's id (default: `$HOSTNAME`, else host name and process id).
@@ -102,6 +105,17 @@ pub struct HostSettings {
     pub store: Option<String>,
     /// How long shutdown waits for in-flight runs.
     pub shutdown_grace: Option<Duration>,
+}
+
+impl std::fmt::Debug for HostSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostSettings")
+            .field("node_id", &self.node_id)
+            .field("group", &self.group)
+            .field("store", &self.store.as_deref().map(crate::store::redact))
+            .field("shutdown_grace", &self.shutdown_grace)
+            .finish()
+    }
 }
 
 /// The store URL forms `store` accepts.
@@ -298,8 +312,9 @@ impl Settings {
                 .get(name)
                 .filter(|v| !matches!(v.kind, ValueKind::Table(_)))
             {
+                let shown = error::shorten(name);
                 let message = format!(
-                    "expected a table of settings for job `{name}` ([jobs.{name}]), found {}",
+                    "expected a table of settings for job `{shown}` ([jobs.{shown}]), found {}",
                     value::describe(value)
                 );
                 problems.push(SettingsProblem::new(
@@ -324,7 +339,14 @@ impl Settings {
                 "node_id" => value::text(value).map(|v| host.node_id = Some(v)),
                 "group" => value::text(value).map(|v| host.group = Some(v)),
                 "store" => store(value).map(|v| host.store = Some(v)),
-                "shutdown_grace" => value::duration(value).map(|v| host.shutdown_grace = Some(v)),
+                "shutdown_grace" => value::duration(value)
+                    .and_then(|grace| {
+                        match limits::at_most("shutdown_grace", grace, MAX_GRACE, "MAX_GRACE") {
+                            Some(problem) => Err(problem.message),
+                            None => Ok(grace),
+                        }
+                    })
+                    .map(|v| host.shutdown_grace = Some(v)),
                 _ => Err(unknown_key_message(key, HOST_KEYS)),
             };
             if let Err(message) = result {
@@ -345,10 +367,11 @@ fn store(value: &Value) -> Result<String, String> {
     if STORE_FORMS.iter().any(|form| url.starts_with(form)) {
         Ok(url)
     } else {
+        // The URL may hold a password: show it redacted.
         Err(format!(
             "expected \"memory\" or a URL starting with sqlite:, postgres://, postgresql://, \
              mysql:// or mariadb://, found {}",
-            value::describe(value)
+            value::quote(&crate::store::redact(&url))
         ))
     }
 }
@@ -360,12 +383,30 @@ pub struct SettingsLoader {
     sources: Vec<SourceSpec>,
 }
 
-#[derive(Debug)]
 enum SourceSpec {
     File(PathBuf),
     Toml { name: String, text: String },
     ProcessEnv,
     Env(Vec<(OsString, OsString)>),
+}
+
+impl std::fmt::Debug for SourceSpec {
+    /// Names each source without its text or values: they may hold a store URL's password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SourceSpec::File(path) => f.debug_tuple("File").field(path).finish(),
+            SourceSpec::Toml { name, text } => f
+                .debug_struct("Toml")
+                .field("name", name)
+                .field("bytes", &text.len())
+                .finish_non_exhaustive(),
+            SourceSpec::ProcessEnv => f.write_str("ProcessEnv"),
+            SourceSpec::Env(vars) => f
+                .debug_list()
+                .entries(vars.iter().map(|(name, _)| name))
+                .finish(),
+        }
+    }
 }
 
 impl SettingsLoader {

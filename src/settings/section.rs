@@ -8,11 +8,21 @@ use super::source::{Origins, Table, join};
 
 /// One section (`[jobs.cleanup]`, `[loopjob]`) of the merged settings; it may be absent.
 #[doc(hidden)]
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct Section<'a> {
     path: &'a str,
     table: Option<&'a Table>,
     origins: &'a Origins,
+}
+
+impl std::fmt::Debug for Section<'_> {
+    /// The path and keys, not the values: they may hold a store URL's password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Section")
+            .field("path", &self.path)
+            .field("keys", &self.keys())
+            .finish()
+    }
 }
 
 impl<'a> Section<'a> {

@@ -89,7 +89,7 @@ use async_trait::async_trait;
 pub use error::StoreError;
 pub use memory::MemoryStore;
 pub use notify::{ReleaseNotice, ReleaseNotifications};
-pub use open::{open, open_with, supported_urls};
+pub use open::{open, open_with, redact, supported_urls};
 pub use schedule::{
     NextDue, OperatorMark, Plan, RunEnd, RunRecord, RunResult, RunStart, ScheduleRecord, StartedRun,
 };
