@@ -141,6 +141,7 @@ fn register<J: Discover>(
             let job: Arc<dyn ErasedJob> = Arc::new(Erased(job));
             Ok(Registration {
                 name: Arc::from(J::NAME),
+                section: Arc::from(J::SECTION),
                 schedule: resolved.schedule,
                 leadership: resolved.leadership,
                 job,

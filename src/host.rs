@@ -63,6 +63,8 @@ pub struct HostBuilder {
 /// One job as it was registered on the builder.
 pub(crate) struct Registration {
     pub(crate) name: Arc<str>,
+    /// The settings section it reads, `[jobs.<section>]`.
+    pub(crate) section: Arc<str>,
     pub(crate) schedule: Schedule,
     pub(crate) leadership: Leadership,
     pub(crate) job: Arc<dyn ErasedJob>,
@@ -88,6 +90,7 @@ impl HostBuilder {
     pub fn job<J: LoopJob>(mut self, job: J) -> Self {
         let registration = Registration {
             name: job.name().into(),
+            section: job.section().into(),
             schedule: job.schedule(),
             leadership: job.leadership(),
             job: Arc::new(Erased(job)),
@@ -119,8 +122,10 @@ impl HostBuilder {
         F: Fn(JobContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), JobError>> + Send + 'static,
     {
+        let name: Arc<str> = name.into().into();
         let registration = Registration {
-            name: name.into().into(),
+            section: name.clone(),
+            name,
             schedule,
             leadership: Leadership::default(),
             job: Arc::new(FnJob { run }),

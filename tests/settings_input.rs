@@ -272,3 +272,69 @@ fn a_store_url_without_a_file_host_or_database_is_a_build_error() {
         assert!(problems[0].message.contains(words), "{}", problems[0]);
     }
 }
+
+/// A job registered explicitly that reads a section of another name, and spells its leader
+/// mode in capitals.
+#[derive(loopjob::LoopJob)]
+#[loopjob(section = "cleanup_v2", leader = "Global", lease_ttl = "9s")]
+struct Cleanup;
+
+impl Cleanup {
+    async fn execute(&self, _ctx: &loopjob::JobContext) -> Result<(), loopjob::JobError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn leader_names_are_read_in_any_case_by_the_attribute_and_by_settings() {
+    use loopjob::{LeaderMode, LoopJob};
+    assert_eq!(Cleanup.leadership().mode, LeaderMode::Global);
+    for spelling in ["Global", "GLOBAL", " global "] {
+        let settings = load(&format!("[jobs.cleanup]\nleader = \"{spelling}\"\n"), &[]);
+        let job = settings
+            .job("cleanup", &Schedule::every(SEC), &Leadership::default())
+            .unwrap();
+        assert_eq!(job.leadership.mode, LeaderMode::Global, "{spelling}");
+    }
+    let settings = load("[jobs.cleanup]\nleader = \"Globl\"\n", &[]);
+    let error = settings
+        .job("cleanup", &Schedule::every(SEC), &Leadership::default())
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("did you mean \"global\"?"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_custom_section_works_for_a_job_registered_explicitly() {
+    use loopjob::LoopJob;
+    assert_eq!(Cleanup.section(), "cleanup_v2");
+    // The attribute gives no interval: the section must, and it is read.
+    let store = std::sync::Arc::new(loopjob::store::MemoryStore::new());
+    let host = Host::builder()
+        .settings(load("[jobs.cleanup_v2]\ninterval = \"5s\"\n", &[]))
+        .job(Cleanup)
+        .store(store.clone())
+        .build()
+        .expect("the section gives the interval");
+    assert_eq!(host.settings_warnings(), []);
+    assert_eq!(host.handle().job_names(), ["cleanup"]);
+
+    // Its problems are reported at that section, at their line.
+    let error = Host::builder()
+        .settings(load(
+            "[jobs.cleanup_v2]\ninterval = \"5s\"\nlease_ttl = \"1ms\"\n",
+            &[],
+        ))
+        .job(Cleanup)
+        .store(store)
+        .build()
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("app.toml:3: [jobs.cleanup_v2] lease_ttl: is 1ms, shorter than"),
+        "{error}"
+    );
+}

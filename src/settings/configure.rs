@@ -66,8 +66,8 @@ pub(crate) fn configure(
 
     let mut used_sections = BTreeSet::new();
     for registration in builder.registrations.iter_mut() {
-        let path = format!("jobs.{}", registration.name);
-        let keys = settings.claimed_keys(&registration.name);
+        let path = format!("jobs.{}", registration.section);
+        let keys = settings.claimed_keys(&registration.section);
         match resolve(
             &settings.section(&path),
             &registration.schedule,
@@ -80,7 +80,7 @@ pub(crate) fn configure(
             }
             Err(found) => problems.extend(found),
         }
-        used_sections.insert(registration.name.to_string());
+        used_sections.insert(registration.section.to_string());
     }
 
     if let Some(discover_at) = discover_at {
