@@ -338,3 +338,86 @@ fn a_custom_section_works_for_a_job_registered_explicitly() {
         "{error}"
     );
 }
+
+#[test]
+fn environment_variables_that_can_never_match_are_warnings_naming_them() {
+    let settings = load(
+        "[jobs.cleanup]\ninterval = \"1m\"\n",
+        &[
+            ("loopjob__jobs__cleanup__interval", "5s"),
+            ("LOOPJOB_JOBS_CLEANUP_INTERVAL", "5s"),
+            ("LOOPJOB_STORE", "memory"),
+            ("Loopjob__Store", "memory"),
+            // Not ours, or ours and fine: no warning.
+            ("LOOPJOB_TEST_POSTGRES_URL", "postgres://db/x"),
+            ("LOOPJOBS", "x"),
+            ("LOOPJOB__JOBS__CLENAUP__INTERVAL", "5s"),
+            ("LOOPJOB__JOBS__CLENAUP__RETRY__MAX", "5"),
+        ],
+    );
+    let shown: Vec<String> = settings
+        .warnings()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            "environment variable LOOPJOB_JOBS_CLEANUP_INTERVAL: this variable is not read: \
+             loopjob's names separate their parts with `__`, as in LOOPJOB__JOBS__<JOB>__<KEY> \
+             or LOOPJOB__<KEY>",
+            "environment variable LOOPJOB_STORE: this variable is not read: loopjob's names \
+             separate their parts with `__`, as in LOOPJOB__JOBS__<JOB>__<KEY> or \
+             LOOPJOB__STORE",
+            "environment variable Loopjob__Store: this variable is not read: loopjob's names are \
+             in capitals; write LOOPJOB__STORE",
+            "environment variable loopjob__jobs__cleanup__interval: this variable is not read: \
+             loopjob's names are in capitals; write LOOPJOB__JOBS__CLEANUP__INTERVAL",
+        ]
+    );
+    // The variables are not applied, and the host keeps the warnings with its own: a variable
+    // for a job that is not registered is named, not blamed on a file.
+    let job = settings
+        .job("cleanup", &Schedule::every(SEC), &Leadership::default())
+        .unwrap();
+    assert_eq!(job.schedule.interval, 60 * SEC);
+    let host = Host::builder()
+        .settings(settings)
+        .job_fn("cleanup", Schedule::every(SEC), |_| async { Ok(()) })
+        .build()
+        .unwrap();
+    let warnings = host.settings_warnings();
+    assert_eq!(warnings.len(), 6, "{warnings:#?}");
+    let unread: Vec<String> = warnings[4..].iter().map(ToString::to_string).collect();
+    assert_eq!(
+        unread,
+        [
+            "environment variable LOOPJOB__JOBS__CLENAUP__INTERVAL: [jobs.clenaup]: no \
+             registered job reads this section; did you mean `cleanup`?",
+            "environment variable LOOPJOB__JOBS__CLENAUP__RETRY__MAX: [jobs.clenaup]: no \
+             registered job reads this section; did you mean `cleanup`?",
+        ]
+    );
+
+    // A section in a file and a variable for it: both named.
+    let host = Host::builder()
+        .settings(load(
+            "[jobs.old_job]\ninterval = \"1m\"\n",
+            &[("LOOPJOB__JOBS__OLD_JOB__JITTER", "1s")],
+        ))
+        .job_fn("cleanup", Schedule::every(SEC), |_| async { Ok(()) })
+        .build()
+        .unwrap();
+    let origins: Vec<String> = host
+        .settings_warnings()
+        .iter()
+        .map(|warning| warning.origin.to_string())
+        .collect();
+    assert_eq!(
+        origins,
+        [
+            "app.toml:1",
+            "environment variable LOOPJOB__JOBS__OLD_JOB__JITTER"
+        ]
+    );
+}

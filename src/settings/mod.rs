@@ -144,6 +144,8 @@ const STORE_FORMS: [&str; 6] = [
 pub struct Settings {
     table: Table,
     origins: Origins,
+    /// What loading found odd (environment variables that are never read).
+    warnings: Vec<SettingsWarning>,
     /// Option keys of sections read through [`Settings::options`], so that they are not
     /// reported as unknown.
     claimed: Mutex<HashMap<String, OptionKeys>>,
@@ -155,6 +157,7 @@ impl Default for Settings {
         Settings {
             table: Table::new(),
             origins: Origins::default(),
+            warnings: Vec::new(),
             claimed: Mutex::default(),
         }
     }
@@ -184,6 +187,28 @@ impl Settings {
         SettingsLoader {
             sources: Vec::new(),
         }
+    }
+
+    /// What loading found that is probably a mistake but not an error: environment variables
+    /// that look like loopjob's but are never read (`loopjob__store` in lower case,
+    /// `LOOPJOB_JOBS_CLEANUP_INTERVAL` with single underscores). Each was logged with
+    /// `tracing::warn!`; the host adds them to
+    /// [`Host::settings_warnings`](crate::Host::settings_warnings).
+    ///
+    /// ```
+    /// let settings = loopjob::Settings::loader()
+    ///     .env_vars([("LOOPJOB_JOBS_CLEANUP_INTERVAL", "1m")])
+    ///     .load()?;
+    /// assert!(settings.warnings()[0].to_string().contains("separate their parts with `__`"));
+    /// # Ok::<(), loopjob::SettingsError>(())
+    /// ```
+    pub fn warnings(&self) -> &[SettingsWarning] {
+        &self.warnings
+    }
+
+    /// The environment variables that set a key under `path` (`jobs.cleanup`), sorted.
+    pub(crate) fn env_vars_under(&self, path: &str) -> Vec<&str> {
+        self.origins.env_vars_under(path)
     }
 
     /// The `[loopjob]` section, checked.
@@ -452,6 +477,7 @@ impl SettingsLoader {
     pub fn load(self) -> Result<Settings, SettingsError> {
         let mut layers = Vec::new();
         let mut problems = Vec::new();
+        let mut warnings = Vec::new();
         for source in self.sources {
             let layer = match source {
                 SourceSpec::File(path) => match std::fs::read_to_string(&path) {
@@ -467,8 +493,15 @@ impl SettingsLoader {
                     )]),
                 },
                 SourceSpec::Toml { name, text } => source::toml_layer(Path::new(&name), &text),
-                SourceSpec::ProcessEnv => source::env_layer(std::env::vars_os()),
-                SourceSpec::Env(vars) => source::env_layer(vars),
+                SourceSpec::ProcessEnv => {
+                    let vars: Vec<_> = std::env::vars_os().collect();
+                    warnings.extend(source::env_near_misses(vars.iter().map(|(name, _)| name)));
+                    source::env_layer(vars)
+                }
+                SourceSpec::Env(vars) => {
+                    warnings.extend(source::env_near_misses(vars.iter().map(|(name, _)| name)));
+                    source::env_layer(vars)
+                }
             };
             match layer {
                 Ok(layer) => layers.push(layer),
@@ -479,9 +512,13 @@ impl SettingsLoader {
             return Err(SettingsError::new(problems));
         }
         let (table, origins) = merge(layers)?;
+        for warning in &warnings {
+            tracing::warn!(origin = %warning.origin, "{}", warning.message);
+        }
         Ok(Settings {
             table,
             origins,
+            warnings,
             claimed: Mutex::default(),
         })
     }
