@@ -421,3 +421,88 @@ fn environment_variables_that_can_never_match_are_warnings_naming_them() {
         ]
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_standalone_elector_takes_its_timing_from_settings() {
+    use loopjob::{LeaderElector, NodeIdentity};
+    let settings = load(
+        "[loopjob]\nstore = \"memory\"\n\
+         [loopjob.leaders.orders]\nlease_ttl = \"40s\"\npriority = 2\n",
+        &[("LOOPJOB__LEADERS__ORDERS__RETRY_EVERY", "4s")],
+    );
+    let leadership = settings.leader("orders").unwrap();
+    assert_eq!(leadership.lease_ttl, 40 * SEC);
+    assert_eq!(leadership.renew_every(), 40 * SEC / 3);
+    assert_eq!(leadership.retry_every, 4 * SEC);
+    assert_eq!(leadership.priority, 2);
+    // No section: the defaults.
+    assert_eq!(
+        settings.leader("other").unwrap(),
+        Leadership::new(loopjob::LeaderMode::Global)
+    );
+
+    let store = std::sync::Arc::new(loopjob::store::MemoryStore::new());
+    let node = NodeIdentity::new("web-1", "eu");
+    let elector = LeaderElector::from_settings(store, "orders", &settings, &node).unwrap();
+    let started = tokio::time::Instant::now();
+    let lease = elector
+        .run_while_leader(|lease, _token| async move { lease })
+        .await;
+    // Priority 2 waits 2 · retry_every before its first try; the deadline follows the ttl
+    // less its safety margin (a tenth).
+    let waited = lease.deadline() - started;
+    assert!(
+        waited >= 8 * SEC + 36 * SEC && waited <= 8 * SEC + 40 * SEC,
+        "{waited:?}"
+    );
+    elector.shutdown().await;
+}
+
+#[test]
+fn leader_sections_are_checked_with_the_host_every_problem_at_its_line() {
+    let toml = "[loopjob.leaders.orders]\n\
+                lease_ttl = \"3ms\"\n\
+                leader = \"global\"\n\
+                [loopjob.leaders.cache]\n\
+                renew_every = \"1h\"\n";
+    let settings = load(toml, &[]);
+    let error = settings.leader("orders").unwrap_err();
+    let found: Vec<_> = error
+        .problems()
+        .iter()
+        .map(|p| (line_of(p), p.key.as_str()))
+        .collect();
+    // A key that is not read is reported before the rules are checked.
+    assert_eq!(found, [(Some(3), "leader")], "{error}");
+    assert!(error.to_string().contains("unknown key"), "{error}");
+
+    let problems = build_problems(load(toml, &[]));
+    let found: Vec<_> = problems
+        .iter()
+        .map(|p| (line_of(p), p.section.as_str(), p.key.as_str()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (Some(3), "loopjob.leaders.orders", "leader"),
+            (Some(5), "loopjob.leaders.cache", "renew_every"),
+        ],
+        "{problems:#?}"
+    );
+    assert!(
+        problems[1]
+            .message
+            .contains("must be shorter than lease_ttl (15s)"),
+        "{}",
+        problems[1]
+    );
+    let settings = load("[loopjob.leaders.orders]\nlease_ttl = \"3ms\"\n", &[]);
+    let error = settings.leader("orders").unwrap_err();
+    assert!(
+        error.to_string().contains(
+            "app.toml:2: [loopjob.leaders.orders] lease_ttl: is 3ms, shorter than the least \
+             allowed, 1s"
+        ),
+        "{error}"
+    );
+}

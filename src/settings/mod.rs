@@ -51,6 +51,7 @@ mod configure;
 pub mod duration;
 mod error;
 mod job;
+mod leaders;
 mod leadership;
 mod options;
 mod section;
@@ -72,6 +73,7 @@ use crate::schedule::Schedule;
 
 pub use error::{Origin, SettingsError, SettingsProblem, SettingsWarning};
 pub use job::{JobSettings, LEADERSHIP_KEYS, SCHEDULE_KEYS};
+pub use leaders::LEADER_KEYS;
 pub use leadership::{
     DEFAULT_LEASE_TTL, DEFAULT_PARTITIONS, DEFAULT_RETRY_EVERY, LeaderMode, Leadership,
 };
@@ -88,8 +90,8 @@ pub(crate) use error::did_you_mean;
 use error::unknown_key_message;
 use source::{Layer, Origins, Table};
 
-/// The keys of the `[loopjob]` section.
-pub const HOST_KEYS: [&str; 4] = ["node_id", "group", "store", "shutdown_grace"];
+/// The keys of the `[loopjob]` section (`leaders` holds a table per standalone elector).
+pub const HOST_KEYS: [&str; 5] = ["node_id", "group", "store", "shutdown_grace", "leaders"];
 
 /// The host's own section, `[loopjob]`: what it gives, each `None` when no source does. Its
 /// `Debug` shows the store URL without its password.
@@ -254,6 +256,28 @@ impl Settings {
         Typed::<O>::read(&self.section(&path)).map_err(SettingsError::new)
     }
 
+    /// The lease timing of the standalone [`LeaderElector`](crate::LeaderElector) named `name`:
+    /// its section `[loopjob.leaders.<name>]` (keys `lease_ttl`, `renew_every`, `retry_every`,
+    /// `priority`) over the defaults, checked like a job's leadership. No section gives the
+    /// defaults. See [`LeaderElector::from_settings`](crate::LeaderElector::from_settings).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let settings = loopjob::Settings::loader()
+    ///     .toml("app.toml", "[loopjob.leaders.orders]\nlease_ttl = \"30s\"\n")
+    ///     .env_vars([("LOOPJOB__LEADERS__ORDERS__RETRY_EVERY", "5s")])
+    ///     .load()?;
+    /// let leadership = settings.leader("orders")?;
+    /// assert_eq!(leadership.lease_ttl, Duration::from_secs(30));
+    /// assert_eq!(leadership.retry_every, Duration::from_secs(5));
+    /// # Ok::<(), loopjob::SettingsError>(())
+    /// ```
+    pub fn leader(&self, name: &str) -> Result<Leadership, SettingsError> {
+        let path = format!("loopjob.leaders.{name}");
+        leaders::read(&self.section(&path)).map_err(SettingsError::new)
+    }
+
     /// The schedule and leadership a job runs on: its `[jobs.<section>]` applied over the
     /// values from its code, and checked, as [`HostBuilder::build`](crate::HostBuilder::build)
     /// does. Keys read through [`Settings::options`] count as known; others are unknown.
@@ -364,6 +388,10 @@ impl Settings {
                 "node_id" => value::text(value).map(|v| host.node_id = Some(v)),
                 "group" => value::text(value).map(|v| host.group = Some(v)),
                 "store" => store(value).map(|v| host.store = Some(v)),
+                "leaders" => {
+                    self.leader_sections(problems);
+                    Ok(())
+                }
                 "shutdown_grace" => value::duration(value)
                     .and_then(|grace| {
                         match limits::at_most("shutdown_grace", grace, MAX_GRACE, "MAX_GRACE") {
@@ -384,6 +412,41 @@ impl Settings {
             }
         }
         host
+    }
+}
+
+impl Settings {
+    /// Checks every `[loopjob.leaders.<name>]` section, so that its problems come out with the
+    /// host's, before any elector starts.
+    fn leader_sections(&self, problems: &mut Vec<SettingsProblem>) {
+        let leaders = self.section("loopjob.leaders");
+        if !leaders.exists() {
+            let origin = self.section("loopjob").origin("leaders");
+            let message = "expected a table of leader sections, such as \
+                           [loopjob.leaders.orders] with lease_ttl = \"15s\""
+                .to_owned();
+            problems.push(SettingsProblem::new(origin, "loopjob", "leaders", message));
+            return;
+        }
+        for name in leaders.keys() {
+            let path = format!("loopjob.leaders.{name}");
+            let section = self.section(&path);
+            if section.exists() {
+                problems.extend(leaders::read(&section).err().into_iter().flatten());
+            } else {
+                let message = format!(
+                    "expected a table ([loopjob.leaders.{}]) of lease_ttl, renew_every, \
+                     retry_every and priority",
+                    error::shorten(name)
+                );
+                problems.push(SettingsProblem::new(
+                    leaders.origin(name),
+                    "loopjob.leaders",
+                    name,
+                    message,
+                ));
+            }
+        }
     }
 }
 
