@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use loopjob::settings::{HostSettings, Origin};
 use loopjob::{BuildProblem, Host, Leadership, Schedule, Settings, SettingsProblem};
+use validator::Validate;
 
 const SEC: Duration = Duration::from_secs(1);
 
@@ -505,4 +506,119 @@ fn leader_sections_are_checked_with_the_host_every_problem_at_its_line() {
         ),
         "{error}"
     );
+}
+
+#[derive(Debug, serde::Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct PurgeOptions {
+    #[validate(range(min = 1))]
+    batch: u32,
+    #[validate(range(min = 1, max = 10))]
+    workers: u32,
+    #[serde(with = "loopjob::settings::duration")]
+    keep_for: Duration,
+    table: String,
+    #[serde(default)]
+    #[validate(nested)]
+    retry: Retry,
+}
+
+#[derive(Debug, Default, serde::Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct Retry {
+    #[validate(range(max = 5))]
+    max: u32,
+}
+
+/// `(line, key)` of every problem, in order.
+fn lines_and_keys(error: &loopjob::SettingsError) -> Vec<(Option<usize>, String)> {
+    error
+        .problems()
+        .iter()
+        .map(|p| (line_of(p), p.key.clone()))
+        .collect()
+}
+
+#[test]
+fn options_report_every_problem_at_once_each_at_its_line() {
+    // A value of the wrong type does not hide the checks of the other keys, nor the fields
+    // that are missing.
+    let settings = load(
+        "[jobs.purge]\n\
+         interval = \"1m\"\n\
+         batch = \"many\"\n\
+         workers = 40\n\
+         [jobs.purge.retry]\n\
+         max = 9\n",
+        &[],
+    );
+    let error = settings.options::<PurgeOptions>("purge").unwrap_err();
+    assert_eq!(
+        lines_and_keys(&error),
+        [
+            (Some(3), "batch".to_owned()),
+            (Some(1), "keep_for".to_owned()),
+            (Some(1), "table".to_owned()),
+            (Some(6), "retry.max".to_owned()),
+            (Some(4), "workers".to_owned()),
+        ],
+        "{error}"
+    );
+    let text = error.to_string();
+    assert!(
+        text.contains("app.toml:3: [jobs.purge] batch: expected an integer, found string \"many\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("[jobs.purge] keep_for: missing: the job's options need `keep_for`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("app.toml:4: [jobs.purge] workers: expected to pass the `range` check"),
+        "{text}"
+    );
+
+    // Unknown keys, at their own lines, nested ones too; and the placeholder of a missing
+    // field is never checked.
+    let settings = load(
+        "[jobs.purge]\n\
+         batch = 0\n\
+         btach = 2\n\
+         [jobs.purge.retry]\n\
+         max = 1\n\
+         maxx = 2\n",
+        &[],
+    );
+    let error = settings.options::<PurgeOptions>("purge").unwrap_err();
+    assert_eq!(
+        lines_and_keys(&error),
+        [
+            (Some(3), "btach".to_owned()),
+            (Some(6), "retry.maxx".to_owned()),
+            (Some(1), "workers".to_owned()),
+            (Some(1), "keep_for".to_owned()),
+            (Some(1), "table".to_owned()),
+            (Some(2), "batch".to_owned()),
+        ],
+        "{error}"
+    );
+    let text = error.to_string();
+    assert!(
+        text.contains("app.toml:3: [jobs.purge] btach: unknown key; did you mean `batch`?"),
+        "{text}"
+    );
+    assert!(
+        text.contains("app.toml:6: [jobs.purge] retry.maxx: unknown field `maxx`, expected `max`"),
+        "{text}"
+    );
+
+    // All right: the options read.
+    let settings = load(
+        "[jobs.purge]\nbatch = 5\nworkers = 2\nkeep_for = \"1h\"\ntable = \"events\"\n",
+        &[],
+    );
+    let options = settings.options::<PurgeOptions>("purge").unwrap();
+    assert_eq!(options.keep_for, 3600 * SEC);
 }

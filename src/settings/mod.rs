@@ -47,6 +47,7 @@
 //! - A section for a job that is not registered is a [`SettingsWarning`], logged and kept on the
 //!   host; a registered job without a section runs on its code's values.
 
+mod collect;
 mod configure;
 pub mod duration;
 mod error;

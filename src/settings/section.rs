@@ -1,6 +1,6 @@
 //! A view of one section of the merged settings, with the origin of each of its keys.
 
-use config::{Value, ValueKind};
+use config::Value;
 
 use super::error::Origin;
 use super::job::is_framework_key;
@@ -85,14 +85,12 @@ impl<'a> Section<'a> {
     }
 
     /// The section without its schedule and leadership keys: what the job's options read.
-    pub(crate) fn option_table(&self) -> ValueKind {
-        let table: Table = self
-            .table
+    pub(crate) fn option_table(&self) -> Table {
+        self.table
             .into_iter()
             .flatten()
             .filter(|(key, _)| !is_framework_key(key))
             .map(|(key, value)| (key.clone(), value.clone()))
-            .collect();
-        ValueKind::Table(table)
+            .collect()
     }
 }
