@@ -55,7 +55,7 @@ fn every_duration_key_has_an_upper_bound_reported_at_its_line() {
                 leader = \"global\"\n\
                 lease_ttl = \"500000000000y\"\n\
                 retry_every = \"2h\"\n";
-    let problems = build_problems(load(&toml, &[]));
+    let problems = build_problems(load(toml, &[]));
     let found: Vec<_> = problems
         .iter()
         .map(|p| (line_of(p).unwrap_or(0), p.key.as_str()))

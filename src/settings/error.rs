@@ -74,7 +74,7 @@ impl SettingsProblem {
 }
 
 impl fmt::Display for SettingsProblem {
-    /// Shows a long section or key shortened (see [`shorten`]).
+    /// Shows a long section or key shortened: its first 60 characters, `…` and its length.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: ", self.origin)?;
         let (section, key) = (shorten(&self.section), shorten(&self.key));

@@ -8,6 +8,9 @@
 //! store = "sqlite://loopjob.db"  # memory | sqlite:… | postgres://… | mysql://…
 //! shutdown_grace = "30s"
 //!
+//! [loopjob.leaders.orders]       # a standalone `LeaderElector`'s timing
+//! lease_ttl = "30s"
+//!
 //! [jobs.pc_keep_alive]
 //! interval = "10s"               # schedule keys: see `Schedule`
 //! initial_delay = "10m"
@@ -26,9 +29,12 @@
 //! | `LOOPJOB__JOBS__<JOB>__<KEY>` | `[jobs.<job>] <key>` |
 //! | `LOOPJOB__JOBS__<JOB>__<TABLE>__<KEY>` | `[jobs.<job>.<table>] <key>` (nested options) |
 //! | `LOOPJOB__<KEY>` | `[loopjob] <key>`, e.g. `LOOPJOB__STORE`, `LOOPJOB__NODE_ID` |
+//! | `LOOPJOB__LEADERS__<NAME>__<KEY>` | `[loopjob.leaders.<name>] <key>` |
 //!
 //! Names are written in capitals and read in lower case, so a job whose name has capitals
-//! cannot be set from the environment.
+//! cannot be set from the environment. A variable that looks like one of these but is never
+//! read (`loopjob__store` in lower case, `LOOPJOB_JOBS_CLEANUP_INTERVAL` or `LOOPJOB_STORE` with
+//! single underscores) is a [`SettingsWarning`] naming it ([`Settings::warnings`]).
 //!
 //! # Checks
 //!
@@ -39,13 +45,22 @@
 //!
 //! - Durations are humantime strings (`"10s"`, `"1h 30m"`, `"250ms"`); a bare number is refused
 //!   with the form to write (`interval = 10` → `write "10s"`).
-//! - An unknown key is an error with a "did you mean" suggestion.
+//! - An unknown key is an error with a "did you mean" suggestion (none for a key longer than
+//!   64 bytes; long keys and values are shortened in messages).
+//! - Names from a fixed set (`leader`, `mode`, `missed_ticks`) are read in any case, as the
+//!   derive attribute reads them: `"Global"` is `"global"`.
 //! - The rules of [`Schedule::validate`](crate::Schedule::validate) and
-//!   [`Leadership::validate`] are checked on the merged values, and reported at the key set.
+//!   [`Leadership::validate`], with the bounds of [`limits`], are checked on the
+//!   merged values, and reported at the key set.
 //! - A job's options are read into its own `Deserialize + Validate` type (the `validator`
-//!   crate, with nested validation).
+//!   crate, with nested validation); a value of the wrong type does not hide the checks of the
+//!   other keys, every missing field is named, and an unknown key is reported at its line.
+//! - The store URL is checked (a file, or a host and a database) and never shown with its
+//!   password.
 //! - A section for a job that is not registered is a [`SettingsWarning`], logged and kept on the
-//!   host; a registered job without a section runs on its code's values.
+//!   host (one per variable that sets a key in it); a registered job without a section runs on
+//!   its code's values. A job reads the section of its name, or of its
+//!   [`LoopJob::section`](crate::LoopJob::section).
 
 mod collect;
 mod configure;

@@ -246,7 +246,7 @@ pub(crate) fn env_near_misses<'a>(
             })
         })
         .collect();
-    warnings.sort_by(|a, b| a.origin.to_string().cmp(&b.origin.to_string()));
+    warnings.sort_by_key(|warning| warning.origin.to_string());
     warnings
 }
 

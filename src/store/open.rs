@@ -114,9 +114,10 @@ fn check_server(url: &str, form: &str, database_param: &str) -> Result<(), Store
         .rsplit_once('@')
         .map_or(authority, |(_, host)| host);
     // `host:port`, or `[ipv6]:port`; only whether a host is there matters.
-    let host = match host_and_port.starts_with('[') {
-        true => host_and_port,
-        false => host_and_port.split(':').next().unwrap_or_default(),
+    let host = if host_and_port.starts_with('[') {
+        host_and_port
+    } else {
+        host_and_port.split(':').next().unwrap_or_default()
     };
     let param = |name: &str| {
         query.split('&').any(|pair| {
