@@ -287,11 +287,15 @@ impl HostBuilder {
         let discovered = self
             .discover_at
             .map(|_| crate::__private::Discovered::all());
+        let discovered = discovered.iter().flatten().map(|d| d.name());
+        if discovered.clone().any(|name| name == job) {
+            return BuildProblem::DiscoveredJob { job, setting };
+        }
         let known = self
             .registrations
             .iter()
             .map(|registration| &*registration.name)
-            .chain(discovered.iter().flatten().map(|d| d.name()));
+            .chain(discovered);
         let suggestion = crate::settings::did_you_mean(&job, known).map(str::to_owned);
         BuildProblem::UnknownJob {
             job,
@@ -426,6 +430,19 @@ pub enum BuildProblem {
         setting: &'static str,
         /// The registered job whose name is closest, if one is close.
         suggestion: Option<String>,
+    },
+    /// A per-job setting on the builder names a discovered job, which takes its settings
+    /// from its attribute and its settings section instead.
+    #[error(
+        "{setting} is set on the builder for job `{job}`, which is discovered: set it in the \
+         job's #[loopjob(...)] attribute or its settings section, or register the job with \
+         `HostBuilder::job`"
+    )]
+    DiscoveredJob {
+        /// The name given.
+        job: String,
+        /// What was set for it: `leadership`.
+        setting: &'static str,
     },
     /// A host-wide setting given in code breaks a rule (settings report theirs as
     /// [`BuildProblem::Settings`]).

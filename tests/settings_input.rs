@@ -622,3 +622,41 @@ fn options_report_every_problem_at_once_each_at_its_line() {
     let options = settings.options::<PurgeOptions>("purge").unwrap();
     assert_eq!(options.keep_for, 3600 * SEC);
 }
+
+/// Discovered (only where a test calls `discover`).
+#[derive(loopjob::LoopJob)]
+#[loopjob(interval = "1m", discover)]
+struct Audit;
+
+impl Audit {
+    async fn execute(&self, _ctx: &loopjob::JobContext) -> Result<(), loopjob::JobError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_leadership_on_the_builder_for_a_discovered_job_says_where_to_set_it() {
+    use loopjob::{LeaderMode, Leadership};
+    let error = Host::builder()
+        .discover()
+        .leadership("audit", Leadership::new(LeaderMode::Global))
+        .leadership("audti", Leadership::new(LeaderMode::Global))
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(
+            error.problems(),
+            [
+                BuildProblem::DiscoveredJob { job, .. },
+                BuildProblem::UnknownJob { suggestion: Some(suggested), .. },
+            ] if job == "audit" && suggested == "audit"
+        ),
+        "{error}"
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("which is discovered: set it in the job's #[loopjob(...)] attribute"),
+        "{error}"
+    );
+}

@@ -201,11 +201,13 @@ impl<'de> de::Deserializer<'de> for Options<'_> {
     type Error = ReadError;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ReadError> {
+        // In key order, so that problems come out in the same order every time.
         let mut entries: Vec<(String, Entry)> = self
             .table
             .iter()
             .map(|(key, value)| (key.clone(), Entry::Value(value.clone())))
             .collect();
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
         entries.extend(
             self.fill
                 .iter()
