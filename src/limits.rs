@@ -13,7 +13,7 @@
 //! | `cancel_grace`, `shutdown_grace` | at most [`MAX_GRACE`] (1 day) |
 //! | `lease_ttl` | from [`MIN_LEASE_TTL`] (1s) to [`MAX_LEASE_TTL`] (1 day) |
 //! | `renew_every` | at least [`MIN_LEASE_POLL`] (10ms) and `lease_ttl / `[`MAX_POLLS_PER_TTL`] (100), shorter than `lease_ttl` |
-//! | `retry_every` | at least [`MIN_LEASE_POLL`] and `lease_ttl / `[`MAX_POLLS_PER_TTL`], at most [`MAX_RETRY_EVERY`] (1 hour) |
+//! | `retry_every` | at least [`MIN_LEASE_POLL`] and `lease_ttl / `[`MAX_POLLS_PER_TTL`] (but never more than the default, 2s, is asked), at most [`MAX_RETRY_EVERY`] (1 hour) |
 //! | `priority` | at most [`MAX_PRIORITY`] (1000) |
 //!
 //! [`Leadership::validate`]: crate::Leadership::validate

@@ -102,6 +102,37 @@ fn lease_timing_that_would_flood_the_store_is_refused() {
 }
 
 #[test]
+fn a_long_lease_keeps_the_default_retry_and_a_rule_broken_by_the_ttl_is_blamed_on_it() {
+    // The default retry_every (2s) fits any ttl.
+    let settings = load(
+        "[jobs.cleanup]\nleader = \"global\"\nlease_ttl = \"1day\"\n",
+        &[],
+    );
+    let job = settings
+        .job("cleanup", &Schedule::every(SEC), &Leadership::default())
+        .unwrap();
+    assert_eq!(job.leadership.lease_ttl, 86_400 * SEC);
+    // A renewal the code gives, made too frequent by the ttl that settings give: the problem is
+    // at the ttl's line.
+    let code = Leadership::default().with_renew_every(SEC);
+    let error = settings
+        .job("cleanup", &Schedule::every(SEC), &code)
+        .unwrap_err();
+    assert_eq!(error.problems().len(), 1, "{error}");
+    let problem = &error.problems()[0];
+    assert_eq!(
+        (line_of(problem), problem.key.as_str()),
+        (Some(3), "lease_ttl")
+    );
+    assert!(
+        problem
+            .message
+            .contains("`renew_every` is 1s, shorter than the least allowed, 14m 24s"),
+        "{problem}"
+    );
+}
+
+#[test]
 fn a_megabyte_key_is_reported_shortened_and_without_a_suggestion_search() {
     let key = "x".repeat(1 << 20);
     let toml = format!("[jobs.cleanup]\n{key} = 1\n[loopjob]\n{key} = \"{key}\"\n");

@@ -40,7 +40,11 @@ pub const LEADERSHIP_KEYS: [&str; 6] = [
 ];
 
 /// When a rule between two keys breaks and only one of them was set, the one to blame.
-const RELATED: [(&str, &str); 2] = [("retry_backoff", "interval"), ("renew_every", "lease_ttl")];
+const RELATED: [(&str, &str); 3] = [
+    ("retry_backoff", "interval"),
+    ("renew_every", "lease_ttl"),
+    ("retry_every", "lease_ttl"),
+];
 
 pub(crate) fn is_framework_key(key: &str) -> bool {
     SCHEDULE_KEYS.contains(&key) || LEADERSHIP_KEYS.contains(&key)

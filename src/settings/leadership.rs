@@ -215,29 +215,33 @@ impl Leadership {
     }
 
     /// A problem if a store call every `every` would be absurdly often: more often than
-    /// [`MIN_LEASE_POLL`], or more than [`MAX_POLLS_PER_TTL`] times per ttl.
-    /// (`per_ttl`: whether to check the second rule.)
+    /// [`MIN_LEASE_POLL`], or (with `per_ttl`) more than [`MAX_POLLS_PER_TTL`] times per ttl.
+    /// For `retry_every` that second bound is never more than [`DEFAULT_RETRY_EVERY`], so that
+    /// the default fits a ttl of any length.
     fn too_often(
         &self,
         field: &'static str,
         every: Duration,
         per_ttl: bool,
     ) -> Option<ScheduleProblem> {
-        let least = self.lease_ttl / MAX_POLLS_PER_TTL;
-        at_least(
-            field,
-            every,
-            MIN_LEASE_POLL,
-            "loopjob::limits::MIN_LEASE_POLL",
-        )
-        .or_else(|| {
+        let min_poll = "loopjob::limits::MIN_LEASE_POLL";
+        at_least(field, every, MIN_LEASE_POLL, min_poll).or_else(|| {
             if !per_ttl {
                 return None;
             }
-            let why = format!(
-                "lease_ttl / {MAX_POLLS_PER_TTL}: at most {MAX_POLLS_PER_TTL} store calls per \
-                 lease_ttl, see loopjob::limits::MAX_POLLS_PER_TTL"
-            );
+            let per_ttl = self.lease_ttl / MAX_POLLS_PER_TTL;
+            let (least, why) = if field == "retry_every" && per_ttl > DEFAULT_RETRY_EVERY {
+                (
+                    DEFAULT_RETRY_EVERY,
+                    String::from("the default, for a lease_ttl this long"),
+                )
+            } else {
+                let why = format!(
+                    "lease_ttl / {MAX_POLLS_PER_TTL}: at most {MAX_POLLS_PER_TTL} store calls \
+                     per lease_ttl, see loopjob::limits::MAX_POLLS_PER_TTL"
+                );
+                (per_ttl, why)
+            };
             at_least(field, every, least, &why)
         })
     }
