@@ -144,7 +144,9 @@ impl HostBuilder {
 
     /// Sets the leadership of the job named `job`, registered on this builder before or after
     /// this call, replacing what its code gives: how a closure job gets one. Settings still
-    /// override it. (A discovered job takes its leadership from its attribute and settings.)
+    /// override it. A name that no registered job has is a [`BuildProblem::UnknownJob`], with
+    /// the closest name; a discovered job takes its leadership from its attribute and settings
+    /// ([`BuildProblem::DiscoveredJob`]).
     ///
     /// ```
     /// use std::time::Duration;
