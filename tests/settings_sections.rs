@@ -398,3 +398,34 @@ fn a_leadership_on_the_builder_for_a_discovered_job_says_where_to_set_it() {
         "{error}"
     );
 }
+
+/// Options of any keys, each a count.
+#[derive(Debug, serde::Deserialize)]
+#[serde(transparent)]
+struct Counts(#[allow(dead_code)] std::collections::HashMap<String, u32>);
+
+impl Validate for Counts {
+    fn validate(&self) -> Result<(), validator::ValidationErrors> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_section_with_thousands_of_bad_options_is_reported_in_part() {
+    let mut toml = String::from("[jobs.tally]\n");
+    for index in 0..1000 {
+        toml.push_str(&format!("k{index} = \"not a number\"\n"));
+    }
+    let settings = load(&toml, &[]);
+    let error = settings.options::<Counts>("tally").unwrap_err();
+    // At most a hundred rounds of reading: the first hundred problems, each at its line.
+    assert_eq!(error.problems().len(), 100);
+    assert!(error.problems().iter().all(|p| line_of(p).is_some()));
+    assert!(
+        error.problems()[0]
+            .message
+            .contains("found string \"not a number\""),
+        "{}",
+        error.problems()[0]
+    );
+}

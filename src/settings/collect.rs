@@ -8,6 +8,10 @@
 //!
 //! The placeholder is a deserializer that answers whatever type asks with its smallest value
 //! (`0`, `""`, `false`, no items, `"0s"` for a duration); it is never used beyond this check.
+//!
+//! A nested table (`[jobs.x.retry]`) is read by the `config` crate in one piece: its first
+//! problem is reported at its own key, and the table is then taken out as a whole, so a second
+//! problem inside the same nested table shows once the first is fixed.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -150,9 +154,10 @@ pub(crate) fn read_all<O: DeserializeOwned>(table: Map<String, Value>) -> (Optio
         problems: Vec::new(),
         reported: BTreeSet::new(),
     };
-    // Each round takes out or fills one key, so this many rounds always suffice.
-    let rounds = table.len() + 64;
-    for _ in 0..rounds {
+    // Each round takes out or fills one key; a table with more problems than this (a file
+    // gone wrong) is reported in part rather than read again thousands of times.
+    const MOST_ROUNDS: usize = 100;
+    for _ in 0..MOST_ROUNDS {
         let error = match O::deserialize(Options {
             table: &table,
             fill: &fill,
