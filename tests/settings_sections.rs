@@ -318,14 +318,14 @@ fn options_report_every_problem_at_once_each_at_its_line() {
         "{text}"
     );
 
-    // Unknown keys, at their own lines, nested ones too; and the placeholder of a missing
-    // field is never checked.
+    // Unknown keys, at their own lines, nested ones too, beside the checks of the same nested
+    // table; and the placeholder of a missing field is never checked.
     let settings = load(
         "[jobs.purge]\n\
          batch = 0\n\
          btach = 2\n\
          [jobs.purge.retry]\n\
-         max = 1\n\
+         max = 9\n\
          maxx = 2\n",
         &[],
     );
@@ -339,6 +339,7 @@ fn options_report_every_problem_at_once_each_at_its_line() {
             (Some(1), "keep_for".to_owned()),
             (Some(1), "table".to_owned()),
             (Some(2), "batch".to_owned()),
+            (Some(5), "retry.max".to_owned()),
         ],
         "{error}"
     );
@@ -348,8 +349,24 @@ fn options_report_every_problem_at_once_each_at_its_line() {
         "{text}"
     );
     assert!(
-        text.contains("app.toml:6: [jobs.purge] retry.maxx: unknown field `maxx`, expected `max`"),
+        text.contains("app.toml:6: [jobs.purge] retry.maxx: unknown key; did you mean `max`?"),
         "{text}"
+    );
+
+    // A field missing in a nested table, at the table's line, with the rest checked.
+    let settings = load(
+        "[jobs.purge]\nbatch = 5\nworkers = 0\nkeep_for = \"1h\"\ntable = \"t\"\n\
+         [jobs.purge.retry]\n",
+        &[],
+    );
+    let error = settings.options::<PurgeOptions>("purge").unwrap_err();
+    assert_eq!(
+        lines_and_keys(&error),
+        [
+            (Some(6), "retry.max".to_owned()),
+            (Some(3), "workers".to_owned())
+        ],
+        "{error}"
     );
 
     // All right: the options read.

@@ -9,9 +9,8 @@
 //! The placeholder is a deserializer that answers whatever type asks with its smallest value
 //! (`0`, `""`, `false`, no items, `"0s"` for a duration); it is never used beyond this check.
 //!
-//! A nested table (`[jobs.x.retry]`) is read by the `config` crate in one piece: its first
-//! problem is reported at its own key, and the table is then taken out as a whole, so a second
-//! problem inside the same nested table shows once the first is fixed.
+//! Nested tables (`[jobs.x.retry]`) are read the same way, each key at its dotted path
+//! (`retry.max`); a value inside an array is taken out with its whole array.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -25,14 +24,16 @@ pub(crate) struct ReadError {
     /// The dotted path of the key at fault; empty for the whole table.
     pub(crate) key: String,
     pub(crate) kind: ReadErrorKind,
+    /// Whether `key` is the whole path yet, or still relative to the table being read.
+    located: bool,
 }
 
 #[derive(Debug)]
 pub(crate) enum ReadErrorKind {
     /// A field the type needs is not given.
     Missing,
-    /// A top-level key the type does not read (`#[serde(deny_unknown_fields)]`).
-    Unknown,
+    /// A key the type does not read (`#[serde(deny_unknown_fields)]`), and those it reads.
+    Unknown(&'static [&'static str]),
     /// Anything else: what was expected and what was found.
     Other(String),
 }
@@ -41,7 +42,7 @@ impl fmt::Display for ReadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
             ReadErrorKind::Missing => write!(f, "missing field `{}`", self.key),
-            ReadErrorKind::Unknown => write!(f, "unknown field `{}`", self.key),
+            ReadErrorKind::Unknown(_) => write!(f, "unknown field `{}`", self.key),
             ReadErrorKind::Other(message) => f.write_str(message),
         }
     }
@@ -54,6 +55,7 @@ impl de::Error for ReadError {
         ReadError {
             key: String::new(),
             kind: ReadErrorKind::Other(message.to_string()),
+            located: false,
         }
     }
 
@@ -61,13 +63,15 @@ impl de::Error for ReadError {
         ReadError {
             key: field.to_owned(),
             kind: ReadErrorKind::Missing,
+            located: false,
         }
     }
 
-    fn unknown_field(field: &str, _expected: &'static [&'static str]) -> Self {
+    fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
         ReadError {
             key: field.to_owned(),
-            kind: ReadErrorKind::Unknown,
+            kind: ReadErrorKind::Unknown(expected),
+            located: false,
         }
     }
 }
@@ -94,7 +98,20 @@ impl ReadError {
             }
             ReadErrorKind::Other(message)
         };
-        ReadError { key: path, kind }
+        ReadError {
+            key: path,
+            kind,
+            located: true,
+        }
+    }
+
+    /// The error with its key made whole, if it is still relative to the table at `prefix`.
+    fn located_in(mut self, prefix: &str) -> Self {
+        if !self.located {
+            self.key = join(prefix, &self.key);
+            self.located = true;
+        }
+        self
     }
 }
 
@@ -136,12 +153,22 @@ fn flatten(error: ConfigError) -> (String, String) {
     }
 }
 
-/// What [`read_all`] found: the options if they read and passed their checks, and the keys it
-/// reported (so that a check on a placeholder is not reported as well).
+/// What [`read_all`] found: every problem, and the keys it reported (so that a check on a
+/// value taken out or on a placeholder is not reported as well).
 pub(crate) struct Attempts {
     pub(crate) problems: Vec<ReadError>,
-    /// Top-level keys taken out or given a placeholder.
+    /// Dotted paths taken out or given a placeholder.
     pub(crate) reported: BTreeSet<String>,
+}
+
+impl Attempts {
+    /// Whether a problem at `key` is about something already reported.
+    pub(crate) fn covers(&self, key: &str) -> bool {
+        self.reported.iter().any(|path| {
+            key.strip_prefix(path.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+        })
+    }
 }
 
 /// Reads `table` into `O`, again after each problem, until it reads or no progress is made.
@@ -158,76 +185,129 @@ pub(crate) fn read_all<O: DeserializeOwned>(table: Map<String, Value>) -> (Optio
     // gone wrong) is reported in part rather than read again thousands of times.
     const MOST_ROUNDS: usize = 100;
     for _ in 0..MOST_ROUNDS {
-        let error = match O::deserialize(Options {
+        let read = O::deserialize(Options {
+            prefix: "",
             table: &table,
             fill: &fill,
-        }) {
+        });
+        let error = match read {
             Ok(options) => return (Some(options), attempts),
-            Err(error) => error,
+            Err(error) => error.located_in(""),
         };
-        let top = error
-            .key
-            .split(['.', '['])
-            .next()
-            .unwrap_or_default()
-            .to_owned();
-        if top.is_empty() || fill.contains(&top) {
+        if error.key.is_empty() || fill.contains(&error.key) {
             // A problem with no key, or a placeholder that does not fit: nothing more to do.
-            if top.is_empty() {
+            if error.key.is_empty() {
                 attempts.problems.push(error);
             }
             break;
         }
-        let first_time = attempts.reported.insert(top.clone());
-        let top_level_missing = matches!(error.kind, ReadErrorKind::Missing) && error.key == top;
-        if top_level_missing {
-            fill.insert(top);
+        if matches!(error.kind, ReadErrorKind::Missing) {
+            fill.insert(error.key.clone());
             // A key taken out for a wrong value then shows as missing: reported already.
-            if first_time {
+            if attempts.reported.insert(error.key.clone()) {
                 attempts.problems.push(error);
             }
-        } else {
-            attempts.problems.push(error);
-            if table.remove(&top).is_none() {
-                break;
-            }
+            continue;
         }
+        let Some(removed) = remove(&mut table, &error.key) else {
+            attempts.problems.push(error);
+            break;
+        };
+        attempts.reported.insert(removed);
+        attempts.problems.push(error);
     }
     (None, attempts)
 }
 
-/// The options table as a deserializer, with placeholders for the fields in `fill`.
+/// Takes the value at the dotted `path` out of `table` (a value inside an array: the whole
+/// array); returns the path taken out, or `None` if there is nothing there.
+fn remove(table: &mut Map<String, Value>, path: &str) -> Option<String> {
+    let path = path.split('[').next().unwrap_or_default();
+    let mut parts: Vec<&str> = path.split('.').collect();
+    let last = parts.pop()?;
+    let mut table = table;
+    for part in parts {
+        match &mut table.get_mut(part)?.kind {
+            ValueKind::Table(inner) => table = inner,
+            _ => return None,
+        }
+    }
+    table.remove(last).map(|_| path.to_owned())
+}
+
+/// A table of options as a deserializer, with placeholders for the fields in `fill` (dotted
+/// paths from the top) that belong to it.
 struct Options<'a> {
+    /// The table's dotted path; empty at the top.
+    prefix: &'a str,
     table: &'a Map<String, Value>,
     fill: &'a BTreeSet<String>,
 }
 
-impl<'de> de::Deserializer<'de> for Options<'_> {
-    type Error = ReadError;
-
-    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ReadError> {
-        // In key order, so that problems come out in the same order every time.
+impl Options<'_> {
+    /// The entries, in key order (so that problems come out in the same order every time),
+    /// then the placeholders.
+    fn entries(&self) -> Vec<(String, Entry)> {
         let mut entries: Vec<(String, Entry)> = self
             .table
             .iter()
             .map(|(key, value)| (key.clone(), Entry::Value(value.clone())))
             .collect();
         entries.sort_by(|a, b| a.0.cmp(&b.0));
-        entries.extend(
-            self.fill
-                .iter()
-                .map(|key| (key.clone(), Entry::Placeholder)),
-        );
-        visitor.visit_map(Entries {
-            entries: entries.into_iter(),
+        let placeholders = self.fill.iter().filter_map(|path| {
+            let name = match self.prefix {
+                "" => path.as_str(),
+                prefix => path.strip_prefix(prefix)?.strip_prefix('.')?,
+            };
+            (!name.contains('.')).then(|| (name.to_owned(), Entry::Placeholder))
+        });
+        entries.extend(placeholders);
+        entries
+    }
+}
+
+impl<'de> de::Deserializer<'de> for Options<'_> {
+    type Error = ReadError;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ReadError> {
+        let entries = Entries {
+            prefix: self.prefix,
+            entries: self.entries().into_iter(),
+            fill: self.fill,
             next: None,
-        })
+        };
+        visitor
+            .visit_map(entries)
+            .map_err(|error| error.located_in(self.prefix))
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ReadError> {
+        visitor.visit_some(self)
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, ReadError> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, ReadError> {
+        // An enum written as a table (`[x.variant]`): as `config` reads it.
+        Value::new(None, ValueKind::Table(self.table.clone()))
+            .deserialize_enum(name, variants, visitor)
+            .map_err(|error| ReadError::from_config(self.prefix, error))
     }
 
     serde::forward_to_deserialize_any! {
         bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
-        option unit unit_struct newtype_struct seq tuple tuple_struct map struct enum
-        identifier ignored_any
+        unit unit_struct seq tuple tuple_struct map struct identifier ignored_any
     }
 }
 
@@ -236,12 +316,14 @@ enum Entry {
     Placeholder,
 }
 
-struct Entries {
+struct Entries<'a> {
+    prefix: &'a str,
     entries: std::vec::IntoIter<(String, Entry)>,
+    fill: &'a BTreeSet<String>,
     next: Option<(String, Entry)>,
 }
 
-impl<'de> MapAccess<'de> for Entries {
+impl<'de> MapAccess<'de> for Entries<'_> {
     type Error = ReadError;
 
     fn next_key_seed<K: DeserializeSeed<'de>>(
@@ -267,13 +349,23 @@ impl<'de> MapAccess<'de> for Entries {
         let Some((key, entry)) = self.next.take() else {
             return Err(de::Error::custom("a value without its key"));
         };
+        let path = join(self.prefix, &key);
         match entry {
+            Entry::Value(Value {
+                kind: ValueKind::Table(table),
+                ..
+            }) => seed.deserialize(Options {
+                prefix: &path,
+                table: &table,
+                fill: self.fill,
+            }),
             Entry::Value(value) => seed
                 .deserialize(value)
-                .map_err(|error| ReadError::from_config(&key, error)),
+                .map_err(|error| ReadError::from_config(&path, error)),
             Entry::Placeholder => seed.deserialize(Placeholder).map_err(|error| ReadError {
-                key,
+                key: path,
                 kind: ReadErrorKind::Other(error.to_string()),
+                located: true,
             }),
         }
     }
@@ -344,6 +436,7 @@ impl<'de> de::Deserializer<'de> for Placeholder {
     ) -> Result<V::Value, ConfigError> {
         let fill: BTreeSet<String> = fields.iter().map(|field| (*field).to_owned()).collect();
         Options {
+            prefix: "",
             table: &Map::new(),
             fill: &fill,
         }

@@ -72,9 +72,8 @@ where
     }
 
     fn read(section: &Section<'_>) -> Result<O, Vec<SettingsProblem>> {
-        let (options, attempts) = collect::read_all::<O>(section.option_table());
-        let mut problems: Vec<SettingsProblem> = attempts
-            .problems
+        let (options, mut attempts) = collect::read_all::<O>(section.option_table());
+        let mut problems: Vec<SettingsProblem> = std::mem::take(&mut attempts.problems)
             .into_iter()
             .map(|error| located(section, error, Self::keys()))
             .collect();
@@ -83,8 +82,7 @@ where
                 let mut found = Vec::new();
                 flatten(section, &errors, "", &mut found);
                 // A check on a key already reported (or on its placeholder) says nothing new.
-                let top = |key: &str| key.split(['.', '[']).next().unwrap_or_default().to_owned();
-                found.retain(|problem| !attempts.reported.contains(&top(&problem.key)));
+                found.retain(|problem| !attempts.covers(&problem.key));
                 problems.extend(found);
             }
             if problems.is_empty() {
@@ -108,19 +106,23 @@ fn located(section: &Section<'_>, error: ReadError, keys: OptionKeys) -> Setting
              [{}] section with it",
             section.path()
         ),
-        // The same message as the host's check of the section's keys, so that the two agree.
-        ReadErrorKind::Unknown => {
-            let fields = match keys {
-                OptionKeys::Fields(fields) => fields,
-                OptionKeys::Any => &[],
-            };
-            let known = SCHEDULE_KEYS
-                .iter()
-                .chain(&LEADERSHIP_KEYS)
-                .chain(fields)
-                .copied();
-            unknown_key_message(&key, known)
-        }
+        // At the top, the same message as the host's check of the section's keys, so that the
+        // two agree; in a nested table, a suggestion among the keys it reads.
+        ReadErrorKind::Unknown(expected) => match key.rsplit_once('.') {
+            None => {
+                let fields = match keys {
+                    OptionKeys::Fields(fields) => fields,
+                    OptionKeys::Any => &[],
+                };
+                let known = SCHEDULE_KEYS
+                    .iter()
+                    .chain(&LEADERSHIP_KEYS)
+                    .chain(fields)
+                    .copied();
+                unknown_key_message(&key, known)
+            }
+            Some((_, name)) => unknown_key_message(name, expected.iter().copied()),
+        },
         ReadErrorKind::Other(message) => message,
     };
     SettingsProblem::new(section.origin(&key), section.path(), key, message)
