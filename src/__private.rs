@@ -148,17 +148,22 @@ fn register<J: Discover>(
             let job: Arc<dyn ErasedJob> = Arc::new(Erased(job));
             Ok(Registration {
                 name: Arc::from(J::NAME),
+                section: Arc::from(J::SECTION),
                 schedule: resolved.schedule,
                 leadership: resolved.leadership,
                 job,
                 registered_at: at,
             })
         }
-        (job, resolved) => Err(job
-            .err()
-            .into_iter()
-            .chain(resolved.err())
-            .flatten()
-            .collect()),
+        (job, resolved) => {
+            let mut problems: Vec<SettingsProblem> = Vec::new();
+            // An unknown key is found by both the options and the section's check: once.
+            for problem in job.err().into_iter().chain(resolved.err()).flatten() {
+                if !problems.contains(&problem) {
+                    problems.push(problem);
+                }
+            }
+            Err(problems)
+        }
     }
 }

@@ -65,6 +65,8 @@ pub struct HostBuilder {
 /// One job as it was registered on the builder.
 pub(crate) struct Registration {
     pub(crate) name: Arc<str>,
+    /// The settings section it reads, `[jobs.<section>]`.
+    pub(crate) section: Arc<str>,
     pub(crate) schedule: Schedule,
     pub(crate) leadership: Leadership,
     pub(crate) job: Arc<dyn ErasedJob>,
@@ -91,6 +93,7 @@ impl HostBuilder {
     pub fn job<J: LoopJob>(mut self, job: J) -> Self {
         let registration = Registration {
             name: job.name().into(),
+            section: job.section().into(),
             schedule: job.schedule(),
             leadership: job.leadership(),
             job: Arc::new(Erased(job)),
@@ -141,8 +144,10 @@ impl HostBuilder {
         F: FnMut(JobContext) -> Fut + Send + 'static,
         Fut: Future<Output = Result<(), JobError>> + Send + 'static,
     {
+        let name: Arc<str> = name.into().into();
         let registration = Registration {
-            name: name.into().into(),
+            section: name.clone(),
+            name,
             schedule,
             leadership: Leadership::default(),
             job: Arc::new(FnJob::new(run)),
@@ -161,7 +166,9 @@ impl HostBuilder {
 
     /// Sets the leadership of the job named `job`, registered on this builder before or after
     /// this call, replacing what its code gives: how a closure job gets one. Settings still
-    /// override it. (A discovered job takes its leadership from its attribute and settings.)
+    /// override it. A name that no registered job has is a [`BuildProblem::UnknownJob`], with
+    /// the closest name; a discovered job takes its leadership from its attribute and settings
+    /// ([`BuildProblem::DiscoveredJob`]).
     ///
     /// ```
     /// use std::time::Duration;
@@ -229,10 +236,11 @@ impl HostBuilder {
 
     /// Validates every job and builds the host; every problem found is in the error.
     pub fn build(mut self) -> Result<Host, BuildError> {
+        let mut problems = Vec::new();
         for (job, leadership) in std::mem::take(&mut self.leadership_overrides) {
             match self.registrations.iter_mut().find(|r| *r.name == job) {
                 Some(registration) => registration.leadership = leadership,
-                None => tracing::warn!(job, "leadership set for a job that is not registered"),
+                None => problems.push(self.unknown_job(job, "leadership")),
             }
         }
         let configured = crate::settings::configure(
@@ -246,12 +254,12 @@ impl HostBuilder {
                 store: &mut self.store,
             },
         );
-        let (settings_warnings, mut problems) = match configured {
-            Ok(warnings) => (warnings, Vec::new()),
-            Err(found) => (
-                Vec::new(),
-                found.into_iter().map(BuildProblem::Settings).collect(),
-            ),
+        let settings_warnings = match configured {
+            Ok(warnings) => warnings,
+            Err(found) => {
+                problems.extend(found.into_iter().map(BuildProblem::Settings));
+                Vec::new()
+            }
         };
         problems.extend(self.problems());
         if !problems.is_empty() {
@@ -307,9 +315,40 @@ impl HostBuilder {
         })
     }
 
+    /// A per-job setting given for `job`, which is not registered: the closest registered
+    /// name (or discovered one, with [`HostBuilder::discover`]) is suggested.
+    fn unknown_job(&self, job: String, setting: &'static str) -> BuildProblem {
+        let discovered = self
+            .discover_at
+            .map(|_| crate::__private::Discovered::all());
+        let discovered = discovered.iter().flatten().map(|d| d.name());
+        if discovered.clone().any(|name| name == job) {
+            return BuildProblem::DiscoveredJob { job, setting };
+        }
+        let known = self
+            .registrations
+            .iter()
+            .map(|registration| &*registration.name)
+            .chain(discovered);
+        let suggestion = crate::settings::did_you_mean(&job, known).map(str::to_owned);
+        BuildProblem::UnknownJob {
+            job,
+            setting,
+            suggestion,
+        }
+    }
+
     /// Every reason the registered jobs cannot run, in registration order.
     fn problems(&self) -> Vec<BuildProblem> {
         let mut problems = Vec::new();
+        if let Some(problem) = crate::limits::at_most(
+            "shutdown_grace",
+            self.shutdown_grace,
+            crate::limits::MAX_GRACE,
+            "MAX_GRACE",
+        ) {
+            problems.push(BuildProblem::InvalidHostSetting { problem });
+        }
         let mut first_of_name = std::collections::HashMap::new();
         for (index, registration) in self.registrations.iter().enumerate() {
             if registration.name.trim().is_empty() {
@@ -408,6 +447,43 @@ pub enum BuildProblem {
         job: String,
         /// Its leader mode.
         mode: LeaderMode,
+    },
+    /// A per-job setting on the builder (such as [`HostBuilder::leadership`]) names a job
+    /// that is not registered.
+    #[error(
+        "{setting} is set for job `{job}`, which is not registered{}",
+        match suggestion {
+            Some(name) => format!(": did you mean `{name}`?"),
+            None => ": register it, or check the name".to_owned(),
+        }
+    )]
+    UnknownJob {
+        /// The name given.
+        job: String,
+        /// What was set for it: `leadership`.
+        setting: &'static str,
+        /// The registered job whose name is closest, if one is close.
+        suggestion: Option<String>,
+    },
+    /// A per-job setting on the builder names a discovered job, which takes its settings
+    /// from its attribute and its settings section instead.
+    #[error(
+        "{setting} is set on the builder for job `{job}`, which is discovered: set it in the \
+         job's #[loopjob(...)] attribute or its settings section, or register the job with \
+         `HostBuilder::job`"
+    )]
+    DiscoveredJob {
+        /// The name given.
+        job: String,
+        /// What was set for it: `leadership`.
+        setting: &'static str,
+    },
+    /// A host-wide setting given in code breaks a rule (settings report theirs as
+    /// [`BuildProblem::Settings`]).
+    #[error("host setting {problem}")]
+    InvalidHostSetting {
+        /// The broken rule.
+        problem: ScheduleProblem,
     },
     /// Two jobs share one name.
     #[error(

@@ -63,6 +63,12 @@ pub trait LoopJob: Send + Sync + 'static {
     /// The schedule the job runs on unless settings say otherwise.
     fn schedule(&self) -> Schedule;
 
+    /// The settings section the job reads, `[jobs.<section>]`. Default: its name; the derive
+    /// sets it with `#[loopjob(section = "…")]`, for a job registered explicitly or discovered.
+    fn section(&self) -> &str {
+        self.name()
+    }
+
     /// Which replicas may run the job, unless settings say otherwise. Default: every replica
     /// ([`LeaderMode::None`](crate::LeaderMode::None)).
     fn leadership(&self) -> Leadership {

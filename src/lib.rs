@@ -45,6 +45,7 @@
 //! | [`settings`] | TOML files and environment variables, validated, every problem at once |
 //! | [`guard`] | leadership: one replica per group, one globally, or partitions shared out |
 //! | [`store`] | lease stores: memory, SQLite, PostgreSQL, MySQL |
+//! | [`limits`] | the bounds every duration and count is checked against |
 //!
 //! The library never prints: it logs through `tracing` (a span `loopjob.run` per attempt with
 //! the job, run id and attempt) and, with the `metrics` feature, counts through `metrics`.
@@ -63,6 +64,7 @@ mod handle;
 mod host;
 mod identity;
 mod job;
+pub mod limits;
 mod metrics;
 mod report;
 mod run;

@@ -36,8 +36,8 @@ use syn::{Data, DeriveInput, Error, Fields, Lit, LitStr, Type, parse_macro_input
 /// | schedule keys | `interval`, `initial_delay`, `jitter`, `timeout`, `cancel_grace`, `retry_backoff` (durations as `"10s"`, checked at compile time), `mode = "fixed_rate"/"fixed_delay"`, `missed_ticks = "skip"/"delay"`, `catch_up = "once"/"skip"`, `skip_if_running`, `align`, `enabled` (booleans), `max_overlap`, `retries` (numbers) |
 /// | cron keys | `cron = "0 */5 * * * *"` instead of `interval` (loopjob's `cron` feature), `timezone = "Europe/Berlin"` (default UTC); checked when the host builds |
 /// | `discover` | register the type so that `HostBuilder::discover()` builds and adds it |
-/// | `section = "…"` | (with `discover`) the settings section `[jobs.<section>]`; default: the name |
-/// | leadership keys | `leader = "none"/"cluster"/"global"/"partitioned"`, `lease_ttl`, `renew_every`, `retry_every`, `priority`, `partitions` |
+/// | `section = "…"` | the settings section `[jobs.<section>]`; default: the name |
+/// | leadership keys | `leader = "none"/"cluster"/"global"/"partitioned"` (names in any case, as in settings), `lease_ttl`, `renew_every`, `retry_every`, `priority`, `partitions` |
 ///
 /// These are defaults: settings override them, and the environment overrides settings. Without
 /// `interval` the job has none, and its settings section must give one.
@@ -148,12 +148,14 @@ fn expand(input: &DeriveInput) -> syn::Result<Tokens> {
         }
         None => snake_case(&ident.to_string()),
     };
-    if let (None, Some(section)) = (attrs.discover, &attrs.section) {
-        return Err(Error::new(
-            section.span(),
-            "`section` takes effect for discovered jobs: add `discover`, or register the job \
-             under the name of its section",
-        ));
+    if let Some(section) = &attrs.section {
+        let value = section.value();
+        if value.trim().is_empty() || value.contains('.') {
+            return Err(Error::new(
+                section.span(),
+                "a section name must be non-empty and have no `.`: it names [jobs.<section>]",
+            ));
+        }
     }
 
     let options_ty = attrs
@@ -162,6 +164,13 @@ fn expand(input: &DeriveInput) -> syn::Result<Tokens> {
         .map_or_else(|| quote!(()), ToTokens::to_token_stream);
     let schedule = schedule_tokens(&attrs);
     let leadership = leadership_tokens(&attrs);
+    let section_fn = attrs.section.as_ref().map(|section| {
+        quote! {
+            fn section(&self) -> &str {
+                #section
+            }
+        }
+    });
     let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
     // The inherent `async fn execute` the struct's author wrote. Without one, `Self::execute`
     // names this very method, whose future is a `DerivedRun`: the probe then picks the impl
@@ -196,6 +205,8 @@ fn expand(input: &DeriveInput) -> syn::Result<Tokens> {
             fn leadership(&self) -> ::loopjob::Leadership {
                 #leadership
             }
+
+            #section_fn
 
             #execute
         }
@@ -357,8 +368,27 @@ fn setting(key: &str, kind: Kind, lit: &Lit) -> syn::Result<Setting> {
         (Kind::Bool, Lit::Bool(value)) => Ok(Setting::Bool(value.value)),
         (Kind::Count, Lit::Int(number)) => number.base10_parse().map(Setting::Count),
         (Kind::Text, Lit::Str(text)) => Ok(Setting::Text(text.value())),
-        (Kind::Choice(choices), Lit::Str(text)) if choices.contains(&text.value().as_str()) => {
-            Ok(Setting::Choice(text.value()))
+        // Names are read in any case, as settings read them: "Global" is "global".
+        (Kind::Choice(choices), Lit::Str(text)) => {
+            let wanted = text.value().trim().to_ascii_lowercase();
+            if choices.contains(&wanted.as_str()) {
+                return Ok(Setting::Choice(wanted));
+            }
+            let hint = choices
+                .iter()
+                .filter(|_| wanted.len() <= 64) // a long value gets no search
+                .map(|choice| (strsim::damerau_levenshtein(&wanted, choice), choice))
+                .filter(|&(distance, choice)| distance <= 2.max(choice.len() / 3))
+                .min_by_key(|&(distance, _)| distance)
+                .map(|(_, choice)| format!("; did you mean \"{choice}\"?"))
+                .unwrap_or_default();
+            Err(Error::new(
+                text.span(),
+                format!(
+                    "`{key}` expects one of \"{}\"{hint}",
+                    choices.join("\", \"")
+                ),
+            ))
         }
         (kind, lit) => {
             let expected = match kind {

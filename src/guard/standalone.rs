@@ -11,7 +11,7 @@ use super::GuardedJob;
 use super::elector::Elector;
 use super::lease::{GuardState, HeldLease, LeadershipEvent};
 use crate::identity::NodeIdentity;
-use crate::settings::Leadership;
+use crate::settings::{Leadership, Settings, SettingsError};
 use crate::store::LeaseStore;
 
 /// Whether this node leads, as [`LeaderElector::watch`] shows it.
@@ -113,6 +113,37 @@ impl LeaderElector {
             stop,
             task,
         }
+    }
+
+    /// Starts competing for `key` as `node`, with the lease timing that settings give in
+    /// `[loopjob.leaders.<key>]` (see [`Settings::leader`]); fails, with every problem, if
+    /// that section is wrong. Must be called inside a Tokio runtime.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use loopjob::{LeaderElector, NodeIdentity, Settings};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), loopjob::SettingsError> {
+    /// let settings = Settings::from_toml_str("[loopjob.leaders.orders]\nlease_ttl = \"30s\"\n")?;
+    /// let store = Arc::new(loopjob::store::MemoryStore::new());
+    /// let node = NodeIdentity::new("web-1", "eu");
+    /// let elector = LeaderElector::from_settings(store, "orders", &settings, &node)?;
+    /// let lease = elector.run_while_leader(|lease, _token| async move { lease }).await;
+    /// assert!(lease.deadline() > tokio::time::Instant::now() + Duration::from_secs(20));
+    /// elector.shutdown().await;
+    /// # Ok(()) }
+    /// ```
+    pub fn from_settings(
+        store: Arc<dyn LeaseStore>,
+        key: impl Into<String>,
+        settings: &Settings,
+        node: &NodeIdentity,
+    ) -> Result<Self, SettingsError> {
+        let key = key.into();
+        let leadership = settings.leader(&key)?;
+        Ok(LeaderElector::start(store, key, leadership, node))
     }
 
     /// The current state.

@@ -401,11 +401,31 @@ impl Schedule {
                 );
             }
         }
+        problems.extend(self.out_of_bounds());
         if problems.is_empty() {
             Ok(())
         } else {
             Err(problems)
         }
+    }
+
+    /// The durations longer than their bound in [`limits`](crate::limits).
+    fn out_of_bounds(&self) -> impl Iterator<Item = ScheduleProblem> {
+        use crate::limits::{MAX_GRACE, MAX_SCHEDULE_DURATION, at_most};
+        let schedule_max =
+            |field, value| at_most(field, value, MAX_SCHEDULE_DURATION, "MAX_SCHEDULE_DURATION");
+        [
+            self.interval()
+                .and_then(|interval| schedule_max("interval", interval)),
+            schedule_max("initial_delay", self.initial_delay),
+            schedule_max("jitter", self.jitter),
+            self.timeout
+                .and_then(|timeout| schedule_max("timeout", timeout)),
+            at_most("cancel_grace", self.cancel_grace, MAX_GRACE, "MAX_GRACE"),
+            schedule_max("retry_backoff", self.retry_backoff),
+        ]
+        .into_iter()
+        .flatten()
     }
 }
 

@@ -66,8 +66,8 @@ pub(crate) fn configure(
 
     let mut used_sections = BTreeSet::new();
     for registration in builder.registrations.iter_mut() {
-        let path = format!("jobs.{}", registration.name);
-        let keys = settings.claimed_keys(&registration.name);
+        let path = format!("jobs.{}", registration.section);
+        let keys = settings.claimed_keys(&registration.section);
         match resolve(
             &settings.section(&path),
             &registration.schedule,
@@ -80,7 +80,7 @@ pub(crate) fn configure(
             }
             Err(found) => problems.extend(found),
         }
-        used_sections.insert(registration.name.to_string());
+        used_sections.insert(registration.section.to_string());
     }
 
     if let Some(discover_at) = discover_at {
@@ -104,7 +104,8 @@ pub(crate) fn configure(
         }
     }
 
-    let warnings = unused_sections(settings, &used_sections);
+    let mut warnings = settings.warnings().to_vec();
+    warnings.extend(unused_sections(settings, &used_sections));
     if problems.is_empty() {
         Ok(warnings)
     } else {
@@ -115,6 +116,8 @@ pub(crate) fn configure(
 
 /// A section for a job that is not registered: probably a typo in the job's name, or a job
 /// that was removed. Not an error, so one config can serve services that run different jobs.
+/// Each variable that sets a key in it is named in a warning of its own; the section in a
+/// file, at its line.
 fn unused_sections(settings: &Settings, used: &BTreeSet<String>) -> Vec<SettingsWarning> {
     let mut warnings = Vec::new();
     for name in settings.job_sections() {
@@ -125,13 +128,27 @@ fn unused_sections(settings: &Settings, used: &BTreeSet<String>) -> Vec<Settings
         let hint = super::error::did_you_mean(name, used.iter().map(String::as_str))
             .map(|job| format!("; did you mean `{job}`?"))
             .unwrap_or_default();
-        let warning = SettingsWarning {
-            origin: settings.section(&section).origin_of_section(),
-            message: format!("no registered job reads this section{hint}"),
-            section,
-        };
-        tracing::warn!(origin = %warning.origin, section = %warning.section, "{}", warning.message);
-        warnings.push(warning);
+        let message = format!("no registered job reads this section{hint}");
+        let vars = settings.env_vars_under(&section);
+        let mut origins: Vec<Origin> = vars
+            .iter()
+            .map(|var| Origin::Env {
+                var: (*var).to_owned(),
+            })
+            .collect();
+        let in_file = settings.section(&section).origin_of_section();
+        if matches!(in_file, Origin::File { .. }) {
+            origins.insert(0, in_file);
+        }
+        for origin in origins {
+            let warning = SettingsWarning {
+                origin,
+                message: message.clone(),
+                section: section.clone(),
+            };
+            tracing::warn!(origin = %warning.origin, section = %warning.section, "{}", warning.message);
+            warnings.push(warning);
+        }
     }
     warnings
 }

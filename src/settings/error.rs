@@ -1,6 +1,7 @@
 //! What can go wrong in settings, and where: [`SettingsError`], [`SettingsProblem`],
 //! [`SettingsWarning`] and the [`Origin`] of a value.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::path::PathBuf;
 
@@ -73,15 +74,29 @@ impl SettingsProblem {
 }
 
 impl fmt::Display for SettingsProblem {
+    /// Shows a long section or key shortened: its first 60 characters, `…` and its length.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: ", self.origin)?;
-        match (self.section.is_empty(), self.key.is_empty()) {
-            (false, false) => write!(f, "[{}] {}: ", self.section, self.key)?,
-            (false, true) => write!(f, "[{}]: ", self.section)?,
-            (true, false) => write!(f, "{}: ", self.key)?,
+        let (section, key) = (shorten(&self.section), shorten(&self.key));
+        match (section.is_empty(), key.is_empty()) {
+            (false, false) => write!(f, "[{section}] {key}: ")?,
+            (false, true) => write!(f, "[{section}]: ")?,
+            (true, false) => write!(f, "{key}: ")?,
             (true, true) => {}
         }
         f.write_str(&self.message)
+    }
+}
+
+/// The most characters of a key, section or value that a message shows.
+pub(crate) const SHOWN_CHARS: usize = 60;
+
+/// `text` as a message shows it: whole if it has at most [`SHOWN_CHARS`] characters, else its
+/// start, `…` and its length (`aaaa… (1048576 bytes)`), so that a huge key stays readable.
+pub(crate) fn shorten(text: &str) -> Cow<'_, str> {
+    match text.char_indices().nth(SHOWN_CHARS) {
+        Some((cut, _)) => Cow::Owned(format!("{}… ({} bytes)", &text[..cut], text.len())),
+        None => Cow::Borrowed(text),
     }
 }
 
@@ -101,7 +116,11 @@ pub struct SettingsWarning {
 
 impl fmt::Display for SettingsWarning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: [{}]: {}", self.origin, self.section, self.message)
+        write!(f, "{}: ", self.origin)?;
+        if !self.section.is_empty() {
+            write!(f, "[{}]: ", shorten(&self.section))?;
+        }
+        f.write_str(&self.message)
     }
 }
 
@@ -140,13 +159,22 @@ impl fmt::Display for ProblemList<'_> {
     }
 }
 
-/// The closest of `candidates` to `unknown`, if it is close enough to be a likely typo.
+/// The longest name that [`did_you_mean`] looks for a suggestion for: no key, job or choice is
+/// longer, and the edit distance costs the product of the two lengths.
+const LONGEST_SUGGESTED: usize = 64;
+
+/// The closest of `candidates` to `unknown`, if it is close enough to be a likely typo. A name
+/// longer than any key (more than 64 bytes) gets no suggestion, so the search stays cheap.
 pub(crate) fn did_you_mean<'a>(
     unknown: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {
+    if unknown.len() > LONGEST_SUGGESTED {
+        return None;
+    }
     candidates
         .into_iter()
+        .filter(|candidate| candidate.len() <= LONGEST_SUGGESTED)
         .map(|candidate| {
             // A key cut short (`shutdown` for `shutdown_grace`) counts as close.
             let cut_short = unknown.len() >= 4 && candidate.starts_with(unknown);
@@ -187,5 +215,14 @@ mod tests {
         assert_eq!(did_you_mean("initial", known), Some("initial_delay"));
         assert_eq!(did_you_mean("colour", known), None);
         assert_eq!(did_you_mean("in", known), None);
+        let long = format!("interval{}", "x".repeat(100));
+        assert_eq!(did_you_mean(&long, known), None);
+    }
+
+    #[test]
+    fn long_names_are_shortened() {
+        assert_eq!(shorten("interval"), "interval");
+        let long = "é".repeat(1000);
+        assert_eq!(shorten(&long), format!("{}… (2000 bytes)", "é".repeat(60)));
     }
 }

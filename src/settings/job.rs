@@ -43,9 +43,10 @@ pub const LEADERSHIP_KEYS: [&str; 6] = [
 ];
 
 /// When a rule between two keys breaks and only one of them was set, the one to blame.
-const RELATED: [(&str, &str); 8] = [
+const RELATED: [(&str, &str); 9] = [
     ("retry_backoff", "interval"),
     ("renew_every", "lease_ttl"),
+    ("retry_every", "lease_ttl"),
     ("jitter", "cron"),
     ("retry_backoff", "cron"),
     ("mode", "cron"),

@@ -3,6 +3,10 @@
 
 use std::time::Duration;
 
+use crate::limits::{
+    MAX_LEASE_TTL, MAX_POLLS_PER_TTL, MAX_PRIORITY, MAX_RETRY_EVERY, MIN_LEASE_POLL, MIN_LEASE_TTL,
+    at_least, at_most,
+};
 use crate::schedule::{ScheduleProblem, humanize};
 
 /// Which replicas run a job.
@@ -134,33 +138,112 @@ impl Leadership {
     /// ```
     pub fn validate(&self) -> Result<(), Vec<ScheduleProblem>> {
         let mut problems = Vec::new();
-        let mut problem =
-            |field, message: String| problems.push(ScheduleProblem { field, message });
-        if self.lease_ttl.is_zero() {
-            problem("lease_ttl", "must be more than zero, e.g. \"15s\"".into());
+        let problem = |field, message: String| ScheduleProblem { field, message };
+        let ttl = self.lease_ttl;
+        // Rules relative to the ttl are checked only on a ttl within its bounds.
+        let ttl_ok = (MIN_LEASE_TTL..=MAX_LEASE_TTL).contains(&ttl);
+        if ttl.is_zero() {
+            problems.push(problem(
+                "lease_ttl",
+                "must be more than zero, e.g. \"15s\"".into(),
+            ));
+        } else if let Some(broken) = at_least(
+            "lease_ttl",
+            ttl,
+            MIN_LEASE_TTL,
+            "loopjob::limits::MIN_LEASE_TTL",
+        )
+        .or_else(|| at_most("lease_ttl", ttl, MAX_LEASE_TTL, "MAX_LEASE_TTL"))
+        {
+            problems.push(broken);
         } else if self.renew_every().is_zero() {
-            problem("renew_every", "must be more than zero, e.g. \"5s\"".into());
-        } else if self.renew_every() >= self.lease_ttl {
-            problem(
+            problems.push(problem(
+                "renew_every",
+                "must be more than zero, e.g. \"5s\"".into(),
+            ));
+        } else if self.renew_every() >= ttl {
+            problems.push(problem(
                 "renew_every",
                 format!(
                     "must be shorter than lease_ttl ({}): a lease would expire before its renewal \
                      (a third of the ttl is a good choice)",
-                    humanize(self.lease_ttl)
+                    humanize(ttl)
                 ),
-            );
+            ));
+        } else if let Some(broken) = self.too_often("renew_every", self.renew_every(), true) {
+            problems.push(broken);
         }
         if self.retry_every.is_zero() {
-            problem("retry_every", "must be more than zero, e.g. \"2s\"".into());
+            problems.push(ScheduleProblem {
+                field: "retry_every",
+                message: "must be more than zero, e.g. \"2s\"".into(),
+            });
+        } else if let Some(broken) = self
+            .too_often("retry_every", self.retry_every, ttl_ok)
+            .or_else(|| {
+                at_most(
+                    "retry_every",
+                    self.retry_every,
+                    MAX_RETRY_EVERY,
+                    "MAX_RETRY_EVERY",
+                )
+            })
+        {
+            problems.push(broken);
+        }
+        if self.priority > MAX_PRIORITY {
+            problems.push(ScheduleProblem {
+                field: "priority",
+                message: format!(
+                    "is {}, more than the most allowed, {MAX_PRIORITY} \
+                     (loopjob::limits::MAX_PRIORITY); 0 is the highest",
+                    self.priority
+                ),
+            });
         }
         if self.partitions == 0 {
-            problem("partitions", "must be at least 1, e.g. 16".into());
+            problems.push(ScheduleProblem {
+                field: "partitions",
+                message: "must be at least 1, e.g. 16".into(),
+            });
         }
         if problems.is_empty() {
             Ok(())
         } else {
             Err(problems)
         }
+    }
+
+    /// A problem if a store call every `every` would be absurdly often: more often than
+    /// [`MIN_LEASE_POLL`], or (with `per_ttl`) more than [`MAX_POLLS_PER_TTL`] times per ttl.
+    /// For `retry_every` that second bound is never more than [`DEFAULT_RETRY_EVERY`], so that
+    /// the default fits a ttl of any length.
+    fn too_often(
+        &self,
+        field: &'static str,
+        every: Duration,
+        per_ttl: bool,
+    ) -> Option<ScheduleProblem> {
+        let min_poll = "loopjob::limits::MIN_LEASE_POLL";
+        at_least(field, every, MIN_LEASE_POLL, min_poll).or_else(|| {
+            if !per_ttl {
+                return None;
+            }
+            let per_ttl = self.lease_ttl / MAX_POLLS_PER_TTL;
+            let (least, why) = if field == "retry_every" && per_ttl > DEFAULT_RETRY_EVERY {
+                (
+                    DEFAULT_RETRY_EVERY,
+                    String::from("the default, for a lease_ttl this long"),
+                )
+            } else {
+                let why = format!(
+                    "lease_ttl / {MAX_POLLS_PER_TTL}: at most {MAX_POLLS_PER_TTL} store calls \
+                     per lease_ttl, see loopjob::limits::MAX_POLLS_PER_TTL"
+                );
+                (per_ttl, why)
+            };
+            at_least(field, every, least, &why)
+        })
     }
 }
 

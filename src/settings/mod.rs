@@ -8,6 +8,9 @@
 //! store = "sqlite://loopjob.db"  # memory | sqlite:… | postgres://… | mysql://…
 //! shutdown_grace = "30s"
 //!
+//! [loopjob.leaders.orders]       # a standalone `LeaderElector`'s timing
+//! lease_ttl = "30s"
+//!
 //! [jobs.pc_keep_alive]
 //! interval = "10s"               # schedule keys: see `Schedule`
 //! initial_delay = "10m"
@@ -26,9 +29,12 @@
 //! | `LOOPJOB__JOBS__<JOB>__<KEY>` | `[jobs.<job>] <key>` |
 //! | `LOOPJOB__JOBS__<JOB>__<TABLE>__<KEY>` | `[jobs.<job>.<table>] <key>` (nested options) |
 //! | `LOOPJOB__<KEY>` | `[loopjob] <key>`, e.g. `LOOPJOB__STORE`, `LOOPJOB__NODE_ID` |
+//! | `LOOPJOB__LEADERS__<NAME>__<KEY>` | `[loopjob.leaders.<name>] <key>` |
 //!
 //! Names are written in capitals and read in lower case, so a job whose name has capitals
-//! cannot be set from the environment.
+//! cannot be set from the environment. A variable that looks like one of these but is never
+//! read (`loopjob__store` in lower case, `LOOPJOB_JOBS_CLEANUP_INTERVAL` or `LOOPJOB_STORE` with
+//! single underscores) is a [`SettingsWarning`] naming it ([`Settings::warnings`]).
 //!
 //! # Checks
 //!
@@ -39,18 +45,30 @@
 //!
 //! - Durations are humantime strings (`"10s"`, `"1h 30m"`, `"250ms"`); a bare number is refused
 //!   with the form to write (`interval = 10` → `write "10s"`).
-//! - An unknown key is an error with a "did you mean" suggestion.
+//! - An unknown key is an error with a "did you mean" suggestion (none for a key longer than
+//!   64 bytes; long keys and values are shortened in messages).
+//! - Names from a fixed set (`leader`, `mode`, `missed_ticks`) are read in any case, as the
+//!   derive attribute reads them: `"Global"` is `"global"`.
 //! - The rules of [`Schedule::validate`](crate::Schedule::validate) and
-//!   [`Leadership::validate`] are checked on the merged values, and reported at the key set.
+//!   [`Leadership::validate`], with the bounds of [`limits`](crate::limits), are checked on the
+//!   merged values, and reported at the key set.
 //! - A job's options are read into its own `Deserialize + Validate` type (the `validator`
-//!   crate, with nested validation).
+//!   crate, with nested validation); a value of the wrong type does not hide the checks of the
+//!   other keys, every missing field is named, and an unknown key is reported at its line.
+//! - The store URL is checked (a file, or a host and a database) and never shown with its
+//!   password.
 //! - A section for a job that is not registered is a [`SettingsWarning`], logged and kept on the
-//!   host; a registered job without a section runs on its code's values.
+//!   host (one per variable that sets a key in it); a registered job without a section runs on
+//!   its code's values. A job reads the section of its name, or of its
+//!   [`LoopJob::section`](crate::LoopJob::section).
 
+mod collect;
 mod configure;
 pub mod duration;
 mod error;
+mod host;
 mod job;
+mod leaders;
 mod leadership;
 mod options;
 mod section;
@@ -61,7 +79,6 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::Duration;
 
 use config::{Value, ValueKind};
 use serde::de::DeserializeOwned;
@@ -70,7 +87,9 @@ use validator::Validate;
 use crate::schedule::Schedule;
 
 pub use error::{Origin, SettingsError, SettingsProblem, SettingsWarning};
+pub use host::{HOST_KEYS, HostSettings};
 pub use job::{JobSettings, LEADERSHIP_KEYS, SCHEDULE_KEYS};
+pub use leaders::LEADER_KEYS;
 pub use leadership::{
     DEFAULT_LEASE_TTL, DEFAULT_PARTITIONS, DEFAULT_RETRY_EVERY, LeaderMode, Leadership,
 };
@@ -83,36 +102,9 @@ pub use options::{NoOptions, OptionKeys, OptionsSpec, Typed};
 #[doc(hidden)]
 pub use section::Section;
 
+pub(crate) use error::did_you_mean;
 use error::unknown_key_message;
 use source::{Layer, Origins, Table};
-
-/// The keys of the `[loopjob]` section.
-pub const HOST_KEYS: [&str; 4] = ["node_id", "group", "store", "shutdown_grace"];
-
-/// The host's own section, `[loopjob]`: what it gives, each `None` when no source does.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct HostSettings {
-    /// This node's id (default: `$HOSTNAME`, else host name and process id).
-    pub node_id: Option<String>,
-    /// This node's group (default: `$CLUSTER_NAME`, else `"default"`).
-    pub group: Option<String>,
-    /// The lease store: `memory`, or a URL starting `sqlite:`, `postgres://`, `postgresql://`,
-    /// `mysql://` or `mariadb://`.
-    pub store: Option<String>,
-    /// How long shutdown waits for in-flight runs.
-    pub shutdown_grace: Option<Duration>,
-}
-
-/// The store URL forms `store` accepts.
-const STORE_FORMS: [&str; 6] = [
-    "memory",
-    "sqlite:",
-    "postgres://",
-    "postgresql://",
-    "mysql://",
-    "mariadb://",
-];
 
 /// Settings read from TOML files and the environment, merged; hand them to
 /// [`HostBuilder::settings`](crate::HostBuilder::settings).
@@ -130,6 +122,8 @@ const STORE_FORMS: [&str; 6] = [
 pub struct Settings {
     table: Table,
     origins: Origins,
+    /// What loading found odd (environment variables that are never read).
+    warnings: Vec<SettingsWarning>,
     /// Option keys of sections read through [`Settings::options`], so that they are not
     /// reported as unknown.
     claimed: Mutex<HashMap<String, OptionKeys>>,
@@ -141,6 +135,7 @@ impl Default for Settings {
         Settings {
             table: Table::new(),
             origins: Origins::default(),
+            warnings: Vec::new(),
             claimed: Mutex::default(),
         }
     }
@@ -170,6 +165,28 @@ impl Settings {
         SettingsLoader {
             sources: Vec::new(),
         }
+    }
+
+    /// What loading found that is probably a mistake but not an error: environment variables
+    /// that look like loopjob's but are never read (`loopjob__store` in lower case,
+    /// `LOOPJOB_JOBS_CLEANUP_INTERVAL` with single underscores). Each was logged with
+    /// `tracing::warn!`; the host adds them to
+    /// [`Host::settings_warnings`](crate::Host::settings_warnings).
+    ///
+    /// ```
+    /// let settings = loopjob::Settings::loader()
+    ///     .env_vars([("LOOPJOB_JOBS_CLEANUP_INTERVAL", "1m")])
+    ///     .load()?;
+    /// assert!(settings.warnings()[0].to_string().contains("separate their parts with `__`"));
+    /// # Ok::<(), loopjob::SettingsError>(())
+    /// ```
+    pub fn warnings(&self) -> &[SettingsWarning] {
+        &self.warnings
+    }
+
+    /// The environment variables that set a key under `path` (`jobs.cleanup`), sorted.
+    pub(crate) fn env_vars_under(&self, path: &str) -> Vec<&str> {
+        self.origins.env_vars_under(path)
     }
 
     /// The `[loopjob]` section, checked.
@@ -213,6 +230,28 @@ impl Settings {
         }
         let path = format!("jobs.{section}");
         Typed::<O>::read(&self.section(&path)).map_err(SettingsError::new)
+    }
+
+    /// The lease timing of the standalone [`LeaderElector`](crate::LeaderElector) named `name`:
+    /// its section `[loopjob.leaders.<name>]` (keys `lease_ttl`, `renew_every`, `retry_every`,
+    /// `priority`) over the defaults, checked like a job's leadership. No section gives the
+    /// defaults. See [`LeaderElector::from_settings`](crate::LeaderElector::from_settings).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let settings = loopjob::Settings::loader()
+    ///     .toml("app.toml", "[loopjob.leaders.orders]\nlease_ttl = \"30s\"\n")
+    ///     .env_vars([("LOOPJOB__LEADERS__ORDERS__RETRY_EVERY", "5s")])
+    ///     .load()?;
+    /// let leadership = settings.leader("orders")?;
+    /// assert_eq!(leadership.lease_ttl, Duration::from_secs(30));
+    /// assert_eq!(leadership.retry_every, Duration::from_secs(5));
+    /// # Ok::<(), loopjob::SettingsError>(())
+    /// ```
+    pub fn leader(&self, name: &str) -> Result<Leadership, SettingsError> {
+        let path = format!("loopjob.leaders.{name}");
+        leaders::read(&self.section(&path)).map_err(SettingsError::new)
     }
 
     /// The schedule and leadership a job runs on: its `[jobs.<section>]` applied over the
@@ -298,8 +337,9 @@ impl Settings {
                 .get(name)
                 .filter(|v| !matches!(v.kind, ValueKind::Table(_)))
             {
+                let shown = error::shorten(name);
                 let message = format!(
-                    "expected a table of settings for job `{name}` ([jobs.{name}]), found {}",
+                    "expected a table of settings for job `{shown}` ([jobs.{shown}]), found {}",
                     value::describe(value)
                 );
                 problems.push(SettingsProblem::new(
@@ -311,46 +351,6 @@ impl Settings {
             }
         }
     }
-
-    /// The `[loopjob]` section; each bad value is a problem and reads as unset.
-    pub(crate) fn host_checked(&self, problems: &mut Vec<SettingsProblem>) -> HostSettings {
-        let section = self.section("loopjob");
-        let mut host = HostSettings::default();
-        for key in section.keys() {
-            let Some(value) = section.get(key) else {
-                continue;
-            };
-            let result = match key {
-                "node_id" => value::text(value).map(|v| host.node_id = Some(v)),
-                "group" => value::text(value).map(|v| host.group = Some(v)),
-                "store" => store(value).map(|v| host.store = Some(v)),
-                "shutdown_grace" => value::duration(value).map(|v| host.shutdown_grace = Some(v)),
-                _ => Err(unknown_key_message(key, HOST_KEYS)),
-            };
-            if let Err(message) = result {
-                problems.push(SettingsProblem::new(
-                    section.origin(key),
-                    "loopjob",
-                    key,
-                    message,
-                ));
-            }
-        }
-        host
-    }
-}
-
-fn store(value: &Value) -> Result<String, String> {
-    let url = value::text(value)?;
-    if STORE_FORMS.iter().any(|form| url.starts_with(form)) {
-        Ok(url)
-    } else {
-        Err(format!(
-            "expected \"memory\" or a URL starting with sqlite:, postgres://, postgresql://, \
-             mysql:// or mariadb://, found {}",
-            value::describe(value)
-        ))
-    }
 }
 
 /// Loads settings from several sources, later over earlier; see [`Settings::loader`].
@@ -360,12 +360,30 @@ pub struct SettingsLoader {
     sources: Vec<SourceSpec>,
 }
 
-#[derive(Debug)]
 enum SourceSpec {
     File(PathBuf),
     Toml { name: String, text: String },
     ProcessEnv,
     Env(Vec<(OsString, OsString)>),
+}
+
+impl std::fmt::Debug for SourceSpec {
+    /// Names each source without its text or values: they may hold a store URL's password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SourceSpec::File(path) => f.debug_tuple("File").field(path).finish(),
+            SourceSpec::Toml { name, text } => f
+                .debug_struct("Toml")
+                .field("name", name)
+                .field("bytes", &text.len())
+                .finish_non_exhaustive(),
+            SourceSpec::ProcessEnv => f.write_str("ProcessEnv"),
+            SourceSpec::Env(vars) => f
+                .debug_list()
+                .entries(vars.iter().map(|(name, _)| name))
+                .finish(),
+        }
+    }
 }
 
 impl SettingsLoader {
@@ -411,6 +429,7 @@ impl SettingsLoader {
     pub fn load(self) -> Result<Settings, SettingsError> {
         let mut layers = Vec::new();
         let mut problems = Vec::new();
+        let mut warnings = Vec::new();
         for source in self.sources {
             let layer = match source {
                 SourceSpec::File(path) => match std::fs::read_to_string(&path) {
@@ -426,8 +445,15 @@ impl SettingsLoader {
                     )]),
                 },
                 SourceSpec::Toml { name, text } => source::toml_layer(Path::new(&name), &text),
-                SourceSpec::ProcessEnv => source::env_layer(std::env::vars_os()),
-                SourceSpec::Env(vars) => source::env_layer(vars),
+                SourceSpec::ProcessEnv => {
+                    let vars: Vec<_> = std::env::vars_os().collect();
+                    warnings.extend(source::env_near_misses(vars.iter().map(|(name, _)| name)));
+                    source::env_layer(vars)
+                }
+                SourceSpec::Env(vars) => {
+                    warnings.extend(source::env_near_misses(vars.iter().map(|(name, _)| name)));
+                    source::env_layer(vars)
+                }
             };
             match layer {
                 Ok(layer) => layers.push(layer),
@@ -438,9 +464,13 @@ impl SettingsLoader {
             return Err(SettingsError::new(problems));
         }
         let (table, origins) = merge(layers)?;
+        for warning in &warnings {
+            tracing::warn!(origin = %warning.origin, "{}", warning.message);
+        }
         Ok(Settings {
             table,
             origins,
+            warnings,
             claimed: Mutex::default(),
         })
     }

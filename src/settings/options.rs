@@ -4,11 +4,12 @@
 use std::cell::Cell;
 use std::fmt;
 
-use config::{ConfigError, Value};
 use serde::de::{self, DeserializeOwned, Visitor};
 use validator::{Validate, ValidationErrors, ValidationErrorsKind};
 
-use super::error::SettingsProblem;
+use super::collect::{self, ReadError, ReadErrorKind};
+use super::error::{SettingsProblem, unknown_key_message};
+use super::job::{LEADERSHIP_KEYS, SCHEDULE_KEYS};
 use super::section::Section;
 
 /// The top-level keys an options type reads.
@@ -71,77 +72,60 @@ where
     }
 
     fn read(section: &Section<'_>) -> Result<O, Vec<SettingsProblem>> {
-        let table = Value::new(None, section.option_table());
-        let options: O = table
-            .try_deserialize()
-            .map_err(|error| vec![located(section, error)])?;
-        options.validate().map_err(|errors| {
-            let mut problems = Vec::new();
-            flatten(section, &errors, "", &mut problems);
-            problems
-        })?;
-        Ok(options)
+        let (options, mut attempts) = collect::read_all::<O>(section.option_table());
+        let mut problems: Vec<SettingsProblem> = std::mem::take(&mut attempts.problems)
+            .into_iter()
+            .map(|error| located(section, error, Self::keys()))
+            .collect();
+        if let Some(options) = options {
+            if let Err(errors) = options.validate() {
+                let mut found = Vec::new();
+                flatten(section, &errors, "", &mut found);
+                // A check on a key already reported (or on its placeholder) says nothing new.
+                found.retain(|problem| !attempts.covers(&problem.key));
+                problems.extend(found);
+            }
+            if problems.is_empty() {
+                return Ok(options);
+            }
+        }
+        Err(problems)
     }
 }
 
-/// A serde error from reading options, as a problem at the key it names.
-fn located(section: &Section<'_>, error: ConfigError) -> SettingsProblem {
-    let (key, message) = match error {
-        ConfigError::Type {
-            unexpected,
-            expected,
-            key,
-            ..
-        } => (
-            key.unwrap_or_default(),
-            format!("expected {expected}, found {unexpected}"),
+/// A problem from reading options, at the key it names.
+fn located(section: &Section<'_>, error: ReadError, keys: OptionKeys) -> SettingsProblem {
+    let key = error.key;
+    let message = match error.kind {
+        ReadErrorKind::Missing if section.exists() => format!(
+            "missing: the job's options need `{key}`; add it to [{}]",
+            section.path()
         ),
-        ConfigError::At { error, key, .. } => (key.unwrap_or_default(), inner_message(*error)),
-        ConfigError::NotFound(key) => (key.clone(), format!("missing field `{key}`")),
-        other => (String::new(), inner_message(other)),
+        ReadErrorKind::Missing => format!(
+            "missing: the job's options need `{key}` and its code gives no default; add a \
+             [{}] section with it",
+            section.path()
+        ),
+        // At the top, the same message as the host's check of the section's keys, so that the
+        // two agree; in a nested table, a suggestion among the keys it reads.
+        ReadErrorKind::Unknown(expected) => match key.rsplit_once('.') {
+            None => {
+                let fields = match keys {
+                    OptionKeys::Fields(fields) => fields,
+                    OptionKeys::Any => &[],
+                };
+                let known = SCHEDULE_KEYS
+                    .iter()
+                    .chain(&LEADERSHIP_KEYS)
+                    .chain(fields)
+                    .copied();
+                unknown_key_message(&key, known)
+            }
+            Some((_, name)) => unknown_key_message(name, expected.iter().copied()),
+        },
+        ReadErrorKind::Other(message) => message,
     };
-    // serde names a missing field only in its message: "missing field `change_state_after`".
-    let key = match missing_field(&message) {
-        Some(field) if key.is_empty() || key.ends_with(field) => {
-            super::source::join(key[..key.len() - field.len()].trim_end_matches('.'), field)
-        }
-        _ => key,
-    };
-    if missing_field(&message).is_some() {
-        let origin = section.origin_of_section();
-        let message = if section.exists() {
-            format!(
-                "missing: the job's options need `{key}`; add it to [{}]",
-                section.path()
-            )
-        } else {
-            format!(
-                "missing: the job's options need `{key}` and its code gives no default; \
-                 add a [{}] section with it",
-                section.path()
-            )
-        };
-        return SettingsProblem::new(origin, section.path(), key, message);
-    }
     SettingsProblem::new(section.origin(&key), section.path(), key, message)
-}
-
-fn inner_message(error: ConfigError) -> String {
-    match error {
-        ConfigError::Type {
-            unexpected,
-            expected,
-            ..
-        } => {
-            format!("expected {expected}, found {unexpected}")
-        }
-        ConfigError::At { error, .. } => inner_message(*error),
-        other => other.to_string(),
-    }
-}
-
-fn missing_field(message: &str) -> Option<&str> {
-    message.strip_prefix("missing field `")?.strip_suffix('`')
 }
 
 /// Every validation failure, with the dotted path of its key (`retry.max`, `hosts[2].port`).

@@ -1,6 +1,6 @@
 //! A view of one section of the merged settings, with the origin of each of its keys.
 
-use config::{Value, ValueKind};
+use config::Value;
 
 use super::error::Origin;
 use super::job::is_framework_key;
@@ -8,11 +8,21 @@ use super::source::{Origins, Table, join};
 
 /// One section (`[jobs.cleanup]`, `[loopjob]`) of the merged settings; it may be absent.
 #[doc(hidden)]
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct Section<'a> {
     path: &'a str,
     table: Option<&'a Table>,
     origins: &'a Origins,
+}
+
+impl std::fmt::Debug for Section<'_> {
+    /// The path and keys, not the values: they may hold a store URL's password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Section")
+            .field("path", &self.path)
+            .field("keys", &self.keys())
+            .finish()
+    }
 }
 
 impl<'a> Section<'a> {
@@ -75,14 +85,12 @@ impl<'a> Section<'a> {
     }
 
     /// The section without its schedule and leadership keys: what the job's options read.
-    pub(crate) fn option_table(&self) -> ValueKind {
-        let table: Table = self
-            .table
+    pub(crate) fn option_table(&self) -> Table {
+        self.table
             .into_iter()
             .flatten()
             .filter(|(key, _)| !is_framework_key(key))
             .map(|(key, value)| (key.clone(), value.clone()))
-            .collect();
-        ValueKind::Table(table)
+            .collect()
     }
 }

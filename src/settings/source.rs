@@ -13,7 +13,7 @@ use std::path::Path;
 use config::{Map, Source, Value, ValueKind};
 use toml::de::{DeTable, DeValue};
 
-use super::error::{Origin, SettingsProblem};
+use super::error::{Origin, SettingsProblem, SettingsWarning};
 
 /// A table of settings, as `config` holds one.
 pub(crate) type Table = Map<String, Value>;
@@ -51,6 +51,27 @@ impl Origins {
 
     fn extend(&mut self, other: Origins) {
         self.0.extend(other.0);
+    }
+}
+
+impl Origins {
+    /// The environment variables that set a key under `path` (`jobs.cleanup`), sorted.
+    pub(crate) fn env_vars_under(&self, path: &str) -> Vec<&str> {
+        let mut vars: Vec<&str> = self
+            .0
+            .iter()
+            .filter(|(key, _)| {
+                key.strip_prefix(path)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+            })
+            .filter_map(|(_, origin)| match origin {
+                Origin::Env { var } => Some(var.as_str()),
+                _ => None,
+            })
+            .collect();
+        vars.sort_unstable();
+        vars.dedup();
+        vars
     }
 }
 
@@ -184,6 +205,49 @@ impl TomlReader<'_> {
         };
         Value::new(Some(&origin.to_string()), kind)
     }
+}
+
+/// The variables that look like loopjob's but are never read, each with what to write: a
+/// name in lower case (`loopjob__store`), or with single underscores where `__` separates the
+/// parts (`LOOPJOB_JOBS_CLEANUP_INTERVAL`, `LOOPJOB_STORE`).
+pub(crate) fn env_near_misses<'a>(
+    vars: impl IntoIterator<Item = &'a OsString>,
+) -> Vec<SettingsWarning> {
+    let mut warnings: Vec<SettingsWarning> = vars
+        .into_iter()
+        .filter_map(|name| {
+            let var = name.to_str()?;
+            let upper = var.to_ascii_uppercase();
+            let message = if upper.starts_with(ENV_PREFIX) {
+                if var.starts_with(ENV_PREFIX) {
+                    return None;
+                }
+                format!("this variable is not read: loopjob's names are in capitals; write {upper}")
+            } else {
+                let rest = upper.strip_prefix("LOOPJOB_")?;
+                let host_key = super::HOST_KEYS
+                    .iter()
+                    .any(|key| key.eq_ignore_ascii_case(rest));
+                if !rest.starts_with("JOBS_") && !host_key {
+                    return None;
+                }
+                format!(
+                    "this variable is not read: loopjob's names separate their parts with `__`, \
+                     as in LOOPJOB__JOBS__<JOB>__<KEY> or LOOPJOB__{}",
+                    if host_key { rest } else { "<KEY>" }
+                )
+            };
+            Some(SettingsWarning {
+                origin: Origin::Env {
+                    var: var.to_owned(),
+                },
+                section: String::new(),
+                message,
+            })
+        })
+        .collect();
+    warnings.sort_by_key(|warning| warning.origin.to_string());
+    warnings
 }
 
 /// Reads the variables that start with [`ENV_PREFIX`]:

@@ -25,11 +25,10 @@ pub(crate) fn describe(value: &Value) -> String {
     }
 }
 
-/// A string in quotes for a message, shortened if it is long.
-fn quote(text: &str) -> String {
-    const LIMIT: usize = 60;
-    match text.char_indices().nth(LIMIT) {
-        Some((cut, _)) => format!("{:?}…", &text[..cut]),
+/// A string in quotes for a message, shortened if it is long: its start, `…` and its length.
+pub(crate) fn quote(text: &str) -> String {
+    match text.char_indices().nth(super::error::SHOWN_CHARS) {
+        Some((cut, _)) => format!("{:?}… ({} bytes)", &text[..cut], text.len()),
         None => format!("{text:?}"),
     }
 }

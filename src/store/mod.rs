@@ -89,7 +89,7 @@ use async_trait::async_trait;
 pub use error::StoreError;
 pub use memory::MemoryStore;
 pub use notify::{ReleaseNotice, ReleaseNotifications};
-pub use open::{open, open_with, supported_urls};
+pub use open::{open, open_with, redact, supported_urls};
 pub use schedule::{
     NextDue, OperatorMark, Plan, RunEnd, RunRecord, RunResult, RunStart, ScheduleRecord, StartedRun,
 };
@@ -208,7 +208,9 @@ impl StoreOptions {
     /// Prefix of the two tables, `{prefix}leases` and `{prefix}members` (default `loopjob_`).
     ///
     /// An optional schema may come first, `schema.prefix_`, to place the tables in a schema
-    /// (PostgreSQL), database (MySQL) or attached database (SQLite) of your own. Letters,
+    /// (PostgreSQL) or database (MySQL) of your own, which [`LeaseStore::initialise`] creates
+    /// if it is missing (the user then needs the right to create it), or in an attached
+    /// database (SQLite), which `initialise` checks is attached. Letters,
     /// digits and `_` only, at most 40 characters in all; names are quoted, so case is kept.
     /// Ignored by [`MemoryStore`].
     pub fn table_prefix(mut self, prefix: impl Into<String>) -> Self {

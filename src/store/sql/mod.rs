@@ -40,6 +40,19 @@ pub(crate) struct Tables {
     pub(crate) leases_plain: String,
     /// The members table as the user wrote it, unquoted: for messages.
     pub(crate) members_plain: String,
+    /// The schema the prefix names (`jobs` of `jobs.loopjob_`), unquoted, if it names one:
+    /// `initialise` creates it where the backend can.
+    pub(crate) schema: Option<String>,
+}
+
+impl Tables {
+    /// The schema, quoted with `quote`, if the prefix names one.
+    #[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
+    pub(crate) fn schema_quoted(&self, quote: char) -> Option<String> {
+        self.schema
+            .as_ref()
+            .map(|schema| format!("{quote}{schema}{quote}"))
+    }
 }
 
 impl Tables {
@@ -77,6 +90,7 @@ impl Tables {
             members: qualify(&format!("{table_prefix}members")),
             leases_plain: format!("{prefix}leases"),
             members_plain: format!("{prefix}members"),
+            schema: schema.map(str::to_owned),
         })
     }
 }

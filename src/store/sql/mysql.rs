@@ -212,6 +212,11 @@ impl LeaseStore for MySqlStore {
         );
         let error = backend_error("initialise");
         bounded("initialise", self.timeout, async {
+            // A prefix `schema.prefix_` places the tables in a database of their own.
+            if let Some(schema) = self.tables.schema_quoted('`') {
+                let create = format!("CREATE DATABASE IF NOT EXISTS {schema}");
+                self.pool.execute(create.as_str()).await.map_err(&error)?;
+            }
             self.pool.execute(leases.as_str()).await.map_err(&error)?;
             self.pool.execute(members.as_str()).await.map_err(&error)
         })

@@ -135,6 +135,11 @@ impl LeaseStore for PostgresStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(&error)?;
+            // A prefix `schema.prefix_` places the tables in a schema of their own.
+            if let Some(schema) = self.tables.schema_quoted('"') {
+                let create = format!("CREATE SCHEMA IF NOT EXISTS {schema}");
+                tx.execute(create.as_str()).await.map_err(&error)?;
+            }
             tx.execute(leases.as_str()).await.map_err(&error)?;
             tx.execute(members.as_str()).await.map_err(&error)?;
             tx.commit().await.map_err(&error)

@@ -150,7 +150,30 @@ impl LeaseStore for SqliteStore {
              expires_at INTEGER NOT NULL, PRIMARY KEY (scope, member)) WITHOUT ROWID",
             self.tables.leases, self.tables.members
         );
+        let schema = self.tables.schema.as_deref();
         bounded("initialise", self.timeout, async {
+            // SQLite has no CREATE SCHEMA: a prefix `schema.prefix_` names a database that
+            // the connections attach (ATTACH DATABASE on a pool given to `with_pool`).
+            if let Some(schema) = schema {
+                let attached: Option<i64> =
+                    sqlx::query_scalar("SELECT 1 FROM pragma_database_list WHERE name = ?1")
+                        .bind(schema)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(backend_error("initialise"))?;
+                if attached.is_none() {
+                    return Err(StoreError::invalid(
+                        "table prefix",
+                        format!(
+                            "`{}` names the schema `{schema}`, but no database of that name is \
+                             attached to this SQLite database: use a prefix without `.` (such \
+                             as `loopjob_`), or ATTACH DATABASE on every connection of a pool \
+                             given to SqliteStore::with_pool",
+                            self.tables.leases_plain.trim_end_matches("leases")
+                        ),
+                    ));
+                }
+            }
             self.pool
                 .execute(sql.as_str())
                 .await

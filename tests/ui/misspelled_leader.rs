@@ -1,10 +1,11 @@
 use loopjob::{JobContext, JobError, LoopJob};
 
+// Names are read in any case ("Global" is fine); a misspelled one gets a suggestion.
 #[derive(LoopJob)]
-#[loopjob(interval = "10s", section = "cleanup_v2")]
-struct Cleanup;
+#[loopjob(interval = "10s", leader = "Globl")]
+struct Report;
 
-impl Cleanup {
+impl Report {
     async fn execute(&self, _ctx: &JobContext) -> Result<(), JobError> {
         Ok(())
     }
