@@ -15,6 +15,9 @@
 //! * `jitter` adds a random delay in `[0, jitter]` to each tick without moving the grid.
 //! * A failed run is retried after `retry_backoff · 2^(n-1)`, but only while the retry still
 //!   starts before the next tick: retries never push a run into the next one's slot.
+//! * No arithmetic here can overflow, whatever the durations: an instant too far in the future
+//!   to represent saturates at [`far_future`], which in practice means "never" (about thirty
+//!   years away).
 
 use std::fmt;
 use std::time::{Duration, SystemTime};
@@ -269,11 +272,13 @@ impl Schedule {
     /// With `align`, the tick is moved forward to the next instant at which the wall clock is a
     /// whole multiple of `interval` since the Unix epoch (a tick that already falls on one stays).
     pub fn first_tick(&self, start: Instant, wall_at_start: SystemTime) -> Instant {
-        let first = start + self.initial_delay;
+        let first = after(start, self.initial_delay);
         if !self.align {
             return first;
         }
-        let wall_at_first = wall_at_start + self.initial_delay;
+        let Some(wall_at_first) = wall_at_start.checked_add(self.initial_delay) else {
+            return first;
+        };
         let since_epoch = wall_at_first
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default();
@@ -281,7 +286,7 @@ impl Schedule {
         if remainder == 0 {
             first
         } else {
-            first + from_nanos(nanos(self.interval) - remainder)
+            after(first, from_nanos(nanos(self.interval) - remainder))
         }
     }
 
@@ -290,7 +295,7 @@ impl Schedule {
     /// Returns the next tick and how many ticks were missed on the way (zero unless `now` is
     /// already past `previous + interval`). A tick that falls exactly on `now` is due, not missed.
     pub fn next_fixed_rate_tick(&self, previous: Instant, now: Instant) -> NextTick {
-        let due = previous + self.interval;
+        let due = after(previous, self.interval);
         if due >= now {
             return NextTick { at: due, missed: 0 };
         }
@@ -301,7 +306,7 @@ impl Schedule {
                 let step = nanos(self.interval).max(1);
                 let k = behind.div_ceil(step);
                 NextTick {
-                    at: previous + from_nanos(k * step),
+                    at: after(previous, from_nanos(k.saturating_mul(step))),
                     missed: saturating_u64(k - 1),
                 }
             }
@@ -309,7 +314,7 @@ impl Schedule {
                 let step = nanos(self.interval).max(1);
                 let missed = nanos(now - previous) / step;
                 NextTick {
-                    at: now + self.interval,
+                    at: after(now, self.interval),
                     missed: saturating_u64(missed),
                 }
             }
@@ -318,13 +323,13 @@ impl Schedule {
 
     /// The tick after a fixed-delay run that ended at `ended`.
     pub fn next_fixed_delay_tick(&self, ended: Instant) -> Instant {
-        ended + self.interval
+        after(ended, self.interval)
     }
 
     /// The instant at which a tick scheduled at `tick` actually fires, given a random
     /// `fraction` in `[0, 1]` (the supervisor draws it per tick).
     pub fn jittered(&self, tick: Instant, fraction: f64) -> Instant {
-        tick + self.jitter.mul_f64(fraction.clamp(0.0, 1.0))
+        after(tick, self.jitter.mul_f64(fraction.clamp(0.0, 1.0)))
     }
 
     /// When retry number `retry` (1 for the first) of a run that failed at `failed_at` should
@@ -357,6 +362,24 @@ pub struct NextTick {
     pub at: Instant,
     /// How many ticks were missed (not run) before it.
     pub missed: u64,
+}
+
+/// The latest instant the schedule arithmetic uses: about thirty years after `from`, which
+/// stands for "never" (tokio's own timers treat anything past two years or so the same way).
+pub(crate) fn far_future(from: Instant) -> Instant {
+    const THIRTY_YEARS: Duration = Duration::from_secs(30 * 365 * 24 * 60 * 60);
+    from.checked_add(THIRTY_YEARS).unwrap_or(from)
+}
+
+/// `instant + duration`, or [`far_future`] when that is later or cannot be represented: the
+/// saturating add every deadline and tick in loopjob goes through, so no duration, however
+/// large, can make one overflow.
+pub(crate) fn after(instant: Instant, duration: Duration) -> Instant {
+    let limit = far_future(instant);
+    match instant.checked_add(duration) {
+        Some(at) if at <= limit => at,
+        _ => limit,
+    }
 }
 
 fn nanos(duration: Duration) -> u128 {

@@ -29,7 +29,7 @@ use crate::guard::{GuardState, HeldLease, LeadershipEvent};
 use crate::job::{ErasedJob, JobContext, RunToken};
 use crate::metrics;
 use crate::run::{InFlight, Run, RunReport, Started, panic_message};
-use crate::schedule::{Schedule, ScheduleMode};
+use crate::schedule::{Schedule, ScheduleMode, after};
 use crate::shard::JobTimer;
 use crate::status::{JobCounters, JobReport, JobState, JobStatus, RunOutcome};
 
@@ -267,8 +267,14 @@ impl Supervisor {
             RunOutcome::Panicked(message) => {
                 tracing::error!(job = %self.shared.name, %message, "run panicked")
             }
+            RunOutcome::TimedOut if report.abandoned => {
+                tracing::warn!(job = %self.shared.name, timeout = ?self.schedule.timeout, grace = ?self.schedule.cancel_grace, "run timed out, ignored cancellation and was dropped")
+            }
             RunOutcome::TimedOut => {
                 tracing::warn!(job = %self.shared.name, timeout = ?self.schedule.timeout, "run timed out")
+            }
+            RunOutcome::Overran => {
+                tracing::warn!(job = %self.shared.name, timeout = ?self.schedule.timeout, ?elapsed, "run kept the thread past its timeout; counted as a timeout, not a success")
             }
             RunOutcome::Dropped => {
                 tracing::warn!(job = %self.shared.name, grace = ?self.schedule.cancel_grace, "run ignored cancellation and was dropped")
@@ -286,6 +292,12 @@ impl Supervisor {
                 RunOutcome::TimedOut => {
                     counters.failures += 1;
                     counters.timeouts += 1;
+                    counters.dropped += u64::from(report.abandoned);
+                }
+                RunOutcome::Overran => {
+                    counters.failures += 1;
+                    counters.timeouts += 1;
+                    counters.overran += 1;
                 }
                 RunOutcome::Dropped => {
                     counters.failures += 1;
@@ -444,7 +456,7 @@ impl Supervisor {
     async fn stop(mut self, mut ticking: Ticking, in_flight: usize) -> JobReport {
         self.shared.close();
         let dropped_before = ticking.counters.dropped;
-        let grace_end = Instant::now() + self.shutdown_grace;
+        let grace_end = after(Instant::now(), self.shutdown_grace);
         while !ticking.runs.is_empty() {
             tokio::select! {
                 report = ticking.runs.next_report() => self.finished(report, &mut ticking),

@@ -46,6 +46,7 @@ use super::job_leases::{GuardedJob, JobLeases};
 use super::lease::{HeldLease, LeadershipEvent, LostReason};
 use super::partitions::{fair_share, to_release};
 use crate::run::sleep_until_or_never;
+use crate::schedule::after;
 use crate::settings::LeaderMode;
 use crate::store::{
     Lease, LeaseRef, LeaseStore, Member, ReleaseNotice, ReleaseNotifications, StoreError,
@@ -56,7 +57,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// The local deadline of a lease whose request was sent at `sent` (invariant 2).
 pub(crate) fn local_deadline(sent: Instant, ttl: Duration) -> Instant {
-    sent + ttl - ttl / 10
+    after(sent, ttl - ttl / 10)
 }
 
 /// The elector task's state.
@@ -99,11 +100,12 @@ impl Elector {
                 // A key that was never held has no release to wait after: priority p first
                 // waits p·retry_every from the start instead, so that among candidates starting
                 // together the highest priority wins.
-                next_acquire: now
-                    + job
-                        .leadership
+                next_acquire: after(
+                    now,
+                    job.leadership
                         .retry_every
                         .saturating_mul(job.leadership.priority),
+                ),
                 job,
                 held: BTreeMap::new(),
                 lost: CancellationToken::new(),
@@ -289,7 +291,7 @@ impl Elector {
                     .or_default()
                     .extend(refs);
             }
-            self.next_renew = now + self.renew_every();
+            self.next_renew = after(now, self.renew_every());
             return Some(Box::pin(async move {
                 let mut batches = Vec::with_capacity(by_ttl.len());
                 for (ttl, refs) in by_ttl {
@@ -313,7 +315,7 @@ impl Elector {
             .filter(|(_, j)| now >= j.next_heartbeat)
             .filter_map(|(index, j)| {
                 let scope = j.job.scope.clone()?;
-                j.next_heartbeat = now + j.job.leadership.renew_every();
+                j.next_heartbeat = after(now, j.job.leadership.renew_every());
                 Some((index, scope, j.job.leadership.lease_ttl))
             })
             .collect();
@@ -334,12 +336,12 @@ impl Elector {
             .iter_mut()
             .filter(|j| j.wants_more() && now >= j.next_acquire)
         {
-            job.next_acquire = now + job.job.leadership.retry_every;
+            job.next_acquire = after(now, job.job.leadership.retry_every);
             let missing = job.missing_keys(now);
             let leadership = &job.job.leadership;
             // Priority p waits p·retry_every after a lease frees, by the store's clock.
             let free_for = leadership.retry_every.saturating_mul(leadership.priority);
-            let settled = free_for + leadership.retry_every / 2;
+            let settled = free_for.saturating_add(leadership.retry_every / 2);
             for (free_for, keys) in [(free_for, missing.at_once), (settled, missing.when_settled)] {
                 if !keys.is_empty() {
                     by_terms
@@ -386,7 +388,7 @@ impl Elector {
                 Err(error) => {
                     // Keep the leases until their deadlines (invariant 3) and retry soon.
                     let retry = self.backoff(self.retry_every().min(self.renew_every()));
-                    self.next_renew = Instant::now() + retry;
+                    self.next_renew = after(Instant::now(), retry);
                     tracing::warn!(%error, retry_in = ?retry, "renewing leases failed");
                     continue;
                 }
@@ -425,7 +427,7 @@ impl Elector {
                 Err(error) => {
                     let retry = self.backoff(self.retry_every());
                     for job in &mut self.jobs {
-                        job.next_acquire = job.next_acquire.max(Instant::now() + retry);
+                        job.next_acquire = job.next_acquire.max(after(Instant::now(), retry));
                     }
                     tracing::warn!(%error, retry_in = ?retry, "acquiring leases failed");
                     continue;
@@ -434,7 +436,7 @@ impl Elector {
             self.succeeded();
             let deadline = local_deadline(batch.sent, batch.ttl);
             if !held_before && !won.is_empty() {
-                self.next_renew = batch.sent + self.renew_every_of(batch.ttl);
+                self.next_renew = after(batch.sent, self.renew_every_of(batch.ttl));
             }
             for lease in won {
                 let Some(index) = self
@@ -487,7 +489,10 @@ impl Elector {
             let target = fair_share(job.job.leadership.partitions, count);
             let held: BTreeSet<u32> = job.held.values().filter_map(HeldLease::partition).collect();
             let name = job.job.name.clone();
-            let leave_until = Instant::now() + 2 * job.job.leadership.retry_every;
+            let leave_until = after(
+                Instant::now(),
+                job.job.leadership.retry_every.saturating_mul(2),
+            );
             for partition in to_release(&held, target, worker) {
                 self.jobs[index].handed_over.insert(partition, leave_until);
                 let key = format!("{name}#{partition}");
@@ -508,8 +513,12 @@ impl Elector {
     ) {
         let now = Instant::now();
         let wake = |job: &mut JobLeases| {
-            let wait = job.job.leadership.retry_every * job.job.leadership.priority;
-            job.next_acquire = job.next_acquire.min(now + wait);
+            let wait = job
+                .job
+                .leadership
+                .retry_every
+                .saturating_mul(job.job.leadership.priority);
+            job.next_acquire = job.next_acquire.min(after(now, wait));
         };
         match notice {
             Some(ReleaseNotice::Released(key)) => {
