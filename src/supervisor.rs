@@ -75,6 +75,8 @@ struct Ticking {
     unpublished_outcome: Option<RunOutcome>,
     /// Whether the counters or the last run changed since the last publish.
     status_dirty: bool,
+    /// The task calling the leadership hooks of the last changes, which the next ones wait for.
+    hooks: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Supervisor {
@@ -384,46 +386,70 @@ impl Supervisor {
         self.set_next_tick(ticking, Some(resumed));
     }
 
-    /// The elector reported a change: record it in the status, log it, and call the job's hook
-    /// beside the loop (a slow or panicking hook never delays ticks).
-    fn leadership_changed(&mut self, event: LeadershipEvent, ticking: &mut Ticking) {
-        let state = self
-            .guard
-            .as_ref()
-            .map(|guard| guard.state.borrow().clone());
-        {
-            let mut status = self.shared.status();
-            let leadership = status.leadership.get_or_insert_with(Default::default);
-            match &event {
+    /// The elector reported a change: record it, with every other change already queued, in
+    /// the status, log it, and call the job's hooks beside the loop (a slow or panicking hook
+    /// never delays ticks).
+    ///
+    /// The changes queued are taken together, so that a partitioned job winning 10,000
+    /// partitions at once costs one status update, one log line and one hook task, not 10,000.
+    fn leadership_changed(&mut self, first: LeadershipEvent, ticking: &mut Ticking) {
+        let Some(guard) = &mut self.guard else {
+            return;
+        };
+        let mut events = vec![first];
+        while let Ok(event) = guard.events.try_recv() {
+            events.push(event);
+        }
+        let state = guard.state.borrow().clone();
+        self.record_leadership(&events, Some(&state));
+        ticking.status_dirty = true;
+        let acquired = events
+            .iter()
+            .filter(|e| matches!(e, LeadershipEvent::Acquired(_)))
+            .count() as u64;
+        let lost = events.len() as u64 - acquired;
+        if acquired > 0 {
+            metrics::leadership_changed(&self.shared.name, "acquired", acquired);
+            tracing::debug!(job = %self.shared.name, acquired, held = state.leases.len(), "leadership acquired");
+        }
+        if lost > 0 {
+            metrics::leadership_changed(&self.shared.name, "lost", lost);
+            tracing::debug!(job = %self.shared.name, lost, held = state.leases.len(), "leadership lost");
+        }
+        let job = self.job.clone();
+        let name = self.shared.name.clone();
+        // The hooks run in the order of the changes: after those of the changes before.
+        let before = ticking.hooks.take();
+        ticking.hooks = Some(tokio::spawn(async move {
+            if let Some(before) = before {
+                let _ = before.await;
+            }
+            for event in events {
+                let hook = job.clone().on_leadership(event);
+                if let Err(error) = tokio::spawn(hook).await {
+                    if error.is_panic() {
+                        let message = panic_message(error.into_panic());
+                        tracing::error!(job = %name, %message, "leadership hook panicked");
+                    }
+                }
+            }
+        }));
+    }
+
+    /// Counts `events` in the job's leadership status, which now holds what `state` holds.
+    fn record_leadership(&self, events: &[LeadershipEvent], state: Option<&GuardState>) {
+        let mut status = self.shared.status();
+        let leadership = status.leadership.get_or_insert_with(Default::default);
+        for event in events {
+            match event {
                 LeadershipEvent::Acquired(_) => leadership.acquired += 1,
                 LeadershipEvent::Lost { .. } => leadership.lost += 1,
             }
-            if let Some(state) = &state {
-                leadership.leases = state.leases.clone();
-                leadership.worker = state.worker;
-            }
         }
-        ticking.status_dirty = true;
-        match &event {
-            LeadershipEvent::Acquired(lease) => {
-                metrics::leadership_changed(&self.shared.name, "acquired");
-                tracing::info!(job = %self.shared.name, key = lease.key(), epoch = lease.epoch(), "leadership acquired");
-            }
-            LeadershipEvent::Lost { lease, reason } => {
-                metrics::leadership_changed(&self.shared.name, "lost");
-                tracing::warn!(job = %self.shared.name, key = lease.key(), epoch = lease.epoch(), %reason, "leadership lost");
-            }
+        if let Some(state) = state {
+            leadership.leases = state.leases.clone();
+            leadership.worker = state.worker;
         }
-        let hook = self.job.clone().on_leadership(event);
-        let name = self.shared.name.clone();
-        tokio::spawn(async move {
-            if let Err(error) = tokio::spawn(hook).await {
-                if error.is_panic() {
-                    let message = panic_message(error.into_panic());
-                    tracing::error!(job = %name, %message, "leadership hook panicked");
-                }
-            }
-        });
     }
 
     fn set_next_tick(&self, ticking: &mut Ticking, next: Option<Instant>) {
@@ -472,6 +498,7 @@ impl Supervisor {
                 c.dropped += overdue;
             });
         }
+        self.leadership_released(ticking.hooks.take()).await;
         self.stopped().await;
         ticking.next_tick = None;
         let status = {
@@ -485,6 +512,48 @@ impl Supervisor {
             in_flight_at_shutdown: in_flight,
             dropped_at_shutdown: (status.counters.dropped - dropped_before) as usize,
             status,
+        }
+    }
+
+    /// Shutdown of a guarded job, once its runs have ended: every lease it holds is released
+    /// ([`LostReason::Released`](crate::LostReason::Released)), so `on_lost` is called for
+    /// each, after the hooks of the changes still queued, bounded by the shutdown grace. The
+    /// leases are marked lost here, and the elector gives them back to the store right after
+    /// every job has stopped (its invariant 5), which logs them, once per job.
+    async fn leadership_released(&mut self, before: Option<tokio::task::JoinHandle<()>>) {
+        let Some(guard) = &mut self.guard else {
+            return;
+        };
+        let mut events = Vec::new();
+        while let Ok(event) = guard.events.try_recv() {
+            events.push(event);
+        }
+        let held = guard.state.borrow().leases.clone();
+        for lease in &held {
+            lease.mark_lost();
+        }
+        events.extend(held.into_iter().map(|lease| LeadershipEvent::Lost {
+            lease,
+            reason: crate::LostReason::Released,
+        }));
+        if events.is_empty() {
+            return;
+        }
+        self.record_leadership(&events, Some(&GuardState::empty()));
+        let job = self.job.clone();
+        let hooks = AbortOnDropHandle::new(tokio::spawn(async move {
+            if let Some(before) = before {
+                let _ = before.await;
+            }
+            for event in events {
+                job.clone().on_leadership(event).await;
+            }
+        }));
+        match tokio::time::timeout(self.shutdown_grace, hooks).await {
+            Ok(joined) => self.log_hook_panic("on_lost", joined),
+            Err(_) => {
+                tracing::warn!(job = %self.shared.name, grace = ?self.shutdown_grace, "on_lost did not finish within the shutdown grace and was dropped")
+            }
         }
     }
 
@@ -554,6 +623,7 @@ impl Ticking {
             last_ended: None,
             unpublished_outcome: None,
             status_dirty: false,
+            hooks: None,
         }
     }
 

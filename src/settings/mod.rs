@@ -73,6 +73,7 @@ pub use error::{Origin, SettingsError, SettingsProblem, SettingsWarning};
 pub use job::{JobSettings, LEADERSHIP_KEYS, SCHEDULE_KEYS};
 pub use leadership::{
     DEFAULT_LEASE_TTL, DEFAULT_PARTITIONS, DEFAULT_RETRY_EVERY, LeaderMode, Leadership,
+    MAX_PARTITIONS,
 };
 pub use source::ENV_PREFIX;
 
