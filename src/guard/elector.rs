@@ -3,7 +3,7 @@
 //! It talks to the store in batches — one `renew` statement per renew period for all the leases
 //! the host holds, one `try_acquire` per retry period for all the keys it is missing — so a
 //! node's round trips do not grow with its number of jobs. It publishes to each guarded job's
-//! supervisor what the job holds and every change ([`LeadershipEvent`]).
+//! supervisor what the job holds and every change ([`LeadershipEvent`](super::LeadershipEvent)).
 //!
 //! # Safety argument
 //!
