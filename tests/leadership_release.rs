@@ -215,3 +215,67 @@ async fn the_largest_partitioned_job_is_acquired_at_once_logged_once_and_release
     assert_eq!(count(&lines, "WARN", ""), 0);
     assert!(lines.len() < 50, "{} lines logged", lines.len());
 }
+
+/// Starts `a` and waits until it leads, then starts `b` beside it.
+async fn leader_and_candidate(
+    store: &Arc<MemoryStore>,
+) -> (loopjob::LeaderElector, loopjob::LeaderElector) {
+    let timing = Leadership::new(LeaderMode::Global)
+        .lease_ttl(15 * SEC)
+        .retry_every(2 * SEC);
+    let a = loopjob::LeaderElector::start(
+        store.clone(),
+        "consumer",
+        timing.clone(),
+        &NodeIdentity::new("a", "g"),
+    );
+    a.watch().wait_for(|s| s.lease().is_some()).await.unwrap();
+    let b = loopjob::LeaderElector::start(
+        store.clone(),
+        "consumer",
+        timing,
+        &NodeIdentity::new("b", "g"),
+    );
+    (a, b)
+}
+
+/// How long after now `elector` becomes the leader, with the epoch it gets.
+async fn elected_after(elector: &loopjob::LeaderElector) -> (Duration, u64) {
+    let start = tokio::time::Instant::now();
+    let mut watch = elector.watch();
+    let elected = tokio::time::timeout(60 * SEC, watch.wait_for(|s| s.lease().is_some()));
+    let state = elected
+        .await
+        .expect("elected within a minute")
+        .unwrap()
+        .clone();
+    (start.elapsed(), state.lease().unwrap().epoch())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_elector_releases_its_lease_at_once() {
+    let store = Arc::new(MemoryStore::new());
+    let (a, b) = leader_and_candidate(&store).await;
+    // Renewals go on while it lives: b waits well past the ttl.
+    tokio::time::sleep(60 * SEC).await;
+    assert!(b.state().lease().is_none(), "a still leads while it lives");
+    drop(a);
+    assert_eq!(elected_after(&b).await, (Duration::ZERO, 2));
+    b.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_run_while_leader_future_releases_the_lease_at_once() {
+    let store = Arc::new(MemoryStore::new());
+    let (a, b) = leader_and_candidate(&store).await;
+    let work = a.run_while_leader(|_lease, token| async move { token.cancelled().await });
+    // The caller gives up on the work (a timeout, a select! on shutdown): the future is dropped.
+    assert!(tokio::time::timeout(60 * SEC, work).await.is_err());
+    assert!(b.state().lease().is_none(), "a led for the whole minute");
+    assert_eq!(elected_after(&b).await, (Duration::ZERO, 2));
+    // The elector `a` is still alive, but no longer competes.
+    tokio::time::sleep(60 * SEC).await;
+    assert!(a.state().lease().is_none());
+    assert_eq!(b.state().lease().map(HeldLease::epoch), Some(2));
+    b.shutdown().await;
+}
