@@ -70,6 +70,10 @@ fn host(store: Arc<dyn LeaseStore>, node: &str, job: Hooked) -> Host {
         .expect("valid host")
 }
 
+/// The tests of this file run one at a time: a subscriber set for one thread does not see
+/// every event while other threads register the same callsites.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The log lines written while `f` runs, at every level.
 async fn logged<T>(f: impl std::future::Future<Output = T>) -> (T, Vec<String>) {
     #[derive(Clone, Default)]
@@ -105,6 +109,7 @@ fn count(lines: &[String], level: &str, message: &str) -> usize {
 
 #[tokio::test(start_paused = true)]
 async fn a_clean_shutdown_calls_on_lost_with_released_before_on_stopped_and_logs_no_warning() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let store = Arc::new(MemoryStore::new());
     let hooks = Arc::new(Mutex::new(Vec::new()));
     let job = Hooked {
@@ -141,6 +146,7 @@ async fn a_clean_shutdown_calls_on_lost_with_released_before_on_stopped_and_logs
 
 #[tokio::test(start_paused = true)]
 async fn the_largest_partitioned_job_is_acquired_at_once_logged_once_and_released_at_shutdown() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let store = Arc::new(MemoryStore::new());
     let hooks = Arc::new(Mutex::new(Vec::new()));
     let job = Hooked {
@@ -254,6 +260,7 @@ async fn elected_after(elector: &loopjob::LeaderElector) -> (Duration, u64) {
 
 #[tokio::test(start_paused = true)]
 async fn a_dropped_elector_releases_its_lease_at_once() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let store = Arc::new(MemoryStore::new());
     let (a, b) = leader_and_candidate(&store).await;
     // Renewals go on while it lives: b waits well past the ttl.
@@ -266,6 +273,7 @@ async fn a_dropped_elector_releases_its_lease_at_once() {
 
 #[tokio::test(start_paused = true)]
 async fn a_dropped_run_while_leader_future_releases_the_lease_at_once() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let store = Arc::new(MemoryStore::new());
     let (a, b) = leader_and_candidate(&store).await;
     let work = a.run_while_leader(|_lease, token| async move { token.cancelled().await });
