@@ -287,3 +287,30 @@ async fn a_dropped_run_while_leader_future_releases_the_lease_at_once() {
     assert_eq!(b.state().lease().map(HeldLease::epoch), Some(2));
     b.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_acquired_lease_gives_its_expiry_on_the_wall_clock_beside_its_deadline() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let store = Arc::new(MemoryStore::new());
+    let ttl = 15 * SEC;
+    let mut elector = loopjob::LeaderElector::start(
+        store,
+        "consumer",
+        Leadership::new(LeaderMode::Global).lease_ttl(ttl),
+        &NodeIdentity::new("a", "g"),
+    );
+    let mut events = elector.events().unwrap();
+    let sent = tokio::time::Instant::now();
+    let Some(loopjob::LeadershipEvent::Acquired(lease)) = events.recv().await else {
+        panic!("the first event is the acquisition");
+    };
+    // The deadline is the send instant + ttl - 10% (the paused clock did not move).
+    assert_eq!(lease.deadline(), sent + ttl - ttl / 10);
+    let left = lease.deadline() - tokio::time::Instant::now();
+    let before = std::time::SystemTime::now();
+    let expires_at = lease.expires_at();
+    let after = std::time::SystemTime::now();
+    assert!(before + left <= expires_at && expires_at <= after + left);
+    assert!(format!("{lease:?}").contains("expires_at"));
+    elector.shutdown().await;
+}
