@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::job::{ErasedJob, JobContext, JobError, RunFuture, RunToken};
+use crate::limit::Slot;
 use crate::schedule::{Schedule, after};
 use crate::status::RunOutcome;
 
@@ -36,6 +37,10 @@ pub(crate) struct Run {
     pub(crate) next_tick: Option<Instant>,
     /// For a guarded job: cancelled the moment a lease this run holds is lost.
     pub(crate) leadership_lost: Option<CancellationToken>,
+    /// The host's slot this run holds while in flight, when the host limits runs in flight;
+    /// freed when the run ends (or is dropped), with the run.
+    #[allow(dead_code, reason = "held, never read: dropping it frees the slot")]
+    pub(crate) slot: Option<Slot>,
 }
 
 /// A run just started: either it already ended, or it is under way and must be polled on.

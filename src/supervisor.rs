@@ -27,6 +27,7 @@ use tokio_util::task::AbortOnDropHandle;
 use crate::control::{Command, JobShared, Triggered};
 use crate::guard::{GuardState, HeldLease, LeadershipEvent};
 use crate::job::{ErasedJob, JobContext, RunToken};
+use crate::limit::{RunSlots, Slot, WaitingTick, slot_for};
 use crate::metrics;
 use crate::run::{InFlight, Run, RunReport, Started, panic_message};
 use crate::schedule::{Schedule, ScheduleMode, after};
@@ -51,6 +52,8 @@ pub(crate) struct Supervisor {
     pub(crate) shutdown_grace: Duration,
     /// For a guarded job: its leadership, from the elector.
     pub(crate) guard: Option<Guard>,
+    /// The host's slots for runs in flight, when it limits them (`max_parallel_runs`).
+    pub(crate) slots: Option<RunSlots>,
 }
 
 /// The loop's changing state, apart from what the status already holds.
@@ -77,6 +80,8 @@ struct Ticking {
     status_dirty: bool,
     /// The task calling the leadership hooks of the last changes, which the next ones wait for.
     hooks: Option<tokio::task::JoinHandle<()>>,
+    /// A tick that found none of the host's slots free, waiting for one.
+    waiting: Option<WaitingTick>,
 }
 
 impl Supervisor {
@@ -127,6 +132,7 @@ impl Supervisor {
                         self.leadership_changed(event, &mut ticking);
                         None
                     }
+                    slot = slot_for(&mut ticking.waiting) => self.slot_freed(slot, &mut ticking),
                     now = poll_fn(|cx| timer.poll_elapsed(cx)) => self.tick(&mut ticking, now),
                 };
                 if let Some(run) = started {
@@ -149,6 +155,9 @@ impl Supervisor {
     /// lease).
     fn tick(&mut self, ticking: &mut Ticking, now: Instant) -> Option<Run> {
         let scheduled = ticking.next_tick?;
+        if ticking.waiting.take().is_some() {
+            self.skipped(ticking, "no free slot before the next tick");
+        }
         let next_on_grid = match self.schedule.mode {
             ScheduleMode::FixedRate => {
                 let next = self.schedule.next_fixed_rate_tick(scheduled, now);
@@ -163,23 +172,70 @@ impl Supervisor {
         };
         let mut run = None;
         if !self.may_start(ticking) {
-            ticking.count(|c| c.skipped += 1);
-            metrics::tick_skipped(&self.shared.name);
-            tracing::debug!(job = %self.shared.name, in_flight = ticking.runs.len(), "tick skipped: run in flight");
+            self.skipped(ticking, "run in flight");
         } else if let Some(leadership) = self.leadership() {
-            run = Some(self.new_run(ticking, scheduled, now, next_on_grid, leadership));
+            match (self.free_slot(), &self.slots) {
+                (Ok(slot), _) => {
+                    run =
+                        Some(self.new_run(ticking, scheduled, now, next_on_grid, leadership, slot))
+                }
+                (Err(NoFreeSlot), Some(slots)) => {
+                    tracing::debug!(job = %self.shared.name, "tick waits for a free slot (max_parallel_runs)");
+                    ticking.waiting = Some(slots.wait(scheduled, next_on_grid));
+                }
+                (Err(NoFreeSlot), None) => {}
+            }
         } else {
             ticking.count(|c| c.not_leader += 1);
             tracing::trace!(job = %self.shared.name, "tick passed: this node does not hold the lease");
         }
         let next = match self.schedule.mode {
             ScheduleMode::FixedRate => next_on_grid,
-            // A fixed-delay run schedules the next tick when it ends.
-            ScheduleMode::FixedDelay if run.is_some() => None,
+            // A fixed-delay run schedules the next tick when it ends; a tick waiting for a slot
+            // waits as long as it takes.
+            ScheduleMode::FixedDelay if run.is_some() || ticking.waiting.is_some() => None,
             ScheduleMode::FixedDelay => Some(self.schedule.next_fixed_delay_tick(now)),
         };
         self.set_next_tick(ticking, next);
         run
+    }
+
+    /// The slot a run starting now takes: none when the host sets no limit, or an error when
+    /// every slot is taken.
+    fn free_slot(&self) -> Result<Option<Slot>, NoFreeSlot> {
+        match &self.slots {
+            None => Ok(None),
+            Some(slots) => slots.try_take().map(Some).ok_or(NoFreeSlot),
+        }
+    }
+
+    /// A tick passed without a run, for `reason`: it is counted as skipped.
+    fn skipped(&self, ticking: &mut Ticking, reason: &'static str) {
+        ticking.count(|c| c.skipped += 1);
+        metrics::tick_skipped(&self.shared.name);
+        tracing::debug!(job = %self.shared.name, in_flight = ticking.runs.len(), reason, "tick skipped");
+    }
+
+    /// The tick waiting for a slot got one: its run starts now, if the job still may.
+    fn slot_freed(&mut self, slot: Slot, ticking: &mut Ticking) -> Option<Run> {
+        let waiting = ticking.waiting.take()?;
+        if !self.may_start(ticking) {
+            self.skipped(ticking, "run in flight");
+            return None;
+        }
+        let Some(leadership) = self.leadership() else {
+            ticking.count(|c| c.not_leader += 1);
+            return None;
+        };
+        let now = Instant::now();
+        Some(self.new_run(
+            ticking,
+            waiting.scheduled,
+            now,
+            waiting.next_tick,
+            leadership,
+            Some(slot),
+        ))
     }
 
     /// How many runs may be in flight at once.
@@ -221,6 +277,7 @@ impl Supervisor {
         now: Instant,
         next_tick: Option<Instant>,
         leadership: RunLeadership,
+        slot: Option<Slot>,
     ) -> Run {
         ticking.last_run_id += 1;
         let run_id = ticking.last_run_id;
@@ -247,6 +304,7 @@ impl Supervisor {
             started: now,
             next_tick,
             leadership_lost: leadership.lost,
+            slot,
         }
     }
 
@@ -325,25 +383,30 @@ impl Supervisor {
                 let leadership = self.leadership();
                 let (answer, run) = if !self.may_start(ticking) {
                     (Triggered::AlreadyRunning, None)
-                } else if let Some(leadership) = leadership {
+                } else if leadership.is_none() {
+                    (Triggered::NotLeader, None)
+                } else if let (Some(leadership), Ok(slot)) = (leadership, self.free_slot()) {
                     let now = Instant::now();
                     let next = ticking
                         .next_tick
                         .filter(|_| self.schedule.mode == ScheduleMode::FixedRate);
-                    let run = self.new_run(ticking, now, now, next, leadership);
+                    let run = self.new_run(ticking, now, now, next, leadership, slot);
                     if self.schedule.mode == ScheduleMode::FixedDelay {
                         self.set_next_tick(ticking, None);
                     }
                     tracing::info!(job = %self.shared.name, run_id = run.ctx.run_id(), "run triggered by operator");
                     (Triggered::Started(run.ctx.run_id()), Some(run))
                 } else {
-                    (Triggered::NotLeader, None)
+                    (Triggered::HostBusy, None)
                 };
                 let _ = reply.send(answer);
                 return run;
             }
             Command::Pause(reply) => {
                 ticking.paused = true;
+                if ticking.waiting.take().is_some() {
+                    self.skipped(ticking, "paused while waiting for a free slot");
+                }
                 tracing::info!(job = %self.shared.name, "paused");
                 let _ = reply.send(());
             }
@@ -593,6 +656,9 @@ impl Supervisor {
     }
 }
 
+/// Every one of the host's slots for runs is taken.
+struct NoFreeSlot;
+
 /// The leases a run starts with, and the token that tells it they were lost.
 #[derive(Default)]
 struct RunLeadership {
@@ -624,6 +690,7 @@ impl Ticking {
             unpublished_outcome: None,
             status_dirty: false,
             hooks: None,
+            waiting: None,
         }
     }
 

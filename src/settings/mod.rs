@@ -7,6 +7,9 @@
 //! group = "eu-west"              # default: $CLUSTER_NAME, else "default"
 //! store = "sqlite://loopjob.db"  # memory | sqlite:… | postgres://… | mysql://…
 //! shutdown_grace = "30s"
+//! max_parallel_runs = 8          # at most 8 runs in flight over all jobs (default: no limit)
+//! node_id_env = "POD_NAME"       # read the node id from this variable instead of HOSTNAME
+//! group_env = "REGION"           # read the group from this variable instead of CLUSTER_NAME
 //!
 //! [jobs.pc_keep_alive]
 //! interval = "10s"               # schedule keys: see `Schedule`
@@ -88,7 +91,15 @@ use error::unknown_key_message;
 use source::{Layer, Origins, Table};
 
 /// The keys of the `[loopjob]` section.
-pub const HOST_KEYS: [&str; 4] = ["node_id", "group", "store", "shutdown_grace"];
+pub const HOST_KEYS: [&str; 7] = [
+    "node_id",
+    "group",
+    "node_id_env",
+    "group_env",
+    "store",
+    "shutdown_grace",
+    "max_parallel_runs",
+];
 
 /// The host's own section, `[loopjob]`: what it gives, each `None` when no source does.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -103,6 +114,13 @@ pub struct HostSettings {
     pub store: Option<String>,
     /// How long shutdown waits for in-flight runs.
     pub shutdown_grace: Option<Duration>,
+    /// The most runs in flight at once, over every job of the host (see
+    /// [`HostBuilder::max_parallel_runs`](crate::HostBuilder::max_parallel_runs)).
+    pub max_parallel_runs: Option<u32>,
+    /// The environment variable that holds this node's id, instead of `HOSTNAME`.
+    pub node_id_env: Option<String>,
+    /// The environment variable that holds this node's group, instead of `CLUSTER_NAME`.
+    pub group_env: Option<String>,
 }
 
 /// The store URL forms `store` accepts.
@@ -326,6 +344,14 @@ impl Settings {
                 "group" => value::text(value).map(|v| host.group = Some(v)),
                 "store" => store(value).map(|v| host.store = Some(v)),
                 "shutdown_grace" => value::duration(value).map(|v| host.shutdown_grace = Some(v)),
+                "max_parallel_runs" => value::count(value)
+                    .and_then(|v| match v {
+                        0 => Err("must be at least 1, e.g. 8; leave it unset for no limit".into()),
+                        v => Ok(v),
+                    })
+                    .map(|v| host.max_parallel_runs = Some(v)),
+                "node_id_env" => value::text(value).map(|v| host.node_id_env = Some(v)),
+                "group_env" => value::text(value).map(|v| host.group_env = Some(v)),
                 _ => Err(unknown_key_message(key, HOST_KEYS)),
             };
             if let Err(message) = result {
