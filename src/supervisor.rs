@@ -128,8 +128,11 @@ impl Supervisor {
                         self.finished(report, &mut ticking);
                         None
                     }
-                    Some(event) = next_event(&mut self.guard) => {
-                        self.leadership_changed(event, &mut ticking);
+                    Some(change) = next_change(&mut self.guard) => {
+                        match change {
+                            GuardChange::Event(event) => self.leadership_changed(event, &mut ticking),
+                            GuardChange::State => self.guard_state_changed(&mut ticking),
+                        }
                         None
                     }
                     slot = slot_for(&mut ticking.waiting) => self.slot_freed(slot, &mut ticking),
@@ -463,7 +466,7 @@ impl Supervisor {
         while let Ok(event) = guard.events.try_recv() {
             events.push(event);
         }
-        let state = guard.state.borrow().clone();
+        let state = guard.state.borrow_and_update().clone();
         self.record_leadership(&events, Some(&state));
         ticking.status_dirty = true;
         let acquired = events
@@ -497,6 +500,17 @@ impl Supervisor {
                 }
             }
         }));
+    }
+
+    /// The elector changed what the job holds without an event (a partitioned job's place
+    /// among the members): the status shows it.
+    fn guard_state_changed(&mut self, ticking: &mut Ticking) {
+        let Some(guard) = &mut self.guard else {
+            return;
+        };
+        let state = guard.state.borrow_and_update().clone();
+        self.record_leadership(&[], Some(&state));
+        ticking.status_dirty = true;
     }
 
     /// Counts `events` in the job's leadership status, which now holds what `state` holds.
@@ -667,10 +681,23 @@ struct RunLeadership {
     worker: Option<(u32, u32)>,
 }
 
-/// The next leadership event of a guarded job; never, for an unguarded one.
-async fn next_event(guard: &mut Option<Guard>) -> Option<LeadershipEvent> {
+/// What a guarded job's elector told it.
+enum GuardChange {
+    /// A lease was won or lost.
+    Event(LeadershipEvent),
+    /// What the job holds changed without an event: its place among the members, for a
+    /// partitioned job.
+    State,
+}
+
+/// The next change of a guarded job's leadership; never, for an unguarded one.
+async fn next_change(guard: &mut Option<Guard>) -> Option<GuardChange> {
     match guard {
-        Some(guard) => guard.events.recv().await,
+        Some(guard) => tokio::select! {
+            biased;
+            event = guard.events.recv() => event.map(GuardChange::Event),
+            changed = guard.state.changed() => changed.ok().map(|()| GuardChange::State),
+        },
         None => std::future::pending().await,
     }
 }

@@ -49,7 +49,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::job_leases::{GuardedJob, JobLeases};
 use super::lease::{HeldLease, LostReason};
-use super::partitions::{fair_share, to_release};
+use super::partitions::{fair_share, to_release, worker_place};
 use crate::run::sleep_until_or_never;
 use crate::schedule::after;
 use crate::settings::LeaderMode;
@@ -487,12 +487,8 @@ impl Elector {
                 }
             };
             let job = &mut self.jobs[index];
-            let count = members.len().max(1) as u32;
-            let position = members
-                .iter()
-                .position(|m| m.member == self.holder)
-                .unwrap_or(members.len());
-            let worker = (position.min(count as usize - 1) as u32, count);
+            let worker = worker_place(&members, &self.holder);
+            let count = worker.1;
             if job.worker != Some(worker) {
                 tracing::info!(job = %job.job.name, index = worker.0, members = worker.1, "partition membership changed");
                 job.worker = Some(worker);
