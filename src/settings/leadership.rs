@@ -67,7 +67,7 @@ pub const DEFAULT_PARTITIONS: u32 = 16;
 /// The most `partitions` a partitioned job may have.
 ///
 /// Acquiring, renewing and releasing partitions costs time in proportion to their number (a
-/// node takes 10,000 free partitions in about 0.04 s on the memory store and 0.2 s on SQLite),
+/// node takes 10,000 free partitions in well under 0.1 s on the memory store, 0.1–0.3 s on SQLite),
 /// but every partition is a row in the store renewed every `renew_every`, and a job that needs
 /// more than this many units of work should map its work items onto partitions (`item %
 /// partitions`) instead.
