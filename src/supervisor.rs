@@ -28,11 +28,17 @@ use crate::control::{Command, JobShared, Triggered};
 use crate::guard::{GuardState, HeldLease, LeadershipEvent};
 use crate::job::{ErasedJob, JobContext, RunToken};
 use crate::limit::{RunSlots, Slot, WaitingTick, slot_for};
+
+mod leadership;
+mod slots;
+
 use crate::metrics;
 use crate::run::{InFlight, Run, RunReport, Started, panic_message};
 use crate::schedule::{Schedule, ScheduleMode, after};
 use crate::shard::JobTimer;
 use crate::status::{JobCounters, JobReport, JobState, JobStatus, RunOutcome};
+use leadership::{GuardChange, next_change};
+use slots::NoFreeSlot;
 
 /// A guarded job's line from the elector: what it holds now, and each change.
 pub(crate) struct Guard {
@@ -201,44 +207,6 @@ impl Supervisor {
         };
         self.set_next_tick(ticking, next);
         run
-    }
-
-    /// The slot a run starting now takes: none when the host sets no limit, or an error when
-    /// every slot is taken.
-    fn free_slot(&self) -> Result<Option<Slot>, NoFreeSlot> {
-        match &self.slots {
-            None => Ok(None),
-            Some(slots) => slots.try_take().map(Some).ok_or(NoFreeSlot),
-        }
-    }
-
-    /// A tick passed without a run, for `reason`: it is counted as skipped.
-    fn skipped(&self, ticking: &mut Ticking, reason: &'static str) {
-        ticking.count(|c| c.skipped += 1);
-        metrics::tick_skipped(&self.shared.name);
-        tracing::debug!(job = %self.shared.name, in_flight = ticking.runs.len(), reason, "tick skipped");
-    }
-
-    /// The tick waiting for a slot got one: its run starts now, if the job still may.
-    fn slot_freed(&mut self, slot: Slot, ticking: &mut Ticking) -> Option<Run> {
-        let waiting = ticking.waiting.take()?;
-        if !self.may_start(ticking) {
-            self.skipped(ticking, "run in flight");
-            return None;
-        }
-        let Some(leadership) = self.leadership() else {
-            ticking.count(|c| c.not_leader += 1);
-            return None;
-        };
-        let now = Instant::now();
-        Some(self.new_run(
-            ticking,
-            waiting.scheduled,
-            now,
-            waiting.next_tick,
-            leadership,
-            Some(slot),
-        ))
     }
 
     /// How many runs may be in flight at once.
@@ -452,83 +420,6 @@ impl Supervisor {
         self.set_next_tick(ticking, Some(resumed));
     }
 
-    /// The elector reported a change: record it, with every other change already queued, in
-    /// the status, log it, and call the job's hooks beside the loop (a slow or panicking hook
-    /// never delays ticks).
-    ///
-    /// The changes queued are taken together, so that a partitioned job winning 10,000
-    /// partitions at once costs one status update, one log line and one hook task, not 10,000.
-    fn leadership_changed(&mut self, first: LeadershipEvent, ticking: &mut Ticking) {
-        let Some(guard) = &mut self.guard else {
-            return;
-        };
-        let mut events = vec![first];
-        while let Ok(event) = guard.events.try_recv() {
-            events.push(event);
-        }
-        let state = guard.state.borrow_and_update().clone();
-        self.record_leadership(&events, Some(&state));
-        ticking.status_dirty = true;
-        let acquired = events
-            .iter()
-            .filter(|e| matches!(e, LeadershipEvent::Acquired(_)))
-            .count() as u64;
-        let lost = events.len() as u64 - acquired;
-        if acquired > 0 {
-            metrics::leadership_changed(&self.shared.name, "acquired", acquired);
-            tracing::debug!(job = %self.shared.name, acquired, held = state.leases.len(), "leadership acquired");
-        }
-        if lost > 0 {
-            metrics::leadership_changed(&self.shared.name, "lost", lost);
-            tracing::debug!(job = %self.shared.name, lost, held = state.leases.len(), "leadership lost");
-        }
-        let job = self.job.clone();
-        let name = self.shared.name.clone();
-        // The hooks run in the order of the changes: after those of the changes before.
-        let before = ticking.hooks.take();
-        ticking.hooks = Some(tokio::spawn(async move {
-            if let Some(before) = before {
-                let _ = before.await;
-            }
-            for event in events {
-                let hook = job.clone().on_leadership(event);
-                if let Err(error) = tokio::spawn(hook).await {
-                    if error.is_panic() {
-                        let message = panic_message(error.into_panic());
-                        tracing::error!(job = %name, %message, "leadership hook panicked");
-                    }
-                }
-            }
-        }));
-    }
-
-    /// The elector changed what the job holds without an event (a partitioned job's place
-    /// among the members): the status shows it.
-    fn guard_state_changed(&mut self, ticking: &mut Ticking) {
-        let Some(guard) = &mut self.guard else {
-            return;
-        };
-        let state = guard.state.borrow_and_update().clone();
-        self.record_leadership(&[], Some(&state));
-        ticking.status_dirty = true;
-    }
-
-    /// Counts `events` in the job's leadership status, which now holds what `state` holds.
-    fn record_leadership(&self, events: &[LeadershipEvent], state: Option<&GuardState>) {
-        let mut status = self.shared.status();
-        let leadership = status.leadership.get_or_insert_with(Default::default);
-        for event in events {
-            match event {
-                LeadershipEvent::Acquired(_) => leadership.acquired += 1,
-                LeadershipEvent::Lost { .. } => leadership.lost += 1,
-            }
-        }
-        if let Some(state) = state {
-            leadership.leases = state.leases.clone();
-            leadership.worker = state.worker;
-        }
-    }
-
     fn set_next_tick(&self, ticking: &mut Ticking, next: Option<Instant>) {
         ticking.next_tick = next;
         ticking.fire_at = match self.schedule.jitter.is_zero() {
@@ -592,48 +483,6 @@ impl Supervisor {
         }
     }
 
-    /// Shutdown of a guarded job, once its runs have ended: every lease it holds is released
-    /// ([`LostReason::Released`](crate::LostReason::Released)), so `on_lost` is called for
-    /// each, after the hooks of the changes still queued, bounded by the shutdown grace. The
-    /// leases are marked lost here, and the elector gives them back to the store right after
-    /// every job has stopped (its invariant 5), which logs them, once per job.
-    async fn leadership_released(&mut self, before: Option<tokio::task::JoinHandle<()>>) {
-        let Some(guard) = &mut self.guard else {
-            return;
-        };
-        let mut events = Vec::new();
-        while let Ok(event) = guard.events.try_recv() {
-            events.push(event);
-        }
-        let held = guard.state.borrow().leases.clone();
-        for lease in &held {
-            lease.mark_lost();
-        }
-        events.extend(held.into_iter().map(|lease| LeadershipEvent::Lost {
-            lease,
-            reason: crate::LostReason::Released,
-        }));
-        if events.is_empty() {
-            return;
-        }
-        self.record_leadership(&events, Some(&GuardState::empty()));
-        let job = self.job.clone();
-        let hooks = AbortOnDropHandle::new(tokio::spawn(async move {
-            if let Some(before) = before {
-                let _ = before.await;
-            }
-            for event in events {
-                job.clone().on_leadership(event).await;
-            }
-        }));
-        match tokio::time::timeout(self.shutdown_grace, hooks).await {
-            Ok(joined) => self.log_hook_panic("on_lost", joined),
-            Err(_) => {
-                tracing::warn!(job = %self.shared.name, grace = ?self.shutdown_grace, "on_lost did not finish within the shutdown grace and was dropped")
-            }
-        }
-    }
-
     /// Calls `on_started` in its own task, so that a panic is logged and not fatal. Returns
     /// `false` if the host shut down before it finished.
     async fn started(&self) -> bool {
@@ -670,36 +519,12 @@ impl Supervisor {
     }
 }
 
-/// Every one of the host's slots for runs is taken.
-struct NoFreeSlot;
-
 /// The leases a run starts with, and the token that tells it they were lost.
 #[derive(Default)]
 struct RunLeadership {
     leases: Option<Arc<[HeldLease]>>,
     lost: Option<CancellationToken>,
     worker: Option<(u32, u32)>,
-}
-
-/// What a guarded job's elector told it.
-enum GuardChange {
-    /// A lease was won or lost.
-    Event(LeadershipEvent),
-    /// What the job holds changed without an event: its place among the members, for a
-    /// partitioned job.
-    State,
-}
-
-/// The next change of a guarded job's leadership; never, for an unguarded one.
-async fn next_change(guard: &mut Option<Guard>) -> Option<GuardChange> {
-    match guard {
-        Some(guard) => tokio::select! {
-            biased;
-            event = guard.events.recv() => event.map(GuardChange::Event),
-            changed = guard.state.changed() => changed.ok().map(|()| GuardChange::State),
-        },
-        None => std::future::pending().await,
-    }
 }
 
 impl Ticking {
