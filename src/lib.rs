@@ -3,7 +3,8 @@
 //!
 //! A [`LoopJob`] is a unit of periodic work. A [`Host`] runs one supervisor per job, which owns
 //! the job's timing ([`Schedule`]: interval, initial delay, fixed rate or fixed delay, jitter,
-//! alignment), its overlap (skip-if-running, `max_overlap`), its limits (timeout, retries with
+//! alignment), its overlap (skip-if-running, `max_overlap`, and the host-wide
+//! [`max_parallel_runs`](HostBuilder::max_parallel_runs)), its limits (timeout, retries with
 //! backoff) and its cancellation: a [`CancellationToken`](tokio_util::sync::CancellationToken)
 //! tree runs from the host to each job to each run, so shutdown reaches every run at once.
 //! A job that fails, panics or hangs is logged and counted; it never stops its schedule or the
