@@ -2,8 +2,18 @@
 //! 10,000-partition job shuts down promptly.
 //!
 //! The figures (`cargo test --release --all-features --test partitions_scale -- --ignored
-//! --nocapture`) are printed, not asserted: the machine decides them. What is asserted runs
-//! under tokio's paused clock.
+//! --nocapture`) are printed, not asserted: the machine decides them. What is asserted (every
+//! partition won in one batch, logged once, released at once at shutdown) is in
+//! `tests/leadership_release.rs`, under tokio's paused clock.
+//!
+//! Measured on a shared 2-core machine under load (release build), before and after batching:
+//!
+//! | store | partitions | acquired (before → after) | shut down (before → after) |
+//! |---|---|---|---|
+//! | memory | 2,000 | 25 ms → 4–13 ms | 34 ms → 1–12 ms |
+//! | memory | 10,000 | 1.21 s → 28–61 ms | 0.85 s → 11–27 ms |
+//! | SQLite | 2,000 | 75 ms → 72–155 ms | 93 ms → 22–86 ms |
+//! | SQLite | 10,000 | 1.17 s → 89–307 ms | 1.59 s → 0.16–0.23 s |
 
 use std::sync::Arc;
 use std::time::Duration;
