@@ -148,3 +148,31 @@ async fn the_limit_comes_from_settings_and_zero_is_a_build_error() {
         "{error}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn pausing_a_job_drops_its_waiting_tick_and_counts_it_skipped() {
+    let long = Recorder::new(
+        "long",
+        Schedule::every(secs(100)),
+        Behaviour::Work(secs(30)),
+    );
+    let short = Recorder::new(
+        "short",
+        Schedule::every(secs(100)).initial_delay(secs(5)),
+        Behaviour::Work(secs(1)),
+    );
+    let host = limited(1, &[&long, &short]).build().unwrap();
+    let handle = host.handle();
+    let steer = async {
+        tokio::time::sleep(secs(10)).await;
+        handle.pause("short").await.unwrap();
+        tokio::time::sleep(secs(30)).await;
+        handle.resume("short").await.unwrap();
+        tokio::time::sleep(secs(20)).await;
+    };
+    let report = host.run_until(steer).await;
+    // Its tick at 5 waited, was dropped by the pause at 10, and never ran when long ended at 30;
+    // after the resume at 40 its next tick is 105.
+    assert!(short.starts_secs().is_empty(), "{:?}", short.starts_secs());
+    assert_eq!(report.job("short").unwrap().status.counters.skipped, 1);
+}
