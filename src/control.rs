@@ -46,6 +46,9 @@ pub enum Triggered {
     AlreadyRunning,
     /// No run started: the job is guarded and this node does not hold its lease.
     NotLeader,
+    /// No run started: the host already has as many runs in flight as its
+    /// `max_parallel_runs` allows.
+    HostBusy,
 }
 
 /// What a job's supervisor, its runs and the handle share.

@@ -190,7 +190,8 @@ impl HostHandle {
     }
 
     /// Starts a run now, outside the schedule (unless as many runs as the job allows are
-    /// already in flight). Works while the job is paused or disabled.
+    /// already in flight, or the host's `max_parallel_runs` are: see [`Triggered`]). Works
+    /// while the job is paused or disabled.
     pub async fn trigger(&self, name: &str) -> Result<Triggered, ControlError> {
         self.ask(name, Command::Trigger).await
     }

@@ -35,6 +35,7 @@ use crate::handle::{HostHandle, JobControl};
 use crate::identity::NodeIdentity;
 use crate::job::{Erased, ErasedJob, FnJob, JobContext, JobError, LoopJob, Resources};
 use crate::run::panic_message;
+use crate::run_slots::RunSlots;
 use crate::schedule::{Schedule, ScheduleProblem};
 use crate::settings::{LeaderMode, Leadership, Settings, SettingsProblem, SettingsWarning};
 use crate::shard;
@@ -57,6 +58,7 @@ pub struct HostBuilder {
     store: Option<Arc<dyn LeaseStore>>,
     leadership_overrides: Vec<(String, Leadership)>,
     shutdown_grace: Duration,
+    max_parallel_runs: Option<usize>,
     settings: Option<Settings>,
     discover_at: Option<&'static Location<'static>>,
     wall_clock: Arc<dyn WallClock>,
@@ -82,6 +84,7 @@ impl HostBuilder {
             store: None,
             leadership_overrides: Vec::new(),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            max_parallel_runs: None,
             settings: None,
             discover_at: None,
             wall_clock: Arc::new(SystemClock),
@@ -217,6 +220,33 @@ impl HostBuilder {
         self
     }
 
+    /// Sets the most runs in flight at once over every job of the host, beside each job's own
+    /// overlap limit (`skip_if_running`, `max_overlap`). Default: no limit. Settings:
+    /// `max_parallel_runs` in `[loopjob]`.
+    ///
+    /// A tick that finds every slot taken waits for one, and its run starts the moment one
+    /// frees; if the job's next tick comes first, the waiting tick is skipped and counted in
+    /// [`JobCounters::skipped`](crate::JobCounters::skipped) (a fixed-delay job, which has no
+    /// next tick meanwhile, waits as long as it takes). A trigger that finds every slot taken
+    /// answers [`Triggered::HostBusy`](crate::Triggered::HostBusy). Zero is a build error.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use loopjob::{Host, Schedule};
+    ///
+    /// let host = Host::builder()
+    ///     .max_parallel_runs(2) // at most two of these three run at once
+    ///     .job_fn("a", Schedule::every(Duration::from_secs(10)), |_ctx| async { Ok(()) })
+    ///     .job_fn("b", Schedule::every(Duration::from_secs(10)), |_ctx| async { Ok(()) })
+    ///     .job_fn("c", Schedule::every(Duration::from_secs(10)), |_ctx| async { Ok(()) })
+    ///     .build();
+    /// assert!(host.is_ok());
+    /// ```
+    pub fn max_parallel_runs(mut self, limit: usize) -> Self {
+        self.max_parallel_runs = Some(limit);
+        self
+    }
+
     /// Applies settings: the `[loopjob]` section, and each job's `[jobs.<name>]` section over
     /// the values from its code (the environment over the files). Everything is checked in
     /// [`HostBuilder::build`], with the other problems; see [`Settings`].
@@ -251,6 +281,7 @@ impl HostBuilder {
                 resources: &self.resources,
                 node: &mut self.node,
                 shutdown_grace: &mut self.shutdown_grace,
+                max_parallel_runs: &mut self.max_parallel_runs,
                 store: &mut self.store,
             },
         );
@@ -269,6 +300,7 @@ impl HostBuilder {
         let token = CancellationToken::new();
         let node = Arc::new(self.node.unwrap_or_else(NodeIdentity::from_env));
         let resources = Arc::new(self.resources);
+        let slots = self.max_parallel_runs.map(RunSlots::new);
         let mut supervisors = Vec::with_capacity(self.registrations.len());
         let mut controls = Vec::with_capacity(self.registrations.len());
         let mut guarded = Vec::new();
@@ -300,6 +332,7 @@ impl HostBuilder {
                 shutdown_grace: self.shutdown_grace,
                 guard,
                 clock: self.wall_clock.clone(),
+                slots: slots.clone(),
             });
         }
         // Checked by `problems`: a guarded job has a store.
@@ -348,6 +381,9 @@ impl HostBuilder {
             "MAX_GRACE",
         ) {
             problems.push(BuildProblem::InvalidHostSetting { problem });
+        }
+        if self.max_parallel_runs == Some(0) {
+            problems.push(BuildProblem::NoRunSlots);
         }
         let mut first_of_name = std::collections::HashMap::new();
         for (index, registration) in self.registrations.iter().enumerate() {
@@ -497,6 +533,11 @@ pub enum BuildProblem {
         /// Where the second was registered.
         second: &'static Location<'static>,
     },
+    /// `max_parallel_runs` is zero, so no run could ever start.
+    #[error(
+        "max_parallel_runs is 0, so no job could ever run: set at least 1, or leave it unset for no limit"
+    )]
+    NoRunSlots,
     /// A job's name is empty.
     #[error("a job registered at {registered_at} has an empty name: give it one")]
     EmptyName {

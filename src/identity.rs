@@ -19,6 +19,10 @@ pub struct NodeIdentity {
 
 /// The group of a node that names none.
 pub const DEFAULT_GROUP: &str = "default";
+/// The environment variable [`NodeIdentity::from_env`] reads the node id from.
+pub const DEFAULT_NODE_ID_ENV: &str = "HOSTNAME";
+/// The environment variable [`NodeIdentity::from_env`] reads the group from.
+pub const DEFAULT_GROUP_ENV: &str = "CLUSTER_NAME";
 
 impl NodeIdentity {
     /// An identity with the given node id and group.
@@ -32,7 +36,27 @@ impl NodeIdentity {
     /// The identity from the environment: node id from `$HOSTNAME`, else the host name and the
     /// process id; group from `$CLUSTER_NAME`, else `"default"`.
     pub fn from_env() -> Self {
-        let node_id = non_empty_var("HOSTNAME").unwrap_or_else(|| {
+        NodeIdentity::from_env_vars(DEFAULT_NODE_ID_ENV, DEFAULT_GROUP_ENV)
+    }
+
+    /// The identity from the environment variables named `node_id_var` and `group_var`, for
+    /// platforms that name them otherwise (`POD_NAME`, `REGION`, …): node id from
+    /// `$node_id_var`, else the host name and the process id; group from `$group_var`, else
+    /// `"default"`. Settings give the names as `node_id_env` and `group_env` in `[loopjob]`.
+    ///
+    /// A stable node id (a pod name, a host name) is what keeps a partitioned job's
+    /// `worker_index` the same across a restart: members are ordered by node id.
+    ///
+    /// ```
+    /// use loopjob::NodeIdentity;
+    ///
+    /// // SAFETY-free in a doctest: nothing else reads the environment here.
+    /// # unsafe { std::env::set_var("MY_POD", "worker-3"); std::env::set_var("MY_REGION", "eu"); }
+    /// let node = NodeIdentity::from_env_vars("MY_POD", "MY_REGION");
+    /// assert_eq!(node.to_string(), "worker-3@eu");
+    /// ```
+    pub fn from_env_vars(node_id_var: &str, group_var: &str) -> Self {
+        let node_id = non_empty_var(node_id_var).unwrap_or_else(|| {
             let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
                 .map(|name| name.trim().to_owned())
                 .ok()
@@ -40,7 +64,7 @@ impl NodeIdentity {
                 .unwrap_or_else(|| "localhost".to_owned());
             format!("{host}-{}", std::process::id())
         });
-        let group = non_empty_var("CLUSTER_NAME").unwrap_or_else(|| DEFAULT_GROUP.to_owned());
+        let group = non_empty_var(group_var).unwrap_or_else(|| DEFAULT_GROUP.to_owned());
         NodeIdentity::new(node_id, group)
     }
 

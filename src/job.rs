@@ -299,8 +299,8 @@ impl JobContext {
         }
     }
 
-    /// For a `partitioned` job, this node's index among the live members (0-based, by member
-    /// name); 0 for other jobs. With [`JobContext::worker_count`] it serves work that splits
+    /// For a `partitioned` job, this node's index among the live members (0-based, ordered by
+    /// node id, so a node that restarts keeps its index); 0 for other jobs. With [`JobContext::worker_count`] it serves work that splits
     /// itself, such as `id % worker_count == worker_index`.
     pub fn worker_index(&self) -> u32 {
         self.worker.map_or(0, |(index, _)| index)

@@ -3,8 +3,9 @@
 //!
 //! A [`LoopJob`] is a unit of periodic work. A [`Host`] runs one supervisor per job, which owns
 //! the job's timing ([`Schedule`]: interval or cron expression in a time zone, initial delay,
-//! fixed rate or fixed delay, jitter, alignment), its overlap (skip-if-running, `max_overlap`), its limits (timeout, retries with
-//! backoff) and its cancellation: a [`CancellationToken`](tokio_util::sync::CancellationToken)
+//! fixed rate or fixed delay, jitter, alignment), its overlap (skip-if-running, `max_overlap`,
+//! and the host-wide [`max_parallel_runs`](HostBuilder::max_parallel_runs)), its limits (timeout,
+//! retries with backoff) and its cancellation: a [`CancellationToken`](tokio_util::sync::CancellationToken)
 //! tree runs from the host to each job to each run, so shutdown reaches every run at once.
 //! A job that fails, panics or hangs is logged and counted; it never stops its schedule or the
 //! host.
@@ -68,6 +69,7 @@ pub mod limits;
 mod metrics;
 mod report;
 mod run;
+mod run_slots;
 mod schedule;
 pub mod settings;
 mod shard;
@@ -80,7 +82,7 @@ pub use control::Triggered;
 pub use guard::{HeldLease, LeaderElector, LeaderState, LeadershipEvent, LostReason};
 pub use handle::{ControlError, HostHandle};
 pub use host::{BuildError, BuildProblem, DEFAULT_SHUTDOWN_GRACE, Host, HostBuilder};
-pub use identity::{DEFAULT_GROUP, NodeIdentity};
+pub use identity::{DEFAULT_GROUP, DEFAULT_GROUP_ENV, DEFAULT_NODE_ID_ENV, NodeIdentity};
 pub use job::{JobContext, JobError, LoopJob, Resources};
 pub use loopjob_macros::LoopJob;
 pub use report::Report;

@@ -3,7 +3,7 @@
 //!
 //! | name | kind | labels |
 //! |---|---|---|
-//! | `loopjob_runs_total` | counter | `job`, `outcome` (succeeded, failed, panicked, timed_out, dropped) |
+//! | `loopjob_runs_total` | counter | `job`, `outcome` (succeeded, failed, panicked, timed_out, overran, dropped) |
 //! | `loopjob_run_duration_seconds` | histogram | `job` |
 //! | `loopjob_ticks_skipped_total` | counter | `job` |
 //! | `loopjob_ticks_missed_total` | counter | `job` |
@@ -32,9 +32,9 @@ pub(crate) fn ticks_missed(job: &str, missed: u64) {
 }
 
 #[cfg(feature = "metrics")]
-pub(crate) fn leadership_changed(job: &str, change: &'static str) {
+pub(crate) fn leadership_changed(job: &str, change: &'static str, count: u64) {
     metrics::counter!("loopjob_leadership_changes_total", "job" => job.to_owned(), "change" => change)
-        .increment(1);
+        .increment(count);
 }
 
 #[cfg(not(feature = "metrics"))]
@@ -47,4 +47,4 @@ pub(crate) fn tick_skipped(_job: &str) {}
 pub(crate) fn ticks_missed(_job: &str, _missed: u64) {}
 
 #[cfg(not(feature = "metrics"))]
-pub(crate) fn leadership_changed(_job: &str, _change: &'static str) {}
+pub(crate) fn leadership_changed(_job: &str, _change: &'static str, _count: u64) {}

@@ -22,7 +22,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::job::{ErasedJob, JobContext, JobError, RunFuture, RunToken};
-use crate::schedule::Schedule;
+use crate::run_slots::Slot;
+use crate::schedule::{Schedule, after};
 use crate::status::RunOutcome;
 
 /// Everything needed to drive one run.
@@ -36,6 +37,10 @@ pub(crate) struct Run {
     pub(crate) next_tick: Option<Instant>,
     /// For a guarded job: cancelled the moment a lease this run holds is lost.
     pub(crate) leadership_lost: Option<CancellationToken>,
+    /// The host's slot this run holds while in flight, when the host limits runs in flight;
+    /// freed when the run ends (or is dropped), with the run.
+    #[allow(dead_code, reason = "held, never read: dropping it frees the slot")]
+    pub(crate) slot: Option<Slot>,
 }
 
 /// A run just started: either it already ended, or it is under way and must be polled on.
@@ -54,6 +59,9 @@ pub(crate) struct RunReport {
     /// Whether the run cancelled its own token (a timeout, or lost leadership), which the
     /// supervisor must then not hand to the next run.
     pub(crate) cancelled_own_token: bool,
+    /// Whether its last attempt ignored its cancelled token past `cancel_grace` and was dropped
+    /// (always so for [`RunOutcome::Dropped`]; a [`RunOutcome::TimedOut`] run may be either).
+    pub(crate) abandoned: bool,
 }
 
 impl Run {
@@ -75,17 +83,21 @@ impl Run {
             return Started::Running(Box::pin(self.drive(attempts, schedule.clone())));
         }
         let mut execution = begin_attempt(job, self.ctx.clone());
+        let deadline = schedule
+            .timeout
+            .map(|timeout| after(Instant::now(), timeout));
         match Pin::new(&mut execution).poll(cx) {
             Poll::Ready(result) => Started::Ended(RunReport {
-                outcome: outcome_of(result),
+                outcome: judged(outcome_of(result), deadline),
                 attempts: 1,
                 started: self.started,
                 ended: Instant::now(),
                 cancelled_own_token: false,
+                abandoned: false,
             }),
             Poll::Pending => {
-                // Polled once more at once, so that its timeout starts now, whatever wakes next.
-                let attempts = Attempts::Single(execution);
+                // Polled once more at once, so that its timer is set now, whatever wakes next.
+                let attempts = Attempts::Single(execution, deadline);
                 let mut running = Box::pin(self.drive(attempts, schedule.clone()));
                 match running.as_mut().poll(cx) {
                     Poll::Ready(report) => Started::Ended(report),
@@ -123,19 +135,20 @@ impl Run {
             next_tick,
             ..
         } = self;
-        let report = |outcome, attempts, cancelled_own_token| RunReport {
-            outcome,
+        let report = |ended: Ended, attempts| RunReport {
+            outcome: ended.outcome,
             attempts,
             started,
             ended: Instant::now(),
-            cancelled_own_token,
+            cancelled_own_token: ended.timed_out,
+            abandoned: ended.abandoned,
         };
         let job = match attempts {
-            Attempts::Single(execution) => {
+            Attempts::Single(execution, deadline) => {
                 // The single attempt took the run's context and token as they are.
                 let token = ctx.token().clone();
-                let (outcome, cancelled) = finish_attempt(execution, &token, schedule).await;
-                return report(outcome, 1, cancelled);
+                let ended = finish_attempt(execution, &token, deadline, schedule).await;
+                return report(ended, 1);
             }
             Attempts::Retrying(job) => job,
         };
@@ -147,8 +160,17 @@ impl Run {
                 ..ctx.clone()
             };
             let token = attempt_ctx.token().clone();
+            let deadline = schedule
+                .timeout
+                .map(|timeout| after(Instant::now(), timeout));
             let execution = begin_attempt(&job, attempt_ctx);
-            let (outcome, _) = finish_attempt(execution, &token, schedule).await;
+            let ended = finish_attempt(execution, &token, deadline, schedule).await;
+            // The attempt's own token is cancelled, not the run's: the next run may keep it.
+            let ended = Ended {
+                timed_out: false,
+                ..ended
+            };
+            let outcome = &ended.outcome;
             let retryable = matches!(
                 outcome,
                 RunOutcome::Failed(_) | RunOutcome::Panicked(_) | RunOutcome::TimedOut
@@ -159,7 +181,7 @@ impl Run {
                 None
             };
             let Some(retry_at) = retry_at else {
-                return report(outcome, number, false);
+                return report(ended, number);
             };
             tracing::warn!(
                 job = %ctx.job_name(),
@@ -171,7 +193,7 @@ impl Run {
             );
             tokio::select! {
                 _ = sleep_until(retry_at) => number += 1,
-                _ = ctx.cancelled() => return report(outcome, number, false),
+                _ = ctx.cancelled() => return report(ended, number),
             }
         }
     }
@@ -179,8 +201,9 @@ impl Run {
 
 /// The attempts a run future makes.
 enum Attempts {
-    /// The single attempt of a job without retries, which [`Run::start`] began.
-    Single(Execution),
+    /// The single attempt of a job without retries, which [`Run::start`] began, and its
+    /// timeout's deadline (counted from that first poll).
+    Single(Execution, Option<Instant>),
     /// As many as the job's schedule allows; each calls the job anew.
     Retrying(Arc<dyn ErasedJob>),
 }
@@ -199,25 +222,34 @@ fn begin_attempt(job: &Arc<dyn ErasedJob>, ctx: JobContext) -> Execution {
     CatchUnwind(job.clone().execute(ctx)).instrument(span)
 }
 
-/// Carries an attempt to its end: polls the job, cancels its token at the timeout, and drops
-/// it if it has not stopped `cancel_grace` after its token was cancelled. Also says whether it
-/// cancelled the token itself. The timeout counts from the first poll here, which for an
-/// attempt [`Run::start`] began is the same instant.
+/// How an attempt ended.
+struct Ended {
+    outcome: RunOutcome,
+    /// Whether its timeout cancelled its token.
+    timed_out: bool,
+    /// Whether it ignored its cancelled token past `cancel_grace` and was dropped.
+    abandoned: bool,
+}
+
+/// Carries an attempt to its end: polls the job, cancels its token at `deadline` (its timeout,
+/// counted from its first poll), and drops it if it has not stopped `cancel_grace` after its
+/// token was cancelled.
 async fn finish_attempt(
     mut execution: Execution,
     token: &CancellationToken,
+    deadline: Option<Instant>,
     schedule: &Schedule,
-) -> (RunOutcome, bool) {
-    let Schedule {
-        timeout,
-        cancel_grace,
-        ..
-    } = *schedule;
-    let deadline = timeout.map(|timeout| Instant::now() + timeout);
+) -> Ended {
     let timed_out = tokio::select! {
         // The job first: a run that finishes at once never registers a timer or a waiter.
         biased;
-        result = &mut execution => return (outcome_of(result), false),
+        result = &mut execution => {
+            return Ended {
+                outcome: judged(outcome_of(result), deadline),
+                timed_out: false,
+                abandoned: false,
+            };
+        }
         _ = sleep_until_or_never(deadline) => true,
         // Lazy: `cancelled()` would register with the token as soon as it is made.
         _ = async { token.cancelled().await } => false,
@@ -225,18 +257,35 @@ async fn finish_attempt(
     token.cancel();
 
     // The attempt was asked to stop: give it its grace, then drop it.
-    let grace_end = Instant::now() + cancel_grace;
+    let grace_end = after(Instant::now(), schedule.cancel_grace);
     let finished = tokio::select! {
         result = &mut execution => Some(outcome_of(result)),
         _ = sleep_until(grace_end) => None,
     };
+    let abandoned = finished.is_none();
     let outcome = match (timed_out, finished) {
         (true, _) => RunOutcome::TimedOut,
         (false, Some(outcome)) => outcome,
         (false, None) => RunOutcome::Dropped,
     };
     // `execution` is dropped on return, which abandons an attempt that did not stop.
-    (outcome, timed_out)
+    Ended {
+        outcome,
+        timed_out,
+        abandoned,
+    }
+}
+
+/// The outcome of an attempt that ended by itself, judged against its timeout's `deadline`: a
+/// success that came after it is [`RunOutcome::Overran`], since the attempt kept the thread
+/// (or never yielded) past its timeout, where its token could not reach it.
+fn judged(outcome: RunOutcome, deadline: Option<Instant>) -> RunOutcome {
+    match outcome {
+        RunOutcome::Succeeded if deadline.is_some_and(|deadline| Instant::now() > deadline) => {
+            RunOutcome::Overran
+        }
+        outcome => outcome,
+    }
 }
 
 /// Sleeps until `deadline`, or forever when there is none.

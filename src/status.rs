@@ -56,10 +56,18 @@ pub struct JobCounters {
     pub failures: u64,
     /// Runs that panicked (also counted in `failures`).
     pub panics: u64,
-    /// Runs that exceeded their timeout (also counted in `failures`).
+    /// Runs that exceeded their timeout (also counted in `failures`): those whose token the
+    /// timeout cancelled ([`RunOutcome::TimedOut`]) and those that finished only after it
+    /// ([`RunOutcome::Overran`]).
     pub timeouts: u64,
-    /// Runs dropped because they did not stop within `cancel_grace` after being cancelled by
-    /// shutdown, an operator or lost leadership (also counted in `failures`).
+    /// Of `timeouts`, runs that kept the thread past their timeout and finished after it
+    /// ([`RunOutcome::Overran`]): synchronous work that never yielded, so no token could reach
+    /// it.
+    pub overran: u64,
+    /// Runs dropped because they did not stop within `cancel_grace` after their token was
+    /// cancelled, whatever cancelled it: their timeout (such a run's outcome is
+    /// [`RunOutcome::TimedOut`], and it is counted in `timeouts` too), shutdown, an operator or
+    /// lost leadership ([`RunOutcome::Dropped`]). Also counted in `failures`.
     pub dropped: u64,
     /// Retries started after failed attempts.
     pub retries: u64,
@@ -100,8 +108,12 @@ pub enum RunOutcome {
     /// The run panicked; the text is the panic message.
     Panicked(String),
     /// The run exceeded its timeout and was cancelled (and dropped if it did not stop within
-    /// `cancel_grace`).
+    /// `cancel_grace`, which [`JobCounters::dropped`] counts).
     TimedOut,
+    /// The run returned `Ok`, but only after its timeout had passed: it kept the thread
+    /// (blocking work without `spawn_blocking`, or a loop that never yields) so its token could
+    /// not be cancelled in time. Counted as a failure and a timeout, not a success.
+    Overran,
     /// The run was cancelled (shutdown, operator, lost leadership) and did not stop within
     /// `cancel_grace`, so it was dropped.
     Dropped,
@@ -113,14 +125,15 @@ impl RunOutcome {
         matches!(self, RunOutcome::Succeeded)
     }
 
-    /// A short label for logs and metrics: `succeeded`, `failed`, `panicked`, `timed_out` or
-    /// `dropped`.
+    /// A short label for logs and metrics: `succeeded`, `failed`, `panicked`, `timed_out`,
+    /// `overran` or `dropped`.
     pub fn label(&self) -> &'static str {
         match self {
             RunOutcome::Succeeded => "succeeded",
             RunOutcome::Failed(_) => "failed",
             RunOutcome::Panicked(_) => "panicked",
             RunOutcome::TimedOut => "timed_out",
+            RunOutcome::Overran => "overran",
             RunOutcome::Dropped => "dropped",
         }
     }

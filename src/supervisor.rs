@@ -28,11 +28,18 @@ use crate::clock::WallClock;
 use crate::control::{Command, JobShared, Triggered};
 use crate::guard::{GuardState, HeldLease, LeadershipEvent};
 use crate::job::{ErasedJob, JobContext, RunToken};
+use crate::run_slots::{RunSlots, Slot, WaitingTick, slot_for};
+
+mod leadership;
+mod slots;
+
 use crate::metrics;
 use crate::run::{InFlight, Run, RunReport, Started, panic_message};
-use crate::schedule::{Schedule, ScheduleMode};
+use crate::schedule::{Schedule, ScheduleMode, after};
 use crate::shard::JobTimer;
 use crate::status::{JobCounters, JobReport, JobState, JobStatus, RunOutcome};
+use leadership::{GuardChange, next_change};
+use slots::NoFreeSlot;
 
 mod cron;
 
@@ -56,6 +63,8 @@ pub(crate) struct Supervisor {
     pub(crate) guard: Option<Guard>,
     /// The host's wall clock, which a cron job's occurrences are read on.
     pub(crate) clock: Arc<dyn WallClock>,
+    /// The host's slots for runs in flight, when it limits them (`max_parallel_runs`).
+    pub(crate) slots: Option<RunSlots>,
 }
 
 /// The loop's changing state, apart from what the status already holds.
@@ -83,6 +92,10 @@ struct Ticking {
     /// A cron job's place in its schedule, by the wall clock (see [`cron`]).
     #[cfg(feature = "cron")]
     cron: Option<Box<cron::CronTicking>>,
+    /// The task calling the leadership hooks of the last changes, which the next ones wait for.
+    hooks: Option<tokio::task::JoinHandle<()>>,
+    /// A tick that found none of the host's slots free, waiting for one.
+    waiting: Option<WaitingTick>,
 }
 
 impl Supervisor {
@@ -129,10 +142,14 @@ impl Supervisor {
                         self.finished(report, &mut ticking);
                         None
                     }
-                    Some(event) = next_event(&mut self.guard) => {
-                        self.leadership_changed(event, &mut ticking);
+                    Some(change) = next_change(&mut self.guard) => {
+                        match change {
+                            GuardChange::Event(event) => self.leadership_changed(event, &mut ticking),
+                            GuardChange::State => self.guard_state_changed(&mut ticking),
+                        }
                         None
                     }
+                    slot = slot_for(&mut ticking.waiting) => self.slot_freed(slot, &mut ticking),
                     now = poll_fn(|cx| timer.poll_elapsed(cx)) => self.tick(&mut ticking, now),
                 };
                 if let Some(run) = started {
@@ -159,6 +176,9 @@ impl Supervisor {
             return self.cron_tick(ticking, now);
         }
         let scheduled = ticking.next_tick?;
+        if ticking.waiting.take().is_some() {
+            self.skipped(ticking, "no free slot before the next tick");
+        }
         let next_on_grid = match self.schedule.mode {
             ScheduleMode::FixedRate => {
                 let next = self.schedule.next_fixed_rate_tick(scheduled, now);
@@ -173,19 +193,28 @@ impl Supervisor {
         };
         let mut run = None;
         if !self.may_start(ticking) {
-            ticking.count(|c| c.skipped += 1);
-            metrics::tick_skipped(&self.shared.name);
-            tracing::debug!(job = %self.shared.name, in_flight = ticking.runs.len(), "tick skipped: run in flight");
+            self.skipped(ticking, "run in flight");
         } else if let Some(leadership) = self.leadership() {
-            run = Some(self.new_run(ticking, scheduled, now, next_on_grid, leadership));
+            match (self.free_slot(), &self.slots) {
+                (Ok(slot), _) => {
+                    run =
+                        Some(self.new_run(ticking, scheduled, now, next_on_grid, leadership, slot))
+                }
+                (Err(NoFreeSlot), Some(slots)) => {
+                    tracing::debug!(job = %self.shared.name, "tick waits for a free slot (max_parallel_runs)");
+                    ticking.waiting = Some(slots.wait(scheduled, next_on_grid));
+                }
+                (Err(NoFreeSlot), None) => {}
+            }
         } else {
             ticking.count(|c| c.not_leader += 1);
             tracing::trace!(job = %self.shared.name, "tick passed: this node does not hold the lease");
         }
         let next = match self.schedule.mode {
             ScheduleMode::FixedRate => next_on_grid,
-            // A fixed-delay run schedules the next tick when it ends.
-            ScheduleMode::FixedDelay if run.is_some() => None,
+            // A fixed-delay run schedules the next tick when it ends; a tick waiting for a slot
+            // waits as long as it takes.
+            ScheduleMode::FixedDelay if run.is_some() || ticking.waiting.is_some() => None,
             ScheduleMode::FixedDelay => Some(self.schedule.next_fixed_delay_tick(now)),
         };
         self.set_next_tick(ticking, next);
@@ -231,6 +260,7 @@ impl Supervisor {
         now: Instant,
         next_tick: Option<Instant>,
         leadership: RunLeadership,
+        slot: Option<Slot>,
     ) -> Run {
         ticking.last_run_id += 1;
         let run_id = ticking.last_run_id;
@@ -257,6 +287,7 @@ impl Supervisor {
             started: now,
             next_tick,
             leadership_lost: leadership.lost,
+            slot,
         }
     }
 
@@ -279,8 +310,14 @@ impl Supervisor {
             RunOutcome::Panicked(message) => {
                 tracing::error!(job = %self.shared.name, panic = %message, "run panicked")
             }
+            RunOutcome::TimedOut if report.abandoned => {
+                tracing::warn!(job = %self.shared.name, timeout = ?self.schedule.timeout, grace = ?self.schedule.cancel_grace, "run timed out, ignored cancellation and was dropped")
+            }
             RunOutcome::TimedOut => {
                 tracing::warn!(job = %self.shared.name, timeout = ?self.schedule.timeout, "run timed out")
+            }
+            RunOutcome::Overran => {
+                tracing::warn!(job = %self.shared.name, timeout = ?self.schedule.timeout, ?elapsed, "run kept the thread past its timeout; counted as a timeout, not a success")
             }
             RunOutcome::Dropped => {
                 tracing::warn!(job = %self.shared.name, grace = ?self.schedule.cancel_grace, "run ignored cancellation and was dropped")
@@ -298,6 +335,12 @@ impl Supervisor {
                 RunOutcome::TimedOut => {
                     counters.failures += 1;
                     counters.timeouts += 1;
+                    counters.dropped += u64::from(report.abandoned);
+                }
+                RunOutcome::Overran => {
+                    counters.failures += 1;
+                    counters.timeouts += 1;
+                    counters.overran += 1;
                 }
                 RunOutcome::Dropped => {
                     counters.failures += 1;
@@ -323,25 +366,30 @@ impl Supervisor {
                 let leadership = self.leadership();
                 let (answer, run) = if !self.may_start(ticking) {
                     (Triggered::AlreadyRunning, None)
-                } else if let Some(leadership) = leadership {
+                } else if leadership.is_none() {
+                    (Triggered::NotLeader, None)
+                } else if let (Some(leadership), Ok(slot)) = (leadership, self.free_slot()) {
                     let now = Instant::now();
                     let next = ticking
                         .next_tick
                         .filter(|_| self.schedule.mode == ScheduleMode::FixedRate);
-                    let run = self.new_run(ticking, now, now, next, leadership);
+                    let run = self.new_run(ticking, now, now, next, leadership, slot);
                     if self.schedule.mode == ScheduleMode::FixedDelay {
                         self.set_next_tick(ticking, None);
                     }
                     tracing::info!(job = %self.shared.name, run_id = run.ctx.run_id(), "run triggered by operator");
                     (Triggered::Started(run.ctx.run_id()), Some(run))
                 } else {
-                    (Triggered::NotLeader, None)
+                    (Triggered::HostBusy, None)
                 };
                 let _ = reply.send(answer);
                 return run;
             }
             Command::Pause(reply) => {
                 ticking.paused = true;
+                if ticking.waiting.take().is_some() {
+                    self.skipped(ticking, "paused while waiting for a free slot");
+                }
                 tracing::info!(job = %self.shared.name, "paused");
                 let _ = reply.send(());
             }
@@ -388,48 +436,6 @@ impl Supervisor {
         self.set_next_tick(ticking, Some(resumed));
     }
 
-    /// The elector reported a change: record it in the status, log it, and call the job's hook
-    /// beside the loop (a slow or panicking hook never delays ticks).
-    fn leadership_changed(&mut self, event: LeadershipEvent, ticking: &mut Ticking) {
-        let state = self
-            .guard
-            .as_ref()
-            .map(|guard| guard.state.borrow().clone());
-        {
-            let mut status = self.shared.status();
-            let leadership = status.leadership.get_or_insert_with(Default::default);
-            match &event {
-                LeadershipEvent::Acquired(_) => leadership.acquired += 1,
-                LeadershipEvent::Lost { .. } => leadership.lost += 1,
-            }
-            if let Some(state) = &state {
-                leadership.leases = state.leases.clone();
-                leadership.worker = state.worker;
-            }
-        }
-        ticking.status_dirty = true;
-        match &event {
-            LeadershipEvent::Acquired(lease) => {
-                metrics::leadership_changed(&self.shared.name, "acquired");
-                tracing::info!(job = %self.shared.name, key = lease.key(), epoch = lease.epoch(), "leadership acquired");
-            }
-            LeadershipEvent::Lost { lease, reason } => {
-                metrics::leadership_changed(&self.shared.name, "lost");
-                tracing::warn!(job = %self.shared.name, key = lease.key(), epoch = lease.epoch(), %reason, "leadership lost");
-            }
-        }
-        let hook = self.job.clone().on_leadership(event);
-        let name = self.shared.name.clone();
-        tokio::spawn(async move {
-            if let Err(error) = tokio::spawn(hook).await {
-                if error.is_panic() {
-                    let message = panic_message(error.into_panic());
-                    tracing::error!(job = %name, panic = %message, "leadership hook panicked");
-                }
-            }
-        });
-    }
-
     fn set_next_tick(&self, ticking: &mut Ticking, next: Option<Instant>) {
         ticking.next_tick = next;
         ticking.fire_at = match self.schedule.jitter.is_zero() {
@@ -460,7 +466,7 @@ impl Supervisor {
     async fn stop(mut self, mut ticking: Ticking, in_flight: usize) -> JobReport {
         self.shared.close();
         let dropped_before = ticking.counters.dropped;
-        let grace_end = Instant::now() + self.shutdown_grace;
+        let grace_end = after(Instant::now(), self.shutdown_grace);
         while !ticking.runs.is_empty() {
             tokio::select! {
                 report = ticking.runs.next_report() => self.finished(report, &mut ticking),
@@ -476,6 +482,7 @@ impl Supervisor {
                 c.dropped += overdue;
             });
         }
+        self.leadership_released(ticking.hooks.take()).await;
         self.stopped().await;
         ticking.next_tick = None;
         let status = {
@@ -536,14 +543,6 @@ struct RunLeadership {
     worker: Option<(u32, u32)>,
 }
 
-/// The next leadership event of a guarded job; never, for an unguarded one.
-async fn next_event(guard: &mut Option<Guard>) -> Option<LeadershipEvent> {
-    match guard {
-        Some(guard) => guard.events.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
 impl Ticking {
     fn idle() -> Self {
         Ticking {
@@ -560,6 +559,8 @@ impl Ticking {
             status_dirty: false,
             #[cfg(feature = "cron")]
             cron: None,
+            hooks: None,
+            waiting: None,
         }
     }
 

@@ -21,9 +21,9 @@ const PROMISED: &[(&str, Level, &[&str])] = &[
     ("loopjob.run", Level::INFO, &["job", "run_id", "attempt"]),
     ("host started", Level::INFO, &["jobs", "shards", "node"]),
     (
-        "tick skipped: run in flight",
+        "tick skipped",
         Level::DEBUG,
-        &["job", "in_flight"],
+        &["job", "in_flight", "reason"],
     ),
     (
         "ticks missed during a stall",
@@ -43,11 +43,11 @@ const PROMISED: &[(&str, Level, &[&str])] = &[
         Level::WARN,
         &["job", "grace"],
     ),
-    ("leadership acquired", Level::INFO, &["job", "key", "epoch"]),
+    ("leases acquired", Level::INFO, &["job", "count", "keys"]),
     (
-        "leadership lost",
+        "leases lost",
         Level::WARN,
-        &["job", "key", "epoch", "reason"],
+        &["job", "count", "keys", "reason"],
     ),
     ("shutdown requested through the handle", Level::INFO, &[]),
     (

@@ -3,7 +3,7 @@
 //! It talks to the store in batches — one `renew` statement per renew period for all the leases
 //! the host holds, one `try_acquire` per retry period for all the keys it is missing — so a
 //! node's round trips do not grow with its number of jobs. It publishes to each guarded job's
-//! supervisor what the job holds and every change ([`LeadershipEvent`]).
+//! supervisor what the job holds and every change ([`LeadershipEvent`](super::LeadershipEvent)).
 //!
 //! # Safety argument
 //!
@@ -28,12 +28,17 @@
 //!    supervisor has finished or dropped its runs; then every lease is marked lost and released
 //!    in one call, so followers take over at once (by notification where the store has them,
 //!    otherwise on their next retry). Surplus partitions are marked lost *before* they are
-//!    released.
+//!    released. (Each supervisor has already reported its leases lost with
+//!    [`LostReason::Released`] as it stopped, so its `on_lost` hook sees the release too.)
+//!
+//! Leases are won, lost and released in batches, each with one log line and one new state per
+//! job, and looked up by key in a map: a job's P partitions cost O(P) per store answer, not
+//! O(P²).
 //!
 //! Holders are unique per process (`{node_id}/{random}`), so a restarted process never
 //! mistakes its predecessor's lease for its own.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -43,9 +48,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::job_leases::{GuardedJob, JobLeases};
-use super::lease::{HeldLease, LeadershipEvent, LostReason};
-use super::partitions::{fair_share, to_release};
+use super::lease::{HeldLease, LostReason};
+use super::partitions::{fair_share, to_release, worker_place};
 use crate::run::sleep_until_or_never;
+use crate::schedule::after;
 use crate::settings::LeaderMode;
 use crate::store::{
     Lease, LeaseRef, LeaseStore, Member, ReleaseNotice, ReleaseNotifications, StoreError,
@@ -56,7 +62,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// The local deadline of a lease whose request was sent at `sent` (invariant 2).
 pub(crate) fn local_deadline(sent: Instant, ttl: Duration) -> Instant {
-    sent + ttl - ttl / 10
+    after(sent, ttl - ttl / 10)
 }
 
 /// The elector task's state.
@@ -64,6 +70,9 @@ pub(crate) struct Elector {
     store: Arc<dyn LeaseStore>,
     holder: String,
     jobs: Vec<JobLeases>,
+    /// The job each lease key belongs to, by its index in `jobs`: looking a key up costs the
+    /// same with 10,000 partitions as with one.
+    owners: HashMap<String, usize>,
     /// Cancelled by the host once every supervisor has stopped.
     stop: CancellationToken,
     next_renew: Instant,
@@ -93,17 +102,23 @@ struct Batch {
 impl Elector {
     pub(crate) fn new(store: Arc<dyn LeaseStore>, holder: String, jobs: Vec<GuardedJob>) -> Self {
         let now = Instant::now();
+        let owners = jobs
+            .iter()
+            .enumerate()
+            .flat_map(|(index, job)| job.keys.iter().map(move |key| (key.clone(), index)))
+            .collect();
         let jobs = jobs
             .into_iter()
             .map(|job| JobLeases {
                 // A key that was never held has no release to wait after: priority p first
                 // waits p·retry_every from the start instead, so that among candidates starting
                 // together the highest priority wins.
-                next_acquire: now
-                    + job
-                        .leadership
+                next_acquire: after(
+                    now,
+                    job.leadership
                         .retry_every
                         .saturating_mul(job.leadership.priority),
+                ),
                 job,
                 held: BTreeMap::new(),
                 lost: CancellationToken::new(),
@@ -116,6 +131,7 @@ impl Elector {
             store,
             holder,
             jobs,
+            owners,
             stop: CancellationToken::new(),
             next_renew: now,
             to_release: Vec::new(),
@@ -236,16 +252,14 @@ impl Elector {
     /// later.
     fn expire_due(&mut self) {
         let now = Instant::now();
-        for index in 0..self.jobs.len() {
-            let due: Vec<String> = self.jobs[index]
+        for job in &mut self.jobs {
+            let due: Vec<String> = job
                 .held
                 .iter()
                 .filter(|(_, lease)| lease.deadline() <= now)
                 .map(|(key, _)| key.clone())
                 .collect();
-            for key in due {
-                self.lose(index, &key, LostReason::DeadlinePassed);
-            }
+            job.lose(due.iter().map(String::as_str), LostReason::DeadlinePassed);
         }
     }
 
@@ -289,7 +303,7 @@ impl Elector {
                     .or_default()
                     .extend(refs);
             }
-            self.next_renew = now + self.renew_every();
+            self.next_renew = after(now, self.renew_every());
             return Some(Box::pin(async move {
                 let mut batches = Vec::with_capacity(by_ttl.len());
                 for (ttl, refs) in by_ttl {
@@ -313,7 +327,7 @@ impl Elector {
             .filter(|(_, j)| now >= j.next_heartbeat)
             .filter_map(|(index, j)| {
                 let scope = j.job.scope.clone()?;
-                j.next_heartbeat = now + j.job.leadership.renew_every();
+                j.next_heartbeat = after(now, j.job.leadership.renew_every());
                 Some((index, scope, j.job.leadership.lease_ttl))
             })
             .collect();
@@ -334,12 +348,12 @@ impl Elector {
             .iter_mut()
             .filter(|j| j.wants_more() && now >= j.next_acquire)
         {
-            job.next_acquire = now + job.job.leadership.retry_every;
+            job.next_acquire = after(now, job.job.leadership.retry_every);
             let missing = job.missing_keys(now);
             let leadership = &job.job.leadership;
             // Priority p waits p·retry_every after a lease frees, by the store's clock.
             let free_for = leadership.retry_every.saturating_mul(leadership.priority);
-            let settled = free_for + leadership.retry_every / 2;
+            let settled = free_for.saturating_add(leadership.retry_every / 2);
             for (free_for, keys) in [(free_for, missing.at_once), (settled, missing.when_settled)] {
                 if !keys.is_empty() {
                     by_terms
@@ -386,7 +400,7 @@ impl Elector {
                 Err(error) => {
                     // Keep the leases until their deadlines (invariant 3) and retry soon.
                     let retry = self.backoff(self.retry_every().min(self.renew_every()));
-                    self.next_renew = Instant::now() + retry;
+                    self.next_renew = after(Instant::now(), retry);
                     tracing::warn!(%error, retry_in = ?retry, "renewing leases failed");
                     continue;
                 }
@@ -395,11 +409,11 @@ impl Elector {
             let deadline = local_deadline(batch.sent, batch.ttl);
             let still_held: BTreeMap<&str, u64> =
                 renewed.iter().map(|l| (l.key.as_str(), l.epoch)).collect();
-            for index in 0..self.jobs.len() {
-                if self.jobs[index].job.leadership.lease_ttl != batch.ttl {
+            for job in &mut self.jobs {
+                if job.job.leadership.lease_ttl != batch.ttl {
                     continue;
                 }
-                let refused: Vec<String> = self.jobs[index]
+                let refused: Vec<String> = job
                     .held
                     .iter()
                     .filter_map(|(key, lease)| match still_held.get(key.as_str()) {
@@ -410,9 +424,7 @@ impl Elector {
                         _ => Some(key.clone()),
                     })
                     .collect();
-                for key in refused {
-                    self.lose(index, &key, LostReason::RenewRefused);
-                }
+                job.lose(refused.iter().map(String::as_str), LostReason::RenewRefused);
             }
         }
     }
@@ -425,7 +437,7 @@ impl Elector {
                 Err(error) => {
                     let retry = self.backoff(self.retry_every());
                     for job in &mut self.jobs {
-                        job.next_acquire = job.next_acquire.max(Instant::now() + retry);
+                        job.next_acquire = job.next_acquire.max(after(Instant::now(), retry));
                     }
                     tracing::warn!(%error, retry_in = ?retry, "acquiring leases failed");
                     continue;
@@ -434,27 +446,30 @@ impl Elector {
             self.succeeded();
             let deadline = local_deadline(batch.sent, batch.ttl);
             if !held_before && !won.is_empty() {
-                self.next_renew = batch.sent + self.renew_every_of(batch.ttl);
+                self.next_renew = after(batch.sent, self.renew_every_of(batch.ttl));
             }
+            // Sorted out by job first, so that each job logs, and tells its supervisor, once.
+            let mut by_job: BTreeMap<usize, Vec<Lease>> = BTreeMap::new();
             for lease in won {
-                let Some(index) = self
-                    .jobs
-                    .iter()
-                    .position(|j| j.job.keys.contains(&lease.key))
-                else {
-                    continue;
-                };
-                // An acquisition of a key we believed we held means our belief was stale.
-                self.lose(index, &lease.key, LostReason::RenewRefused);
+                if let Some(&index) = self.owners.get(&lease.key) {
+                    by_job.entry(index).or_default().push(lease);
+                }
+            }
+            for (index, won) in by_job {
                 let job = &mut self.jobs[index];
-                let partition = lease.key.rsplit_once('#').and_then(|(_, p)| p.parse().ok());
-                let partition =
-                    partition.filter(|_| job.job.leadership.mode == LeaderMode::Partitioned);
-                let held = HeldLease::new(lease.key.clone(), lease.epoch, partition, deadline);
-                tracing::info!(job = %job.job.name, key = %lease.key, epoch = lease.epoch, "lease acquired");
-                job.held.insert(lease.key, held.clone());
-                let _ = job.job.events.send(LeadershipEvent::Acquired(held));
-                job.publish();
+                // An acquisition of a key we believed we held means our belief was stale.
+                job.lose(won.iter().map(|l| l.key.as_str()), LostReason::RenewRefused);
+                let partitioned = job.job.leadership.mode == LeaderMode::Partitioned;
+                let held = won
+                    .into_iter()
+                    .map(|lease| {
+                        let partition =
+                            lease.key.rsplit_once('#').and_then(|(_, p)| p.parse().ok());
+                        let partition = partition.filter(|_| partitioned);
+                        HeldLease::new(lease.key, lease.epoch, partition, deadline)
+                    })
+                    .collect();
+                job.won(held);
             }
         }
     }
@@ -472,12 +487,8 @@ impl Elector {
                 }
             };
             let job = &mut self.jobs[index];
-            let count = members.len().max(1) as u32;
-            let position = members
-                .iter()
-                .position(|m| m.member == self.holder)
-                .unwrap_or(members.len());
-            let worker = (position.min(count as usize - 1) as u32, count);
+            let worker = worker_place(&members, &self.holder);
+            let count = worker.1;
             if job.worker != Some(worker) {
                 tracing::info!(job = %job.job.name, index = worker.0, members = worker.1, "partition membership changed");
                 job.worker = Some(worker);
@@ -486,16 +497,23 @@ impl Elector {
             // Hand back the surplus when members joined (marked lost first: invariant 5).
             let target = fair_share(job.job.leadership.partitions, count);
             let held: BTreeSet<u32> = job.held.values().filter_map(HeldLease::partition).collect();
-            let name = job.job.name.clone();
-            let leave_until = Instant::now() + 2 * job.job.leadership.retry_every;
-            for partition in to_release(&held, target, worker) {
-                self.jobs[index].handed_over.insert(partition, leave_until);
-                let key = format!("{name}#{partition}");
-                if let Some(lease) = self.lose(index, &key, LostReason::Released) {
-                    self.to_release
-                        .push(LeaseRef::new(lease.key(), lease.epoch()));
-                }
-            }
+            let leave_until = after(
+                Instant::now(),
+                job.job.leadership.retry_every.saturating_mul(2),
+            );
+            let surplus = to_release(&held, target, worker);
+            let keys: Vec<String> = surplus
+                .iter()
+                .map(|partition| format!("{}#{partition}", job.job.name))
+                .collect();
+            job.handed_over
+                .extend(surplus.iter().map(|&partition| (partition, leave_until)));
+            let released = job.lose(keys.iter().map(String::as_str), LostReason::Released);
+            self.to_release.extend(
+                released
+                    .iter()
+                    .map(|lease| LeaseRef::new(lease.key(), lease.epoch())),
+            );
         }
     }
 
@@ -508,17 +526,20 @@ impl Elector {
     ) {
         let now = Instant::now();
         let wake = |job: &mut JobLeases| {
-            let wait = job.job.leadership.retry_every * job.job.leadership.priority;
-            job.next_acquire = job.next_acquire.min(now + wait);
+            let wait = job
+                .job
+                .leadership
+                .retry_every
+                .saturating_mul(job.job.leadership.priority);
+            job.next_acquire = job.next_acquire.min(after(now, wait));
         };
         match notice {
             Some(ReleaseNotice::Released(key)) => {
-                for job in self
-                    .jobs
-                    .iter_mut()
-                    .filter(|j| j.job.keys.contains(&key) && !j.held.contains_key(&key))
-                {
-                    wake(job);
+                if let Some(&index) = self.owners.get(&key) {
+                    let job = &mut self.jobs[index];
+                    if !job.held.contains_key(&key) {
+                        wake(job);
+                    }
                 }
             }
             Some(ReleaseNotice::Missed) => self.jobs.iter_mut().for_each(wake),
@@ -526,38 +547,23 @@ impl Elector {
         }
     }
 
-    /// Marks a lease lost: cancels it and its job's state token, tells the supervisor.
-    fn lose(&mut self, index: usize, key: &str, reason: LostReason) -> Option<HeldLease> {
-        let job = &mut self.jobs[index];
-        let lease = job.held.remove(key)?;
-        lease.mark_lost();
-        job.lost.cancel();
-        job.lost = CancellationToken::new();
-        tracing::warn!(job = %job.job.name, key, epoch = lease.epoch(), %reason, "lease lost");
-        let _ = job.job.events.send(LeadershipEvent::Lost {
-            lease: lease.clone(),
-            reason,
-        });
-        job.publish();
-        Some(lease)
-    }
-
     /// Invariant 5: everything held is marked lost, then released in one call.
     async fn release_all(mut self) {
         let mut refs = std::mem::take(&mut self.to_release);
-        for index in 0..self.jobs.len() {
-            let keys: Vec<String> = self.jobs[index].held.keys().cloned().collect();
-            for key in keys {
-                if let Some(lease) = self.lose(index, &key, LostReason::Released) {
-                    refs.push(LeaseRef::new(lease.key(), lease.epoch()));
-                }
-            }
+        for job in &mut self.jobs {
+            let keys: Vec<String> = job.held.keys().cloned().collect();
+            let released = job.lose(keys.iter().map(String::as_str), LostReason::Released);
+            refs.extend(
+                released
+                    .iter()
+                    .map(|lease| LeaseRef::new(lease.key(), lease.epoch())),
+            );
         }
         if refs.is_empty() {
             return;
         }
         match self.store.release(&self.holder, &refs).await {
-            Ok(()) => tracing::info!(leases = refs.len(), "leases released"),
+            Ok(()) => tracing::debug!(leases = refs.len(), "leases given back to the store"),
             Err(error) => {
                 tracing::warn!(%error, "releasing leases at shutdown failed; they will expire after their ttl")
             }

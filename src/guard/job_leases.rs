@@ -8,7 +8,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::lease::{GuardState, HeldLease, LeadershipEvent};
+use super::lease::{GuardState, HeldLease, LeadershipEvent, LostReason};
 use super::partitions::{fair_share, preferred};
 use crate::settings::{LeaderMode, Leadership};
 
@@ -111,6 +111,58 @@ impl JobLeases {
         }
     }
 
+    /// Records leases won in one answer of the store: one log line for them all, an event
+    /// for each, and one new state for the supervisor.
+    pub(crate) fn won(&mut self, leases: Vec<HeldLease>) {
+        if leases.is_empty() {
+            return;
+        }
+        tracing::info!(job = %self.job.name, count = leases.len(), keys = %KeyList(&leases), "leases acquired");
+        for lease in leases {
+            self.held.insert(lease.key().to_owned(), lease.clone());
+            let _ = self.job.events.send(LeadershipEvent::Acquired(lease));
+        }
+        self.publish();
+    }
+
+    /// Marks the leases held under `keys` lost for `reason` (invariant 3): cancels each and
+    /// the job's state token, sends an event for each, logs one line for them all (a warning,
+    /// unless this node released them), and publishes one new state. Returns the leases lost;
+    /// keys not held are passed over.
+    pub(crate) fn lose<'k>(
+        &mut self,
+        keys: impl IntoIterator<Item = &'k str>,
+        reason: LostReason,
+    ) -> Vec<HeldLease> {
+        let lost: Vec<HeldLease> = keys
+            .into_iter()
+            .filter_map(|key| self.held.remove(key))
+            .collect();
+        if lost.is_empty() {
+            return lost;
+        }
+        for lease in &lost {
+            lease.mark_lost();
+        }
+        self.lost.cancel();
+        self.lost = CancellationToken::new();
+        let (job, count, keys) = (&self.job.name, lost.len(), KeyList(&lost));
+        match reason {
+            LostReason::Released => {
+                tracing::info!(job = %job, count, keys = %keys, %reason, "leases released")
+            }
+            _ => tracing::warn!(job = %job, count, keys = %keys, %reason, "leases lost"),
+        }
+        for lease in &lost {
+            let _ = self.job.events.send(LeadershipEvent::Lost {
+                lease: lease.clone(),
+                reason: reason.clone(),
+            });
+        }
+        self.publish();
+        lost
+    }
+
     pub(crate) fn publish(&self) {
         let state = GuardState {
             leases: self.held.values().cloned().collect(),
@@ -118,6 +170,23 @@ impl JobLeases {
             worker: self.worker,
         };
         self.job.state.send_replace(state);
+    }
+}
+
+/// Leases as one log line names them: the first few keys with their epochs, and how many more.
+struct KeyList<'a>(&'a [HeldLease]);
+
+impl std::fmt::Display for KeyList<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const SHOWN: usize = 3;
+        for (index, lease) in self.0.iter().take(SHOWN).enumerate() {
+            let separator = if index == 0 { "" } else { ", " };
+            write!(f, "{separator}{} (epoch {})", lease.key(), lease.epoch())?;
+        }
+        if self.0.len() > SHOWN {
+            write!(f, " and {} more", self.0.len() - SHOWN)?;
+        }
+        Ok(())
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -67,6 +68,24 @@ impl HeldLease {
             .unwrap_or_else(|poison| poison.into_inner())
     }
 
+    /// A wall-clock estimate of [`HeldLease::deadline`]: the system time now, plus the time
+    /// left until the deadline (minus the time since, once it has passed).
+    ///
+    /// For logs, status pages and systems that keep wall-clock times; the store expires the
+    /// lease no earlier than this. Decisions in this process should use
+    /// [`HeldLease::is_held`], which reads the monotonic clock: the system clock can be set
+    /// back or forward at any time.
+    pub fn expires_at(&self) -> SystemTime {
+        let deadline = self.deadline();
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        if deadline >= now {
+            wall.checked_add(deadline - now).unwrap_or(wall)
+        } else {
+            wall.checked_sub(now - deadline).unwrap_or(wall)
+        }
+    }
+
     /// Whether the lease is still held: not lost, and its deadline not passed. Checks the clock
     /// itself, so it is right even before the elector has noticed an expiry.
     pub fn is_held(&self) -> bool {
@@ -98,6 +117,10 @@ impl fmt::Debug for HeldLease {
             .field("key", &self.key())
             .field("epoch", &self.epoch())
             .field("deadline", &self.deadline())
+            .field(
+                "expires_at",
+                &humantime::format_rfc3339_millis(self.expires_at()),
+            )
             .field("held", &self.is_held())
             .finish()
     }
@@ -132,6 +155,9 @@ impl fmt::Display for LostReason {
 }
 
 /// A change in what a job holds.
+///
+/// The lease in each event gives its key, its fencing epoch, its monotonic deadline
+/// ([`HeldLease::deadline`]) and a wall-clock estimate of it ([`HeldLease::expires_at`]).
 #[derive(Debug, Clone, PartialEq)]
 pub enum LeadershipEvent {
     /// A lease was won.

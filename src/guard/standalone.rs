@@ -40,6 +40,12 @@ impl LeaderState {
 /// lease is renewed in the background, and it is considered lost the moment its local deadline
 /// passes or the store refuses a renewal.
 ///
+/// It competes until [`LeaderElector::shutdown`], or until it is dropped, or until a
+/// [`run_while_leader`](LeaderElector::run_while_leader) future is dropped before it
+/// completes: each stops the background task, which releases the lease at once (reported as
+/// [`LostReason::Released`](super::LostReason::Released) on the event stream) so another
+/// candidate takes over. Nothing keeps renewing a lease that no code uses.
+///
 /// ```
 /// use std::sync::Arc;
 /// use loopjob::{LeaderElector, Leadership, LeaderMode, NodeIdentity};
@@ -66,7 +72,8 @@ pub struct LeaderElector {
     state: watch::Receiver<LeaderState>,
     events: Option<mpsc::UnboundedReceiver<LeadershipEvent>>,
     stop: CancellationToken,
-    task: JoinHandle<()>,
+    /// The background task; taken by [`LeaderElector::shutdown`].
+    task: Option<JoinHandle<()>>,
 }
 
 impl LeaderElector {
@@ -111,7 +118,7 @@ impl LeaderElector {
             state: state_rx,
             events: Some(events_rx),
             stop,
-            task,
+            task: Some(task),
         }
     }
 
@@ -167,9 +174,25 @@ impl LeaderElector {
     ///
     /// Waits to be elected, then calls `task(lease, token)`. If leadership is lost meanwhile,
     /// `token` is cancelled at once; the task should then stop soon, its output is discarded,
-    /// and it is started again at the next election. Cancel-safe: dropping the future drops the
-    /// task.
+    /// and it is started again at the next election.
+    ///
+    /// Dropping the future before it completes drops the task and stops this elector, as
+    /// [`LeaderElector::shutdown`] does: the lease is released at once and the elector no
+    /// longer competes. (Its work was the reason to lead; with the work gone, renewing the
+    /// lease would only keep every other candidate out.)
     pub async fn run_while_leader<F, Fut, T>(&self, mut task: F) -> T
+    where
+        F: FnMut(HeldLease, CancellationToken) -> Fut,
+        Fut: Future<Output = T>,
+    {
+        // Stops the elector if this future is dropped before it returns.
+        let stop_on_drop = self.stop.clone().drop_guard();
+        let output = self.lead_and_run(&mut task).await;
+        stop_on_drop.disarm();
+        output
+    }
+
+    async fn lead_and_run<F, Fut, T>(&self, task: &mut F) -> T
     where
         F: FnMut(HeldLease, CancellationToken) -> Fut,
         Fut: Future<Output = T>,
@@ -205,9 +228,18 @@ impl LeaderElector {
     }
 
     /// Stops competing and releases the lease if held, so another node takes over at once.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
         self.stop.cancel();
-        let _ = self.task.await;
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for LeaderElector {
+    /// Stops competing: the background task releases the lease, if held, and ends.
+    fn drop(&mut self) {
+        self.stop.cancel();
     }
 }
 

@@ -22,6 +22,9 @@
 //! * `jitter` adds a random delay in `[0, jitter]` to each tick without moving the grid.
 //! * A failed run is retried after `retry_backoff · 2^(n-1)`, but only while the retry still
 //!   starts before the next tick: retries never push a run into the next one's slot.
+//! * No arithmetic here can overflow, whatever the durations: an instant too far in the future
+//!   to represent saturates at [`far_future`], which in practice means "never" (about thirty
+//!   years away).
 
 use std::fmt;
 use std::time::Duration;
@@ -35,6 +38,7 @@ mod ticks;
 #[cfg(feature = "cron")]
 pub use cron::CronSchedule;
 pub use ticks::NextTick;
+pub(crate) use ticks::after;
 
 /// How often a job runs, and what happens around each run.
 ///

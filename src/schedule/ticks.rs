@@ -17,11 +17,13 @@ impl Schedule {
     /// With `align`, the tick is moved forward to the next instant at which the wall clock is a
     /// whole multiple of `interval` since the Unix epoch (a tick that already falls on one stays).
     pub fn first_tick(&self, start: Instant, wall_at_start: SystemTime) -> Instant {
-        let first = start + self.initial_delay;
+        let first = after(start, self.initial_delay);
         if !self.align {
             return first;
         }
-        let wall_at_first = wall_at_start + self.initial_delay;
+        let Some(wall_at_first) = wall_at_start.checked_add(self.initial_delay) else {
+            return first;
+        };
         let since_epoch = wall_at_first
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default();
@@ -29,7 +31,7 @@ impl Schedule {
         if remainder == 0 {
             first
         } else {
-            first + from_nanos(nanos(self.tick_interval()) - remainder)
+            after(first, from_nanos(nanos(self.tick_interval()) - remainder))
         }
     }
 
@@ -38,7 +40,7 @@ impl Schedule {
     /// Returns the next tick and how many ticks were missed on the way (zero unless `now` is
     /// already past `previous + interval`). A tick that falls exactly on `now` is due, not missed.
     pub fn next_fixed_rate_tick(&self, previous: Instant, now: Instant) -> NextTick {
-        let due = previous + self.tick_interval();
+        let due = after(previous, self.tick_interval());
         if due >= now {
             return NextTick { at: due, missed: 0 };
         }
@@ -49,7 +51,7 @@ impl Schedule {
                 let step = nanos(self.tick_interval()).max(1);
                 let k = behind.div_ceil(step);
                 NextTick {
-                    at: previous + from_nanos(k * step),
+                    at: after(previous, from_nanos(k.saturating_mul(step))),
                     missed: saturating_u64(k - 1),
                 }
             }
@@ -57,7 +59,7 @@ impl Schedule {
                 let step = nanos(self.tick_interval()).max(1);
                 let missed = nanos(now - previous) / step;
                 NextTick {
-                    at: now + self.tick_interval(),
+                    at: after(now, self.tick_interval()),
                     missed: saturating_u64(missed),
                 }
             }
@@ -66,13 +68,17 @@ impl Schedule {
 
     /// The tick after a fixed-delay run that ended at `ended`.
     pub fn next_fixed_delay_tick(&self, ended: Instant) -> Instant {
-        ended + self.tick_interval()
+        after(ended, self.tick_interval())
     }
 
     /// The instant at which a tick scheduled at `tick` actually fires, given a random
     /// `fraction` in `[0, 1]` (the supervisor draws it per tick).
     pub fn jittered(&self, tick: Instant, fraction: f64) -> Instant {
-        tick + self.jitter.mul_f64(fraction.clamp(0.0, 1.0))
+        let fraction = fraction.clamp(0.0, 1.0);
+        // In seconds as a float, so that no jitter, however long, overflows the product.
+        let extra = Duration::try_from_secs_f64(self.jitter.as_secs_f64() * fraction)
+            .unwrap_or(self.jitter);
+        after(tick, extra)
     }
 
     /// When retry number `retry` (1 for the first) of a run that failed at `failed_at` should
@@ -107,6 +113,24 @@ pub struct NextTick {
     pub missed: u64,
 }
 
+/// The latest instant the schedule arithmetic uses: about thirty years after `from`, which
+/// stands for "never" (tokio's own timers treat anything past two years or so the same way).
+pub(crate) fn far_future(from: Instant) -> Instant {
+    const THIRTY_YEARS: Duration = Duration::from_secs(30 * 365 * 24 * 60 * 60);
+    from.checked_add(THIRTY_YEARS).unwrap_or(from)
+}
+
+/// `instant + duration`, or [`far_future`] when that is later or cannot be represented: the
+/// saturating add every deadline and tick in loopjob goes through, so no duration, however
+/// large, can make one overflow.
+pub(crate) fn after(instant: Instant, duration: Duration) -> Instant {
+    let limit = far_future(instant);
+    match instant.checked_add(duration) {
+        Some(at) if at <= limit => at,
+        _ => limit,
+    }
+}
+
 fn nanos(duration: Duration) -> u128 {
     duration.as_nanos()
 }
@@ -129,6 +153,27 @@ mod tests {
 
     fn schedule(interval_secs: u32) -> Schedule {
         Schedule::every(interval_secs * SEC)
+    }
+
+    #[test]
+    fn no_duration_overflows_the_tick_arithmetic() {
+        let now = Instant::now();
+        let never = far_future(now);
+        assert_eq!(after(now, Duration::MAX), never);
+        assert_eq!(after(now, 10 * SEC), now + 10 * SEC);
+        let huge = Schedule::every(Duration::MAX)
+            .initial_delay(Duration::MAX)
+            .jitter(Duration::MAX)
+            .align(true);
+        assert_eq!(huge.first_tick(now, SystemTime::now()), never);
+        assert_eq!(huge.next_fixed_rate_tick(now, now).at, never);
+        assert_eq!(huge.next_fixed_delay_tick(now), never);
+        assert_eq!(huge.jittered(now, 1.0), never);
+        // A stall far longer than the interval: the grid is kept, the count saturates.
+        let tiny = Schedule::every(Duration::from_nanos(1));
+        let next = tiny.next_fixed_rate_tick(now, never);
+        assert_eq!(next.at, never);
+        assert!(next.missed > 0);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use super::error::{Origin, SettingsProblem, SettingsWarning};
 use super::{Settings, resolve};
 use crate::__private::Discovered;
 use crate::host::Registration;
-use crate::identity::NodeIdentity;
+use crate::identity::{DEFAULT_GROUP_ENV, DEFAULT_NODE_ID_ENV, NodeIdentity};
 use crate::job::Resources;
 use crate::store::LeaseStore;
 
@@ -21,6 +21,7 @@ pub(crate) struct Builder<'a> {
     pub(crate) resources: &'a Resources,
     pub(crate) node: &'a mut Option<NodeIdentity>,
     pub(crate) shutdown_grace: &'a mut Duration,
+    pub(crate) max_parallel_runs: &'a mut Option<usize>,
     pub(crate) store: &'a mut Option<Arc<dyn LeaseStore>>,
 }
 
@@ -41,8 +42,14 @@ pub(crate) fn configure(
     settings.layout_problems(&mut problems);
 
     let host = settings.host_checked(&mut problems);
-    if host.node_id.is_some() || host.group.is_some() {
-        let base = builder.node.take().unwrap_or_else(NodeIdentity::from_env);
+    let named_elsewhere = host.node_id_env.is_some() || host.group_env.is_some();
+    if host.node_id.is_some() || host.group.is_some() || named_elsewhere {
+        let base = builder.node.take().unwrap_or_else(|| {
+            NodeIdentity::from_env_vars(
+                host.node_id_env.as_deref().unwrap_or(DEFAULT_NODE_ID_ENV),
+                host.group_env.as_deref().unwrap_or(DEFAULT_GROUP_ENV),
+            )
+        });
         *builder.node = Some(NodeIdentity::new(
             host.node_id.unwrap_or_else(|| base.node_id().to_owned()),
             host.group.unwrap_or_else(|| base.group().to_owned()),
@@ -50,6 +57,9 @@ pub(crate) fn configure(
     }
     if let Some(grace) = host.shutdown_grace {
         *builder.shutdown_grace = grace;
+    }
+    if let Some(limit) = host.max_parallel_runs {
+        *builder.max_parallel_runs = Some(limit as usize);
     }
     // A store handed to the builder is used as it is; the URL serves when there is none.
     if let (Some(url), None) = (&host.store, &builder.store) {

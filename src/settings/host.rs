@@ -10,7 +10,16 @@ use super::{Settings, leaders, value};
 use crate::limits::{self, MAX_GRACE};
 
 /// The keys of the `[loopjob]` section (`leaders` holds a table per standalone elector).
-pub const HOST_KEYS: [&str; 5] = ["node_id", "group", "store", "shutdown_grace", "leaders"];
+pub const HOST_KEYS: [&str; 8] = [
+    "node_id",
+    "group",
+    "node_id_env",
+    "group_env",
+    "store",
+    "shutdown_grace",
+    "max_parallel_runs",
+    "leaders",
+];
 
 /// The host's own section, `[loopjob]`: what it gives, each `None` when no source does. Its
 /// `Debug` shows the store URL without its password.
@@ -26,6 +35,13 @@ pub struct HostSettings {
     pub store: Option<String>,
     /// How long shutdown waits for in-flight runs.
     pub shutdown_grace: Option<Duration>,
+    /// The most runs in flight at once, over every job of the host (see
+    /// [`HostBuilder::max_parallel_runs`](crate::HostBuilder::max_parallel_runs)).
+    pub max_parallel_runs: Option<u32>,
+    /// The environment variable that holds this node's id, instead of `HOSTNAME`.
+    pub node_id_env: Option<String>,
+    /// The environment variable that holds this node's group, instead of `CLUSTER_NAME`.
+    pub group_env: Option<String>,
 }
 
 impl std::fmt::Debug for HostSettings {
@@ -35,6 +51,9 @@ impl std::fmt::Debug for HostSettings {
             .field("group", &self.group)
             .field("store", &self.store.as_deref().map(crate::store::redact))
             .field("shutdown_grace", &self.shutdown_grace)
+            .field("max_parallel_runs", &self.max_parallel_runs)
+            .field("node_id_env", &self.node_id_env)
+            .field("group_env", &self.group_env)
             .finish()
     }
 }
@@ -74,6 +93,14 @@ impl Settings {
                         }
                     })
                     .map(|v| host.shutdown_grace = Some(v)),
+                "max_parallel_runs" => value::count(value)
+                    .and_then(|v| match v {
+                        0 => Err("must be at least 1, e.g. 8; leave it unset for no limit".into()),
+                        v => Ok(v),
+                    })
+                    .map(|v| host.max_parallel_runs = Some(v)),
+                "node_id_env" => value::text(value).map(|v| host.node_id_env = Some(v)),
+                "group_env" => value::text(value).map(|v| host.group_env = Some(v)),
                 _ => Err(unknown_key_message(key, HOST_KEYS)),
             };
             if let Err(message) = result {

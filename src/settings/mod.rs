@@ -7,6 +7,9 @@
 //! group = "eu-west"              # default: $CLUSTER_NAME, else "default"
 //! store = "sqlite://loopjob.db"  # memory | sqlite:… | postgres://… | mysql://…
 //! shutdown_grace = "30s"
+//! max_parallel_runs = 8          # at most 8 runs in flight over all jobs (default: no limit)
+//! node_id_env = "POD_NAME"       # read the node id from this variable instead of HOSTNAME
+//! group_env = "REGION"           # read the group from this variable instead of CLUSTER_NAME
 //!
 //! [loopjob.leaders.orders]       # a standalone `LeaderElector`'s timing
 //! lease_ttl = "30s"
@@ -92,6 +95,7 @@ pub use job::{JobSettings, LEADERSHIP_KEYS, SCHEDULE_KEYS};
 pub use leaders::LEADER_KEYS;
 pub use leadership::{
     DEFAULT_LEASE_TTL, DEFAULT_PARTITIONS, DEFAULT_RETRY_EVERY, LeaderMode, Leadership,
+    MAX_PARTITIONS,
 };
 pub use source::ENV_PREFIX;
 

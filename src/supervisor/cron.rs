@@ -102,13 +102,25 @@ mod with_cron {
             let next_tick = due.next.map(at_local);
             let mut run = None;
             if let Some(occurrence) = due.run {
+                if ticking.waiting.take().is_some() {
+                    self.skipped(ticking, "no free slot before the next occurrence");
+                }
                 if !self.may_start(ticking) {
-                    ticking.count(|c| c.skipped += 1);
-                    metrics::tick_skipped(&self.shared.name);
-                    tracing::debug!(job = %self.shared.name, "cron occurrence skipped: run in flight");
+                    self.skipped(ticking, "run in flight");
                 } else if let Some(leadership) = self.leadership() {
                     let scheduled = at_local(occurrence);
-                    run = Some(self.new_run(ticking, scheduled, now, next_tick, leadership));
+                    match (self.free_slot(), &self.slots) {
+                        (Ok(slot), _) => {
+                            run = Some(
+                                self.new_run(ticking, scheduled, now, next_tick, leadership, slot),
+                            )
+                        }
+                        (Err(_), Some(slots)) => {
+                            tracing::debug!(job = %self.shared.name, "cron occurrence waits for a free slot (max_parallel_runs)");
+                            ticking.waiting = Some(slots.wait(scheduled, next_tick));
+                        }
+                        (Err(_), None) => {}
+                    }
                 } else {
                     ticking.count(|c| c.not_leader += 1);
                 }

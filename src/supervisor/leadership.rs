@@ -1,0 +1,154 @@
+//! A guarded job's side of leadership: the changes its elector reports, recorded in its status
+//! and handed to its hooks in order, and the release of its leases at a clean shutdown.
+
+use tokio_util::task::AbortOnDropHandle;
+
+use super::{Guard, Supervisor, Ticking};
+use crate::guard::{GuardState, LeadershipEvent};
+use crate::metrics;
+use crate::run::panic_message;
+
+impl Supervisor {
+    /// The elector reported a change: record it, with every other change already queued, in
+    /// the status, log it, and call the job's hooks beside the loop (a slow or panicking hook
+    /// never delays ticks).
+    ///
+    /// The changes queued are taken together, so that a partitioned job winning 10,000
+    /// partitions at once costs one status update, one log line and one hook task, not 10,000.
+    pub(super) fn leadership_changed(&mut self, first: LeadershipEvent, ticking: &mut Ticking) {
+        let Some(guard) = &mut self.guard else {
+            return;
+        };
+        let mut events = vec![first];
+        while let Ok(event) = guard.events.try_recv() {
+            events.push(event);
+        }
+        let state = guard.state.borrow_and_update().clone();
+        self.record_leadership(&events, Some(&state));
+        ticking.status_dirty = true;
+        let acquired = events
+            .iter()
+            .filter(|e| matches!(e, LeadershipEvent::Acquired(_)))
+            .count() as u64;
+        let lost = events.len() as u64 - acquired;
+        if acquired > 0 {
+            metrics::leadership_changed(&self.shared.name, "acquired", acquired);
+            tracing::debug!(job = %self.shared.name, acquired, held = state.leases.len(), "leadership acquired");
+        }
+        if lost > 0 {
+            metrics::leadership_changed(&self.shared.name, "lost", lost);
+            tracing::debug!(job = %self.shared.name, lost, held = state.leases.len(), "leadership lost");
+        }
+        let job = self.job.clone();
+        let name = self.shared.name.clone();
+        // The hooks run in the order of the changes: after those of the changes before.
+        let before = ticking.hooks.take();
+        ticking.hooks = Some(tokio::spawn(async move {
+            if let Some(before) = before {
+                let _ = before.await;
+            }
+            for event in events {
+                let hook = job.clone().on_leadership(event);
+                if let Err(error) = tokio::spawn(hook).await {
+                    if error.is_panic() {
+                        let message = panic_message(error.into_panic());
+                        tracing::error!(job = %name, panic = %message, "leadership hook panicked");
+                    }
+                }
+            }
+        }));
+    }
+
+    /// The elector changed what the job holds without an event (a partitioned job's place
+    /// among the members): the status shows it.
+    pub(super) fn guard_state_changed(&mut self, ticking: &mut Ticking) {
+        let Some(guard) = &mut self.guard else {
+            return;
+        };
+        let state = guard.state.borrow_and_update().clone();
+        self.record_leadership(&[], Some(&state));
+        ticking.status_dirty = true;
+    }
+
+    /// Counts `events` in the job's leadership status, which now holds what `state` holds.
+    fn record_leadership(&self, events: &[LeadershipEvent], state: Option<&GuardState>) {
+        let mut status = self.shared.status();
+        let leadership = status.leadership.get_or_insert_with(Default::default);
+        for event in events {
+            match event {
+                LeadershipEvent::Acquired(_) => leadership.acquired += 1,
+                LeadershipEvent::Lost { .. } => leadership.lost += 1,
+            }
+        }
+        if let Some(state) = state {
+            leadership.leases = state.leases.clone();
+            leadership.worker = state.worker;
+        }
+    }
+
+    /// Shutdown of a guarded job, once its runs have ended: every lease it holds is released
+    /// ([`LostReason::Released`](crate::LostReason::Released)), so `on_lost` is called for
+    /// each, after the hooks of the changes still queued, bounded by the shutdown grace. The
+    /// leases are marked lost here, and the elector gives them back to the store right after
+    /// every job has stopped (its invariant 5), which logs them, once per job.
+    pub(super) async fn leadership_released(
+        &mut self,
+        before: Option<tokio::task::JoinHandle<()>>,
+    ) {
+        let Some(guard) = &mut self.guard else {
+            return;
+        };
+        let mut events = Vec::new();
+        while let Ok(event) = guard.events.try_recv() {
+            events.push(event);
+        }
+        let held = guard.state.borrow().leases.clone();
+        for lease in &held {
+            lease.mark_lost();
+        }
+        events.extend(held.into_iter().map(|lease| LeadershipEvent::Lost {
+            lease,
+            reason: crate::LostReason::Released,
+        }));
+        if events.is_empty() {
+            return;
+        }
+        self.record_leadership(&events, Some(&GuardState::empty()));
+        let job = self.job.clone();
+        let hooks = AbortOnDropHandle::new(tokio::spawn(async move {
+            if let Some(before) = before {
+                let _ = before.await;
+            }
+            for event in events {
+                job.clone().on_leadership(event).await;
+            }
+        }));
+        match tokio::time::timeout(self.shutdown_grace, hooks).await {
+            Ok(joined) => self.log_hook_panic("on_lost", joined),
+            Err(_) => {
+                tracing::warn!(job = %self.shared.name, grace = ?self.shutdown_grace, "on_lost did not finish within the shutdown grace and was dropped")
+            }
+        }
+    }
+}
+
+/// What a guarded job's elector told it.
+pub(super) enum GuardChange {
+    /// A lease was won or lost.
+    Event(LeadershipEvent),
+    /// What the job holds changed without an event: its place among the members, for a
+    /// partitioned job.
+    State,
+}
+
+/// The next change of a guarded job's leadership; never, for an unguarded one.
+pub(super) async fn next_change(guard: &mut Option<Guard>) -> Option<GuardChange> {
+    match guard {
+        Some(guard) => tokio::select! {
+            biased;
+            event = guard.events.recv() => event.map(GuardChange::Event),
+            changed = guard.state.changed() => changed.ok().map(|()| GuardChange::State),
+        },
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,58 @@
+//! A job's side of the host-wide limit on runs in flight ([`crate::run_slots`]): taking a slot
+//! for a run, and the tick that waits for one.
+
+use tokio::time::Instant;
+
+use super::{Supervisor, Ticking};
+use crate::metrics;
+use crate::run::Run;
+use crate::run_slots::Slot;
+use crate::schedule::ScheduleMode;
+
+impl Supervisor {
+    /// The slot a run starting now takes: none when the host sets no limit, or an error when
+    /// every slot is taken.
+    pub(super) fn free_slot(&self) -> Result<Option<Slot>, NoFreeSlot> {
+        match &self.slots {
+            None => Ok(None),
+            Some(slots) => slots.try_take().map(Some).ok_or(NoFreeSlot),
+        }
+    }
+
+    /// A tick passed without a run, for `reason`: it is counted as skipped.
+    pub(super) fn skipped(&self, ticking: &mut Ticking, reason: &'static str) {
+        ticking.count(|c| c.skipped += 1);
+        metrics::tick_skipped(&self.shared.name);
+        tracing::debug!(job = %self.shared.name, in_flight = ticking.runs.len(), reason, "tick skipped");
+    }
+
+    /// The tick waiting for a slot got one: its run starts now, if the job still may.
+    pub(super) fn slot_freed(&mut self, slot: Slot, ticking: &mut Ticking) -> Option<Run> {
+        let waiting = ticking.waiting.take()?;
+        if !self.may_start(ticking) {
+            self.skipped(ticking, "run in flight");
+            return None;
+        }
+        let now = Instant::now();
+        let Some(leadership) = self.leadership() else {
+            ticking.count(|c| c.not_leader += 1);
+            if self.schedule.mode == ScheduleMode::FixedDelay {
+                // No run will end to schedule the next tick: it is one interval from now.
+                let next = self.schedule.next_fixed_delay_tick(now);
+                self.set_next_tick(ticking, Some(next));
+            }
+            return None;
+        };
+        Some(self.new_run(
+            ticking,
+            waiting.scheduled,
+            now,
+            waiting.next_tick,
+            leadership,
+            Some(slot),
+        ))
+    }
+}
+
+/// Every one of the host's slots for runs is taken.
+pub(super) struct NoFreeSlot;
