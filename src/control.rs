@@ -46,6 +46,9 @@ pub enum Triggered {
     AlreadyRunning,
     /// No run started: the job is guarded and this node does not hold its lease.
     NotLeader,
+    /// The job is guarded: the trigger was written to its schedule records, and whichever node
+    /// leads runs it once, as soon as a run may start.
+    Requested,
 }
 
 /// What a job's supervisor, its runs and the handle share.

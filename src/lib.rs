@@ -45,6 +45,7 @@
 //! |---|---|
 //! | [`settings`] | TOML files and environment variables, validated, every problem at once |
 //! | [`guard`] | leadership: one replica per group, one globally, or partitions shared out |
+//! | [`cluster`] | a guarded job's cluster schedule from a store URL: records, history, pause, resume, trigger |
 //! | [`store`] | lease stores: memory, SQLite, PostgreSQL, MySQL |
 //!
 //! The library never prints: it logs through `tracing` (a span `loopjob.run` per attempt with
@@ -54,6 +55,7 @@
 
 #[doc(hidden)]
 pub mod __private;
+pub mod cluster;
 mod control;
 pub mod guard;
 mod handle;
@@ -76,13 +78,14 @@ pub use host::{BuildError, BuildProblem, DEFAULT_SHUTDOWN_GRACE, Host, HostBuild
 pub use identity::{DEFAULT_GROUP, NodeIdentity};
 pub use job::{JobContext, JobError, LoopJob, Resources};
 pub use loopjob_macros::LoopJob;
-pub use schedule::{MissedTicks, NextTick, Schedule, ScheduleMode, ScheduleProblem};
+pub use schedule::{CatchUp, MissedTicks, NextTick, Schedule, ScheduleMode, ScheduleProblem};
 pub use settings::{
     LeaderMode, Leadership, Settings, SettingsError, SettingsLoader, SettingsProblem,
     SettingsWarning,
 };
 pub use status::{
-    JobCounters, JobReport, JobState, JobStatus, LeadershipStatus, RunOutcome, ShutdownReport,
+    ClusterView, JobCounters, JobReport, JobState, JobStatus, LeadershipStatus, RunOutcome,
+    ShutdownReport,
 };
 
 /// The README's examples, compiled and run as doc tests.

@@ -47,6 +47,8 @@ pub(crate) enum Started {
 /// How a run went, for the supervisor's counters.
 #[derive(Debug)]
 pub(crate) struct RunReport {
+    /// The run's id, from its context.
+    pub(crate) run_id: u64,
     pub(crate) outcome: RunOutcome,
     pub(crate) attempts: u32,
     pub(crate) started: Instant,
@@ -77,6 +79,7 @@ impl Run {
         let mut execution = begin_attempt(job, self.ctx.clone());
         match Pin::new(&mut execution).poll(cx) {
             Poll::Ready(result) => Started::Ended(RunReport {
+                run_id: self.ctx.run_id,
                 outcome: outcome_of(result),
                 attempts: 1,
                 started: self.started,
@@ -123,7 +126,9 @@ impl Run {
             next_tick,
             ..
         } = self;
+        let run_id = ctx.run_id;
         let report = |outcome, attempts, cancelled_own_token| RunReport {
+            run_id,
             outcome,
             attempts,
             started,

@@ -13,6 +13,9 @@
 //!   burst: [`MissedTicks`] says whether the grid is kept or re-anchored at the present.
 //! * [`ScheduleMode::FixedDelay`]: the next run starts `interval` after the previous run ended.
 //! * `jitter` adds a random delay in `[0, jitter]` to each tick without moving the grid.
+//! * A guarded job follows its lease key's grid, kept in the store (see
+//!   [`store::schedule`](crate::store::schedule)): `catch_up` ([`CatchUp`]) says what its
+//!   leader does with a due time that nobody ran.
 //! * A failed run is retried after `retry_backoff · 2^(n-1)`, but only while the retry still
 //!   starts before the next tick: retries never push a run into the next one's slot.
 
@@ -70,6 +73,9 @@ pub struct Schedule {
     pub retry_backoff: Duration,
     /// A disabled job is registered (and shows in status) but never ticks. Default: `true`.
     pub enabled: bool,
+    /// For a guarded job: what its leader does with a due time already past when it takes the
+    /// lease (a period nobody ran). Default: [`CatchUp::Once`].
+    pub catch_up: CatchUp,
 }
 
 /// Whether a job's ticks follow a fixed grid or the end of its last run.
@@ -93,6 +99,20 @@ pub enum MissedTicks {
     Skip,
     /// Re-anchor the grid: the next tick is one `interval` after the moment the stall ended.
     Delay,
+}
+
+/// What a guarded job's new leader does when the key's next due time is already past: a
+/// period that nobody ran (the leader died, every node was down, the job was paused).
+///
+/// Neither choice runs more than once: a cluster never bursts to catch up. Unguarded jobs have
+/// no cluster schedule and ignore it ([`MissedTicks`] covers their stalls).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CatchUp {
+    /// Run once at once, then go on with the grid.
+    #[default]
+    Once,
+    /// Run nothing now: wait for the grid's next point (fixed delay: a whole interval).
+    Skip,
 }
 
 /// One broken rule in a [`Schedule`]: which field, and what is wrong with it.
@@ -132,6 +152,7 @@ impl Schedule {
             retries: 0,
             retry_backoff: DEFAULT_RETRY_BACKOFF,
             enabled: true,
+            catch_up: CatchUp::Once,
         }
     }
 
@@ -204,6 +225,12 @@ impl Schedule {
     /// Sets [`Schedule::enabled`].
     pub fn enabled(mut self, enabled: bool) -> Self {
         self.enabled = enabled;
+        self
+    }
+
+    /// Sets [`Schedule::catch_up`].
+    pub fn catch_up(mut self, catch_up: CatchUp) -> Self {
+        self.catch_up = catch_up;
         self
     }
 
@@ -402,6 +429,7 @@ mod tests {
         assert_eq!(s.retries, 0);
         assert_eq!(s.retry_backoff, SEC);
         assert!(s.enabled);
+        assert_eq!(s.catch_up, CatchUp::Once);
     }
 
     #[test]

@@ -33,10 +33,10 @@ use syn::{Data, DeriveInput, Error, Fields, Lit, LitStr, Type, parse_macro_input
 /// |---|---|
 /// | `name = "…"` | the job's name; default: the type's name in snake_case |
 /// | `options = Type` | the options type (`Deserialize + Validate`); default `()` |
-/// | schedule keys | `interval`, `initial_delay`, `jitter`, `timeout`, `cancel_grace`, `retry_backoff` (durations as `"10s"`, checked at compile time), `mode = "fixed_rate"/"fixed_delay"`, `missed_ticks = "skip"/"delay"`, `skip_if_running`, `align`, `enabled` (booleans), `max_overlap`, `retries` (numbers) |
+/// | schedule keys | `interval`, `initial_delay`, `jitter`, `timeout`, `cancel_grace`, `retry_backoff` (durations as `"10s"`, checked at compile time), `mode = "fixed_rate"/"fixed_delay"`, `missed_ticks = "skip"/"delay"`, `catch_up = "once"/"skip"`, `skip_if_running`, `align`, `enabled` (booleans), `max_overlap`, `retries` (numbers) |
 /// | `discover` | register the type so that `HostBuilder::discover()` builds and adds it |
 /// | `section = "…"` | (with `discover`) the settings section `[jobs.<section>]`; default: the name |
-/// | leadership keys | `leader = "none"/"cluster"/"global"/"partitioned"`, `lease_ttl`, `renew_every`, `retry_every`, `priority`, `partitions` |
+/// | leadership keys | `leader = "none"/"cluster"/"global"/"partitioned"`, `lease_ttl`, `renew_every`, `retry_every`, `priority`, `partitions`, `history` (runs kept per lease key) |
 ///
 /// These are defaults: settings override them, and the environment overrides settings. Without
 /// `interval` the job has none, and its settings section must give one.
@@ -56,7 +56,7 @@ pub fn derive_loop_job(input: TokenStream) -> TokenStream {
 }
 
 /// The schedule keys of the attribute, in `Schedule`'s order, and how each is written.
-const SCHEDULE_KEYS: [(&str, Kind); 13] = [
+const SCHEDULE_KEYS: [(&str, Kind); 14] = [
     ("interval", Kind::Duration),
     ("initial_delay", Kind::Duration),
     ("mode", Kind::Choice(&["fixed_rate", "fixed_delay"])),
@@ -70,10 +70,11 @@ const SCHEDULE_KEYS: [(&str, Kind); 13] = [
     ("retries", Kind::Count),
     ("retry_backoff", Kind::Duration),
     ("enabled", Kind::Bool),
+    ("catch_up", Kind::Choice(&["once", "skip"])),
 ];
 
 /// The leadership keys: they give the derived `LoopJob::leadership`.
-const LEADERSHIP_KEYS: [(&str, Kind); 6] = [
+const LEADERSHIP_KEYS: [(&str, Kind); 7] = [
     (
         "leader",
         Kind::Choice(&["none", "cluster", "global", "partitioned"]),
@@ -83,6 +84,7 @@ const LEADERSHIP_KEYS: [(&str, Kind); 6] = [
     ("retry_every", Kind::Duration),
     ("priority", Kind::Count),
     ("partitions", Kind::Count),
+    ("history", Kind::Count),
 ];
 
 /// The other keys.
@@ -355,6 +357,8 @@ fn value_tokens(key: &str, setting: &Setting) -> Tokens {
             ("mode", _) => quote!(::loopjob::ScheduleMode::FixedRate),
             ("missed_ticks", "delay") => quote!(::loopjob::MissedTicks::Delay),
             ("missed_ticks", _) => quote!(::loopjob::MissedTicks::Skip),
+            ("catch_up", "skip") => quote!(::loopjob::CatchUp::Skip),
+            ("catch_up", _) => quote!(::loopjob::CatchUp::Once),
             (_, "cluster") => quote!(::loopjob::LeaderMode::Cluster),
             (_, "global") => quote!(::loopjob::LeaderMode::Global),
             (_, "partitioned") => quote!(::loopjob::LeaderMode::Partitioned),

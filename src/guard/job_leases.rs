@@ -1,14 +1,16 @@
 //! One guarded job as the elector sees it: the keys it wants, the leases it holds, and what it
 //! tells its supervisor.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::lease::{GuardState, HeldLease, LeadershipEvent};
+use super::lease::{GuardState, HeldLease};
+use super::notice::JobLine;
 use super::partitions::{fair_share, preferred};
 use crate::settings::{LeaderMode, Leadership};
 
@@ -20,7 +22,11 @@ pub(crate) struct GuardedJob {
     /// The membership scope, for a partitioned job.
     pub(crate) scope: Option<String>,
     pub(crate) state: watch::Sender<GuardState>,
-    pub(crate) events: mpsc::UnboundedSender<LeadershipEvent>,
+    pub(crate) events: JobLine,
+    /// For a job on the cluster schedule: its `initial_delay`, with which the first holder of
+    /// a key ever plans the key's first run. `None` for a standalone elector, which reads no
+    /// schedule record.
+    pub(crate) initial_delay: Option<Duration>,
 }
 
 /// The keys a job is missing (see [`JobLeases::missing_keys`]).
@@ -45,6 +51,8 @@ pub(crate) struct JobLeases {
     pub(crate) handed_over: BTreeMap<u32, Instant>,
     pub(crate) next_acquire: Instant,
     pub(crate) next_heartbeat: Instant,
+    /// Keys won whose schedule record has not been read since.
+    pub(crate) unread: BTreeSet<String>,
 }
 
 impl JobLeases {
@@ -135,7 +143,8 @@ mod tests {
                 keys: Vec::new(),
                 scope: None,
                 state: watch::channel(GuardState::empty()).0,
-                events: mpsc::unbounded_channel().0,
+                events: JobLine::Standalone(tokio::sync::mpsc::unbounded_channel().0),
+                initial_delay: None,
             },
             held: held
                 .iter()
@@ -149,6 +158,7 @@ mod tests {
             handed_over: BTreeMap::new(),
             next_acquire: now,
             next_heartbeat: now,
+            unread: BTreeSet::new(),
         }
     }
 

@@ -20,12 +20,16 @@
 pub mod elector;
 mod job_leases;
 mod lease;
+pub(crate) mod ledger;
+pub(crate) mod notice;
 pub(crate) mod partitions;
+mod records;
 mod standalone;
 
 pub(crate) use job_leases::GuardedJob;
 pub(crate) use lease::GuardState;
 pub use lease::{HeldLease, LeadershipEvent, LostReason};
+pub(crate) use notice::{GuardNotice, JobLine, RecordsRead, StartAnswer};
 pub use standalone::{LeaderElector, LeaderState};
 
 use crate::identity::NodeIdentity;

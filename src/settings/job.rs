@@ -10,10 +10,10 @@ use super::leadership::{LeaderMode, Leadership};
 use super::options::OptionKeys;
 use super::section::Section;
 use super::value::{boolean, count, describe, duration, one_of, optional_duration};
-use crate::schedule::{MissedTicks, Schedule, ScheduleMode, ScheduleProblem};
+use crate::schedule::{CatchUp, MissedTicks, Schedule, ScheduleMode, ScheduleProblem};
 
 /// The schedule keys of a job section, as [`Schedule`]'s fields are named.
-pub const SCHEDULE_KEYS: [&str; 13] = [
+pub const SCHEDULE_KEYS: [&str; 14] = [
     "interval",
     "initial_delay",
     "mode",
@@ -27,16 +27,18 @@ pub const SCHEDULE_KEYS: [&str; 13] = [
     "retries",
     "retry_backoff",
     "enabled",
+    "catch_up",
 ];
 
 /// The leadership keys of a job section.
-pub const LEADERSHIP_KEYS: [&str; 6] = [
+pub const LEADERSHIP_KEYS: [&str; 7] = [
     "leader",
     "lease_ttl",
     "renew_every",
     "retry_every",
     "priority",
     "partitions",
+    "history",
 ];
 
 /// When a rule between two keys breaks and only one of them was set, the one to blame.
@@ -219,12 +221,16 @@ fn set(
         "retries" => schedule.retries = count(value)?,
         "retry_backoff" => schedule.retry_backoff = duration(value)?,
         "enabled" => schedule.enabled = boolean(value)?,
+        "catch_up" => {
+            schedule.catch_up = one_of(value, &[("once", CatchUp::Once), ("skip", CatchUp::Skip)])?
+        }
         "leader" => leadership.mode = one_of(value, &LeaderMode::NAMES)?,
         "lease_ttl" => leadership.lease_ttl = duration(value)?,
         "renew_every" => leadership.renew_every = Some(duration(value)?),
         "retry_every" => leadership.retry_every = duration(value)?,
         "priority" => leadership.priority = count(value)?,
         "partitions" => leadership.partitions = count(value)?,
+        "history" => leadership.history = count(value)?,
         _ => {}
     }
     Ok(())

@@ -56,6 +56,9 @@ pub struct Leadership {
     pub priority: u32,
     /// How many partition leases a partitioned job has. Default: 16.
     pub partitions: u32,
+    /// How many runs the store keeps in each lease key's history (1 to 100,000); older runs
+    /// are dropped as new ones start. Default: 100.
+    pub history: u32,
 }
 
 /// The default `lease_ttl`.
@@ -64,6 +67,10 @@ pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(15);
 pub const DEFAULT_RETRY_EVERY: Duration = Duration::from_secs(2);
 /// The default `partitions`.
 pub const DEFAULT_PARTITIONS: u32 = 16;
+/// The default `history`.
+pub const DEFAULT_HISTORY: u32 = 100;
+/// The largest `history`.
+pub const MAX_HISTORY: u32 = 100_000;
 
 impl Default for Leadership {
     fn default() -> Self {
@@ -81,6 +88,7 @@ impl Leadership {
             retry_every: DEFAULT_RETRY_EVERY,
             priority: 0,
             partitions: DEFAULT_PARTITIONS,
+            history: DEFAULT_HISTORY,
         }
     }
 
@@ -111,6 +119,12 @@ impl Leadership {
     /// Sets [`Leadership::partitions`].
     pub fn partitions(mut self, partitions: u32) -> Self {
         self.partitions = partitions;
+        self
+    }
+
+    /// Sets [`Leadership::history`].
+    pub fn history(mut self, history: u32) -> Self {
+        self.history = history;
         self
     }
 
@@ -156,6 +170,15 @@ impl Leadership {
         if self.partitions == 0 {
             problem("partitions", "must be at least 1, e.g. 16".into());
         }
+        if !(1..=MAX_HISTORY).contains(&self.history) {
+            problem(
+                "history",
+                format!(
+                    "must be 1 to {MAX_HISTORY} runs kept per lease key (default {DEFAULT_HISTORY}); found {}",
+                    self.history
+                ),
+            );
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -177,6 +200,7 @@ mod tests {
         assert_eq!(leadership.retry_every, Duration::from_secs(2));
         assert_eq!(leadership.priority, 0);
         assert_eq!(leadership.partitions, 16);
+        assert_eq!(leadership.history, 100);
         assert!(leadership.validate().is_ok());
     }
 
@@ -196,5 +220,18 @@ mod tests {
             .validate()
             .unwrap_err();
         assert_eq!(no_ttl[0].field, "lease_ttl");
+        for history in [0, 100_001] {
+            let problems = Leadership::default()
+                .history(history)
+                .validate()
+                .unwrap_err();
+            assert_eq!(problems[0].field, "history");
+            assert!(
+                problems[0].message.contains("1 to 100000"),
+                "{}",
+                problems[0]
+            );
+        }
+        assert!(Leadership::default().history(100_000).validate().is_ok());
     }
 }

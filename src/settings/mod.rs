@@ -72,7 +72,8 @@ use crate::schedule::Schedule;
 pub use error::{Origin, SettingsError, SettingsProblem, SettingsWarning};
 pub use job::{JobSettings, LEADERSHIP_KEYS, SCHEDULE_KEYS};
 pub use leadership::{
-    DEFAULT_LEASE_TTL, DEFAULT_PARTITIONS, DEFAULT_RETRY_EVERY, LeaderMode, Leadership,
+    DEFAULT_HISTORY, DEFAULT_LEASE_TTL, DEFAULT_PARTITIONS, DEFAULT_RETRY_EVERY, LeaderMode,
+    Leadership, MAX_HISTORY,
 };
 pub use source::ENV_PREFIX;
 

@@ -10,6 +10,9 @@ pub(crate) const BACKLOG: usize = 1024;
 pub enum ReleaseNotice {
     /// The lease with this key was released and may be free now.
     Released(String),
+    /// An operator paused, resumed or triggered this key: its holder should re-read the key's
+    /// schedule record (see [`LeaseStore::schedules`](super::LeaseStore::schedules)).
+    Commanded(String),
     /// Notices may have been lost (the subscriber fell behind, or the store's listening
     /// connection was re-established): treat every key as possibly free and poll now.
     Missed,

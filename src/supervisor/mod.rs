@@ -7,6 +7,10 @@
 //! command (shutdown is one), a run ending, a leadership change, and the next tick. Nothing in
 //! it blocks, so a job that hangs or panics never stops the ticking of its own or any other job.
 //!
+//! A guarded job follows its keys' cluster schedule instead of a grid of its own
+//! ([`cluster`]): its ticks come from the schedule records the elector reads, and a run starts
+//! only once the store committed its start.
+//!
 //! The loop is the hot path of a host with thousands of jobs, so it is written to touch little
 //! memory per tick: the futures it waits on are made once for its whole life, a run that
 //! finishes at once is polled in the same turn that starts it (no task is spawned), the status
@@ -25,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::control::{Command, JobShared, Triggered};
-use crate::guard::{GuardState, HeldLease, LeadershipEvent};
+use crate::guard::{GuardNotice, GuardState, HeldLease};
 use crate::job::{ErasedJob, JobContext, RunToken};
 use crate::metrics;
 use crate::run::{InFlight, Run, RunReport, Started, panic_message};
@@ -33,10 +37,17 @@ use crate::schedule::{Schedule, ScheduleMode};
 use crate::shard::JobTimer;
 use crate::status::{JobCounters, JobReport, JobState, JobStatus, RunOutcome};
 
-/// A guarded job's line from the elector: what it holds now, and each change.
+pub(crate) use cluster::ClusterTiming;
+
+mod cluster;
+mod guarded;
+
+/// A guarded job's line from the elector: what it holds now, each change, the records of its
+/// keys and the answers to its starts; and its cluster schedule.
 pub(crate) struct Guard {
     pub(crate) state: watch::Receiver<GuardState>,
-    pub(crate) events: mpsc::UnboundedReceiver<LeadershipEvent>,
+    pub(crate) events: mpsc::UnboundedReceiver<GuardNotice>,
+    pub(crate) cluster: ClusterTiming,
 }
 
 /// One job's loop and everything it owns.
@@ -92,7 +103,8 @@ impl Supervisor {
             if !Box::pin(self.started()).await {
                 return Box::pin(self.stop(ticking, 0)).await;
             }
-            if self.schedule.enabled {
+            // A guarded job's first tick comes from its keys' records.
+            if self.schedule.enabled && self.guard.is_none() {
                 let first = self.schedule.first_tick(Instant::now(), SystemTime::now());
                 self.set_next_tick(&mut ticking, Some(first));
             }
@@ -121,10 +133,7 @@ impl Supervisor {
                         self.finished(report, &mut ticking);
                         None
                     }
-                    Some(event) = next_event(&mut self.guard) => {
-                        self.leadership_changed(event, &mut ticking);
-                        None
-                    }
+                    Some(notice) = next_event(&mut self.guard) => self.guard_notice(notice, &mut ticking),
                     now = poll_fn(|cx| timer.poll_elapsed(cx)) => self.tick(&mut ticking, now),
                 };
                 if let Some(run) = started {
@@ -132,6 +141,9 @@ impl Supervisor {
                     match run.start(&self.job, &self.schedule, &mut Context::from_waker(&waker)) {
                         Started::Ended(report) => self.finished(report, &mut ticking),
                         Started::Running(run) => ticking.runs.push(run),
+                    }
+                    if self.guard.is_some() {
+                        self.follow_cluster(&mut ticking);
                     }
                 }
                 self.publish(&mut ticking);
@@ -146,6 +158,10 @@ impl Supervisor {
     /// run to start unless too many are in flight (or, for a guarded job, this node holds no
     /// lease).
     fn tick(&mut self, ticking: &mut Ticking, now: Instant) -> Option<Run> {
+        if self.guard.is_some() {
+            self.cluster_tick(ticking, now);
+            return None;
+        }
         let scheduled = ticking.next_tick?;
         let next_on_grid = match self.schedule.mode {
             ScheduleMode::FixedRate => {
@@ -254,6 +270,9 @@ impl Supervisor {
             // The shared token was cancelled for that run only: the next run needs a fresh one.
             ticking.runs_token = RunToken::child_of(&self.token);
         }
+        if let Some(guard) = &mut self.guard {
+            guard.cluster.ended(&report, &self.schedule);
+        }
         let outcome = report.outcome;
         let elapsed = report.ended - report.started;
         metrics::run_finished(&self.shared.name, &outcome, elapsed);
@@ -295,6 +314,10 @@ impl Supervisor {
         });
         ticking.last_ended = Some(report.ended);
         ticking.unpublished_outcome = Some(outcome);
+        if self.guard.is_some() {
+            self.follow_cluster(ticking);
+            return;
+        }
         if self.schedule.mode == ScheduleMode::FixedDelay
             && self.schedule.enabled
             && ticking.runs.is_empty()
@@ -372,48 +395,6 @@ impl Supervisor {
         self.set_next_tick(ticking, Some(resumed));
     }
 
-    /// The elector reported a change: record it in the status, log it, and call the job's hook
-    /// beside the loop (a slow or panicking hook never delays ticks).
-    fn leadership_changed(&mut self, event: LeadershipEvent, ticking: &mut Ticking) {
-        let state = self
-            .guard
-            .as_ref()
-            .map(|guard| guard.state.borrow().clone());
-        {
-            let mut status = self.shared.status();
-            let leadership = status.leadership.get_or_insert_with(Default::default);
-            match &event {
-                LeadershipEvent::Acquired(_) => leadership.acquired += 1,
-                LeadershipEvent::Lost { .. } => leadership.lost += 1,
-            }
-            if let Some(state) = &state {
-                leadership.leases = state.leases.clone();
-                leadership.worker = state.worker;
-            }
-        }
-        ticking.status_dirty = true;
-        match &event {
-            LeadershipEvent::Acquired(lease) => {
-                metrics::leadership_changed(&self.shared.name, "acquired");
-                tracing::info!(job = %self.shared.name, key = lease.key(), epoch = lease.epoch(), "leadership acquired");
-            }
-            LeadershipEvent::Lost { lease, reason } => {
-                metrics::leadership_changed(&self.shared.name, "lost");
-                tracing::warn!(job = %self.shared.name, key = lease.key(), epoch = lease.epoch(), %reason, "leadership lost");
-            }
-        }
-        let hook = self.job.clone().on_leadership(event);
-        let name = self.shared.name.clone();
-        tokio::spawn(async move {
-            if let Err(error) = tokio::spawn(hook).await {
-                if error.is_panic() {
-                    let message = panic_message(error.into_panic());
-                    tracing::error!(job = %name, %message, "leadership hook panicked");
-                }
-            }
-        });
-    }
-
     fn set_next_tick(&self, ticking: &mut Ticking, next: Option<Instant>) {
         ticking.next_tick = next;
         ticking.fire_at = match self.schedule.jitter.is_zero() {
@@ -425,7 +406,11 @@ impl Supervisor {
     /// Copies what this turn changed to the shared status, under one lock, and wakes
     /// watchers if anything did.
     fn publish(&self, ticking: &mut Ticking) {
-        let state = if ticking.paused {
+        let cluster_paused = self
+            .guard
+            .as_ref()
+            .is_some_and(|guard| guard.cluster.all_paused());
+        let state = if ticking.paused || cluster_paused {
             JobState::Paused
         } else if !ticking.runs.is_empty() {
             JobState::Running
@@ -521,7 +506,7 @@ struct RunLeadership {
 }
 
 /// The next leadership event of a guarded job; never, for an unguarded one.
-async fn next_event(guard: &mut Option<Guard>) -> Option<LeadershipEvent> {
+async fn next_event(guard: &mut Option<Guard>) -> Option<GuardNotice> {
     match guard {
         Some(guard) => guard.events.recv().await,
         None => std::future::pending().await,
@@ -590,5 +575,6 @@ pub(crate) fn initial_status(name: &str, schedule: &Schedule) -> JobStatus {
         last_outcome: None,
         counters: JobCounters::default(),
         leadership: None,
+        cluster: None,
     }
 }

@@ -5,6 +5,12 @@
 //! node's round trips do not grow with its number of jobs. It publishes to each guarded job's
 //! supervisor what the job holds and every change ([`LeadershipEvent`]).
 //!
+//! It also reads the schedule records of the keys it holds (see
+//! [`store::schedule`](crate::store::schedule)), in one call for all of them: as soon as it wins
+//! keys (the new leader learns when the key's next run is due), every retry period, at once when
+//! the store announces an operator's command ([`ReleaseNotice::Commanded`]) or this host's handle
+//! wrote one. Runs' starts and ends are written by the [ledger](super::ledger), not here.
+//!
 //! # Safety argument
 //!
 //! The elector keeps these invariants; the code points at them by number.
@@ -30,26 +36,33 @@
 //!    otherwise on their next retry). Surplus partitions are marked lost *before* they are
 //!    released.
 //!
+//! 6. **A run's start is committed under the lease.** The ledger commits a run's start to the
+//!    key's record, fenced by the epoch, before the run begins; a supervisor converts a due time
+//!    read in the store's clock to a local instant measured from when the answer was
+//!    *received*, with a margin like the lease deadline's, so it never starts a run early.
+//!
 //! Holders are unique per process (`{node_id}/{random}`), so a restarted process never
 //! mistakes its predecessor's lease for its own.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::job_leases::{GuardedJob, JobLeases};
 use super::lease::{HeldLease, LeadershipEvent, LostReason};
-use super::partitions::{fair_share, to_release};
+use super::records::{ReadBatch, RecordWanted, read_records};
 use crate::run::sleep_until_or_never;
-use crate::settings::LeaderMode;
 use crate::store::{
     Lease, LeaseRef, LeaseStore, Member, ReleaseNotice, ReleaseNotifications, StoreError,
 };
+
+mod answers;
 
 /// The longest the elector waits between attempts while the store is failing.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -71,6 +84,10 @@ pub(crate) struct Elector {
     to_release: Vec<LeaseRef>,
     /// Store calls that failed in a row, for backoff.
     failures: u32,
+    /// When the records of the held keys are read again.
+    next_read: Instant,
+    /// Woken by the host's handle after it wrote an operator's command: read the records now.
+    read_now: Arc<Notify>,
 }
 
 /// A store call in flight, and what it answers.
@@ -81,6 +98,7 @@ enum Answer {
     Acquired(Vec<Batch>),
     Members(Vec<(usize, Result<Vec<Member>, StoreError>)>),
     Released(Result<(), StoreError>),
+    Records(Result<Vec<ReadBatch>, StoreError>),
 }
 
 /// One statement of a renew or acquire call: when it was sent, with which ttl, and its answer.
@@ -91,7 +109,14 @@ struct Batch {
 }
 
 impl Elector {
-    pub(crate) fn new(store: Arc<dyn LeaseStore>, holder: String, jobs: Vec<GuardedJob>) -> Self {
+    /// An elector for `jobs`, holding their leases as `holder`; `read_now` is woken (by the
+    /// host's handle) when an operator's command was written.
+    pub(crate) fn new(
+        store: Arc<dyn LeaseStore>,
+        holder: String,
+        jobs: Vec<GuardedJob>,
+        read_now: Arc<Notify>,
+    ) -> Self {
         let now = Instant::now();
         let jobs = jobs
             .into_iter()
@@ -110,6 +135,7 @@ impl Elector {
                 worker: None,
                 handed_over: BTreeMap::new(),
                 next_heartbeat: now,
+                unread: Default::default(),
             })
             .collect();
         Elector {
@@ -120,6 +146,8 @@ impl Elector {
             next_renew: now,
             to_release: Vec::new(),
             failures: 0,
+            next_read: now,
+            read_now,
         }
     }
 
@@ -147,6 +175,7 @@ impl Elector {
                     self.apply(answer);
                 }
                 notice = next_notice(&mut notifications) => self.on_notice(notice, &mut notifications),
+                _ = self.read_now.notified() => self.next_read = Instant::now(),
                 _ = sleep_until_or_never(next_call), if call.is_none() => call = self.next_call(),
             }
         }
@@ -212,6 +241,7 @@ impl Elector {
         }
         let now = Instant::now();
         self.next_renew = self.next_renew.min(now);
+        self.next_read = self.next_read.min(now);
         for job in &mut self.jobs {
             job.next_acquire = job.next_acquire.min(now);
         }
@@ -268,13 +298,55 @@ impl Elector {
             .filter(|j| j.job.scope.is_some())
             .map(|j| j.next_heartbeat)
             .min();
-        [renew, release, acquire, heartbeat]
+        let read = self.records_wanted(false).then_some(self.next_read);
+        let unread = self
+            .jobs
+            .iter()
+            .any(|j| !j.unread.is_empty())
+            .then_some(self.next_read.min(Instant::now()));
+        [renew, release, acquire, heartbeat, read, unread]
             .into_iter()
             .flatten()
             .min()
     }
 
-    /// The store call that is due now, most urgent first: renew, release, membership, acquire.
+    /// Whether a record read is wanted: for keys just won (`unread_only`), or for every held key
+    /// of a job on the cluster schedule.
+    fn records_wanted(&self, unread_only: bool) -> bool {
+        self.jobs.iter().any(|j| {
+            j.job.initial_delay.is_some()
+                && if unread_only {
+                    !j.unread.is_empty()
+                } else {
+                    !j.held.is_empty()
+                }
+        })
+    }
+
+    /// The call that reads the records of every held key of the jobs on the cluster schedule.
+    fn read_call(&mut self, now: Instant) -> Call {
+        self.next_read = now + self.retry_every();
+        let wanted: Vec<RecordWanted> = self
+            .jobs
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(index, j)| Some((index, j.job.initial_delay?, j)))
+            .flat_map(|(index, initial_delay, j)| {
+                j.unread.clear();
+                j.held.values().map(move |lease| RecordWanted {
+                    job: index,
+                    key: lease.key().to_owned(),
+                    epoch: lease.epoch(),
+                    initial_delay,
+                })
+            })
+            .collect();
+        let (store, holder) = (self.store.clone(), self.holder.clone());
+        Box::pin(async move { Answer::Records(read_records(store, holder, wanted).await) })
+    }
+
+    /// The store call that is due now, most urgent first: renew, release, records, membership,
+    /// acquire.
     fn next_call(&mut self) -> Option<Call> {
         let now = Instant::now();
         let store = self.store.clone();
@@ -305,6 +377,9 @@ impl Elector {
             return Some(Box::pin(async move {
                 Answer::Released(store.release(&holder, &refs).await)
             }));
+        }
+        if self.records_wanted(true) || (now >= self.next_read && self.records_wanted(false)) {
+            return Some(self.read_call(now));
         }
         let heartbeats: Vec<(usize, String, Duration)> = self
             .jobs
@@ -370,130 +445,11 @@ impl Elector {
             Answer::Renewed(batches) => self.renewed(batches),
             Answer::Acquired(batches) => self.acquired(batches),
             Answer::Members(answers) => self.members(answers),
+            Answer::Records(result) => self.records(result),
             Answer::Released(result) => {
                 if let Err(error) = result {
                     // The leases were marked lost before; they expire by themselves.
                     tracing::warn!(%error, "releasing leases failed; they will expire after their ttl");
-                }
-            }
-        }
-    }
-
-    fn renewed(&mut self, batches: Vec<Batch>) {
-        for batch in batches {
-            let renewed = match batch.result {
-                Ok(renewed) => renewed,
-                Err(error) => {
-                    // Keep the leases until their deadlines (invariant 3) and retry soon.
-                    let retry = self.backoff(self.retry_every().min(self.renew_every()));
-                    self.next_renew = Instant::now() + retry;
-                    tracing::warn!(%error, retry_in = ?retry, "renewing leases failed");
-                    continue;
-                }
-            };
-            self.succeeded();
-            let deadline = local_deadline(batch.sent, batch.ttl);
-            let still_held: BTreeMap<&str, u64> =
-                renewed.iter().map(|l| (l.key.as_str(), l.epoch)).collect();
-            for index in 0..self.jobs.len() {
-                if self.jobs[index].job.leadership.lease_ttl != batch.ttl {
-                    continue;
-                }
-                let refused: Vec<String> = self.jobs[index]
-                    .held
-                    .iter()
-                    .filter_map(|(key, lease)| match still_held.get(key.as_str()) {
-                        Some(&epoch) if epoch == lease.epoch() => {
-                            lease.extend_to(deadline);
-                            None
-                        }
-                        _ => Some(key.clone()),
-                    })
-                    .collect();
-                for key in refused {
-                    self.lose(index, &key, LostReason::RenewRefused);
-                }
-            }
-        }
-    }
-
-    fn acquired(&mut self, batches: Vec<Batch>) {
-        let held_before = self.jobs.iter().any(|j| !j.held.is_empty());
-        for batch in batches {
-            let won = match batch.result {
-                Ok(won) => won,
-                Err(error) => {
-                    let retry = self.backoff(self.retry_every());
-                    for job in &mut self.jobs {
-                        job.next_acquire = job.next_acquire.max(Instant::now() + retry);
-                    }
-                    tracing::warn!(%error, retry_in = ?retry, "acquiring leases failed");
-                    continue;
-                }
-            };
-            self.succeeded();
-            let deadline = local_deadline(batch.sent, batch.ttl);
-            if !held_before && !won.is_empty() {
-                self.next_renew = batch.sent + self.renew_every_of(batch.ttl);
-            }
-            for lease in won {
-                let Some(index) = self
-                    .jobs
-                    .iter()
-                    .position(|j| j.job.keys.contains(&lease.key))
-                else {
-                    continue;
-                };
-                // An acquisition of a key we believed we held means our belief was stale.
-                self.lose(index, &lease.key, LostReason::RenewRefused);
-                let job = &mut self.jobs[index];
-                let partition = lease.key.rsplit_once('#').and_then(|(_, p)| p.parse().ok());
-                let partition =
-                    partition.filter(|_| job.job.leadership.mode == LeaderMode::Partitioned);
-                let held = HeldLease::new(lease.key.clone(), lease.epoch, partition, deadline);
-                tracing::info!(job = %job.job.name, key = %lease.key, epoch = lease.epoch, "lease acquired");
-                job.held.insert(lease.key, held.clone());
-                let _ = job.job.events.send(LeadershipEvent::Acquired(held));
-                job.publish();
-            }
-        }
-    }
-
-    fn members(&mut self, answers: Vec<(usize, Result<Vec<Member>, StoreError>)>) {
-        for (index, result) in answers {
-            let members = match result {
-                Ok(members) => {
-                    self.succeeded();
-                    members
-                }
-                Err(error) => {
-                    tracing::warn!(job = %self.jobs[index].job.name, %error, "membership heartbeat failed");
-                    continue;
-                }
-            };
-            let job = &mut self.jobs[index];
-            let count = members.len().max(1) as u32;
-            let position = members
-                .iter()
-                .position(|m| m.member == self.holder)
-                .unwrap_or(members.len());
-            let worker = (position.min(count as usize - 1) as u32, count);
-            if job.worker != Some(worker) {
-                tracing::info!(job = %job.job.name, index = worker.0, members = worker.1, "partition membership changed");
-                job.worker = Some(worker);
-                job.publish();
-            }
-            // Hand back the surplus when members joined (marked lost first: invariant 5).
-            let target = fair_share(job.job.leadership.partitions, count);
-            let held: BTreeSet<u32> = job.held.values().filter_map(HeldLease::partition).collect();
-            let name = job.job.name.clone();
-            let leave_until = Instant::now() + 2 * job.job.leadership.retry_every;
-            for partition in to_release(&held, target, worker) {
-                self.jobs[index].handed_over.insert(partition, leave_until);
-                let key = format!("{name}#{partition}");
-                if let Some(lease) = self.lose(index, &key, LostReason::Released) {
-                    self.to_release
-                        .push(LeaseRef::new(lease.key(), lease.epoch()));
                 }
             }
         }
@@ -521,7 +477,15 @@ impl Elector {
                     wake(job);
                 }
             }
-            Some(ReleaseNotice::Missed) => self.jobs.iter_mut().for_each(wake),
+            Some(ReleaseNotice::Commanded(key)) => {
+                if self.jobs.iter().any(|j| j.held.contains_key(&key)) {
+                    self.next_read = now;
+                }
+            }
+            Some(ReleaseNotice::Missed) => {
+                self.jobs.iter_mut().for_each(wake);
+                self.next_read = now;
+            }
             None => *notifications = None,
         }
     }
@@ -530,11 +494,12 @@ impl Elector {
     fn lose(&mut self, index: usize, key: &str, reason: LostReason) -> Option<HeldLease> {
         let job = &mut self.jobs[index];
         let lease = job.held.remove(key)?;
+        job.unread.remove(key);
         lease.mark_lost();
         job.lost.cancel();
         job.lost = CancellationToken::new();
         tracing::warn!(job = %job.job.name, key, epoch = lease.epoch(), %reason, "lease lost");
-        let _ = job.job.events.send(LeadershipEvent::Lost {
+        job.job.events.leadership(LeadershipEvent::Lost {
             lease: lease.clone(),
             reason,
         });

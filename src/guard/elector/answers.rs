@@ -1,0 +1,177 @@
+//! How the elector takes the store's answers: renewals, acquisitions, memberships and schedule
+//! records.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use tokio::time::Instant;
+
+use super::{Batch, Elector, local_deadline};
+use crate::guard::lease::{HeldLease, LeadershipEvent, LostReason};
+use crate::guard::notice::RecordsRead;
+use crate::guard::partitions::{fair_share, to_release};
+use crate::guard::records::ReadBatch;
+use crate::settings::LeaderMode;
+use crate::store::{LeaseRef, Member, StoreError};
+
+impl Elector {
+    pub(super) fn renewed(&mut self, batches: Vec<Batch>) {
+        for batch in batches {
+            let renewed = match batch.result {
+                Ok(renewed) => renewed,
+                Err(error) => {
+                    // Keep the leases until their deadlines (invariant 3) and retry soon.
+                    let retry = self.backoff(self.retry_every().min(self.renew_every()));
+                    self.next_renew = Instant::now() + retry;
+                    tracing::warn!(%error, retry_in = ?retry, "renewing leases failed");
+                    continue;
+                }
+            };
+            self.succeeded();
+            let deadline = local_deadline(batch.sent, batch.ttl);
+            let still_held: BTreeMap<&str, u64> =
+                renewed.iter().map(|l| (l.key.as_str(), l.epoch)).collect();
+            for index in 0..self.jobs.len() {
+                if self.jobs[index].job.leadership.lease_ttl != batch.ttl {
+                    continue;
+                }
+                let refused: Vec<String> = self.jobs[index]
+                    .held
+                    .iter()
+                    .filter_map(|(key, lease)| match still_held.get(key.as_str()) {
+                        Some(&epoch) if epoch == lease.epoch() => {
+                            lease.extend_to(deadline);
+                            None
+                        }
+                        _ => Some(key.clone()),
+                    })
+                    .collect();
+                for key in refused {
+                    self.lose(index, &key, LostReason::RenewRefused);
+                }
+            }
+        }
+    }
+
+    pub(super) fn acquired(&mut self, batches: Vec<Batch>) {
+        let held_before = self.jobs.iter().any(|j| !j.held.is_empty());
+        for batch in batches {
+            let won = match batch.result {
+                Ok(won) => won,
+                Err(error) => {
+                    let retry = self.backoff(self.retry_every());
+                    for job in &mut self.jobs {
+                        job.next_acquire = job.next_acquire.max(Instant::now() + retry);
+                    }
+                    tracing::warn!(%error, retry_in = ?retry, "acquiring leases failed");
+                    continue;
+                }
+            };
+            self.succeeded();
+            let deadline = local_deadline(batch.sent, batch.ttl);
+            if !held_before && !won.is_empty() {
+                self.next_renew = batch.sent + self.renew_every_of(batch.ttl);
+            }
+            for lease in won {
+                let Some(index) = self
+                    .jobs
+                    .iter()
+                    .position(|j| j.job.keys.contains(&lease.key))
+                else {
+                    continue;
+                };
+                // An acquisition of a key we believed we held means our belief was stale.
+                self.lose(index, &lease.key, LostReason::RenewRefused);
+                let job = &mut self.jobs[index];
+                let partition = lease.key.rsplit_once('#').and_then(|(_, p)| p.parse().ok());
+                let partition =
+                    partition.filter(|_| job.job.leadership.mode == LeaderMode::Partitioned);
+                let held = HeldLease::new(lease.key.clone(), lease.epoch, partition, deadline);
+                tracing::info!(job = %job.job.name, key = %lease.key, epoch = lease.epoch, "lease acquired");
+                if job.job.initial_delay.is_some() {
+                    job.unread.insert(lease.key.clone());
+                }
+                job.held.insert(lease.key, held.clone());
+                job.job.events.leadership(LeadershipEvent::Acquired(held));
+                job.publish();
+            }
+        }
+    }
+
+    pub(super) fn members(&mut self, answers: Vec<(usize, Result<Vec<Member>, StoreError>)>) {
+        for (index, result) in answers {
+            let members = match result {
+                Ok(members) => {
+                    self.succeeded();
+                    members
+                }
+                Err(error) => {
+                    tracing::warn!(job = %self.jobs[index].job.name, %error, "membership heartbeat failed");
+                    continue;
+                }
+            };
+            let job = &mut self.jobs[index];
+            let count = members.len().max(1) as u32;
+            let position = members
+                .iter()
+                .position(|m| m.member == self.holder)
+                .unwrap_or(members.len());
+            let worker = (position.min(count as usize - 1) as u32, count);
+            if job.worker != Some(worker) {
+                tracing::info!(job = %job.job.name, index = worker.0, members = worker.1, "partition membership changed");
+                job.worker = Some(worker);
+                job.publish();
+            }
+            // Hand back the surplus when members joined (marked lost first: invariant 5).
+            let target = fair_share(job.job.leadership.partitions, count);
+            let held: BTreeSet<u32> = job.held.values().filter_map(HeldLease::partition).collect();
+            let name = job.job.name.clone();
+            let leave_until = Instant::now() + 2 * job.job.leadership.retry_every;
+            for partition in to_release(&held, target, worker) {
+                self.jobs[index].handed_over.insert(partition, leave_until);
+                let key = format!("{name}#{partition}");
+                if let Some(lease) = self.lose(index, &key, LostReason::Released) {
+                    self.to_release
+                        .push(LeaseRef::new(lease.key(), lease.epoch()));
+                }
+            }
+        }
+    }
+
+    /// Records were read: each job hears those of its keys. On failure, the keys not read are
+    /// read again after a backoff.
+    pub(super) fn records(&mut self, result: Result<Vec<ReadBatch>, StoreError>) {
+        let batches = match result {
+            Ok(batches) => {
+                self.succeeded();
+                batches
+            }
+            Err(error) => {
+                let retry = self.backoff(self.retry_every());
+                self.next_read = Instant::now() + retry;
+                for job in self
+                    .jobs
+                    .iter_mut()
+                    .filter(|j| j.job.initial_delay.is_some())
+                {
+                    job.unread.extend(job.held.keys().cloned());
+                }
+                tracing::warn!(%error, retry_in = ?retry, "reading schedule records failed; guarded jobs wait for them");
+                return;
+            }
+        };
+        for batch in batches {
+            let mut by_job: BTreeMap<usize, Vec<_>> = BTreeMap::new();
+            for (job, epoch, record) in batch.records {
+                by_job.entry(job).or_default().push((epoch, record));
+            }
+            for (job, records) in by_job {
+                if let Some(job) = self.jobs.get(job) {
+                    job.job.events.records(RecordsRead {
+                        received: batch.received,
+                        records,
+                    });
+                }
+            }
+        }
+    }
+}
