@@ -522,6 +522,8 @@ impl Elector {
                 }
             }
             Some(ReleaseNotice::Missed) => self.jobs.iter_mut().for_each(wake),
+            // Operator commands are for the schedule's holder, not for lease contenders.
+            Some(ReleaseNotice::Commanded(_)) => {}
             None => *notifications = None,
         }
     }
