@@ -77,6 +77,7 @@ mod error;
 mod memory;
 mod notify;
 mod open;
+mod record;
 pub mod schedule;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 mod sql;
