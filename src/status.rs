@@ -106,7 +106,9 @@ pub struct JobCounters {
     pub retries: u64,
     /// Ticks that found a run in flight and were skipped.
     pub skipped: u64,
-    /// Ticks of a guarded job that passed without a run because this node held no lease.
+    /// Ticks of a guarded job that passed without a run because this node held no lease. A
+    /// guarded job follows its keys' cluster schedule, and ticks only while it holds a key: it
+    /// stays 0 for guarded jobs.
     pub not_leader: u64,
     /// Runs of a guarded job that did not start because the store did not commit their start
     /// (the store was unreachable, the key was paused, or the lease was lost meanwhile).

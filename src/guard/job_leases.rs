@@ -1,7 +1,7 @@
 //! One guarded job as the elector sees it: the keys it wants, the leases it holds, and what it
 //! tells its supervisor.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,8 +51,6 @@ pub(crate) struct JobLeases {
     pub(crate) handed_over: BTreeMap<u32, Instant>,
     pub(crate) next_acquire: Instant,
     pub(crate) next_heartbeat: Instant,
-    /// Keys won whose schedule record has not been read since.
-    pub(crate) unread: BTreeSet<String>,
 }
 
 impl JobLeases {
@@ -158,7 +156,6 @@ mod tests {
             handed_over: BTreeMap::new(),
             next_acquire: now,
             next_heartbeat: now,
-            unread: BTreeSet::new(),
         }
     }
 

@@ -87,12 +87,14 @@ impl Elector {
                     partition.filter(|_| job.job.leadership.mode == LeaderMode::Partitioned);
                 let held = HeldLease::new(lease.key.clone(), lease.epoch, partition, deadline);
                 tracing::info!(job = %job.job.name, key = %lease.key, epoch = lease.epoch, "lease acquired");
-                if job.job.initial_delay.is_some() {
-                    job.unread.insert(lease.key.clone());
-                }
+                let is_scheduled = job.job.initial_delay.is_some();
                 job.held.insert(lease.key, held.clone());
                 job.job.events.leadership(LeadershipEvent::Acquired(held));
                 job.publish();
+                if is_scheduled {
+                    // A new leader reads the key's record at once: when is its next run due?
+                    self.next_read = Instant::now();
+                }
             }
         }
     }
@@ -137,8 +139,8 @@ impl Elector {
         }
     }
 
-    /// Records were read: each job hears those of its keys. On failure, the keys not read are
-    /// read again after a backoff.
+    /// Records were read: each job hears those of its keys. On failure, they are read again
+    /// after a backoff.
     pub(super) fn records(&mut self, result: Result<Vec<ReadBatch>, StoreError>) {
         let batches = match result {
             Ok(batches) => {
@@ -148,13 +150,6 @@ impl Elector {
             Err(error) => {
                 let retry = self.backoff(self.retry_every());
                 self.next_read = Instant::now() + retry;
-                for job in self
-                    .jobs
-                    .iter_mut()
-                    .filter(|j| j.job.initial_delay.is_some())
-                {
-                    job.unread.extend(job.held.keys().cloned());
-                }
                 tracing::warn!(%error, retry_in = ?retry, "reading schedule records failed; guarded jobs wait for them");
                 return;
             }

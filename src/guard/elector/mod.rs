@@ -135,7 +135,6 @@ impl Elector {
                 worker: None,
                 handed_over: BTreeMap::new(),
                 next_heartbeat: now,
-                unread: Default::default(),
             })
             .collect();
         Elector {
@@ -298,29 +297,18 @@ impl Elector {
             .filter(|j| j.job.scope.is_some())
             .map(|j| j.next_heartbeat)
             .min();
-        let read = self.records_wanted(false).then_some(self.next_read);
-        let unread = self
-            .jobs
-            .iter()
-            .any(|j| !j.unread.is_empty())
-            .then_some(self.next_read.min(Instant::now()));
-        [renew, release, acquire, heartbeat, read, unread]
+        let read = self.records_wanted().then_some(self.next_read);
+        [renew, release, acquire, heartbeat, read]
             .into_iter()
             .flatten()
             .min()
     }
 
-    /// Whether a record read is wanted: for keys just won (`unread_only`), or for every held key
-    /// of a job on the cluster schedule.
-    fn records_wanted(&self, unread_only: bool) -> bool {
-        self.jobs.iter().any(|j| {
-            j.job.initial_delay.is_some()
-                && if unread_only {
-                    !j.unread.is_empty()
-                } else {
-                    !j.held.is_empty()
-                }
-        })
+    /// Whether a job on the cluster schedule holds keys, whose records are then read.
+    fn records_wanted(&self) -> bool {
+        self.jobs
+            .iter()
+            .any(|j| j.job.initial_delay.is_some() && !j.held.is_empty())
     }
 
     /// The call that reads the records of every held key of the jobs on the cluster schedule.
@@ -332,7 +320,6 @@ impl Elector {
             .enumerate()
             .filter_map(|(index, j)| Some((index, j.job.initial_delay?, j)))
             .flat_map(|(index, initial_delay, j)| {
-                j.unread.clear();
                 j.held.values().map(move |lease| RecordWanted {
                     job: index,
                     key: lease.key().to_owned(),
@@ -378,7 +365,7 @@ impl Elector {
                 Answer::Released(store.release(&holder, &refs).await)
             }));
         }
-        if self.records_wanted(true) || (now >= self.next_read && self.records_wanted(false)) {
+        if now >= self.next_read && self.records_wanted() {
             return Some(self.read_call(now));
         }
         let heartbeats: Vec<(usize, String, Duration)> = self
@@ -494,7 +481,6 @@ impl Elector {
     fn lose(&mut self, index: usize, key: &str, reason: LostReason) -> Option<HeldLease> {
         let job = &mut self.jobs[index];
         let lease = job.held.remove(key)?;
-        job.unread.remove(key);
         lease.mark_lost();
         job.lost.cancel();
         job.lost = CancellationToken::new();
