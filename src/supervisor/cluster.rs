@@ -8,7 +8,10 @@
 //! *received*, plus a margin of a tenth of the wait (at most a tenth of the lease ttl, like the
 //! lease deadline's): the store's clock reached the due time no sooner, so a run never starts
 //! early. A due time already past is a period nobody ran: [`CatchUp`] says whether it runs once
-//! at once or waits for the next grid point. From then on the node keeps the grid itself and
+//! at once or waits for the next grid point. A run that starts later than that margin after
+//! its point (a period caught up, a stalled process) moves the grid: the next run is due an
+//! interval less the margin after it, so that runs of a key, cluster-wide, never start closer
+//! than that (DESIGN.md's P6). From then on the node keeps the grid itself and
 //! only refreshes the conversion and the operator's marks from the elector's periodic reads; a
 //! read never moves a due time back, so a stale read cannot start a period twice.
 //!
@@ -75,6 +78,8 @@ struct KeyTiming {
     served_trigger: Option<i64>,
     /// After a start the store did not commit, no start is asked before this.
     blocked_until: Option<Instant>,
+    /// For a fixed-rate start in flight: the due time the key has once it is committed.
+    next_after_start: Option<i64>,
     /// The record as last read, for the status.
     record: ScheduleRecord,
 }
@@ -248,14 +253,28 @@ impl ClusterTiming {
                 (ScheduleMode::FixedRate, Some(due)) => {
                     let (point, missed) = latest_point(due.ms, interval, now_ms);
                     outcome.missed += missed;
-                    let anchor_ms = timing.anchor_ms.unwrap_or(point);
-                    (
-                        point,
-                        NextDue::OnGrid {
-                            anchor_ms,
-                            interval,
-                        },
-                    )
+                    // Late beyond the conversion's margin (a period caught up, a stall): the
+                    // grid goes on from this run, so that the next one is still an interval
+                    // (less the margin) after it. On time: the grid's next point.
+                    let grace = self.lease_ttl / 10;
+                    let next = if now_ms.saturating_sub(point) > millis(grace) + 1 {
+                        let next = now_ms.saturating_add(millis(interval - grace));
+                        (next, NextDue::After(interval - grace))
+                    } else {
+                        let next = point.saturating_add(millis(interval));
+                        match timing.anchor_ms {
+                            None => (
+                                next,
+                                NextDue::OnGrid {
+                                    anchor_ms: point,
+                                    interval,
+                                },
+                            ),
+                            Some(_) => (next, NextDue::At(next)),
+                        }
+                    };
+                    timing.next_after_start = Some(next.0);
+                    (point, next.1)
                 }
                 (ScheduleMode::FixedRate, None) => (now_ms, NextDue::Unchanged),
                 (ScheduleMode::FixedDelay, due) => {
@@ -327,6 +346,7 @@ impl ClusterTiming {
                 _ => {
                     tracing::warn!(job, key, retry_in = ?self.retry_every, "run not started: the store did not commit its start (store unreachable, key paused, or lease lost)");
                     timing.blocked_until = Some(now + self.retry_every);
+                    timing.next_after_start = None;
                 }
             }
         }
@@ -455,6 +475,7 @@ impl KeyTiming {
             trigger: record.trigger.as_ref().map(|mark| mark.at_ms),
             served_trigger: None,
             blocked_until: None,
+            next_after_start: None,
             record,
         })
     }
@@ -483,13 +504,16 @@ impl KeyTiming {
     fn began(&mut self, now: Instant, schedule: &Schedule) {
         self.served_trigger = self.trigger.take().or(self.served_trigger);
         self.blocked_until = None;
-        match schedule.mode {
-            ScheduleMode::FixedRate => {
-                if self.due.is_some_and(|due| due.at <= now) {
-                    self.pass(now, schedule);
-                }
+        match (schedule.mode, self.next_after_start.take()) {
+            (ScheduleMode::FixedRate, Some(ms)) => {
+                self.due = Some(Due {
+                    ms,
+                    at: self.clock.local(ms).max(now),
+                })
             }
-            ScheduleMode::FixedDelay => self.due = None,
+            // A trigger between two points leaves the grid as it is.
+            (ScheduleMode::FixedRate, None) => {}
+            (ScheduleMode::FixedDelay, _) => self.due = None,
         }
     }
 
