@@ -10,13 +10,15 @@
 //! cannot take the lease between the check and the write (the lease row is locked until the
 //! commit).
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 
-use super::{StoreRow, Tables};
+use super::{StoreRow, Tables, bounded};
 use crate::store::args::{CheckedEnd, CheckedPlan, CheckedStart};
 use crate::store::record::{FORMAT, Record};
 use crate::store::schedule::{OperatorMark, RunRecord, RunResult, ScheduleRecord, StartedRun};
-use crate::store::{StoreError, args};
+use crate::store::{Plan, RunEnd, RunStart, StoreError, args};
 
 /// A record's columns, on table alias `s`.
 pub(crate) const RECORD_COLUMNS: &str = "s.lease_key, s.format, s.anchor, s.next_due, \
@@ -121,6 +123,105 @@ pub(crate) trait ScheduleTx: Send {
     async fn commit(&mut self) -> Result<(), StoreError>;
 }
 
+/// An SQL store that opens schedule transactions: what the shared flows below need of it.
+#[async_trait]
+pub(crate) trait ScheduleStore: Send + Sync {
+    /// The bound on every call.
+    fn timeout(&self) -> Duration;
+
+    /// Opens a write transaction for `operation`.
+    async fn begin(&self, operation: &'static str) -> Result<Box<dyn ScheduleTx + '_>, StoreError>;
+}
+
+/// [`LeaseStore::plan`](crate::store::LeaseStore::plan): checks, then one transaction.
+pub(crate) async fn plan_with(
+    store: &dyn ScheduleStore,
+    holder: &str,
+    plans: &[Plan],
+) -> Result<Vec<String>, StoreError> {
+    let holder = args::name("holder", holder)?;
+    let plans = args::plans(plans)?;
+    if plans.is_empty() {
+        return Ok(Vec::new());
+    }
+    bounded("plan", store.timeout(), async {
+        let mut tx = store.begin("plan").await?;
+        plan(&mut *tx, holder, &plans).await
+    })
+    .await
+}
+
+/// [`LeaseStore::start_runs`](crate::store::LeaseStore::start_runs): checks, then one
+/// transaction.
+pub(crate) async fn start_runs_with(
+    store: &dyn ScheduleStore,
+    holder: &str,
+    starts: &[RunStart],
+) -> Result<Vec<StartedRun>, StoreError> {
+    let holder = args::name("holder", holder)?;
+    let starts = args::starts(starts)?;
+    if starts.is_empty() {
+        return Ok(Vec::new());
+    }
+    bounded("start_runs", store.timeout(), async {
+        let mut tx = store.begin("start_runs").await?;
+        start_runs(&mut *tx, holder, &starts).await
+    })
+    .await
+}
+
+/// [`LeaseStore::end_runs`](crate::store::LeaseStore::end_runs): checks, then one transaction.
+pub(crate) async fn end_runs_with(
+    store: &dyn ScheduleStore,
+    holder: &str,
+    ends: &[RunEnd],
+) -> Result<Vec<String>, StoreError> {
+    let holder = args::name("holder", holder)?;
+    let ends = args::ends(ends)?;
+    if ends.is_empty() {
+        return Ok(Vec::new());
+    }
+    bounded("end_runs", store.timeout(), async {
+        let mut tx = store.begin("end_runs").await?;
+        end_runs(&mut *tx, holder, &ends).await
+    })
+    .await
+}
+
+/// The operator commands.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Command {
+    Pause,
+    Resume,
+    Trigger,
+}
+
+/// An operator command: checks, then one transaction (see [`command`]).
+pub(crate) async fn command_with(
+    store: &dyn ScheduleStore,
+    which: Command,
+    key: &str,
+    by: &str,
+) -> Result<ScheduleRecord, StoreError> {
+    let key = args::name("lease key", key)?;
+    let by = args::name("operator name", by)?;
+    let operation = match which {
+        Command::Pause => "pause",
+        Command::Resume => "resume",
+        Command::Trigger => "trigger",
+    };
+    bounded(operation, store.timeout(), async {
+        let mut tx = store.begin(operation).await?;
+        command(&mut *tx, key, by, |record, by, now| match which {
+            Command::Pause => record.pause(by, now),
+            Command::Resume => record.resume(),
+            Command::Trigger => record.trigger(by, now),
+        })
+        .await
+    })
+    .await
+}
+
 /// The element of `batch` (sorted by key) for `key`.
 fn find<'b, T>(batch: &'b [T], key: &str, key_of: impl Fn(&T) -> &str) -> Option<&'b T> {
     let index = batch.binary_search_by(|item| key_of(item).cmp(key)).ok()?;
@@ -128,8 +229,8 @@ fn find<'b, T>(batch: &'b [T], key: &str, key_of: impl Fn(&T) -> &str) -> Option
 }
 
 /// [`LeaseStore::plan`](crate::store::LeaseStore::plan) on a transaction.
-pub(crate) async fn plan(
-    tx: &mut impl ScheduleTx,
+async fn plan(
+    tx: &mut dyn ScheduleTx,
     holder: &str,
     plans: &[CheckedPlan<'_>],
 ) -> Result<Vec<String>, StoreError> {
@@ -161,8 +262,8 @@ pub(crate) async fn plan(
 }
 
 /// [`LeaseStore::start_runs`](crate::store::LeaseStore::start_runs) on a transaction.
-pub(crate) async fn start_runs(
-    tx: &mut impl ScheduleTx,
+async fn start_runs(
+    tx: &mut dyn ScheduleTx,
     holder: &str,
     starts: &[CheckedStart<'_>],
 ) -> Result<Vec<StartedRun>, StoreError> {
@@ -219,8 +320,8 @@ pub(crate) async fn start_runs(
 }
 
 /// [`LeaseStore::end_runs`](crate::store::LeaseStore::end_runs) on a transaction.
-pub(crate) async fn end_runs(
-    tx: &mut impl ScheduleTx,
+async fn end_runs(
+    tx: &mut dyn ScheduleTx,
     holder: &str,
     ends: &[CheckedEnd<'_>],
 ) -> Result<Vec<String>, StoreError> {
@@ -262,14 +363,12 @@ pub(crate) async fn end_runs(
 
 /// An operator command on a transaction: reads `key`'s record (or answers
 /// [`StoreError::UnknownKey`]), applies `apply`, writes it, notifies, and answers the record.
-pub(crate) async fn command(
-    tx: &mut impl ScheduleTx,
+async fn command(
+    tx: &mut dyn ScheduleTx,
     key: &str,
     by: &str,
     apply: impl FnOnce(&mut Record, &str, i64) + Send,
 ) -> Result<ScheduleRecord, StoreError> {
-    let key = args::name("lease key", key)?;
-    let by = args::name("operator name", by)?;
     let Some(mut read) = tx.record(key).await? else {
         return Err(StoreError::UnknownKey {
             key: key.to_owned(),

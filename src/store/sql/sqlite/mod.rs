@@ -11,6 +11,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Executor, Row};
 
+use super::schedule::{self as shared, Command};
 use super::{
     MEMBER_RETENTION_MS, StoreRow, Tables, backend_error, bounded, lease, leases, members,
     pool_options, repeat, statuses, ttl,
@@ -367,7 +368,7 @@ impl LeaseStore for SqliteStore {
     }
 
     async fn plan(&self, holder: &str, plans: &[Plan]) -> Result<Vec<String>, StoreError> {
-        self.write_plans(holder, plans).await
+        shared::plan_with(self, holder, plans).await
     }
 
     async fn start_runs(
@@ -375,28 +376,23 @@ impl LeaseStore for SqliteStore {
         holder: &str,
         starts: &[RunStart],
     ) -> Result<Vec<StartedRun>, StoreError> {
-        self.write_starts(holder, starts).await
+        shared::start_runs_with(self, holder, starts).await
     }
 
     async fn end_runs(&self, holder: &str, ends: &[RunEnd]) -> Result<Vec<String>, StoreError> {
-        self.write_ends(holder, ends).await
+        shared::end_runs_with(self, holder, ends).await
     }
 
     async fn pause(&self, key: &str, by: &str) -> Result<ScheduleRecord, StoreError> {
-        self.command("pause", key, by, |record, by, now| record.pause(by, now))
-            .await
+        shared::command_with(self, Command::Pause, key, by).await
     }
 
     async fn resume(&self, key: &str, by: &str) -> Result<ScheduleRecord, StoreError> {
-        self.command("resume", key, by, |record, _, _| record.resume())
-            .await
+        shared::command_with(self, Command::Resume, key, by).await
     }
 
     async fn trigger(&self, key: &str, by: &str) -> Result<ScheduleRecord, StoreError> {
-        self.command("trigger", key, by, |record, by, now| {
-            record.trigger(by, now)
-        })
-        .await
+        shared::command_with(self, Command::Trigger, key, by).await
     }
 
     async fn history(&self, key: &str, limit: u32) -> Result<Vec<RunRecord>, StoreError> {

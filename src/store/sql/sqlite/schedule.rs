@@ -9,14 +9,14 @@ use async_trait::async_trait;
 use sqlx::{Sqlite, Transaction};
 
 use super::super::schedule::{
-    FenceRef, Fenced, RECORD_BINDS, RECORD_ROW, RUN_BINDS, RUN_ROW, ReadRecord, ScheduleTx,
-    Upserts, bind_record, bind_run, fenced_columns, select_history, select_records,
+    FenceRef, Fenced, RECORD_BINDS, RECORD_ROW, RUN_BINDS, RUN_ROW, ReadRecord, ScheduleStore,
+    ScheduleTx, Upserts, bind_record, bind_run, fenced_columns, select_history, select_records,
 };
 use super::super::{Tables, backend_error, bounded, repeat, schedule};
 use super::{NOW, SqliteStore};
 use crate::store::record::Record;
-use crate::store::schedule::{RunRecord, ScheduleRecord, StartedRun};
-use crate::store::{Plan, RunEnd, RunStart, StoreError, args};
+use crate::store::schedule::{RunRecord, ScheduleRecord};
+use crate::store::{StoreError, args};
 
 /// SQLite's bound-parameter limit (32,766) over the most parameters one row binds.
 const MAX_ROWS_PER_STATEMENT: usize = 2_500;
@@ -192,21 +192,27 @@ impl ScheduleTx for SqliteTx<'_> {
     }
 }
 
-impl SqliteStore {
-    /// Opens a write transaction for `operation`.
-    async fn schedule_tx(&self, operation: &'static str) -> Result<SqliteTx<'_>, StoreError> {
+#[async_trait]
+impl ScheduleStore for SqliteStore {
+    fn timeout(&self) -> std::time::Duration {
+        self.timeout
+    }
+
+    async fn begin(&self, operation: &'static str) -> Result<Box<dyn ScheduleTx + '_>, StoreError> {
         let tx = self
             .pool
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(backend_error(operation))?;
-        Ok(SqliteTx {
+        Ok(Box::new(SqliteTx {
             tx: Some(tx),
             tables: &self.tables,
             operation,
-        })
+        }))
     }
+}
 
+impl SqliteStore {
     pub(super) async fn read_schedules(
         &self,
         keys: &[String],
@@ -279,72 +285,5 @@ impl SqliteStore {
         })
         .await?;
         schedule::history(key, &rows, &self.tables)
-    }
-
-    pub(super) async fn write_plans(
-        &self,
-        holder: &str,
-        plans: &[Plan],
-    ) -> Result<Vec<String>, StoreError> {
-        let holder = args::name("holder", holder)?;
-        let plans = args::plans(plans)?;
-        if plans.is_empty() {
-            return Ok(Vec::new());
-        }
-        bounded("plan", self.timeout, async {
-            let mut tx = self.schedule_tx("plan").await?;
-            schedule::plan(&mut tx, holder, &plans).await
-        })
-        .await
-    }
-
-    pub(super) async fn write_starts(
-        &self,
-        holder: &str,
-        starts: &[RunStart],
-    ) -> Result<Vec<StartedRun>, StoreError> {
-        let holder = args::name("holder", holder)?;
-        let starts = args::starts(starts)?;
-        if starts.is_empty() {
-            return Ok(Vec::new());
-        }
-        bounded("start_runs", self.timeout, async {
-            let mut tx = self.schedule_tx("start_runs").await?;
-            schedule::start_runs(&mut tx, holder, &starts).await
-        })
-        .await
-    }
-
-    pub(super) async fn write_ends(
-        &self,
-        holder: &str,
-        ends: &[RunEnd],
-    ) -> Result<Vec<String>, StoreError> {
-        let holder = args::name("holder", holder)?;
-        let ends = args::ends(ends)?;
-        if ends.is_empty() {
-            return Ok(Vec::new());
-        }
-        bounded("end_runs", self.timeout, async {
-            let mut tx = self.schedule_tx("end_runs").await?;
-            schedule::end_runs(&mut tx, holder, &ends).await
-        })
-        .await
-    }
-
-    pub(super) async fn command(
-        &self,
-        operation: &'static str,
-        key: &str,
-        by: &str,
-        apply: impl FnOnce(&mut Record, &str, i64) + Send,
-    ) -> Result<ScheduleRecord, StoreError> {
-        args::name("lease key", key)?;
-        args::name("operator name", by)?;
-        bounded(operation, self.timeout, async {
-            let mut tx = self.schedule_tx(operation).await?;
-            schedule::command(&mut tx, key, by, apply).await
-        })
-        .await
     }
 }
