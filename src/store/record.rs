@@ -10,7 +10,10 @@ use super::schedule::{OperatorMark, RunRecord, ScheduleRecord};
 /// The record format this build writes and reads. A row with a higher format was written by a
 /// newer loopjob and is refused with [`StoreError::NewerRecord`](super::StoreError), never
 /// guessed at.
-#[allow(dead_code)] // Read by the SQL stores.
+#[cfg_attr(
+    not(any(feature = "sqlite", feature = "postgres", feature = "mysql")),
+    allow(dead_code)
+)]
 pub(crate) const FORMAT: i64 = 1;
 
 /// A checked next due time, in milliseconds (see [`NextDue`](super::NextDue)).

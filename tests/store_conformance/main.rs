@@ -6,6 +6,7 @@
 //! table prefix, so cases run concurrently and never see each other's rows.
 
 mod backends;
+mod schedule;
 mod suite;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
