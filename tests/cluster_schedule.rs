@@ -302,7 +302,7 @@ async fn a_trigger_from_a_follower_runs_once_on_the_leader() {
     let history = b.handle.history("beat", 10).await.unwrap();
     let _ = (a.stop().await, b.stop().await);
 
-    assert_eq!(journal.runs(), [("a", 0 * SEC), ("a", 5 * SEC)]);
+    assert_eq!(journal.runs(), [("a", Duration::ZERO), ("a", 5 * SEC)]);
     assert_eq!(history.len(), 2);
     assert!(history[0].triggered && !history[1].triggered, "{history:?}");
     assert_eq!(history[0].outcome, Some(RunResult::Succeeded));
