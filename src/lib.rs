@@ -41,6 +41,11 @@
 //! its [`guard`] whether it may run, and the guard's elector talks to the lease
 //! [`store`]. Each run gets a fresh [`JobContext`]; a [`HostHandle`] watches and steers the jobs.
 //!
+//! A guarded job is one job of the cluster: its timing, pause state and run history live in the
+//! store beside its lease (its *cluster schedule*), so whichever replica leads runs it on one
+//! grid, through failovers, deploys and restarts; [`cluster::ClusterControl`] reads and steers it
+//! from a store URL, without a host.
+//!
 //! | module | what it is for |
 //! |---|---|
 //! | [`settings`] | TOML files and environment variables, validated, every problem at once |

@@ -127,7 +127,8 @@ pub enum JobState {
     Idle,
     /// At least one run in flight.
     Running,
-    /// Paused by an operator: no ticks until resumed.
+    /// Paused by an operator: no ticks until resumed. For a guarded job: every key this node
+    /// holds is paused in the store (cluster-wide); a follower shows its own state.
     Paused,
     /// Disabled in its schedule: never ticks.
     Disabled,

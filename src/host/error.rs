@@ -6,7 +6,7 @@ use std::panic::Location;
 use crate::schedule::ScheduleProblem;
 use crate::settings::{LeaderMode, SettingsProblem};
 
-/// Why a [`HostBuilder`] could not build: every problem found, each naming the job and field.
+/// Why a [`HostBuilder`](crate::HostBuilder) could not build: every problem found, each naming the job and field.
 #[derive(Debug, thiserror::Error)]
 #[error("{}", ProblemList(.problems))]
 pub struct BuildError {

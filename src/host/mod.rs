@@ -362,7 +362,8 @@ impl Host {
 
     /// Runs every job until `signal` completes (or [`HostHandle::shutdown`] is called), then shuts
     /// down: ticking stops, in-flight runs are cancelled and waited for up to the shutdown grace,
-    /// those still running are dropped, and then every lease is released.
+    /// those still running are dropped, the ends of guarded runs are written to their keys'
+    /// records, and then every lease is released.
     ///
     /// Note: dropping this future stops every job at once, like a crash: runs are dropped
     /// without their grace and leases are *not* released (they expire after their ttl). Let it

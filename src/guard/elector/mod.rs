@@ -9,7 +9,7 @@
 //! [`store::schedule`](crate::store::schedule)), in one call for all of them: as soon as it wins
 //! keys (the new leader learns when the key's next run is due), every retry period, at once when
 //! the store announces an operator's command ([`ReleaseNotice::Commanded`]) or this host's handle
-//! wrote one. Runs' starts and ends are written by the [ledger](super::ledger), not here.
+//! wrote one. Runs' starts and ends are written by the run ledger (`guard/ledger.rs`), not here.
 //!
 //! # Safety argument
 //!
