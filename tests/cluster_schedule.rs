@@ -425,3 +425,17 @@ fn catch_up_and_history_are_checked_with_the_other_settings() {
         "{error}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_disabled_guarded_job_runs_only_when_triggered() {
+    let store: Arc<dyn LeaseStore> = Arc::new(MemoryStore::new());
+    let journal = Journal::new();
+    let disabled = Schedule::every(SEC).enabled(false);
+    let a = Node::start("a", store.clone(), disabled, global(), &journal);
+    journal.until(5 * SEC).await;
+    assert!(journal.runs().is_empty(), "a disabled job never ticks");
+    assert_eq!(a.handle.trigger("beat").await, Ok(Triggered::Requested));
+    journal.until(10 * SEC).await;
+    a.stop().await;
+    assert_eq!(journal.runs(), [("a", 5 * SEC)]);
+}

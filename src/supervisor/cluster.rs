@@ -194,8 +194,9 @@ impl ClusterTiming {
     }
 
     /// When the next tick is due: the earliest due key, or a pending trigger (unless `busy`,
-    /// when a trigger waits for the run in flight to end).
-    pub(crate) fn next_tick(&self, busy: bool) -> Option<Instant> {
+    /// when a trigger waits for the run in flight to end). A disabled job (`!enabled`) ticks
+    /// for triggers only.
+    pub(crate) fn next_tick(&self, busy: bool, enabled: bool) -> Option<Instant> {
         let busy = busy || self.starting.is_some();
         self.keys
             .iter()
@@ -203,7 +204,7 @@ impl ClusterTiming {
             .filter_map(|(_, timing)| {
                 let at = match (timing.trigger, busy) {
                     (Some(_), false) => Some(timing.clock.received),
-                    _ => timing.due.map(|due| due.at),
+                    _ => timing.due.filter(|_| enabled).map(|due| due.at),
                 }?;
                 Some(timing.blocked_until.map_or(at, |blocked| blocked.max(at)))
             })
@@ -238,7 +239,7 @@ impl ClusterTiming {
                 continue;
             }
             let triggered = timing.trigger.is_some() && may_start && !busy;
-            let due = timing.due.filter(|due| due.at <= now);
+            let due = timing.due.filter(|due| due.at <= now && schedule.enabled);
             if !triggered && due.is_none() {
                 continue;
             }

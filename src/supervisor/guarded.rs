@@ -88,16 +88,13 @@ impl Supervisor {
         self.follow_cluster(ticking);
     }
 
-    /// Sets the next tick to the cluster schedule's (none while the job is disabled).
+    /// Sets the next tick to the cluster schedule's (a disabled job's: for triggers only).
     pub(super) fn follow_cluster(&mut self, ticking: &mut Ticking) {
         let busy = !self.may_start(ticking);
         let Some(guard) = &self.guard else {
             return;
         };
-        let next = guard
-            .cluster
-            .next_tick(busy)
-            .filter(|_| self.schedule.enabled);
+        let next = guard.cluster.next_tick(busy, self.schedule.enabled);
         if next != ticking.next_tick {
             self.set_next_tick(ticking, next);
         }
