@@ -26,8 +26,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use loopjob::store::{
-    Lease, LeaseRef, LeaseStatus, LeaseStore, Member, ReleaseNotifications, StoreError,
-    StoreOptions,
+    Lease, LeaseRef, LeaseStatus, LeaseStore, Member, Plan, ReleaseNotifications, RunEnd,
+    RunRecord, RunStart, ScheduleRecord, StartedRun, StoreError, StoreOptions,
 };
 use loopjob::{HostHandle, LeaderMode, Leadership, NodeIdentity, Schedule, ShutdownReport};
 use tokio::sync::{mpsc, watch};
@@ -247,6 +247,46 @@ impl LeaseStore for Counting {
     async fn list(&self, prefix: &str) -> Result<Vec<LeaseStatus>, StoreError> {
         self.others.fetch_add(1, Ordering::SeqCst);
         self.inner.list(prefix).await
+    }
+    async fn schedules(&self, keys: &[String]) -> Result<Vec<ScheduleRecord>, StoreError> {
+        self.others.fetch_add(1, Ordering::SeqCst);
+        self.inner.schedules(keys).await
+    }
+    async fn list_schedules(&self, prefix: &str) -> Result<Vec<ScheduleRecord>, StoreError> {
+        self.others.fetch_add(1, Ordering::SeqCst);
+        self.inner.list_schedules(prefix).await
+    }
+    async fn plan(&self, holder: &str, plans: &[Plan]) -> Result<Vec<String>, StoreError> {
+        self.others.fetch_add(1, Ordering::SeqCst);
+        self.inner.plan(holder, plans).await
+    }
+    async fn start_runs(
+        &self,
+        holder: &str,
+        starts: &[RunStart],
+    ) -> Result<Vec<StartedRun>, StoreError> {
+        self.others.fetch_add(1, Ordering::SeqCst);
+        self.inner.start_runs(holder, starts).await
+    }
+    async fn end_runs(&self, holder: &str, ends: &[RunEnd]) -> Result<Vec<String>, StoreError> {
+        self.others.fetch_add(1, Ordering::SeqCst);
+        self.inner.end_runs(holder, ends).await
+    }
+    async fn pause(&self, key: &str, by: &str) -> Result<ScheduleRecord, StoreError> {
+        self.others.fetch_add(1, Ordering::SeqCst);
+        self.inner.pause(key, by).await
+    }
+    async fn resume(&self, key: &str, by: &str) -> Result<ScheduleRecord, StoreError> {
+        self.others.fetch_add(1, Ordering::SeqCst);
+        self.inner.resume(key, by).await
+    }
+    async fn trigger(&self, key: &str, by: &str) -> Result<ScheduleRecord, StoreError> {
+        self.others.fetch_add(1, Ordering::SeqCst);
+        self.inner.trigger(key, by).await
+    }
+    async fn history(&self, key: &str, limit: u32) -> Result<Vec<RunRecord>, StoreError> {
+        self.others.fetch_add(1, Ordering::SeqCst);
+        self.inner.history(key, limit).await
     }
     fn release_notifications(&self) -> Option<ReleaseNotifications> {
         self.inner.release_notifications()
