@@ -125,10 +125,6 @@ impl StoreError {
         )
     }
 
-    pub(crate) fn unsupported(backend: &'static str, operation: &'static str) -> Self {
-        StoreError::Unsupported { backend, operation }
-    }
-
     pub(crate) fn invalid(what: &'static str, problem: impl Into<String>) -> Self {
         StoreError::InvalidInput {
             what,
