@@ -439,3 +439,56 @@ async fn a_disabled_guarded_job_runs_only_when_triggered() {
     a.stop().await;
     assert_eq!(journal.runs(), [("a", 5 * SEC)]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn each_partition_keeps_its_grid_when_its_holder_dies() {
+    let store: Arc<dyn LeaseStore> = Arc::new(MemoryStore::new());
+    let t0 = Instant::now();
+    // Each run: when, and the partitions it ran for.
+    let runs: Arc<Mutex<Vec<(Duration, Vec<u32>)>>> = Arc::default();
+    let start = |name: &'static str| {
+        let runs = runs.clone();
+        let host = Host::builder()
+            .node(NodeIdentity::new(name, "default"))
+            .store(store.clone())
+            .job_fn("sync", Schedule::every(10 * SEC), move |ctx| {
+                let partitions = ctx.partitions().iter().filter_map(|p| p.partition());
+                let entry = (Instant::now() - t0, partitions.collect());
+                runs.lock().unwrap().push(entry);
+                async { Ok(()) }
+            })
+            .leadership(
+                "sync",
+                Leadership::new(LeaderMode::Partitioned)
+                    .partitions(4)
+                    .lease_ttl(TTL)
+                    .with_renew_every(SEC)
+                    .retry_every(RETRY),
+            )
+            .build()
+            .unwrap();
+        let handle = host.handle();
+        Node {
+            handle,
+            task: tokio::spawn(host.run_until(std::future::pending())),
+        }
+    };
+    let a = start("a");
+    let b = start("b");
+    sleep_until(t0 + 35 * SEC).await;
+    b.crash().await;
+    sleep_until(t0 + 75 * SEC).await;
+    a.stop().await;
+
+    let runs = runs.lock().unwrap().clone();
+    for partition in 0..4 {
+        let starts: Vec<Duration> = runs
+            .iter()
+            .filter(|(_, held)| held.contains(&partition))
+            .map(|(at, _)| *at)
+            .collect();
+        assert!(starts.len() >= 7, "partition {partition}: {starts:?}");
+        // No partition runs twice in a period or misses one, through the holder's death.
+        assert_spacing(&starts, 10 * SEC);
+    }
+}
