@@ -492,3 +492,56 @@ async fn each_partition_keeps_its_grid_when_its_holder_dies() {
         assert_spacing(&starts, 10 * SEC);
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn fixed_delay_counts_from_the_last_runs_end_on_whichever_node_ran_it() {
+    let store: Arc<dyn LeaseStore> = Arc::new(MemoryStore::new());
+    let t0 = Instant::now();
+    let runs: Arc<Mutex<Vec<(&'static str, Duration, Duration)>>> = Arc::default();
+    let start = |name: &'static str| {
+        let runs = runs.clone();
+        let schedule = Schedule::every(10 * SEC).mode(loopjob::ScheduleMode::FixedDelay);
+        let host = Host::builder()
+            .node(NodeIdentity::new(name, "default"))
+            .store(store.clone())
+            .job_fn("slow", schedule, move |_ctx| {
+                let runs = runs.clone();
+                async move {
+                    let started = Instant::now() - t0;
+                    tokio::time::sleep(3 * SEC).await;
+                    runs.lock()
+                        .unwrap()
+                        .push((name, started, Instant::now() - t0));
+                    Ok(())
+                }
+            })
+            .leadership("slow", global())
+            .build()
+            .unwrap();
+        let handle = host.handle();
+        Node {
+            handle,
+            task: tokio::spawn(host.run_until(std::future::pending())),
+        }
+    };
+    let a = start("a");
+    sleep_until(t0 + 18 * SEC).await;
+    let b = start("b");
+    sleep_until(t0 + 20 * SEC).await;
+    a.stop().await;
+    sleep_until(t0 + 40 * SEC).await;
+    b.stop().await;
+
+    let runs = runs.lock().unwrap().clone();
+    // a: 0–3 s, 13–16 s; b takes over at 20 s and starts 10 s after a's last end.
+    assert_eq!(
+        &runs[..2],
+        [("a", Duration::ZERO, 3 * SEC), ("a", 13 * SEC, 16 * SEC)]
+    );
+    let (node, started, _) = runs[2];
+    assert_eq!(node, "b");
+    assert!(
+        started >= 26 * SEC && started <= 26 * SEC + EPSILON,
+        "{runs:?}"
+    );
+}
