@@ -445,7 +445,8 @@ async fn each_partition_keeps_its_grid_when_its_holder_dies() {
     let store: Arc<dyn LeaseStore> = Arc::new(MemoryStore::new());
     let t0 = Instant::now();
     // Each run: when, and the partitions it ran for.
-    let runs: Arc<Mutex<Vec<(Duration, Vec<u32>)>>> = Arc::default();
+    type Runs = Vec<(Duration, Vec<u32>)>;
+    let runs: Arc<Mutex<Runs>> = Arc::default();
     let start = |name: &'static str| {
         let runs = runs.clone();
         let host = Host::builder()
@@ -497,7 +498,9 @@ async fn each_partition_keeps_its_grid_when_its_holder_dies() {
 async fn fixed_delay_counts_from_the_last_runs_end_on_whichever_node_ran_it() {
     let store: Arc<dyn LeaseStore> = Arc::new(MemoryStore::new());
     let t0 = Instant::now();
-    let runs: Arc<Mutex<Vec<(&'static str, Duration, Duration)>>> = Arc::default();
+    // Each run: which node, when it started and when it ended.
+    type Runs = Vec<(&'static str, Duration, Duration)>;
+    let runs: Arc<Mutex<Runs>> = Arc::default();
     let start = |name: &'static str| {
         let runs = runs.clone();
         let schedule = Schedule::every(10 * SEC).mode(loopjob::ScheduleMode::FixedDelay);
