@@ -162,7 +162,7 @@ impl ScheduleTx for MySqlTx<'_> {
                 .await
                 .map_err(backend_error(operation))?;
         }
-        debug_assert!(RECORD_BINDS * MAX_ROWS_PER_STATEMENT < 65_535);
+        const { assert!(RECORD_BINDS * MAX_ROWS_PER_STATEMENT < 65_535) };
         Ok(())
     }
 
@@ -185,7 +185,7 @@ impl ScheduleTx for MySqlTx<'_> {
                 .await
                 .map_err(backend_error(operation))?;
         }
-        debug_assert!(RUN_BINDS * MAX_ROWS_PER_STATEMENT < 65_535);
+        const { assert!(RUN_BINDS * MAX_ROWS_PER_STATEMENT < 65_535) };
         Ok(())
     }
 

@@ -133,7 +133,7 @@ impl ScheduleTx for SqliteTx<'_> {
                 .await
                 .map_err(backend_error(operation))?;
         }
-        debug_assert!(RECORD_BINDS * MAX_ROWS_PER_STATEMENT < 32_766);
+        const { assert!(RECORD_BINDS * MAX_ROWS_PER_STATEMENT < 32_766) };
         Ok(())
     }
 
@@ -156,7 +156,7 @@ impl ScheduleTx for SqliteTx<'_> {
                 .await
                 .map_err(backend_error(operation))?;
         }
-        debug_assert!(RUN_BINDS * MAX_ROWS_PER_STATEMENT < 32_766);
+        const { assert!(RUN_BINDS * MAX_ROWS_PER_STATEMENT < 32_766) };
         Ok(())
     }
 
