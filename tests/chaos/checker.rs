@@ -309,15 +309,27 @@ pub fn check(e: &Evidence) -> Report {
     let mut takeover: BTreeMap<(Kind, &str), Vec<f64>> = BTreeMap::new();
     let mut kept: BTreeMap<Kind, usize> = BTreeMap::new();
     let mut slack_used: f64 = 0.0;
+    let mut frozen_writers = 0usize;
     for (index, f) in e.faults.iter().enumerate() {
         // A takeover belongs to this fault only if it came before the next fault began.
         let window_end = e.faults.get(index + 1).map_or(u64::MAX, |next| next.start);
-        let from = if f.kind.is_store_wide() {
-            f.end
-        } else {
-            f.start
-        };
-        let bound = if f.kind.is_store_wide() {
+        // On SQLite a node frozen inside a write transaction (the cluster schedule's starts and
+        // ends are transactions of a few statements) holds the database's write lock, so no
+        // node can take anything until it resumes: SQLite has no server to abort it. Such a
+        // freeze is store-wide, like a held lock, and is seen as one: no lease was granted to
+        // anyone while it lasted. Its takeover is timed from SIGCONT.
+        let froze_the_store = f.kind == Kind::Stop
+            && e.backend == "sqlite"
+            && !acqs
+                .values()
+                .flatten()
+                .any(|(_, t, _)| *t > f.start && *t < f.end);
+        if froze_the_store {
+            frozen_writers += 1;
+        }
+        let store_wide = f.kind.is_store_wide() || froze_the_store;
+        let from = if store_wide { f.end } else { f.start };
+        let bound = if store_wide {
             // The database is back: the elector's backoff (doubling from retry_every, and never
             // longer than the outage it grew during) then one retry.
             Duration::from_nanos(f.end - f.start) + RETRY_EVERY
@@ -548,6 +560,12 @@ pub fn check(e: &Evidence) -> Report {
         slack_used.max(0.0),
         P5_SLACK.as_millis()
     );
+    if frozen_writers > 0 {
+        let _ = writeln!(
+            out,
+            "  sigstop of a node inside an SQLite write transaction (store-wide, timed from SIGCONT): {frozen_writers}"
+        );
+    }
     let _ = writeln!(
         out,
         "P4 after SIGCONT, ms: lease marked lost {}",
