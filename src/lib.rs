@@ -86,7 +86,9 @@ mod supervisor;
 
 pub use clock::{SystemClock, TestClock, WallClock};
 pub use control::Triggered;
-pub use guard::{HeldLease, LeaderElector, LeaderState, LeadershipEvent, LostReason};
+pub use guard::{
+    HeldLease, InvalidTiming, LeaderElector, LeaderState, LeadershipEvent, LostReason,
+};
 pub use handle::{ControlError, HostHandle};
 pub use host::{BuildError, BuildProblem, DEFAULT_SHUTDOWN_GRACE, Host, HostBuilder};
 pub use identity::{DEFAULT_GROUP, DEFAULT_GROUP_ENV, DEFAULT_NODE_ID_ENV, NodeIdentity};

@@ -740,7 +740,8 @@ async fn the_standalone_elector_runs_work_only_while_leading() {
         "consumer",
         timing.clone(),
         &NodeIdentity::new("a", "g"),
-    );
+    )
+    .expect("valid lease timing");
     let mut a_state = a.watch();
     a_state
         .wait_for(|s| matches!(s, LeaderState::Leader(_)))
@@ -751,7 +752,8 @@ async fn the_standalone_elector_runs_work_only_while_leading() {
         "consumer",
         timing,
         &NodeIdentity::new("b", "g"),
-    );
+    )
+    .expect("valid lease timing");
     let mut b_events = b.events().unwrap();
     assert!(b.events().is_none(), "events can be taken once");
 
@@ -861,7 +863,8 @@ async fn run_while_leader_cancels_the_task_on_loss_and_runs_it_again_when_reelec
         "consumer",
         timing,
         &NodeIdentity::new("a", "g"),
-    );
+    )
+    .expect("valid lease timing");
     let t0 = Instant::now();
     let started: Arc<Mutex<Vec<(u64, Duration)>>> = Arc::default();
     let cancelled_at: Arc<Mutex<Vec<Duration>>> = Arc::default();

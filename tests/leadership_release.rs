@@ -233,14 +233,16 @@ async fn leader_and_candidate(
         "consumer",
         timing.clone(),
         &NodeIdentity::new("a", "g"),
-    );
+    )
+    .expect("valid lease timing");
     a.watch().wait_for(|s| s.lease().is_some()).await.unwrap();
     let b = loopjob::LeaderElector::start(
         store.clone(),
         "consumer",
         timing,
         &NodeIdentity::new("b", "g"),
-    );
+    )
+    .expect("valid lease timing");
     (a, b)
 }
 
@@ -297,7 +299,8 @@ async fn an_acquired_lease_gives_its_expiry_on_the_wall_clock_beside_its_deadlin
         "consumer",
         Leadership::new(LeaderMode::Global).lease_ttl(ttl),
         &NodeIdentity::new("a", "g"),
-    );
+    )
+    .expect("valid lease timing");
     let mut events = elector.events().unwrap();
     let sent = tokio::time::Instant::now();
     let Some(loopjob::LeadershipEvent::Acquired(lease)) = events.recv().await else {

@@ -37,7 +37,7 @@ pub(crate) use job_leases::GuardedJob;
 pub(crate) use lease::GuardState;
 pub use lease::{HeldLease, LeadershipEvent, LostReason};
 pub(crate) use notice::{GuardNotice, JobLine, RecordsRead, StartAnswer};
-pub use standalone::{LeaderElector, LeaderState};
+pub use standalone::{InvalidTiming, LeaderElector, LeaderState};
 
 use crate::identity::NodeIdentity;
 use crate::settings::LeaderMode;

@@ -12,8 +12,31 @@ use super::elector::Elector;
 use super::lease::{GuardState, HeldLease, LeadershipEvent};
 use super::notice::JobLine;
 use crate::identity::NodeIdentity;
+use crate::schedule::ScheduleProblem;
 use crate::settings::{Leadership, Settings, SettingsError};
 use crate::store::LeaseStore;
+
+/// Why [`LeaderElector::start`] refused to start: the lease timing breaks a rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot start the leader elector for `{key}`: {}", ProblemList(.problems))]
+pub struct InvalidTiming {
+    /// The lease key the elector was to compete for.
+    pub key: String,
+    /// Every broken rule, each naming its field.
+    pub problems: Vec<ScheduleProblem>,
+}
+
+struct ProblemList<'a>(&'a [ScheduleProblem]);
+
+impl std::fmt::Display for ProblemList<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (index, problem) in self.0.iter().enumerate() {
+            let separator = if index == 0 { "" } else { "; " };
+            write!(f, "{separator}{problem}")?;
+        }
+        Ok(())
+    }
+}
 
 /// Whether this node leads, as [`LeaderElector::watch`] shows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,7 +79,9 @@ impl LeaderState {
 /// # async fn main() {
 /// let store = Arc::new(MemoryStore::new());
 /// let node = NodeIdentity::new("web-1", "eu");
-/// let elector = LeaderElector::start(store, "orders-consumer", Leadership::new(LeaderMode::Global), &node);
+/// let elector =
+///     LeaderElector::start(store, "orders-consumer", Leadership::new(LeaderMode::Global), &node)
+///         .expect("the default timing is valid");
 ///
 /// let epoch = elector
 ///     .run_while_leader(|lease, token| async move {
@@ -80,22 +105,58 @@ pub struct LeaderElector {
 impl LeaderElector {
     /// Starts competing for `key` as `node`, with the lease timing of `leadership` (its mode is
     /// not used: the key is taken as given). Must be called inside a Tokio runtime.
+    ///
+    /// The timing is checked first, as a host checks a guarded job's: a `lease_ttl` of 3 ms or a
+    /// `retry_every` of 1 ns would flood the store and the log, so it is an error naming each
+    /// broken rule (see [`limits`](crate::limits)).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use loopjob::{LeaderElector, Leadership, LeaderMode, NodeIdentity};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let too_fast = Leadership::new(LeaderMode::Global)
+    ///     .lease_ttl(Duration::from_millis(3))
+    ///     .retry_every(Duration::from_nanos(1));
+    /// let store = Arc::new(loopjob::store::MemoryStore::new());
+    /// let node = NodeIdentity::new("web-1", "eu");
+    /// let error = LeaderElector::start(store, "orders", too_fast, &node).unwrap_err();
+    /// assert!(error.to_string().contains("lease_ttl"), "{error}");
+    /// assert!(error.to_string().contains("retry_every"), "{error}");
+    /// # }
+    /// ```
     pub fn start(
         store: Arc<dyn LeaseStore>,
         key: impl Into<String>,
         leadership: Leadership,
         node: &NodeIdentity,
-    ) -> Self {
+    ) -> Result<Self, InvalidTiming> {
         let key = key.into();
+        let global = Leadership {
+            mode: crate::LeaderMode::Global,
+            ..leadership
+        };
+        match global.validate() {
+            Ok(()) => Ok(LeaderElector::spawn(store, key, global, node)),
+            Err(problems) => Err(InvalidTiming { key, problems }),
+        }
+    }
+
+    /// Starts the elector's task for `key`, whose timing is checked.
+    fn spawn(
+        store: Arc<dyn LeaseStore>,
+        key: String,
+        leadership: Leadership,
+        node: &NodeIdentity,
+    ) -> Self {
         let (guard_tx, mut guard_rx) = watch::channel(GuardState::empty());
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let (state_tx, state_rx) = watch::channel(LeaderState::Follower);
         let job = GuardedJob {
             name: Arc::from(key.as_str()),
-            leadership: Leadership {
-                mode: crate::LeaderMode::Global,
-                ..leadership
-            },
+            leadership,
             keys: vec![key],
             scope: None,
             state: guard_tx,
@@ -157,7 +218,7 @@ impl LeaderElector {
     ) -> Result<Self, SettingsError> {
         let key = key.into();
         let leadership = settings.leader(&key)?;
-        Ok(LeaderElector::start(store, key, leadership, node))
+        Ok(LeaderElector::spawn(store, key, leadership, node))
     }
 
     /// The current state.
