@@ -36,29 +36,36 @@
 //! }
 //! ```
 //!
-//! Data flows one way: [`settings`] are read and validated, the [`HostBuilder`] checks every job
-//! before anything starts, the host runs one supervisor per job, a job with a leader mode asks
-//! its [`guard`] whether it may run, and the guard's elector talks to the lease
-//! [`store`]. Each run gets a fresh [`JobContext`]; a [`HostHandle`] watches and steers the jobs.
+//! An interval job is timed by the monotonic clock; a cron job (feature `cron`) by the wall
+//! clock of its time zone, read through the host's [`WallClock`].
 //!
-//! A guarded job is one job of the cluster: its timing, pause state and run history live in the
-//! store beside its lease (its *cluster schedule*), so whichever replica leads runs it on one
-//! grid, through failovers, deploys and restarts; [`cluster::ClusterControl`] reads and steers it
-//! from a store URL, without a host.
+//! Data flows one way: [`settings`] are read and validated, the [`HostBuilder`] checks every job
+//! (against the [`limits`]) before anything starts, the host spreads one supervisor per job over
+//! its shards (tasks that each drive many jobs with one timer), and each supervisor starts its
+//! runs. A job with a leader mode asks its [`guard`]: one elector task per host holds the leases
+//! of every guarded job and reads their keys' schedule records, and one run ledger task per host
+//! commits each guarded run's start to the lease [`store`] before the run begins, and records its
+//! end. Each run gets a fresh [`JobContext`]; a [`HostHandle`] watches and steers the jobs.
+//!
+//! A guarded interval job is one job of the cluster: its timing, pause state and run history
+//! live in the store beside its lease (its *cluster schedule*, see [`store::schedule`]), so
+//! whichever replica leads runs it on one grid, through failovers, deploys and restarts;
+//! [`cluster::ClusterControl`] reads and steers it from a store URL, without a host. (A guarded
+//! cron job follows its leader's wall clock for now.)
 //!
 //! | module | what it is for |
 //! |---|---|
 //! | [`settings`] | TOML files and environment variables, validated, every problem at once |
-//! | [`guard`] | leadership: one replica per group, one globally, or partitions shared out |
+//! | [`guard`] | leadership: one replica per group, one globally, or partitions shared out; the elector's safety argument ([`guard::elector`]); [`LeaderElector`] for code that is not a job |
 //! | [`cluster`] | a guarded job's cluster schedule from a store URL: records, history, pause, resume, trigger |
-//! | [`store`] | lease stores: memory, SQLite, PostgreSQL, MySQL |
+//! | [`store`] | lease stores (memory, SQLite, PostgreSQL, MySQL), the contract they keep, and each lease key's schedule record and run history ([`store::schedule`]) |
 //! | [`limits`] | the bounds every duration and count is checked against |
 //!
 //! The library never prints: it logs through `tracing` (a span `loopjob.run` per attempt with
 //! the job, run id and attempt) and, with the `metrics` feature, counts through `metrics`.
 //!
-//! The architecture, the safety argument of the leadership guard and the lease store contract
-//! are in the repository's `docs/ARCHITECTURE.md`.
+//! The architecture, the safety argument of the leadership guard, the cluster schedule and the
+//! lease store contract are in the repository's `docs/ARCHITECTURE.md`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 

@@ -1,9 +1,9 @@
 //! The rules every backend applies to a schedule record, as plain functions on plain values:
 //! how a next due time is worked out from the store's clock, when a run may start, and what
-//! operator commands change. The memory store keeps [`Record`]s directly; the SQL stores that
-//! read a record in a transaction before they write it (SQLite, MySQL) apply the same
-//! functions, and PostgreSQL, which writes in one statement, states the same rules in SQL (its
-//! `schedule` module) and is held to them by the conformance suite.
+//! operator commands change. The memory store keeps [`Record`]s directly; the SQL stores read
+//! and lock the rows a write changes in one transaction, apply the same functions, and write
+//! the rows back (see `store::sql::schedule`), held to the same results by the conformance
+//! suite.
 
 use super::schedule::{OperatorMark, RunRecord, ScheduleRecord};
 
