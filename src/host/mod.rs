@@ -312,7 +312,7 @@ impl HostBuilder {
             let (guard, cluster) = match &mut guarding {
                 Some(guarding) if registration.leadership.mode != LeaderMode::None => {
                     let (guard, cluster) = guarding.add(&registration, &node);
-                    (Some(guard), Some(cluster))
+                    (Some(guard), cluster)
                 }
                 _ => (None, None),
             };

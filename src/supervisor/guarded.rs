@@ -73,6 +73,12 @@ impl Supervisor {
         run
     }
 
+    /// Whether the job's ticks come from its keys' schedule records: a guarded interval job. A
+    /// guarded cron job follows its leader's wall clock for now, like an unguarded one.
+    pub(super) fn on_cluster_schedule(&self) -> bool {
+        self.guard.is_some() && self.schedule.interval().is_some()
+    }
+
     /// A tick of a guarded job: the keys due ask for their starts.
     pub(super) fn cluster_tick(&mut self, ticking: &mut Ticking, now: Instant) {
         let may_start = self.may_start(ticking) && self.slots_free();
@@ -94,6 +100,9 @@ impl Supervisor {
 
     /// Sets the next tick to the cluster schedule's (a disabled job's: for triggers only).
     pub(super) fn follow_cluster(&mut self, ticking: &mut Ticking) {
+        if !self.on_cluster_schedule() {
+            return;
+        }
         let busy = !self.may_start(ticking);
         let Some(guard) = &self.guard else {
             return;

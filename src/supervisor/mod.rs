@@ -189,7 +189,7 @@ impl Supervisor {
     /// run to start unless too many are in flight (or, for a guarded job, this node holds no
     /// lease).
     fn tick(&mut self, ticking: &mut Ticking, now: Instant) -> Option<Run> {
-        if self.guard.is_some() && self.schedule.interval().is_some() {
+        if self.on_cluster_schedule() {
             self.cluster_tick(ticking, now);
             return None;
         }
