@@ -164,7 +164,7 @@ pub(crate) fn error_text(error: Option<&str>) -> Option<String> {
 
 /// A fenced write's key and epoch: `None` for an epoch beyond `i64::MAX`, which can never have
 /// been issued and so matches nothing.
-fn fenced<'a>(key: &'a str, epoch: u64) -> Result<Option<(&'a str, i64)>, StoreError> {
+fn fenced(key: &str, epoch: u64) -> Result<Option<(&str, i64)>, StoreError> {
     let key = name("lease key", key)?;
     Ok(i64::try_from(epoch).ok().map(|epoch| (key, epoch)))
 }
