@@ -375,7 +375,9 @@ impl Backend {
                 let store = loopjob::store::PostgresStore::connect_lazy(&self.url, self.options())
                     .expect("postgres");
                 let prefix = &self.prefix;
-                let drop = format!("DROP TABLE IF EXISTS \"{prefix}leases\", \"{prefix}members\"");
+                let drop = format!(
+                    "DROP TABLE IF EXISTS \"{prefix}leases\", \"{prefix}members\", \"{prefix}schedules\", \"{prefix}runs\""
+                );
                 if let Err(error) = sqlx::raw_sql(&drop).execute(store.pool()).await {
                     eprintln!("could not drop the bench tables {prefix}*: {error}");
                 }
