@@ -56,6 +56,7 @@ cases!(
     initialise_migrates_the_previous_schema,
     bad_schedule_rows_are_errors_naming_the_key,
     schedule_input_is_checked,
+    starts_under_contention_follow_the_epochs,
 );
 
 /// Runs every case against `backend`, concurrently, each on its own table prefix, and fails
