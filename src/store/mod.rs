@@ -19,6 +19,7 @@
 //! | `sqlite://PATH` | `SqliteStore` | `sqlite` (default) | many processes on one host | no (poll) | one `BEGIN IMMEDIATE` transaction |
 //! | `postgres://…` | `PostgresStore` | `postgres` | many hosts | yes (LISTEN/NOTIFY) | one transaction, arrays (`unnest`) |
 //! | `mysql://…`, `mariadb://…` | `MySqlStore` | `mysql` | many hosts (MySQL 8, MariaDB 10.11) | no (poll) | one `READ COMMITTED` transaction |
+//! | `redis://host:6379/N` | `RedisStore` | `redis` | many hosts sharing one Redis (not across a failover: see its docs) | yes (pub/sub) | one Lua script |
 //!
 //! Open one from a URL with [`open()`] (or [`open_with`] to set [`StoreOptions`]), then call
 //! [`LeaseStore::initialise`] once at start-up:
@@ -107,6 +108,8 @@ mod memory;
 mod notify;
 mod open;
 mod record;
+#[cfg(feature = "redis")]
+mod redis;
 pub mod schedule;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 mod sql;
@@ -120,6 +123,8 @@ pub use error::StoreError;
 pub use memory::MemoryStore;
 pub use notify::{ReleaseNotice, ReleaseNotifications};
 pub use open::{open, open_with, supported_urls};
+#[cfg(feature = "redis")]
+pub use redis::RedisStore;
 pub use schedule::{
     NextDue, OperatorMark, Plan, RunEnd, RunRecord, RunResult, RunStart, ScheduleRecord, StartedRun,
 };
@@ -279,13 +284,13 @@ impl StoreOptions {
 
 /// The shared record of leases and memberships that replicas elect leaders through.
 ///
-/// Implemented by [`MemoryStore`], `SqliteStore`, `PostgresStore` and `MySqlStore`; the
+/// Implemented by [`MemoryStore`], `SqliteStore`, `PostgresStore`, `MySqlStore` and `RedisStore`; the
 /// elector holds one as `Arc<dyn LeaseStore>`. See the [module docs](self) for the contract
 /// every implementation keeps and for cancel safety. Methods that take a `ttl` accept 1 ms to
 /// one year; names (keys, holders, scopes, members) must be 1 to [`MAX_NAME_LEN`] bytes.
 #[async_trait]
 pub trait LeaseStore: Send + Sync + fmt::Debug + 'static {
-    /// The backend's name: `"memory"`, `"sqlite"`, `"postgres"` or `"mysql"`.
+    /// The backend's name: `"memory"`, `"sqlite"`, `"postgres"`, `"mysql"` or `"redis"`.
     fn backend(&self) -> &'static str;
 
     /// Creates the tables if they are missing. Idempotent, and safe when many replicas start at

@@ -11,7 +11,12 @@ use super::schedule::{OperatorMark, RunRecord, ScheduleRecord};
 /// newer loopjob and is refused with [`StoreError::NewerRecord`](super::StoreError), never
 /// guessed at.
 #[cfg_attr(
-    not(any(feature = "sqlite", feature = "postgres", feature = "mysql")),
+    not(any(
+        feature = "sqlite",
+        feature = "postgres",
+        feature = "mysql",
+        feature = "redis"
+    )),
     allow(dead_code)
 )]
 pub(crate) const FORMAT: i64 = 1;

@@ -1,5 +1,5 @@
 //! One conformance suite for every lease store: the same cases, unchanged, against memory,
-//! SQLite, PostgreSQL and MySQL/MariaDB.
+//! SQLite, PostgreSQL, MySQL/MariaDB and Redis.
 //!
 //! PostgreSQL and MySQL run when `LOOPJOB_TEST_POSTGRES_URL` / `LOOPJOB_TEST_MYSQL_URL` are set
 //! (`.ci/run` sets both) and say plainly that they were skipped otherwise. Each case uses its own
@@ -35,5 +35,14 @@ async fn mysql() {
     match backends::MySql::from_env() {
         Some(backend) => suite::run(backend).await,
         None => eprintln!("SKIPPED mysql conformance: set LOOPJOB_TEST_MYSQL_URL to run it"),
+    }
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis() {
+    match backends::Redis::from_env() {
+        Some(backend) => suite::run(backend).await,
+        None => eprintln!("SKIPPED redis conformance: set LOOPJOB_TEST_REDIS_URL to run it"),
     }
 }
