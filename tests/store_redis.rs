@@ -1,0 +1,167 @@
+//! What only the Redis store must show: epochs keep growing after the server loses its keys (a
+//! restart without persistence), the scripts are loaded again after the server forgets them,
+//! bad data and bad URLs are clear errors, and a URL's password never shows.
+//!
+//! Runs when `LOOPJOB_TEST_REDIS_URL` is set (`.ci/run` sets it), and says plainly that it was
+//! skipped otherwise. Each test uses its own key prefix.
+#![cfg(feature = "redis")]
+
+use std::time::{Duration, Instant};
+
+use loopjob::store::{LeaseStore, RedisStore, StoreError, StoreOptions, open_with};
+
+const LONG: Duration = Duration::from_secs(60);
+
+fn url() -> Option<String> {
+    let url = std::env::var("LOOPJOB_TEST_REDIS_URL").ok();
+    if url.is_none() {
+        eprintln!("SKIPPED redis store tests: set LOOPJOB_TEST_REDIS_URL to run them");
+    }
+    url
+}
+
+fn prefix(test: &str) -> String {
+    format!("ljr{}_{test}_", std::process::id())
+}
+
+async fn admin(url: &str) -> redis::aio::MultiplexedConnection {
+    let client = redis::Client::open(url).unwrap();
+    client.get_multiplexed_async_connection().await.unwrap()
+}
+
+/// Deletes every key under `prefix`: what a restart without persistence (or `FLUSHALL`) does to
+/// this store, without touching other tests' keys on the shared server.
+async fn lose_keys(url: &str, prefix: &str) {
+    let mut admin = admin(url).await;
+    let names: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    if !names.is_empty() {
+        redis::cmd("DEL")
+            .arg(names)
+            .query_async::<redis::Value>(&mut admin)
+            .await
+            .unwrap();
+    }
+}
+
+fn store(url: &str, prefix: &str) -> RedisStore {
+    RedisStore::connect_lazy(url, StoreOptions::default().table_prefix(prefix)).unwrap()
+}
+
+#[tokio::test]
+async fn epochs_keep_growing_after_the_server_loses_its_keys() {
+    let Some(url) = url() else { return };
+    let prefix = prefix("restart");
+    let store = store(&url, &prefix);
+    store.initialise().await.unwrap();
+    let keys = ["k".to_owned()];
+    // Many acquisitions, each adding one, then the server forgets everything.
+    let mut last = 0;
+    for _ in 0..50 {
+        let lease = store.try_acquire("a", &keys, LONG).await.unwrap().remove(0);
+        assert!(lease.epoch > last);
+        last = lease.epoch;
+    }
+    lose_keys(&url, &prefix).await;
+    assert!(
+        store.list("").await.unwrap().is_empty(),
+        "the keys are gone"
+    );
+    // Also the scripts: the store loads them again.
+    redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async::<redis::Value>(&mut admin(&url).await)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2)).await;
+
+    let after = store.try_acquire("b", &keys, LONG).await.unwrap().remove(0);
+    assert!(
+        after.epoch > last,
+        "epoch {} after the loss is not above {last}",
+        after.epoch
+    );
+    lose_keys(&url, &prefix).await;
+}
+
+#[tokio::test]
+async fn corrupted_hashes_are_errors_naming_the_key() {
+    let Some(url) = url() else { return };
+    let prefix = prefix("corrupt");
+    let store = store(&url, &prefix);
+    let mut admin = admin(&url).await;
+    redis::cmd("HSET")
+        .arg(format!("{prefix}lease:bad"))
+        .arg("holder")
+        .arg("x")
+        .arg("epoch")
+        .arg("1")
+        .arg("expires")
+        .arg("soon")
+        .query_async::<redis::Value>(&mut admin)
+        .await
+        .unwrap();
+    redis::cmd("HSET")
+        .arg(format!("{prefix}schedule:odd"))
+        .arg("format")
+        .arg("1")
+        .arg("last_seq")
+        .arg("1")
+        .arg("next_due")
+        .arg("tomorrow")
+        .query_async::<redis::Value>(&mut admin)
+        .await
+        .unwrap();
+    redis::cmd("RPUSH")
+        .arg(format!("{prefix}runs:odd"))
+        .arg("not json")
+        .query_async::<redis::Value>(&mut admin)
+        .await
+        .unwrap();
+    match store.try_acquire("a", &["bad".to_owned()], LONG).await {
+        Err(StoreError::Corrupted { key, problem, .. }) => {
+            assert_eq!(key, "bad");
+            assert!(problem.contains("soon"), "{problem}");
+        }
+        other => panic!("expected Corrupted, got {other:?}"),
+    }
+    match store.schedules(&["odd".to_owned()]).await {
+        Err(StoreError::Corrupted { key, .. }) => assert_eq!(key, "odd"),
+        other => panic!("expected Corrupted, got {other:?}"),
+    }
+    match store.history("odd", 5).await {
+        Err(StoreError::Corrupted { key, .. }) => assert_eq!(key, "odd"),
+        other => panic!("expected Corrupted, got {other:?}"),
+    }
+    lose_keys(&url, &prefix).await;
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_an_error_within_the_timeout() {
+    let options = StoreOptions::default().operation_timeout(Duration::from_millis(500));
+    let store = open_with("redis://:s3cret@127.0.0.1:1/0", options).unwrap();
+    let started = Instant::now();
+    let err = store.initialise().await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(3), "{err}");
+    assert!(err.is_transient(), "{err}");
+    let shown = format!("{err} {err:?} {store:?}");
+    assert!(!shown.contains("s3cret"), "{shown}");
+    assert!(shown.contains("***"), "{shown}");
+}
+
+#[tokio::test]
+async fn bad_urls_and_prefixes_are_named() {
+    let err = open_with("redis://:s3cret@host/notanumber", StoreOptions::default()).unwrap_err();
+    let message = err.to_string();
+    assert!(matches!(err, StoreError::InvalidInput { .. }), "{message}");
+    assert!(!message.contains("s3cret"), "{message}");
+    let err = open_with(
+        "redis://127.0.0.1/0",
+        StoreOptions::default().table_prefix("has space"),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("has space"), "{err}");
+}
