@@ -57,7 +57,9 @@
 //!    sets the expiry to its clock at execution plus the ttl, which is never earlier than that.
 //! 2. **Every successful acquisition increments the key's epoch**, strictly and forever, also
 //!    when the holder already held the key. Lease rows are never deleted, so an epoch is never
-//!    issued twice: it is a fencing token that downstream systems can compare.
+//!    issued twice: it is a fencing token that downstream systems can compare. A key's first
+//!    epoch is 1 on memory and the SQL stores; `RedisStore` starts it from the server's clock,
+//!    so that epochs keep growing after a restart without persistence.
 //! 3. A key is taken only if its row is absent, expired (`expires_at <= now`), or held by the
 //!    same holder. Renew and release match holder **and** epoch and act only on unexpired rows.
 //! 4. [`LeaseStore::renew`] renews all the given leases in one statement: a node's renew cost does
@@ -246,7 +248,8 @@ impl StoreOptions {
     /// An optional schema may come first, `schema.prefix_`, to place the tables in a schema
     /// (PostgreSQL), database (MySQL) or attached database (SQLite) of your own. Letters,
     /// digits and `_` only, at most 40 characters in all; names are quoted, so case is kept.
-    /// Ignored by [`MemoryStore`].
+    /// Ignored by [`MemoryStore`]. For `RedisStore` it prefixes every key: 1 to 64 letters,
+    /// digits, `_`, `-`, `.` or `:`.
     pub fn table_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.table_prefix = prefix.into();
         self

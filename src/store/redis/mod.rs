@@ -1,47 +1,11 @@
 //! The Redis lease store: every method is one server-side Lua script, so one round trip, and
 //! atomic on the server.
 //!
-//! # Keys
-//!
-//! All keys start with [`StoreOptions::table_prefix`] (default `loopjob_`, shown as `P`):
-//!
-//! ```text
-//! P lease:KEY        hash   holder, epoch, expires (ms by the server's clock)
-//! P leases           zset   every lease key (score 0), for list() by prefix
-//! P members:SCOPE    zset   member → expiry in ms; swept by heartbeats, expires an hour after its last member
-//! P schedule:KEY     hash   format, anchor, next_due, last_seq, history_limit, paused_*, trigger_*
-//! P schedules        zset   every key with a schedule record, for list_schedules()
-//! P runs:KEY         list   the key's newest runs (JSON), trimmed to history_limit at each start
-//! P notices          pub/sub channel: `released:KEY`, `commanded:KEY`
-//! ```
-//!
-//! Expiry is decided inside the scripts by the server's clock (`redis.call('TIME')`), never a
-//! client's; lease hashes carry no `PEXPIRE`, because a lease row must outlive its expiry to
-//! keep its epoch. The store needs a single Redis server (with or without replicas), not Redis
-//! Cluster: its scripts touch keys they compute from the prefix.
-//!
-//! # Epochs survive a restart without persistence
-//!
-//! A key's first epoch is the server's time in milliseconds times 1,000; each acquisition
-//! after that adds one. If the server restarts without persistence (or its keys are flushed),
-//! a key acquired again starts at the new time times 1,000, which is above every epoch the key
-//! had before, as long as the key was acquired fewer than 1,000 times per millisecond on
-//! average since its row was created (each acquisition is a round trip: in practice far fewer)
-//! and the server's clock did not step back. Epochs stay below 2^53 (exact in Lua's numbers)
-//! until the year 2255.
-//!
-//! # What a failover can and cannot guarantee
-//!
-//! Redis replicates asynchronously. If the primary fails and a replica is promoted, writes the
-//! primary acknowledged but had not yet sent are lost: a lease just acquired or renewed may be
-//! missing or older on the new primary, so another replica can acquire it while its previous
-//! holder still believes it holds it, for up to the lease ttl. Mutual exclusion is therefore
-//! not guaranteed across a failover (Redis's own documentation says the same of single-instance
-//! and Redlock-style locks). What still holds: the new epoch is computed from the promoted
-//! server's clock, so if its clock is not behind the old primary's, the new holder's epoch is
-//! greater than the old one's, and a downstream system that compares fencing tokens rejects the
-//! old holder's writes. `WAIT` is not used: it narrows the window but cannot close it. For
-//! exclusion that survives a failover, use PostgreSQL, MySQL, or etcd.
+//! What a user relies on (the keys, why epochs survive a restart without persistence, what a
+//! failover can and cannot guarantee) is documented on [`RedisStore`], where rustdoc shows it.
+//! The scripts are `*.lua` beside this file (`scripts.rs` lists them), each starting with the
+//! helpers in `lib.lua`; `reply.rs` reads their replies and `listen.rs` turns pub/sub messages
+//! into release notices.
 
 mod listen;
 mod reply;
@@ -73,9 +37,49 @@ const MAX_PREFIX_LEN: usize = 64;
 /// Redis.
 ///
 /// Each method is one Lua script run atomically on the server, with expiry by the server's
-/// clock; releases and operator commands are pushed by pub/sub. See the
-/// [module docs](self) for the keys, why epochs survive a restart without persistence, and what
-/// a failover with asynchronous replication can and cannot guarantee.
+/// clock; releases and operator commands are pushed by pub/sub.
+///
+/// # Keys
+///
+/// All keys start with [`StoreOptions::table_prefix`] (default `loopjob_`, shown as `P`):
+///
+/// ```text
+/// P lease:KEY        hash   holder, epoch, expires (ms by the server's clock)
+/// P leases           zset   every lease key (score 0), for list() by prefix
+/// P members:SCOPE    zset   member → expiry in ms; swept by heartbeats, expires an hour after its last member
+/// P schedule:KEY     hash   format, anchor, next_due, last_seq, history_limit, paused_*, trigger_*
+/// P schedules        zset   every key with a schedule record, for list_schedules()
+/// P runs:KEY         list   the key's newest runs (JSON), trimmed to history_limit at each start
+/// P notices          pub/sub channel: `released:KEY`, `commanded:KEY`
+/// ```
+///
+/// Expiry is decided inside the scripts by the server's clock (`redis.call('TIME')`), never a
+/// client's; lease hashes carry no `PEXPIRE`, because a lease row must outlive its expiry to
+/// keep its epoch. The store needs a single Redis server (with or without replicas), not Redis
+/// Cluster: its scripts touch keys they compute from the prefix.
+///
+/// # Epochs survive a restart without persistence
+///
+/// A key's first epoch is the server's time in milliseconds times 1,000; each acquisition
+/// after that adds one. If the server restarts without persistence (or its keys are flushed),
+/// a key acquired again starts at the new time times 1,000, which is above every epoch the key
+/// had before, as long as the key was acquired fewer than 1,000 times per millisecond on
+/// average since its row was created (each acquisition is a round trip: in practice far fewer)
+/// and the server's clock did not step back. Epochs stay below 2^53 (exact in Lua's numbers)
+/// until the year 2255.
+///
+/// # What a failover can and cannot guarantee
+///
+/// Redis replicates asynchronously. If the primary fails and a replica is promoted, writes the
+/// primary acknowledged but had not yet sent are lost: a lease just acquired or renewed may be
+/// missing or older on the new primary, so another replica can acquire it while its previous
+/// holder still believes it holds it, for up to the lease ttl. Mutual exclusion is therefore
+/// not guaranteed across a failover (Redis's own documentation says the same of single-instance
+/// and Redlock-style locks). What still holds: the new epoch is computed from the promoted
+/// server's clock, so if its clock is not behind the old primary's, the new holder's epoch is
+/// greater than the old one's, and a downstream system that compares fencing tokens rejects the
+/// old holder's writes. `WAIT` is not used: it narrows the window but cannot close it. For
+/// exclusion that survives a failover, use PostgreSQL, MySQL, or etcd.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), loopjob::store::StoreError> {
