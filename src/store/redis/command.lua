@@ -1,6 +1,6 @@
 -- ARGV: prefix, key, by, command ('pause', 'resume' or 'trigger'). Applies an operator's
 -- command to the key's record (not fenced), publishes `commanded:KEY`, and answers
--- {'ok', 19 record fields}, or {'unknown'} when the key has no record.
+-- {'ok', 18 record fields}, or {'unknown'} when the key has no record.
 local key, by, command = ARGV[2], ARGV[3], ARGV[4]
 local now = now_ms()
 local rec, problem = read_record(key)

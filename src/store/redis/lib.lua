@@ -154,7 +154,7 @@ local function push_run(out, run)
   out[#out + 1] = run.triggered and '1' or '0'
 end
 
--- The nineteen reply fields of a record with its last run, or (nil, error reply).
+-- The eighteen reply fields of a record with its last run, or (nil, error reply).
 local function push_record(out, key, rec, now)
   local last = redis.call('LINDEX', runs_name(key), -1)
   local run = nil

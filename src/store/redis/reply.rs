@@ -157,3 +157,70 @@ pub(super) fn records(values: &[Value]) -> Result<Vec<ScheduleRecord>, StoreErro
     records.sort_by(|a, b| a.key.cmp(&b.key));
     Ok(records)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(text: &str) -> Value {
+        Value::BulkString(text.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn statuses_become_the_errors_they_name() {
+        let reply = |values: &[&str]| Value::Array(values.iter().map(|v| bulk(v)).collect());
+        assert!(matches!(
+            fields(reply(&["corrupted", "leases", "k", "it has no holder"]), ""),
+            Err(StoreError::Corrupted { key, problem, .. }) if key == "k" && problem == "it has no holder"
+        ));
+        assert!(matches!(
+            fields(reply(&["newer", "schedules", "k", "7"]), ""),
+            Err(StoreError::NewerRecord { key, format: 7, .. }) if key == "k"
+        ));
+        assert!(matches!(
+            fields(reply(&["unknown"]), "asked"),
+            Err(StoreError::UnknownKey { key }) if key == "asked"
+        ));
+        assert_eq!(fields(reply(&["ok", "a"]), "").unwrap(), [bulk("a")]);
+    }
+
+    #[test]
+    fn malformed_replies_are_errors_not_panics() {
+        for reply in [
+            Value::Nil,
+            Value::Array(Vec::new()),
+            Value::Array(vec![bulk("surprise")]),
+            Value::Int(3),
+        ] {
+            assert!(matches!(
+                fields(reply, "k"),
+                Err(StoreError::Backend { .. })
+            ));
+        }
+        // Short or odd rows are ignored or refused, never indexed out of bounds.
+        assert!(records(&[bulk("k")]).unwrap().is_empty());
+        assert!(leases(&[bulk("k"), bulk("x"), bulk("1")], "h").is_err());
+        assert!(leases(&[bulk("k"), bulk("-5"), bulk("1")], "h").is_err());
+    }
+
+    #[test]
+    fn runs_with_unknown_outcomes_are_corrupted() {
+        let mut row: Vec<Value> = ["1", "h", "5", "0", "0", "9", "exploded", "1"]
+            .iter()
+            .map(|v| bulk(v))
+            .collect();
+        row.extend([Value::Nil, bulk("0")]);
+        assert!(matches!(
+            run("k", &row),
+            Err(StoreError::Corrupted { key, .. }) if key == "k"
+        ));
+        row[6] = bulk("failed");
+        let parsed = run("k", &row).unwrap().unwrap();
+        assert_eq!(
+            (parsed.seq, parsed.epoch, parsed.outcome, parsed.ended_ms),
+            (1, 5, Some(RunResult::Failed), Some(9))
+        );
+        row[0] = Value::Nil;
+        assert_eq!(run("k", &row).unwrap(), None);
+    }
+}

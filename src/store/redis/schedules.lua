@@ -1,5 +1,5 @@
 -- ARGV: prefix, mode ('keys' or 'prefix'), then the keys or the key prefix.
--- Answers {'ok', 19 fields per record...} in key order; keys without a record are left out.
+-- Answers {'ok', 18 fields per record...} in key order; keys without a record are left out.
 local now = now_ms()
 local keys
 if ARGV[2] == 'keys' then
