@@ -2,8 +2,10 @@
 //! restart without persistence), the scripts are loaded again after the server forgets them,
 //! bad data and bad URLs are clear errors, and a URL's password never shows.
 //!
-//! Runs when `LOOPJOB_TEST_REDIS_URL` is set (`.ci/run` sets it), and says plainly that it was
-//! skipped otherwise. Each test uses its own key prefix.
+//! The tests on the shared server run when `LOOPJOB_TEST_REDIS_URL` is set (`.ci/run` sets it)
+//! and say plainly that they were skipped otherwise; each uses its own key prefix. The restart
+//! test starts a private `redis-server` (persistence off) on a free port, kills and restarts it,
+//! and says so when `redis-server` is not installed.
 #![cfg(feature = "redis")]
 
 use std::time::{Duration, Instant};
@@ -164,4 +166,112 @@ async fn bad_urls_and_prefixes_are_named() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("has space"), "{err}");
+}
+
+/// A private Redis server on a free loopback port, without persistence, killed on drop.
+struct PrivateRedis {
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateRedis {
+    /// Starts one, or `None` (saying so) where `redis-server` is not installed.
+    fn start() -> Option<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut server = PrivateRedis { port, child: None };
+        if !server.spawn() {
+            eprintln!("SKIPPED redis restart test: `redis-server` is not on PATH");
+            return None;
+        }
+        Some(server)
+    }
+
+    fn spawn(&mut self) -> bool {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--dir"])
+            .arg(std::env::temp_dir())
+            .stdout(std::process::Stdio::null())
+            .spawn();
+        let Ok(child) = child else { return false };
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        true
+    }
+
+    /// Kills the server (nothing is saved) and starts it again, empty.
+    fn restart(&mut self) {
+        self.kill();
+        assert!(self.spawn(), "redis-server restarts");
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_without_persistence_keeps_epochs_growing_and_the_store_working() {
+    let Some(mut server) = PrivateRedis::start() else {
+        return;
+    };
+    let options = StoreOptions::default().operation_timeout(Duration::from_secs(2));
+    let store = open_with(&server.url(), options).unwrap();
+    store.initialise().await.unwrap();
+    let mut notices = store.release_notifications().expect("redis pushes notices");
+    let keys = ["k".to_owned()];
+    let before = store.try_acquire("a", &keys, LONG).await.unwrap().remove(0);
+
+    server.restart();
+    // The same store reconnects by itself (its first call after the restart may fail), loads
+    // its scripts again, and issues a greater epoch on the empty server.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let after = loop {
+        match store.try_acquire("b", &keys, LONG).await {
+            Ok(mut won) => break won.remove(0),
+            Err(error) => {
+                assert!(error.is_transient(), "{error}");
+                assert!(Instant::now() < deadline, "no reconnection: {error}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    assert_eq!(after.holder, "b");
+    assert!(
+        after.epoch > before.epoch,
+        "epoch {} after the restart is not above {}",
+        after.epoch,
+        before.epoch
+    );
+    // The listener subscribes again and says that notices may have been missed.
+    let missed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if notices.recv().await == Some(loopjob::store::ReleaseNotice::Missed) {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(missed.is_ok(), "no Missed notice after the restart");
 }
