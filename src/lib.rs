@@ -45,7 +45,7 @@
 //! |---|---|
 //! | [`settings`] | TOML files and environment variables, validated, every problem at once |
 //! | [`guard`] | leadership: one replica per group, one globally, or partitions shared out |
-//! | [`store`] | lease stores (memory, SQLite, PostgreSQL, MySQL) and each key's schedule record and run history |
+//! | [`store`] | lease stores (memory, SQLite, PostgreSQL, MySQL, Redis) and each key's schedule record and run history |
 //!
 //! The library never prints: it logs through `tracing` (a span `loopjob.run` per attempt with
 //! the job, run id and attempt) and, with the `metrics` feature, counts through `metrics`.

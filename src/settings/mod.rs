@@ -5,7 +5,7 @@
 //! [loopjob]
 //! node_id = "web-1"              # default: $HOSTNAME, else host name + pid
 //! group = "eu-west"              # default: $CLUSTER_NAME, else "default"
-//! store = "sqlite://loopjob.db"  # memory | sqlite:… | postgres://… | mysql://…
+//! store = "sqlite://loopjob.db"  # memory | sqlite:… | postgres://… | mysql://… | redis://…
 //! shutdown_grace = "30s"
 //!
 //! [jobs.pc_keep_alive]
