@@ -98,20 +98,22 @@ pub struct HostSettings {
     /// This node's group (default: `$CLUSTER_NAME`, else `"default"`).
     pub group: Option<String>,
     /// The lease store: `memory`, or a URL starting `sqlite:`, `postgres://`, `postgresql://`,
-    /// `mysql://` or `mariadb://`.
+    /// `mysql://`, `mariadb://`, `redis://` or `rediss://`.
     pub store: Option<String>,
     /// How long shutdown waits for in-flight runs.
     pub shutdown_grace: Option<Duration>,
 }
 
 /// The store URL forms `store` accepts.
-const STORE_FORMS: [&str; 6] = [
+const STORE_FORMS: [&str; 8] = [
     "memory",
     "sqlite:",
     "postgres://",
     "postgresql://",
     "mysql://",
     "mariadb://",
+    "redis://",
+    "rediss://",
 ];
 
 /// Settings read from TOML files and the environment, merged; hand them to
@@ -347,7 +349,7 @@ fn store(value: &Value) -> Result<String, String> {
     } else {
         Err(format!(
             "expected \"memory\" or a URL starting with sqlite:, postgres://, postgresql://, \
-             mysql:// or mariadb://, found {}",
+             mysql://, mariadb://, redis:// or rediss://, found {}",
             value::describe(value)
         ))
     }
