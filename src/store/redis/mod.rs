@@ -136,9 +136,10 @@ impl RedisStore {
             StoreError::invalid(
                 "Redis URL",
                 format!(
-                    "`{}` cannot be used ({:?}); give redis://[user:password@]host[:port][/db]",
+                    "`{}` cannot be used ({}); give redis://[user:password@]host[:port][/db] \
+                     (rediss:// needs a TLS feature of the `redis` crate in your build)",
                     redact(url),
-                    error.kind()
+                    without_password(&error.to_string(), url),
                 ),
             )
         })?;
@@ -252,6 +253,21 @@ impl RedisStore {
         }
         members.sort_by(|a, b| a.member.cmp(&b.member));
         Ok(members)
+    }
+}
+
+/// `text` with the password of `url`, if any, replaced by `***`: driver messages never show it.
+fn without_password(text: &str, url: &str) -> String {
+    let password = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split(['/', '?', '#']).next())
+        .and_then(|authority| authority.rsplit_once('@'))
+        .and_then(|(userinfo, _)| userinfo.split_once(':'))
+        .map(|(_, password)| password)
+        .filter(|password| !password.is_empty());
+    match password {
+        Some(password) => text.replace(password, "***"),
+        None => text.to_owned(),
     }
 }
 
@@ -533,5 +549,42 @@ impl LeaseStore for RedisStore {
             sender
         });
         Some(ReleaseNotifications::new(sender.subscribe()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn driver_messages_lose_the_password() {
+        let url = "redis://app:s3cret@host/0";
+        assert_eq!(
+            without_password("cannot use s3cret at host", url),
+            "cannot use *** at host"
+        );
+        assert_eq!(without_password("fine", "redis://host/0"), "fine");
+    }
+
+    #[tokio::test]
+    async fn bad_urls_say_what_is_wrong_without_the_password() {
+        let options = StoreOptions::default;
+        let message = RedisStore::connect_lazy("redis://:s3cret@host/notanumber", options())
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("database"), "{message}");
+        assert!(!message.contains("s3cret"), "{message}");
+        let message = RedisStore::connect_lazy("rediss://host/0", options())
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("TLS"), "{message}");
+        let debug = format!(
+            "{:?}",
+            RedisStore::connect_lazy("redis://u:s3cret@host/0", options()).unwrap()
+        );
+        assert!(
+            debug.contains("u:***@host") && !debug.contains("s3cret"),
+            "{debug}"
+        );
     }
 }
