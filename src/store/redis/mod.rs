@@ -4,9 +4,10 @@
 //! What a user relies on (the keys, why epochs survive a restart without persistence, what a
 //! failover can and cannot guarantee) is documented on [`RedisStore`], where rustdoc shows it.
 //! The scripts are `*.lua` beside this file (`scripts.rs` lists them), each starting with the
-//! helpers in `lib.lua`; `reply.rs` reads their replies and `listen.rs` turns pub/sub messages
-//! into release notices.
+//! helpers in `lib.lua`; `reply.rs` reads their replies, `listen.rs` turns pub/sub messages
+//! into release notices, and `checks.rs` checks the URL and the key prefix.
 
+mod checks;
 mod listen;
 mod reply;
 mod scripts;
@@ -28,9 +29,6 @@ use super::{
     Lease, LeaseRef, LeaseStatus, LeaseStore, Member, Plan, ReleaseNotice, ReleaseNotifications,
     RunEnd, RunRecord, RunStart, ScheduleRecord, StartedRun, StoreError, StoreOptions, args,
 };
-
-/// The longest key prefix accepted, in bytes.
-const MAX_PREFIX_LEN: usize = 64;
 
 /// A lease store on a Redis server (`redis://[user:password@]host:6379/DB`, or `rediss://` for
 /// TLS where the `redis` crate is built with it), for services whose shared infrastructure is
@@ -117,32 +115,8 @@ impl RedisStore {
     /// bytes or holds characters other than letters, digits, `_`, `-`, `.` and `:`, is
     /// [`StoreError::InvalidInput`]; the message shows the URL with its password as `***`.
     pub fn connect_lazy(url: &str, options: StoreOptions) -> Result<Self, StoreError> {
-        let prefix = options.get_table_prefix();
-        if prefix.is_empty()
-            || prefix.len() > MAX_PREFIX_LEN
-            || !prefix
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'))
-        {
-            return Err(StoreError::invalid(
-                "table prefix",
-                format!(
-                    "`{prefix}` cannot prefix Redis keys; give 1 to {MAX_PREFIX_LEN} letters, \
-                     digits, `_`, `-`, `.` or `:`"
-                ),
-            ));
-        }
-        let client = redis::Client::open(url).map_err(|error| {
-            StoreError::invalid(
-                "Redis URL",
-                format!(
-                    "`{}` cannot be used ({}); give redis://[user:password@]host[:port][/db] \
-                     (rediss:// needs a TLS feature of the `redis` crate in your build)",
-                    redact(url),
-                    without_password(&error.to_string(), url),
-                ),
-            )
-        })?;
+        let prefix = checks::key_prefix(options.get_table_prefix())?;
+        let client = checks::client(url)?;
         let stop_listener = CancellationToken::new();
         Ok(RedisStore {
             client,
@@ -253,21 +227,6 @@ impl RedisStore {
         }
         members.sort_by(|a, b| a.member.cmp(&b.member));
         Ok(members)
-    }
-}
-
-/// `text` with the password of `url`, if any, replaced by `***`: driver messages never show it.
-fn without_password(text: &str, url: &str) -> String {
-    let password = url
-        .split_once("://")
-        .and_then(|(_, rest)| rest.split(['/', '?', '#']).next())
-        .and_then(|authority| authority.rsplit_once('@'))
-        .and_then(|(userinfo, _)| userinfo.split_once(':'))
-        .map(|(_, password)| password)
-        .filter(|password| !password.is_empty());
-    match password {
-        Some(password) => text.replace(password, "***"),
-        None => text.to_owned(),
     }
 }
 
@@ -549,42 +508,5 @@ impl LeaseStore for RedisStore {
             sender
         });
         Some(ReleaseNotifications::new(sender.subscribe()))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn driver_messages_lose_the_password() {
-        let url = "redis://app:s3cret@host/0";
-        assert_eq!(
-            without_password("cannot use s3cret at host", url),
-            "cannot use *** at host"
-        );
-        assert_eq!(without_password("fine", "redis://host/0"), "fine");
-    }
-
-    #[tokio::test]
-    async fn bad_urls_say_what_is_wrong_without_the_password() {
-        let options = StoreOptions::default;
-        let message = RedisStore::connect_lazy("redis://:s3cret@host/notanumber", options())
-            .unwrap_err()
-            .to_string();
-        assert!(message.contains("database"), "{message}");
-        assert!(!message.contains("s3cret"), "{message}");
-        let message = RedisStore::connect_lazy("rediss://host/0", options())
-            .unwrap_err()
-            .to_string();
-        assert!(message.contains("TLS"), "{message}");
-        let debug = format!(
-            "{:?}",
-            RedisStore::connect_lazy("redis://u:s3cret@host/0", options()).unwrap()
-        );
-        assert!(
-            debug.contains("u:***@host") && !debug.contains("s3cret"),
-            "{debug}"
-        );
     }
 }
