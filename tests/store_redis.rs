@@ -1,11 +1,12 @@
 //! What only the Redis store must show: epochs keep growing after the server loses its keys (a
 //! restart without persistence), the scripts are loaded again after the server forgets them,
-//! bad data and bad URLs are clear errors, and a URL's password never shows.
+//! bad data, bad URLs, a read-only server and a user that may not run scripts are clear errors,
+//! and a URL's password never shows.
 //!
 //! The tests on the shared server run when `LOOPJOB_TEST_REDIS_URL` is set (`.ci/run` sets it)
 //! and say plainly that they were skipped otherwise; each uses its own key prefix. The restart
-//! test starts a private `redis-server` (persistence off) on a free port, kills and restarts it,
-//! and says so when `redis-server` is not installed.
+//! and read-only tests start a private `redis-server` (persistence off) on a free port, and say
+//! so when `redis-server` is not installed.
 #![cfg(feature = "redis")]
 
 use std::time::{Duration, Instant};
@@ -274,4 +275,57 @@ async fn a_restart_without_persistence_keeps_epochs_growing_and_the_store_workin
     })
     .await;
     assert!(missed.is_ok(), "no Missed notice after the restart");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_or_script_refusing_server_is_a_clear_error() {
+    let Some(server) = PrivateRedis::start() else {
+        return;
+    };
+    let options = StoreOptions::default().operation_timeout(Duration::from_secs(2));
+    let store = open_with(&server.url(), options).unwrap();
+    store.initialise().await.unwrap();
+    let keys = ["k".to_owned()];
+    let mut admin = admin(&server.url()).await;
+
+    // A replica (of a primary that is not there) refuses writes.
+    redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(1)
+        .query_async::<redis::Value>(&mut admin)
+        .await
+        .unwrap();
+    let err = store.try_acquire("a", &keys, LONG).await.unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    assert!(err.to_string().contains("read only"), "{err}");
+    redis::cmd("REPLICAOF")
+        .arg("NO")
+        .arg("ONE")
+        .query_async::<redis::Value>(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(store.try_acquire("a", &keys, LONG).await.unwrap().len(), 1);
+
+    // A user that may not run scripts.
+    redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("jobs")
+        .arg("on")
+        .arg(">pw")
+        .arg("~*")
+        .arg("&*")
+        .arg("+@all")
+        .arg("-@scripting")
+        .query_async::<redis::Value>(&mut admin)
+        .await
+        .unwrap();
+    let url = format!("redis://jobs:pw@127.0.0.1:{}/0", server.port);
+    let refused = open_with(&url, StoreOptions::default()).unwrap();
+    let err = refused.initialise().await.unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("NOPERM") || message.contains("permission"),
+        "{message}"
+    );
+    assert!(!message.contains(":pw@"), "{message}");
 }

@@ -1,8 +1,9 @@
 //! One conformance suite for every lease store: the same cases, unchanged, against memory,
 //! SQLite, PostgreSQL, MySQL/MariaDB and Redis.
 //!
-//! PostgreSQL and MySQL run when `LOOPJOB_TEST_POSTGRES_URL` / `LOOPJOB_TEST_MYSQL_URL` are set
-//! (`.ci/run` sets both) and say plainly that they were skipped otherwise. Each case uses its own
+//! PostgreSQL, MySQL and Redis run when `LOOPJOB_TEST_POSTGRES_URL` / `LOOPJOB_TEST_MYSQL_URL` /
+//! `LOOPJOB_TEST_REDIS_URL` are set (`.ci/run` sets all three) and say plainly that they were
+//! skipped otherwise. Each case uses its own
 //! table prefix, so cases run concurrently and never see each other's rows.
 
 mod backends;
