@@ -3,8 +3,8 @@
 //!
 //! PostgreSQL, MySQL and Redis run when `LOOPJOB_TEST_POSTGRES_URL` / `LOOPJOB_TEST_MYSQL_URL` /
 //! `LOOPJOB_TEST_REDIS_URL` are set (`.ci/run` sets all three) and say plainly that they were
-//! skipped otherwise. Each case uses its own
-//! table prefix, so cases run concurrently and never see each other's rows.
+//! skipped otherwise. Each case uses its own table prefix, so cases run concurrently and never
+//! see each other's rows.
 
 mod backends;
 mod schedule;
