@@ -1,10 +1,11 @@
 //! Leadership benchmark: what leader election costs a node in store calls, and how fast a
-//! follower takes over, on SQLite and PostgreSQL, beside a raw sqlx `SELECT 1` round trip
-//! measured in the same run.
+//! follower takes over, on SQLite, PostgreSQL and Redis, beside a raw round trip (sqlx
+//! `SELECT 1`, Redis `PING`) measured in the same run.
 //!
 //! ```sh
 //! LOOPJOB_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test \
-//! cargo bench --all-features --bench leases -- [--backend sqlite|postgres|all] [--trials N] [--json]
+//! LOOPJOB_TEST_REDIS_URL=redis://127.0.0.1:6379/15 \
+//! cargo bench --all-features --bench leases -- [--backend sqlite|postgres|redis|all] [--trials N] [--json]
 //! ```
 //!
 //! Per backend:
@@ -16,11 +17,13 @@
 //!    **graceful handover** (`HostHandle::shutdown`, which releases), each over `--trials`
 //!    independent trials with fresh hosts, fresh store connections and a fresh key: the time
 //!    from the fault until the follower holds the lease, and until its job's first run.
-//! 3. The baseline: a raw `SELECT 1` through the same kind of sqlx pool.
+//! 3. The baseline: a raw `SELECT 1` through the same kind of sqlx pool (Redis: `PING` on one
+//!    multiplexed connection, as the store uses).
 //!
-//! PostgreSQL needs the `postgres` feature and `LOOPJOB_TEST_POSTGRES_URL`; it is skipped with a
-//! message otherwise. SQLite uses a fresh temporary file. Tables get a per-run prefix; the
-//! PostgreSQL ones are dropped at the end.
+//! PostgreSQL needs the `postgres` feature and `LOOPJOB_TEST_POSTGRES_URL`, Redis the `redis`
+//! feature and `LOOPJOB_TEST_REDIS_URL`; each is skipped with a message otherwise. SQLite uses a
+//! fresh temporary file. Tables and keys get a per-run prefix; the PostgreSQL tables and the
+//! Redis keys are removed at the end.
 
 #[path = "support/counting_store.rs"]
 mod counting_store;
@@ -59,6 +62,7 @@ const GIVE_UP: Duration = Duration::from_secs(30);
 struct Options {
     sqlite: bool,
     postgres: bool,
+    redis: bool,
     trials: usize,
     periods: u32,
     jobs: Vec<usize>,
@@ -68,7 +72,7 @@ struct Options {
 fn usage(problem: &str) -> ! {
     eprintln!("{problem}");
     eprintln!(
-        "usage: cargo bench --all-features --bench leases -- [--backend sqlite|postgres|all] \
+        "usage: cargo bench --all-features --bench leases -- [--backend sqlite|postgres|redis|all] \
          [--trials N (default 20)] [--periods N (default 5)] [--jobs 1,100,1000] [--json]"
     );
     std::process::exit(2);
@@ -78,6 +82,7 @@ fn parse_options() -> Options {
     let mut options = Options {
         sqlite: true,
         postgres: true,
+        redis: true,
         trials: 20,
         periods: 5,
         jobs: vec![1, 100, 1000],
@@ -91,9 +96,14 @@ fn parse_options() -> Options {
         };
         match arg.as_str() {
             "--backend" => match value("--backend").as_str() {
-                "sqlite" => (options.sqlite, options.postgres) = (true, false),
-                "postgres" => (options.sqlite, options.postgres) = (false, true),
-                "all" => (options.sqlite, options.postgres) = (true, true),
+                "sqlite" => {
+                    (options.sqlite, options.postgres, options.redis) = (true, false, false)
+                }
+                "postgres" => {
+                    (options.sqlite, options.postgres, options.redis) = (false, true, false)
+                }
+                "redis" => (options.sqlite, options.postgres, options.redis) = (false, false, true),
+                "all" => (options.sqlite, options.postgres, options.redis) = (true, true, true),
                 other => usage(&format!("unknown backend {other:?}")),
             },
             "--trials" => {
@@ -189,6 +199,30 @@ impl Backend {
                     .expect("postgres");
                 run!(store.pool());
             }
+            #[cfg(feature = "redis")]
+            "redis" => {
+                let client = redis::Client::open(self.url.as_str()).expect("redis url");
+                let mut connection = client
+                    .get_multiplexed_async_connection()
+                    .await
+                    .expect("redis connection");
+                for i in 0..WARMUP + SAMPLES + SPACED {
+                    if i >= WARMUP + SAMPLES {
+                        sleep(CALLS_RENEW).await;
+                    }
+                    let started = Instant::now();
+                    redis::cmd("PING")
+                        .query_async::<()>(&mut connection)
+                        .await
+                        .expect("PING");
+                    let took = started.elapsed();
+                    if i >= WARMUP + SAMPLES {
+                        spaced.push(took);
+                    } else if i >= WARMUP {
+                        back_to_back.push(took);
+                    }
+                }
+            }
             other => unreachable!("no baseline for {other}"),
         }
         back_to_back.sort();
@@ -201,15 +235,36 @@ impl Backend {
         }
     }
 
-    /// Removes what the run left: the SQLite file, or the PostgreSQL tables.
+    /// Removes what the run left: the SQLite file, the PostgreSQL tables, or the Redis keys.
     async fn clean_up(&self) {
         match self.name {
+            #[cfg(feature = "redis")]
+            "redis" => {
+                let client = redis::Client::open(self.url.as_str()).expect("redis url");
+                let Ok(mut connection) = client.get_multiplexed_async_connection().await else {
+                    eprintln!("could not remove the bench keys {}*", self.prefix);
+                    return;
+                };
+                let names: Vec<String> = redis::cmd("KEYS")
+                    .arg(format!("{}*", self.prefix))
+                    .query_async(&mut connection)
+                    .await
+                    .unwrap_or_default();
+                if !names.is_empty() {
+                    let _ = redis::cmd("DEL")
+                        .arg(names)
+                        .query_async::<()>(&mut connection)
+                        .await;
+                }
+            }
             #[cfg(feature = "postgres")]
             "postgres" => {
                 let store = loopjob::store::PostgresStore::connect_lazy(&self.url, self.options())
                     .expect("postgres");
                 let prefix = &self.prefix;
-                let drop = format!("DROP TABLE IF EXISTS \"{prefix}leases\", \"{prefix}members\"");
+                let drop = format!(
+                    "DROP TABLE IF EXISTS \"{prefix}leases\", \"{prefix}members\", \"{prefix}schedules\", \"{prefix}runs\""
+                );
                 if let Err(error) = sqlx::raw_sql(&drop).execute(store.pool()).await {
                     eprintln!("could not drop the bench tables {prefix}*: {error}");
                 }
@@ -537,7 +592,7 @@ impl Failover {
     fn target(&self, backend: &str) -> Option<Duration> {
         match self.fault {
             Fault::Crash => Some(FO_TTL + FO_RETRY),
-            Fault::Graceful if backend == "postgres" => Some(HANDOVER_TARGET),
+            Fault::Graceful if matches!(backend, "postgres" | "redis") => Some(HANDOVER_TARGET),
             Fault::Graceful => None,
         }
     }
@@ -672,7 +727,7 @@ fn report(
 
     println!("\n### {name}\n");
     println!(
-        "Baseline: raw sqlx `SELECT 1` back to back p50 {:.0} µs, p99 {:.0} µs; one per {:?} \
+        "Baseline: raw round trip (sqlx `SELECT 1`, Redis `PING`) back to back p50 {:.0} µs, p99 {:.0} µs; one per {:?} \
          p50 {:.0} µs, max {:.0} µs.\n",
         us(select1.p50),
         us(select1.p99),
@@ -811,5 +866,22 @@ async fn main() {
         }
         #[cfg(not(feature = "postgres"))]
         println!("\npostgres: SKIPPED (build with --features postgres, or --all-features)");
+    }
+
+    if options.redis {
+        #[cfg(feature = "redis")]
+        match std::env::var("LOOPJOB_TEST_REDIS_URL") {
+            Ok(url) => {
+                let backend = Backend {
+                    name: "redis",
+                    url,
+                    prefix: prefix.clone(),
+                };
+                bench(backend, &options).await;
+            }
+            Err(_) => println!("\nredis: SKIPPED (set LOOPJOB_TEST_REDIS_URL)"),
+        }
+        #[cfg(not(feature = "redis"))]
+        println!("\nredis: SKIPPED (build with --features redis, or --all-features)");
     }
 }

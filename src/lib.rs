@@ -58,7 +58,7 @@
 //! | [`settings`] | TOML files and environment variables, validated, every problem at once |
 //! | [`guard`] | leadership: one replica per group, one globally, or partitions shared out; the elector's safety argument ([`guard::elector`]); [`LeaderElector`] for code that is not a job |
 //! | [`cluster`] | a guarded job's cluster schedule from a store URL: records, history, pause, resume, trigger |
-//! | [`store`] | lease stores (memory, SQLite, PostgreSQL, MySQL), the contract they keep, and each lease key's schedule record and run history ([`store::schedule`]) |
+//! | [`store`] | lease stores (memory, SQLite, PostgreSQL, MySQL, Redis), the contract they keep, and each lease key's schedule record and run history ([`store::schedule`]) |
 //! | [`limits`] | the bounds every duration and count is checked against |
 //!
 //! The library never prints: it logs through `tracing` (a span `loopjob.run` per attempt with

@@ -1,7 +1,7 @@
 //! Leadership on real databases: failover and handover between hosts sharing one SQLite file,
-//! one PostgreSQL database and one MySQL database. The databases keep time, so these tests run
-//! in real time; they assert order and exclusivity, and bound every wait so a failure is a clear
-//! error rather than a hang.
+//! one PostgreSQL database, one MySQL database and one Redis server. The databases keep time, so
+//! these tests run in real time; they assert order and exclusivity, and bound every wait so a
+//! failure is a clear error rather than a hang.
 
 #[path = "support/database_url.rs"]
 mod database_url;
@@ -146,7 +146,7 @@ async fn failover_and_handover(url: &str, prefix: &str) {
     }
 }
 
-#[cfg(any(feature = "postgres", feature = "mysql"))]
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "redis"))]
 fn unique_prefix(backend: &str) -> String {
     format!("lt_{backend}_{}_", std::process::id())
 }
@@ -181,4 +181,31 @@ async fn mysql_failover_and_handover() {
         return;
     };
     failover_and_handover(&url, &unique_prefix("my")).await;
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_failover_and_handover() {
+    let Some(url) =
+        database_url::database_url("LOOPJOB_TEST_REDIS_URL", "leadership tests on Redis")
+    else {
+        return;
+    };
+    let prefix = unique_prefix("redis");
+    failover_and_handover(&url, &prefix).await;
+    // Redis keeps no tables: remove the test's keys.
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut admin = client.get_multiplexed_async_connection().await.unwrap();
+    let names: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    if !names.is_empty() {
+        redis::cmd("DEL")
+            .arg(names)
+            .query_async::<redis::Value>(&mut admin)
+            .await
+            .unwrap();
+    }
 }

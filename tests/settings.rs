@@ -319,7 +319,7 @@ fn host_section_is_read_and_checked() {
     assert_eq!(settings.host().unwrap(), expected);
 
     let settings = load(
-        "[loopjob]\nstore = \"redis://cache\"\nnode_id = \"\"\nshutdown = \"1s\"\n",
+        "[loopjob]\nstore = \"zookeeper://cache\"\nnode_id = \"\"\nshutdown = \"1s\"\n",
         &[],
     );
     let error = settings.host().unwrap_err();
@@ -335,7 +335,7 @@ fn host_section_is_read_and_checked() {
         ("shutdown", "unknown key; did you mean `shutdown_grace`?")
     );
     assert!(
-        keys[2].1.contains("found \"redis://cache\""),
+        keys[2].1.contains("found \"zookeeper://cache\""),
         "{}",
         keys[2].1
     );

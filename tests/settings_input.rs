@@ -172,7 +172,7 @@ fn a_megabyte_key_is_reported_shortened_and_without_a_suggestion_search() {
 #[test]
 fn no_message_or_debug_output_shows_a_store_password() {
     const SECRET: &str = "hunter2";
-    let wrong_scheme = format!("redis://app:{SECRET}@cache:6379/0");
+    let wrong_scheme = format!("zookeeper://app:{SECRET}@cache:2181/0");
     let settings = load(
         &format!("[loopjob]\nstore = \"{wrong_scheme}\"\n"),
         &[("LOOPJOB__NODE_ID", "web-1")],
@@ -182,7 +182,10 @@ fn no_message_or_debug_output_shows_a_store_password() {
     let error = settings.host().unwrap_err();
     for shown in [error.to_string(), format!("{error:?}")] {
         assert!(!shown.contains(SECRET), "{shown}");
-        assert!(shown.contains("redis://app:***@cache:6379/0"), "{shown}");
+        assert!(
+            shown.contains("zookeeper://app:***@cache:2181/0"),
+            "{shown}"
+        );
     }
     let mut host = HostSettings::default();
     host.store = Some(format!("postgres://app:{SECRET}@db/x?password={SECRET}"));

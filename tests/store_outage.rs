@@ -213,13 +213,17 @@ async fn drop_tables(backend: &str, url: &str) {
     #[cfg(feature = "postgres")]
     if backend == "postgres" {
         let store = loopjob::store::PostgresStore::connect_lazy(url, options(backend)).unwrap();
-        let sql = format!("DROP TABLE IF EXISTS \"{prefix}leases\", \"{prefix}members\"");
+        let sql = format!(
+            "DROP TABLE IF EXISTS \"{prefix}leases\", \"{prefix}members\", \"{prefix}schedules\", \"{prefix}runs\""
+        );
         sqlx::raw_sql(&sql).execute(store.pool()).await.unwrap();
     }
     #[cfg(feature = "mysql")]
     if backend == "mysql" {
         let store = loopjob::store::MySqlStore::connect_lazy(url, options(backend)).unwrap();
-        let sql = format!("DROP TABLE IF EXISTS `{prefix}leases`, `{prefix}members`");
+        let sql = format!(
+            "DROP TABLE IF EXISTS `{prefix}leases`, `{prefix}members`, `{prefix}schedules`, `{prefix}runs`"
+        );
         sqlx::raw_sql(&sql).execute(store.pool()).await.unwrap();
     }
 }

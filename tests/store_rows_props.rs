@@ -259,7 +259,9 @@ fn postgres_rows_never_panic_and_errors_name_the_key() {
     });
     run(&runtime, &*store, &raw, &prefix, false, 100);
     if let Raw::Postgres(pool) = &raw {
-        let sql = format!("DROP TABLE IF EXISTS \"{prefix}leases\", \"{prefix}members\"");
+        let sql = format!(
+            "DROP TABLE IF EXISTS \"{prefix}leases\", \"{prefix}members\", \"{prefix}schedules\", \"{prefix}runs\""
+        );
         let _ = runtime.block_on(sqlx::query(&sql).execute(pool));
     }
 }

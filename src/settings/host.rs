@@ -31,7 +31,7 @@ pub struct HostSettings {
     /// This node's group (default: `$CLUSTER_NAME`, else `"default"`).
     pub group: Option<String>,
     /// The lease store: `memory`, or a URL starting `sqlite:`, `postgres://`, `postgresql://`,
-    /// `mysql://` or `mariadb://`.
+    /// `mysql://`, `mariadb://`, `redis://` or `rediss://`.
     pub store: Option<String>,
     /// How long shutdown waits for in-flight runs.
     pub shutdown_grace: Option<Duration>,
@@ -59,13 +59,15 @@ impl std::fmt::Debug for HostSettings {
 }
 
 /// The store URL forms `store` accepts.
-const STORE_FORMS: [&str; 6] = [
+const STORE_FORMS: [&str; 8] = [
     "memory",
     "sqlite:",
     "postgres://",
     "postgresql://",
     "mysql://",
     "mariadb://",
+    "redis://",
+    "rediss://",
 ];
 
 impl Settings {
@@ -159,7 +161,7 @@ fn store(value: &Value) -> Result<String, String> {
         // The URL may hold a password: show it redacted.
         Err(format!(
             "expected \"memory\" or a URL starting with sqlite:, postgres://, postgresql://, \
-             mysql:// or mariadb://, found {}",
+             mysql://, mariadb://, redis:// or rediss://, found {}",
             value::quote(&crate::store::redact(&url))
         ))
     }

@@ -5,7 +5,7 @@
 //! [loopjob]
 //! node_id = "web-1"              # default: $HOSTNAME, else host name + pid
 //! group = "eu-west"              # default: $CLUSTER_NAME, else "default"
-//! store = "sqlite://loopjob.db"  # memory | sqlite:… | postgres://… | mysql://…
+//! store = "sqlite://loopjob.db"  # memory | sqlite:… | postgres://… | mysql://… | redis://…
 //! shutdown_grace = "30s"
 //! max_parallel_runs = 8          # at most 8 runs in flight over all jobs (default: no limit)
 //! node_id_env = "POD_NAME"       # read the node id from this variable instead of HOSTNAME

@@ -19,6 +19,7 @@
 //! | `sqlite://PATH` | `SqliteStore` | `sqlite` (default) | many processes on one host | no (poll) | one `BEGIN IMMEDIATE` transaction |
 //! | `postgres://…` | `PostgresStore` | `postgres` | many hosts | yes (LISTEN/NOTIFY) | one transaction, arrays (`unnest`) |
 //! | `mysql://…`, `mariadb://…` | `MySqlStore` | `mysql` | many hosts (MySQL 8, MariaDB 10.11) | no (poll) | one `READ COMMITTED` transaction |
+//! | `redis://host:6379/N` | `RedisStore` | `redis` | many hosts sharing one Redis (not across a failover: see its docs) | yes (pub/sub) | one Lua script |
 //!
 //! Open one from a URL with [`open()`] (or [`open_with`] to set [`StoreOptions`]), then call
 //! [`LeaseStore::initialise`] once at start-up:
@@ -56,7 +57,9 @@
 //!    sets the expiry to its clock at execution plus the ttl, which is never earlier than that.
 //! 2. **Every successful acquisition increments the key's epoch**, strictly and forever, also
 //!    when the holder already held the key. Lease rows are never deleted, so an epoch is never
-//!    issued twice: it is a fencing token that downstream systems can compare.
+//!    issued twice: it is a fencing token that downstream systems can compare. A key's first
+//!    epoch is 1 on memory and the SQL stores; `RedisStore` starts it from the server's clock,
+//!    so that epochs keep growing after a restart without persistence.
 //! 3. A key is taken only if its row is absent, expired (`expires_at <= now`), or held by the
 //!    same holder. Renew and release match holder **and** epoch and act only on unexpired rows.
 //! 4. [`LeaseStore::renew`] renews all the given leases in one statement: a node's renew cost does
@@ -107,6 +110,8 @@ mod memory;
 mod notify;
 mod open;
 mod record;
+#[cfg(feature = "redis")]
+mod redis;
 pub mod schedule;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 mod sql;
@@ -120,6 +125,8 @@ pub use error::StoreError;
 pub use memory::MemoryStore;
 pub use notify::{ReleaseNotice, ReleaseNotifications};
 pub use open::{open, open_with, redact, supported_urls};
+#[cfg(feature = "redis")]
+pub use redis::RedisStore;
 pub use schedule::{
     NextDue, OperatorMark, Plan, RunEnd, RunRecord, RunResult, RunStart, ScheduleRecord, StartedRun,
 };
@@ -243,7 +250,8 @@ impl StoreOptions {
     /// if it is missing (the user then needs the right to create it), or in an attached
     /// database (SQLite), which `initialise` checks is attached. Letters,
     /// digits and `_` only, at most 40 characters in all; names are quoted, so case is kept.
-    /// Ignored by [`MemoryStore`].
+    /// Ignored by [`MemoryStore`]. For `RedisStore` it prefixes every key: 1 to 64 letters,
+    /// digits, `_`, `-`, `.` or `:`.
     pub fn table_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.table_prefix = prefix.into();
         self
@@ -281,13 +289,13 @@ impl StoreOptions {
 
 /// The shared record of leases and memberships that replicas elect leaders through.
 ///
-/// Implemented by [`MemoryStore`], `SqliteStore`, `PostgresStore` and `MySqlStore`; the
+/// Implemented by [`MemoryStore`], `SqliteStore`, `PostgresStore`, `MySqlStore` and `RedisStore`; the
 /// elector holds one as `Arc<dyn LeaseStore>`. See the [module docs](self) for the contract
 /// every implementation keeps and for cancel safety. Methods that take a `ttl` accept 1 ms to
 /// one year; names (keys, holders, scopes, members) must be 1 to [`MAX_NAME_LEN`] bytes.
 #[async_trait]
 pub trait LeaseStore: Send + Sync + fmt::Debug + 'static {
-    /// The backend's name: `"memory"`, `"sqlite"`, `"postgres"` or `"mysql"`.
+    /// The backend's name: `"memory"`, `"sqlite"`, `"postgres"`, `"mysql"` or `"redis"`.
     fn backend(&self) -> &'static str;
 
     /// Creates the tables if they are missing. Idempotent, and safe when many replicas start at

@@ -17,6 +17,9 @@ pub fn supported_urls() -> String {
     if cfg!(feature = "mysql") {
         forms.push("mysql://… (or mariadb://…)");
     }
+    if cfg!(feature = "redis") {
+        forms.push("redis://host:6379/N");
+    }
     forms.join(", ")
 }
 
@@ -26,7 +29,7 @@ pub fn open(url: &str) -> Result<Arc<dyn LeaseStore>, StoreError> {
 }
 
 /// Opens the store at `url`: `memory`, `sqlite://PATH` (or `sqlite:PATH`, `sqlite::memory:`),
-/// `postgres://…` (or `postgresql://…`), `mysql://…` (or `mariadb://…`).
+/// `postgres://…` (or `postgresql://…`), `mysql://…` (or `mariadb://…`), `redis://host:6379/N`.
 ///
 /// No I/O happens here: SQL stores connect on their first call, so call
 /// [`LeaseStore::initialise`] next to find out whether the database is reachable. An unknown
@@ -34,7 +37,7 @@ pub fn open(url: &str) -> Result<Arc<dyn LeaseStore>, StoreError> {
 /// listing what the build supports. SQL stores must be opened within a Tokio runtime.
 ///
 /// ```
-/// let err = loopjob::store::open("redis://localhost").unwrap_err();
+/// let err = loopjob::store::open("zookeeper://localhost").unwrap_err();
 /// assert!(err.to_string().contains("this build supports memory"));
 /// ```
 pub fn open_with(url: &str, options: StoreOptions) -> Result<Arc<dyn LeaseStore>, StoreError> {
@@ -78,6 +81,7 @@ pub fn open_with(url: &str, options: StoreOptions) -> Result<Arc<dyn LeaseStore>
                 Err(needs("mysql"))
             }
         }
+        "redis" | "rediss" => redis_store(url, options).unwrap_or_else(|| Err(needs("redis"))),
         _ => Err(unsupported(format!(
             "the scheme `{scheme}` names no lease store"
         ))),
@@ -178,6 +182,29 @@ fn sql_store(url: &str, _options: StoreOptions) -> Result<Arc<dyn LeaseStore>, S
         problem: "this build has no SQL backend".to_owned(),
         supported: supported_urls(),
     })
+}
+
+/// The Redis store at `url`, or `None` when this build lacks the `redis` feature.
+fn redis_store(
+    url: &str,
+    options: StoreOptions,
+) -> Option<Result<Arc<dyn LeaseStore>, StoreError>> {
+    #[cfg(feature = "redis")]
+    {
+        // Its connection and listener are Tokio tasks.
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Some(Err(StoreError::NoRuntime));
+        }
+        Some(
+            super::RedisStore::connect_lazy(url, options)
+                .map(|store| Arc::new(store) as Arc<dyn LeaseStore>),
+        )
+    }
+    #[cfg(not(feature = "redis"))]
+    {
+        let _ = (url, options);
+        None
+    }
 }
 
 /// The URL with every password replaced by `***`, for messages, logs and `Debug` output: the
@@ -283,9 +310,9 @@ mod tests {
 
     #[test]
     fn unknown_schemes_list_what_is_supported() {
-        let err = open("redis://u:pw@host").unwrap_err();
+        let err = open("zookeeper://u:pw@host").unwrap_err();
         let message = err.to_string();
-        assert!(message.contains("`redis`"), "{message}");
+        assert!(message.contains("`zookeeper`"), "{message}");
         assert!(message.contains("memory"), "{message}");
         assert!(!message.contains("pw"), "{message}");
         assert!(matches!(

@@ -11,7 +11,12 @@ use super::schedule::{OperatorMark, RunRecord, ScheduleRecord};
 /// newer loopjob and is refused with [`StoreError::NewerRecord`](super::StoreError), never
 /// guessed at.
 #[cfg_attr(
-    not(any(feature = "sqlite", feature = "postgres", feature = "mysql")),
+    not(any(
+        feature = "sqlite",
+        feature = "postgres",
+        feature = "mysql",
+        feature = "redis"
+    )),
     allow(dead_code)
 )]
 pub(crate) const FORMAT: i64 = 1;
@@ -26,13 +31,19 @@ pub(crate) enum Due {
 }
 
 /// The first point of the grid `anchor + k·interval` (k ≥ 0) strictly after `now`: the anchor
-/// itself while it is still ahead.
+/// itself while it is still ahead. Worked out in 128 bits and clamped, so that no anchor read
+/// back from a database, however wrong, can overflow it; an interval below 1 ms counts as 1 ms.
 pub(crate) fn grid_after(anchor: i64, interval: i64, now: i64) -> i64 {
     if now < anchor {
-        anchor
-    } else {
-        anchor + ((now - anchor) / interval + 1) * interval
+        return anchor;
     }
+    let (anchor, interval, now) = (
+        i128::from(anchor),
+        i128::from(interval.max(1)),
+        i128::from(now),
+    );
+    let next = anchor + ((now - anchor) / interval + 1) * interval;
+    i64::try_from(next).unwrap_or(i64::MAX)
 }
 
 /// A key's record, without its history rows.
@@ -81,7 +92,7 @@ impl Record {
             return None;
         }
         self.set_due(due, now);
-        self.last_seq += 1;
+        self.last_seq = self.last_seq.saturating_add(1);
         self.history_limit = history_limit;
         if triggered {
             self.trigger = None;
@@ -91,7 +102,9 @@ impl Record {
 
     /// The oldest sequence number the history keeps after a start.
     pub(crate) fn oldest_kept(&self) -> i64 {
-        self.last_seq - self.history_limit + 1
+        self.last_seq
+            .saturating_sub(self.history_limit)
+            .saturating_add(1)
     }
 
     /// Pauses the key; a paused key keeps its first mark.
@@ -146,6 +159,10 @@ mod tests {
         assert_eq!(grid_after(1_000, 100, 1_099), 1_100);
         assert_eq!(grid_after(1_000, 100, 1_100), 1_200);
         assert_eq!(grid_after(1_000, 100, 5_432), 5_500);
+        // A corrupted anchor or interval never overflows.
+        assert_eq!(grid_after(i64::MIN, 1, i64::MAX - 1), i64::MAX);
+        assert_eq!(grid_after(i64::MIN, i64::MAX, 0), i64::MAX - 1);
+        assert_eq!(grid_after(0, 0, 5), 6);
     }
 
     #[test]

@@ -411,3 +411,140 @@ mod mysql {
         }
     }
 }
+
+#[cfg(feature = "redis")]
+pub use self::redis_backend::Redis;
+
+#[cfg(feature = "redis")]
+mod redis_backend {
+    use super::*;
+    use loopjob::store::RedisStore;
+
+    pub struct Redis {
+        url: String,
+    }
+
+    impl Redis {
+        pub fn from_env() -> Option<Self> {
+            let url = std::env::var("LOOPJOB_TEST_REDIS_URL").ok()?;
+            Some(Redis { url })
+        }
+
+        async fn admin(&self) -> redis::aio::MultiplexedConnection {
+            let client = redis::Client::open(self.url.as_str()).unwrap();
+            client.get_multiplexed_async_connection().await.unwrap()
+        }
+    }
+
+    /// A run as the Redis store keeps it: JSON of strings.
+    fn run_json(epoch: &str, ended: Option<&str>, outcome: Option<&str>) -> String {
+        let mut json = format!(
+            "{{\"seq\":\"1\",\"holder\":\"h\",\"epoch\":\"{epoch}\",\"scheduled\":\"0\",\
+             \"started\":\"0\",\"attempts\":\"1\",\"triggered\":false"
+        );
+        if let Some(ended) = ended {
+            json.push_str(&format!(",\"ended\":\"{ended}\""));
+        }
+        if let Some(outcome) = outcome {
+            json.push_str(&format!(",\"outcome\":\"{outcome}\""));
+        }
+        json.push('}');
+        json
+    }
+
+    #[async_trait]
+    impl Backend for Redis {
+        fn name(&self) -> &'static str {
+            "redis"
+        }
+
+        async fn open(&self, prefix: &str) -> Arc<dyn LeaseStore> {
+            Arc::new(RedisStore::connect_lazy(&self.url, test_options(prefix)).unwrap())
+        }
+
+        async fn corrupt(&self, prefix: &str, rows: &[(&str, Corruption)]) -> bool {
+            let mut admin = self.admin().await;
+            for (key, how) in rows {
+                let mut hash = redis::cmd("HSET");
+                hash.arg(format!("{prefix}lease:{key}"));
+                match how {
+                    Corruption::NullHolder => hash.arg("epoch").arg(3),
+                    Corruption::NegativeEpoch => {
+                        hash.arg("holder").arg("someone").arg("epoch").arg(-5)
+                    }
+                };
+                hash.arg("expires").arg(0);
+                hash.query_async::<redis::Value>(&mut admin).await.unwrap();
+                redis::cmd("ZADD")
+                    .arg(format!("{prefix}leases"))
+                    .arg(0)
+                    .arg(*key)
+                    .query_async::<redis::Value>(&mut admin)
+                    .await
+                    .unwrap();
+            }
+            true
+        }
+
+        async fn corrupt_schedules(&self, prefix: &str, rows: &[(&str, RecordCorruption)]) -> bool {
+            let mut admin = self.admin().await;
+            for (key, how) in rows {
+                let (format, last_seq, run) = match how {
+                    RecordCorruption::NewerFormat => (99, 0, None),
+                    RecordCorruption::UnknownOutcome => {
+                        (1, 1, Some(run_json("1", Some("5"), Some("exploded"))))
+                    }
+                    RecordCorruption::NegativeRunEpoch => (1, 1, Some(run_json("-5", None, None))),
+                };
+                redis::cmd("HSET")
+                    .arg(format!("{prefix}schedule:{key}"))
+                    .arg("format")
+                    .arg(format)
+                    .arg("last_seq")
+                    .arg(last_seq)
+                    .arg("history_limit")
+                    .arg(100)
+                    .query_async::<redis::Value>(&mut admin)
+                    .await
+                    .unwrap();
+                redis::cmd("ZADD")
+                    .arg(format!("{prefix}schedules"))
+                    .arg(0)
+                    .arg(*key)
+                    .query_async::<redis::Value>(&mut admin)
+                    .await
+                    .unwrap();
+                if let Some(run) = run {
+                    redis::cmd("RPUSH")
+                        .arg(format!("{prefix}runs:{key}"))
+                        .arg(run)
+                        .query_async::<redis::Value>(&mut admin)
+                        .await
+                        .unwrap();
+                }
+            }
+            true
+        }
+
+        async fn previous_schema(&self, _prefix: &str) -> bool {
+            // Redis has no schema: there is nothing to migrate.
+            false
+        }
+
+        async fn drop_tables(&self, prefix: &str) {
+            let mut admin = self.admin().await;
+            let names: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{prefix}*"))
+                .query_async(&mut admin)
+                .await
+                .unwrap();
+            if !names.is_empty() {
+                redis::cmd("DEL")
+                    .arg(names)
+                    .query_async::<redis::Value>(&mut admin)
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+}

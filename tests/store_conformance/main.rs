@@ -1,9 +1,10 @@
 //! One conformance suite for every lease store: the same cases, unchanged, against memory,
-//! SQLite, PostgreSQL and MySQL/MariaDB.
+//! SQLite, PostgreSQL, MySQL/MariaDB and Redis.
 //!
-//! PostgreSQL and MySQL run when `LOOPJOB_TEST_POSTGRES_URL` / `LOOPJOB_TEST_MYSQL_URL` are set
-//! (`.ci/run` sets both) and say plainly that they were skipped otherwise. Each case uses its own
-//! table prefix, so cases run concurrently and never see each other's rows.
+//! PostgreSQL, MySQL and Redis run when `LOOPJOB_TEST_POSTGRES_URL` / `LOOPJOB_TEST_MYSQL_URL` /
+//! `LOOPJOB_TEST_REDIS_URL` are set (`.ci/run` sets all three) and say plainly that they were
+//! skipped otherwise. Each case uses its own table prefix, so cases run concurrently and never
+//! see each other's rows.
 
 mod backends;
 #[path = "../support/database_url.rs"]
@@ -42,6 +43,18 @@ async fn mysql() {
         None => drop(database_url::database_url(
             "LOOPJOB_TEST_MYSQL_URL",
             "mysql conformance",
+        )),
+    }
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis() {
+    match backends::Redis::from_env() {
+        Some(backend) => suite::run(backend).await,
+        None => drop(database_url::database_url(
+            "LOOPJOB_TEST_REDIS_URL",
+            "redis conformance",
         )),
     }
 }

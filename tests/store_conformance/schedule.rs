@@ -663,3 +663,71 @@ pub async fn schedule_input_is_checked<B: Backend>(backend: Arc<B>, prefix: Stri
     assert!(store.end_runs("a", &[]).await.unwrap().is_empty());
     assert!(store.schedules(&[]).await.unwrap().is_empty());
 }
+
+/// 16 holders on four replicas compete for one key for a while, each starting runs while it
+/// holds the lease and trying again after its lease expired. Every start after expiry is
+/// refused, and the history, read by sequence number, has the epochs in order: a write from an
+/// older epoch never lands after a newer epoch's.
+pub async fn starts_under_contention_follow_the_epochs<B: Backend>(
+    backend: Arc<B>,
+    prefix: String,
+) {
+    const TTL: Duration = Duration::from_millis(300);
+    const RUN: Duration = Duration::from_millis(2500);
+    let first = ready(&*backend, &prefix).await;
+    let mut replicas = vec![first.clone()];
+    for _ in 1..4 {
+        replicas.push(backend.open(&prefix).await);
+    }
+    let deadline = tokio::time::Instant::now() + RUN;
+    let mut tasks = JoinSet::new();
+    for c in 0..16 {
+        let store = replicas[c % replicas.len()].clone();
+        tasks.spawn(async move {
+            let holder = format!("c{c}");
+            let mut started = 0;
+            while tokio::time::Instant::now() < deadline {
+                let Some(lease) = acquire_one(&*store, &holder, "contested", TTL).await else {
+                    tokio::time::sleep(Duration::from_millis(5 + fastrand::u64(0..20))).await;
+                    continue;
+                };
+                let starts = [RunStart {
+                    history_limit: 100_000,
+                    ..start(&lease)
+                }];
+                for _ in 0..fastrand::usize(1..3) {
+                    started += store.start_runs(&holder, &starts).await.unwrap().len();
+                    tokio::time::sleep(TTL / 5).await;
+                }
+                tokio::time::sleep(TTL + Duration::from_millis(50)).await;
+                let late = store.start_runs(&holder, &starts).await.unwrap();
+                assert!(late.is_empty(), "{holder} started after its lease expired");
+            }
+            started
+        });
+    }
+    let mut started = 0;
+    while let Some(count) = tasks.join_next().await {
+        started += count.unwrap();
+    }
+    let history = first.history("contested", 100_000).await.unwrap();
+    assert_eq!(
+        history.len(),
+        started,
+        "every answered start is in the history"
+    );
+    assert!(started >= 3, "too little progress: {started} starts");
+    for pair in history.windows(2) {
+        let (newer, older) = (&pair[0], &pair[1]);
+        assert!(newer.seq > older.seq);
+        assert!(
+            newer.epoch >= older.epoch,
+            "run {} at epoch {} after run {} at epoch {}",
+            newer.seq,
+            newer.epoch,
+            older.seq,
+            older.epoch
+        );
+        assert!(newer.started_ms >= older.started_ms);
+    }
+}

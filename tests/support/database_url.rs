@@ -1,4 +1,5 @@
-//! The database URLs of the tests that need PostgreSQL or MySQL, and a visible skip without one.
+//! The database URLs of the tests that need PostgreSQL, MySQL or Redis, and a visible skip
+//! without one.
 
 use std::io::Write;
 

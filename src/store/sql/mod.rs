@@ -13,9 +13,11 @@
 //! ```
 //!
 //! Times are milliseconds since the Unix epoch by the database's clock. Only the primary keys
-//! are indexed: renew and acquire rewrite `holder`, `epoch` and `expires_at`, every run rewrites
-//! its record's times and ends its run row, and an index on any of those columns would stop
-//! PostgreSQL from updating rows in place.
+//! are indexed: renew rewrites `expires_at`, every run rewrites its record's times and ends its
+//! run row, and an index on any of those columns would stop PostgreSQL from updating rows in
+//! place. The one exception is PostgreSQL's unique index on `leases (lease_key, epoch)`: only an
+//! acquisition changes it (renewals stay in place), and it lets a schedule write hold the lease
+//! row against takeovers without blocking renewals (see `postgres::schedule`).
 //!
 //! The schedule tables came with the cluster schedule; `initialise` creates them beside the
 //! older two, so a database of the previous schema is migrated in place. Each schedule row
@@ -51,6 +53,10 @@ pub(crate) struct Tables {
     pub(crate) schedules: String,
     /// The run history table, quoted likewise.
     pub(crate) runs: String,
+    /// The name of the leases table's unique index on `(lease_key, epoch)`, quoted, without its
+    /// schema (an index lives in its table's schema); PostgreSQL's fence needs it.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) lease_epochs_index: String,
     /// The leases table as the user wrote it, unquoted: for messages and notification channels.
     pub(crate) leases_plain: String,
     /// The members table as the user wrote it, unquoted: for messages.
@@ -110,6 +116,7 @@ impl Tables {
             members: qualify(&format!("{table_prefix}members")),
             schedules: qualify(&format!("{table_prefix}schedules")),
             runs: qualify(&format!("{table_prefix}runs")),
+            lease_epochs_index: format!("{quote}{table_prefix}leases_epoch{quote}"),
             leases_plain: format!("{prefix}leases"),
             members_plain: format!("{prefix}members"),
             schema: schema.map(str::to_owned),

@@ -41,6 +41,12 @@ const MAX_KEYS_PER_STATEMENT: usize = 20_000;
 /// creates missing keys, and a `SELECT` reads what was won. Each statement is atomic and checks
 /// its own conditions, so races between them only make a call win less, never wrongly.
 ///
+/// Schedule writes (plan, starts, ends, operator commands) are each one `READ COMMITTED`
+/// transaction of a few statements, whatever the batch's size. It locks the caller's lease rows
+/// (`FOR UPDATE`) until it commits, so that no other holder can take them in between: the
+/// holder's own renewal of those leases waits for it too (a few milliseconds; MySQL has no lock
+/// that blocks a takeover but not a renewal, as PostgreSQL's store uses).
+///
 /// Connections set `time_zone = '+00:00'` and `innodb_lock_wait_timeout` to the operation
 /// timeout (in whole seconds, at least 1).
 #[derive(Debug)]

@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use sqlx::{MySql, Transaction};
 
 use super::super::schedule::{
-    FenceRef, Fenced, RECORD_BINDS, RECORD_ROW, RUN_BINDS, RUN_ROW, ReadRecord, ScheduleStore,
-    ScheduleTx, Upserts, bind_record, bind_run, fenced_columns, select_history, select_records,
+    FenceRef, Fenced, RECORD_ROW, RUN_BINDS, RUN_ROW, ReadRecord, ScheduleStore, ScheduleTx,
+    Upserts, bind_record, bind_run, fenced_columns, select_history, select_records,
 };
 use super::super::{Tables, backend_error, bounded, repeat, schedule};
 use super::{MySqlStore, NOW};
@@ -21,6 +21,8 @@ use crate::store::{StoreError, args};
 
 /// MySQL's bound-parameter limit (65,535) over the most parameters one row binds.
 const MAX_ROWS_PER_STATEMENT: usize = 5_000;
+// No statement binds more than this many rows of at most RUN_BINDS values.
+const _: () = assert!(RUN_BINDS * MAX_ROWS_PER_STATEMENT < 65_535);
 
 /// The statements that create the schedule tables (and so migrate a database of the previous
 /// schema, which has only the leases and members tables). Names are `VARBINARY`, as in the
@@ -162,7 +164,6 @@ impl ScheduleTx for MySqlTx<'_> {
                 .await
                 .map_err(backend_error(operation))?;
         }
-        const { assert!(RECORD_BINDS * MAX_ROWS_PER_STATEMENT < 65_535) };
         Ok(())
     }
 
@@ -185,7 +186,6 @@ impl ScheduleTx for MySqlTx<'_> {
                 .await
                 .map_err(backend_error(operation))?;
         }
-        const { assert!(RUN_BINDS * MAX_ROWS_PER_STATEMENT < 65_535) };
         Ok(())
     }
 

@@ -33,9 +33,13 @@ const NOW: &str = "floor(extract(epoch from statement_timestamp()) * 1000)::bigi
 /// conditional `UPDATE` and creates missing ones with `INSERT … ON CONFLICT DO NOTHING` in the
 /// same statement (a lost race writes no WAL); `renew` and `release` match all leases at once
 /// through `unnest` of two arrays, never splitting a batch. The leases table has fillfactor 50
-/// and no index besides its primary key, so that renewals stay heap-only (HOT) updates and the
-/// table does not bloat. `release` sends `NOTIFY` on the channel named after the leases table
-/// (such as `loopjob_leases`), which [`LeaseStore::release_notifications`] listens on through
+/// and no index on `expires_at`, so that renewals stay heap-only (HOT) updates and the table
+/// does not bloat. Besides its primary key it has one unique index, on `(lease_key, epoch)`:
+/// it makes an acquisition (which changes the epoch) a key update, so a schedule write can hold
+/// the caller's lease with `FOR KEY SHARE`, which blocks a takeover until it commits but never
+/// a renewal or a release. `release` sends `NOTIFY` on the channel named after the leases table
+/// (such as `loopjob_leases`), and operator commands on the one named after the schedules table
+/// (such as `loopjob_schedules`); [`LeaseStore::release_notifications`] listens on both through
 /// one extra pooled connection.
 ///
 /// Each connection sets `statement_timeout` to the operation timeout, so the server also
@@ -126,6 +130,11 @@ impl LeaseStore for PostgresStore {
              WITH (fillfactor = 50)",
             self.tables.leases
         );
+        // Added with the cluster schedule (see the type's docs); built on older tables too.
+        let lease_epochs = format!(
+            "CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} (lease_key, epoch)",
+            self.tables.lease_epochs_index, self.tables.leases
+        );
         let members = format!(
             "CREATE TABLE IF NOT EXISTS {} (scope TEXT COLLATE \"C\" NOT NULL, \
              member TEXT COLLATE \"C\" NOT NULL, expires_at BIGINT NOT NULL, \
@@ -148,6 +157,7 @@ impl LeaseStore for PostgresStore {
                 tx.execute(create.as_str()).await.map_err(&error)?;
             }
             tx.execute(leases.as_str()).await.map_err(&error)?;
+            tx.execute(lease_epochs.as_str()).await.map_err(&error)?;
             tx.execute(members.as_str()).await.map_err(&error)?;
             // The schedule tables came later: creating them migrates an older database.
             for table in schedule::create_tables(&self.tables) {

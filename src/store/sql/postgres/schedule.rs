@@ -2,8 +2,10 @@
 //! transaction the shared flows of [`sql::schedule`](super::super::schedule) write through.
 //!
 //! A write's transaction locks the key's record (`FOR UPDATE`, so an operator's command waits
-//! or is waited for) and the caller's lease row (`FOR UPDATE OF l`, so no other holder can take
-//! the lease before the commit), then writes whole batches through `unnest` of arrays: the
+//! or is waited for) and the caller's lease row (`FOR KEY SHARE OF l`: an acquisition changes
+//! the epoch, a column of a unique index, so no other holder can take the lease before the
+//! commit, while the holder's own renewals and releases go on unblocked), then writes whole
+//! batches through `unnest` of arrays: the
 //! statements are the same few for one key or ten thousand. Operator commands `NOTIFY` on the
 //! channel named after the schedules table (such as `loopjob_schedules`) in the same
 //! transaction, so a subscriber hears of them when they commit.
@@ -92,7 +94,7 @@ impl ScheduleTx for PgTx<'_> {
              LEFT JOIN {runs} r ON r.lease_key = f.lease_key AND r.seq = f.seq \
              AND r.epoch = f.epoch \
              WHERE l.holder = $1 AND l.expires_at > {NOW} \
-             FOR UPDATE OF l",
+             FOR KEY SHARE OF l",
             schedules = tables.schedules,
             columns = fenced_columns(NOW),
             leases = tables.leases,

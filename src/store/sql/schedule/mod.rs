@@ -1,5 +1,6 @@
-//! What the SQL stores share for the cluster schedule: the columns they read, how a row becomes
-//! a record or a run (or an error naming its key), and each write's flow as one transaction.
+//! What the SQL stores share for the cluster schedule: each write's flow as one transaction
+//! (here), how a row is read and checked ([`rows`]), and the whole-row upserts of the dialects
+//! with `?` placeholders (`upserts`).
 //!
 //! Every fenced write (plan, start, end) and every operator command runs as one transaction on
 //! a [`ScheduleTx`]: it first reads and locks the rows it will change (the lease rows the caller
@@ -8,7 +9,8 @@
 //! batched statements, and commits. So the number of statements does not grow with the batch,
 //! a stale epoch changes nothing (its lease row does not match), and the new leader of a key
 //! cannot take the lease between the check and the write (the lease row is locked until the
-//! commit).
+//! commit: PostgreSQL holds it `FOR KEY SHARE`, MySQL `FOR UPDATE`, SQLite its write lock).
+
 mod rows;
 #[cfg(any(feature = "sqlite", feature = "mysql"))]
 mod upserts;

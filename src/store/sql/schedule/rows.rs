@@ -3,9 +3,9 @@
 
 use super::super::{StoreRow, Tables, backend_error};
 use super::{Fenced, ReadRecord};
-use crate::store::StoreError;
 use crate::store::record::{FORMAT, Record};
 use crate::store::schedule::{OperatorMark, RunRecord, RunResult, ScheduleRecord};
+use crate::store::{StoreError, args};
 
 /// A record's columns, on table alias `s`.
 pub(crate) const RECORD_COLUMNS: &str = "s.lease_key, s.format, s.anchor, s.next_due, \
@@ -104,9 +104,15 @@ fn record_at(
                 "its {what}_by and {what}_at are not both set (by a non-empty name) or both NULL"
             ))),
         };
+    let time = |index: usize, column: &str| match int(index, column)? {
+        Some(ms) if !(0..=args::MAX_TIME_MS).contains(&ms) => Err(corrupted(format!(
+            "its {column} {ms} is not a time from 1970 to 9999 in ms"
+        ))),
+        ms => Ok(ms),
+    };
     let record = Record {
-        anchor: int(2, "anchor")?,
-        next_due: int(3, "next_due")?,
+        anchor: time(2, "anchor")?,
+        next_due: time(3, "next_due")?,
         last_seq: count(4, "last_seq")?,
         history_limit: count(5, "history_limit")?,
         paused: mark(6, 7, "paused")?,

@@ -21,11 +21,9 @@ pub(crate) struct Upserts {
 
 /// One record row's placeholders (its format is this build's).
 pub(crate) const RECORD_ROW: &str = "(?, 1, ?, ?, ?, ?, ?, ?, ?, ?)";
-/// Binds per record row.
-pub(crate) const RECORD_BINDS: usize = 9;
 /// One run row's placeholders.
 pub(crate) const RUN_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
-/// Binds per run row.
+/// Binds per run row: the widest row any schedule statement binds (a record binds 9).
 pub(crate) const RUN_BINDS: usize = 11;
 
 impl Upserts {

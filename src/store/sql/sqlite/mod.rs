@@ -43,6 +43,8 @@ const MAX_LEASES_PER_STATEMENT: usize = 16_000;
 /// timeout, so processes writing at once wait for each other instead of failing. Every call is
 /// one statement (`try_acquire` is one upsert; it reads again only when it did not win every
 /// key, to tell a corrupted row from a held one). The store's clock is the host's clock.
+/// Schedule writes (plan, starts, ends, operator commands) are each one `BEGIN IMMEDIATE`
+/// transaction of a few statements, whatever the batch's size.
 ///
 /// > **Note:** SQLite on a network file system (NFS, SMB) does not lock reliably: keep the file on
 /// > a local disk, and use PostgreSQL or MySQL for replicas on several hosts.

@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use sqlx::{Sqlite, Transaction};
 
 use super::super::schedule::{
-    FenceRef, Fenced, RECORD_BINDS, RECORD_ROW, RUN_BINDS, RUN_ROW, ReadRecord, ScheduleStore,
-    ScheduleTx, Upserts, bind_record, bind_run, fenced_columns, select_history, select_records,
+    FenceRef, Fenced, RECORD_ROW, RUN_BINDS, RUN_ROW, ReadRecord, ScheduleStore, ScheduleTx,
+    Upserts, bind_record, bind_run, fenced_columns, select_history, select_records,
 };
 use super::super::{Tables, backend_error, bounded, repeat, schedule};
 use super::{NOW, SqliteStore};
@@ -20,6 +20,8 @@ use crate::store::{StoreError, args};
 
 /// SQLite's bound-parameter limit (32,766) over the most parameters one row binds.
 const MAX_ROWS_PER_STATEMENT: usize = 2_500;
+// No statement binds more than this many rows of at most RUN_BINDS values.
+const _: () = assert!(RUN_BINDS * MAX_ROWS_PER_STATEMENT < 32_766);
 
 /// The statements that create the schedule tables (and so migrate a database of the previous
 /// schema, which has only the leases and members tables).
@@ -133,7 +135,6 @@ impl ScheduleTx for SqliteTx<'_> {
                 .await
                 .map_err(backend_error(operation))?;
         }
-        const { assert!(RECORD_BINDS * MAX_ROWS_PER_STATEMENT < 32_766) };
         Ok(())
     }
 
@@ -156,7 +157,6 @@ impl ScheduleTx for SqliteTx<'_> {
                 .await
                 .map_err(backend_error(operation))?;
         }
-        const { assert!(RUN_BINDS * MAX_ROWS_PER_STATEMENT < 32_766) };
         Ok(())
     }
 
