@@ -199,11 +199,15 @@ impl ClusterTiming {
                 (ScheduleMode::FixedRate, Some(due)) => {
                     let (point, missed) = latest_point(due.ms, interval, now_ms);
                     outcome.missed += missed;
-                    // Late beyond the conversion's margin (a period caught up, a stall): the
-                    // grid goes on from this run, so that the next one is still an interval
-                    // (less the margin) after it. On time: the grid's next point.
+                    // Late beyond the conversion's margin and the job's own jitter (a period
+                    // caught up, a stall): the grid goes on from this run, so that the next one
+                    // is still an interval (less the margin) after it. On time, jitter
+                    // included: the grid's next point, so jitter never moves the grid.
                     let grace = self.lease_ttl / 10;
-                    let next = if now_ms.saturating_sub(point) > millis(grace) + 1 {
+                    let allowed = millis(grace)
+                        .saturating_add(millis(schedule.jitter))
+                        .saturating_add(1);
+                    let next = if now_ms.saturating_sub(point) > allowed {
                         let next = now_ms.saturating_add(millis(interval - grace));
                         (next, NextDue::After(interval - grace))
                     } else {
