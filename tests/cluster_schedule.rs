@@ -548,3 +548,25 @@ async fn fixed_delay_counts_from_the_last_runs_end_on_whichever_node_ran_it() {
         "{runs:?}"
     );
 }
+
+/// Jitter delays each run without moving the cluster's grid: with 2 s of jitter (far more than
+/// the conversion's margin of `lease_ttl / 10` = 0.3 s), each of ten runs of a 10 s job starts
+/// within its own point's jitter and margin, rather than drifting later run by run.
+#[tokio::test(start_paused = true)]
+async fn jitter_delays_runs_without_moving_the_grid() {
+    let store: Arc<dyn LeaseStore> = Arc::new(MemoryStore::new());
+    let journal = Journal::new();
+    let jittered = Schedule::every(10 * SEC).jitter(2 * SEC);
+    let a = Node::start("a", store, jittered, global(), &journal);
+    journal.until(95 * SEC).await;
+    a.stop().await;
+
+    let starts = journal.starts();
+    assert_eq!(starts.len(), 10, "{starts:?}");
+    for (start, point) in starts.iter().zip((0..10).map(|k| k * 10 * SEC)) {
+        assert!(
+            *start >= point && *start <= point + 2 * SEC + EPSILON,
+            "{start:?} is not within the jitter of {point:?}: {starts:?}"
+        );
+    }
+}

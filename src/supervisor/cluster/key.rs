@@ -140,7 +140,14 @@ impl KeyTiming {
         self.clock = clock;
         // A fixed-rate due time is a grid point in the store's clock: if the fresher clock says
         // it comes later here (this clock runs fast), wait for it. Never earlier.
-        if let Some(due) = self.due.as_mut().filter(|_| fixed_rate) {
+        // A due time the store's clock had already reached at this read is not early anywhere:
+        // it keeps its instant (converting it again would move it to this read's arrival, and
+        // a jittered tick waiting past it would be drawn again from there).
+        if let Some(due) = self
+            .due
+            .as_mut()
+            .filter(|due| fixed_rate && due.ms > clock.read_at_ms)
+        {
             due.at = due.at.max(clock.local(due.ms));
         }
         self.anchor_ms = self.anchor_ms.or(record.anchor_ms);
