@@ -43,6 +43,10 @@ use crate::status::{JobReport, ShutdownReport};
 use crate::store::LeaseStore;
 use crate::supervisor::{Guard, Supervisor, initial_status};
 
+/// How long the admin endpoint's requests in progress may take once the jobs have stopped.
+#[cfg(feature = "admin")]
+const ADMIN_STOP_GRACE: Duration = Duration::from_secs(1);
+
 /// How long shutdown waits for in-flight runs unless told otherwise.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
@@ -62,6 +66,8 @@ pub struct HostBuilder {
     settings: Option<Settings>,
     discover_at: Option<&'static Location<'static>>,
     wall_clock: Arc<dyn WallClock>,
+    #[cfg(feature = "admin")]
+    admin: Option<crate::admin::AdminOptions>,
 }
 
 /// One job as it was registered on the builder.
@@ -88,6 +94,8 @@ impl HostBuilder {
             settings: None,
             discover_at: None,
             wall_clock: Arc::new(SystemClock),
+            #[cfg(feature = "admin")]
+            admin: None,
         }
     }
 
@@ -264,6 +272,27 @@ impl HostBuilder {
         self
     }
 
+    /// Serves the admin endpoint (feature `admin`) while the host runs: probes, metrics, the
+    /// JSON API and the dashboard. See [`admin`](crate::admin). Options given here win over a
+    /// `[loopjob.admin]` settings section.
+    ///
+    /// ```
+    /// use loopjob::Host;
+    /// use loopjob::admin::AdminOptions;
+    ///
+    /// # fn main() -> Result<(), loopjob::BuildError> {
+    /// let host = Host::builder()
+    ///     .admin(AdminOptions::bind("127.0.0.1:0".parse().unwrap()).token("s3cret"))
+    ///     .build()?; // binds here
+    /// assert!(host.admin_address().unwrap().ip().is_loopback());
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "admin")]
+    pub fn admin(mut self, options: crate::admin::AdminOptions) -> Self {
+        self.admin = Some(options);
+        self
+    }
+
     /// Validates every job and builds the host; every problem found is in the error.
     pub fn build(mut self) -> Result<Host, BuildError> {
         let mut problems = Vec::new();
@@ -283,6 +312,8 @@ impl HostBuilder {
                 shutdown_grace: &mut self.shutdown_grace,
                 max_parallel_runs: &mut self.max_parallel_runs,
                 store: &mut self.store,
+                #[cfg(feature = "admin")]
+                admin: &mut self.admin,
             },
         );
         let settings_warnings = match configured {
@@ -296,6 +327,18 @@ impl HostBuilder {
         if !problems.is_empty() {
             return Err(BuildError { problems });
         }
+        // Bound last, once nothing else can fail the build.
+        #[cfg(feature = "admin")]
+        let admin = match self.admin.take().map(crate::admin::AdminServer::bind) {
+            None => None,
+            Some(Ok(server)) => Some(server),
+            Some(Err((address, error))) => {
+                let reason = error.to_string();
+                return Err(BuildError {
+                    problems: vec![BuildProblem::AdminBind { address, reason }],
+                });
+            }
+        };
 
         let token = CancellationToken::new();
         let node = Arc::new(self.node.unwrap_or_else(NodeIdentity::from_env));
@@ -336,11 +379,13 @@ impl HostBuilder {
             });
         }
         // Checked by `problems`: a guarded job has a store.
-        let elector = match (self.store, guarded.is_empty()) {
-            (Some(store), false) => Some(Elector::new(store, holder_name(&node), guarded)),
-            _ => None,
-        };
+        let store = self.store.filter(|_| !guarded.is_empty());
+        let elector = store
+            .clone()
+            .map(|store| Elector::new(store, holder_name(&node), guarded));
         Ok(Host {
+            #[cfg(feature = "admin")]
+            admin: admin.map(|server| (server, store)),
             supervisors,
             elector,
             handle: HostHandle::new(controls, token, node, self.wall_clock),
@@ -544,6 +589,17 @@ pub enum BuildProblem {
         /// Where the job was registered.
         registered_at: &'static Location<'static>,
     },
+    /// The admin endpoint cannot listen on its address (feature `admin`).
+    #[cfg(feature = "admin")]
+    #[error(
+        "the admin endpoint cannot listen on {address}: {reason}; choose another address or port"
+    )]
+    AdminBind {
+        /// The address asked for.
+        address: std::net::SocketAddr,
+        /// Why it cannot listen there.
+        reason: String,
+    },
 }
 
 struct ProblemList<'a>(&'a [BuildProblem]);
@@ -572,6 +628,9 @@ pub struct Host {
     elector: Option<Elector>,
     handle: HostHandle,
     settings_warnings: Vec<SettingsWarning>,
+    /// The admin endpoint, bound, and the store its readiness probe asks.
+    #[cfg(feature = "admin")]
+    admin: Option<(crate::admin::AdminServer, Option<Arc<dyn LeaseStore>>)>,
 }
 
 impl Host {
@@ -583,6 +642,13 @@ impl Host {
     /// A handle to watch and control the jobs, and to shut the host down.
     pub fn handle(&self) -> HostHandle {
         self.handle.clone()
+    }
+
+    /// The address the admin endpoint listens on, if it has one (with the port picked when
+    /// port 0 was asked for).
+    #[cfg(feature = "admin")]
+    pub fn admin_address(&self) -> Option<std::net::SocketAddr> {
+        self.admin.as_ref().map(|(server, _)| server.address())
     }
 
     /// What the settings had that is probably a mistake but did not stop the build, such as a
@@ -625,6 +691,14 @@ impl Host {
             let stop = elector.stop_token();
             (stop, AbortOnDropHandle::new(tokio::spawn(elector.run())))
         });
+        // The admin endpoint answers through the whole shutdown (its probes say so) and stops
+        // once the jobs have.
+        #[cfg(feature = "admin")]
+        let admin = self.admin.map(|(server, store)| {
+            let stop = CancellationToken::new();
+            let served = server.spawn(self.handle.clone(), store, stop.clone());
+            (stop, AbortOnDropHandle::new(served))
+        });
         tracing::info!(jobs, shards = shards.len(), node = %self.handle.node(), "host started");
 
         tokio::select! {
@@ -666,6 +740,13 @@ impl Host {
             if let Err(error) = elector.await {
                 tracing::error!(%error, "the elector failed; leases will expire after their ttl");
             }
+        }
+        #[cfg(feature = "admin")]
+        if let Some((stop, served)) = admin {
+            stop.cancel();
+            // Requests in progress get a moment; a client that keeps its connection open
+            // does not hold the host.
+            let _ = tokio::time::timeout(ADMIN_STOP_GRACE, served).await;
         }
         tracing::info!(dropped = report.dropped(), "host stopped");
         report

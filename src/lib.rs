@@ -58,6 +58,8 @@
 
 #[doc(hidden)]
 pub mod __private;
+#[cfg(feature = "admin")]
+pub mod admin;
 mod clock;
 mod control;
 pub mod guard;
