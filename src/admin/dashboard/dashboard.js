@@ -22,11 +22,15 @@ function headers() {
   return value ? { Authorization: "Bearer " + value } : {};
 }
 
+let messageTimer = null;
+
 function showMessage(text, isError) {
   const box = $("message");
   box.textContent = text;
   box.hidden = !text;
   box.classList.toggle("error", Boolean(isError));
+  clearTimeout(messageTimer);
+  if (!isError) messageTimer = setTimeout(() => { box.hidden = true; }, 5000);
 }
 
 function askForToken(then) {
@@ -80,8 +84,8 @@ function fill(card, job, now) {
   }
   card.querySelector(".next").textContent = job.next_tick_ms ? ago(now - job.next_tick_ms) : "—";
   const c = job.counters;
-  card.querySelector(".counts").textContent =
-    c.runs + " · " + c.failures + " failed · " + c.skipped + " skipped";
+  card.querySelector(".counts").textContent = c.runs + (c.runs === 1 ? " run" : " runs") +
+    " · " + c.failures + " failed · " + c.skipped + " skipped";
 
   const strip = card.querySelector(".strip");
   strip.textContent = "";
