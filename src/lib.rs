@@ -47,6 +47,7 @@
 //! | [`guard`] | leadership: one replica per group, one globally, or partitions shared out |
 //! | [`store`] | lease stores: memory, SQLite, PostgreSQL, MySQL |
 //! | [`limits`] | the bounds every duration and count is checked against |
+//! | `admin` | an HTTP admin endpoint and dashboard (feature `admin`) |
 //!
 //! The library never prints: it logs through `tracing` (a span `loopjob.run` per attempt with
 //! the job, run id and attempt) and, with the `metrics` feature, counts through `metrics`.
