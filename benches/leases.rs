@@ -9,7 +9,9 @@
 //!
 //! Per backend:
 //! 1. **Store calls per node per renew period** with 1, 100 and 1,000 `Global` jobs all held by
-//!    one node, counted by a wrapper around the store, and the latency of each renew call.
+//!    one node and all running every second (the renew period), counted by a wrapper around the
+//!    store by kind: the lease's renewals, and the cluster schedule's record reads, run starts
+//!    and run ends, which must not grow with the number of jobs; and the latency of each renew.
 //! 2. **Crash failover** (the leader's host task is aborted: nothing is released) and
 //!    **graceful handover** (`HostHandle::shutdown`, which releases), each over `--trials`
 //!    independent trials with fresh hosts, fresh store connections and a fresh key: the time
@@ -20,17 +22,17 @@
 //! message otherwise. SQLite uses a fresh temporary file. Tables get a per-run prefix; the
 //! PostgreSQL ones are dropped at the end.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+#[path = "support/counting_store.rs"]
+mod counting_store;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use loopjob::store::{
-    Lease, LeaseRef, LeaseStatus, LeaseStore, Member, ReleaseNotifications, StoreError,
-    StoreOptions,
-};
+use counting_store::Counting;
+use loopjob::store::{LeaseStore, StoreOptions};
 use loopjob::{HostHandle, LeaderMode, Leadership, NodeIdentity, Schedule, ShutdownReport};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep, timeout};
 
@@ -44,8 +46,10 @@ const FO_RENEW: Duration = Duration::from_millis(300);
 const FO_RETRY: Duration = Duration::from_millis(200);
 /// The guarded job's interval in the failover trials: "running" follows "holding" closely.
 const FO_INTERVAL: Duration = Duration::from_millis(10);
-/// Graceful handover target on PostgreSQL (issue 7).
-const HANDOVER_TARGET: Duration = Duration::from_millis(100);
+/// Graceful handover target on PostgreSQL, fault to the new leader's first run (issue 12).
+const HANDOVER_TARGET: Duration = Duration::from_millis(10);
+/// How often every job runs in the store-call measurement: once per renew period.
+const CALLS_INTERVAL: Duration = Duration::from_secs(1);
 /// The longest any one wait may take before the bench gives up with an error.
 const GIVE_UP: Duration = Duration::from_secs(30);
 
@@ -122,136 +126,6 @@ fn parse_options() -> Options {
 
 // ---------------------------------------------------------------------------------------------
 // A counting store
-
-/// Wraps a store: counts calls by kind, times renew calls, and records when an acquire first
-/// won something (the instant the node holds a lease, as the elector learns it).
-#[derive(Debug)]
-struct Counting {
-    inner: Arc<dyn LeaseStore>,
-    renews: AtomicU64,
-    acquires: AtomicU64,
-    releases: AtomicU64,
-    others: AtomicU64,
-    renew_latency: Mutex<Vec<Duration>>,
-    won: watch::Sender<Option<Instant>>,
-    /// When the last release call answered.
-    released: Mutex<Option<Instant>>,
-    /// When the last renew or acquire call that kept or won a lease was sent.
-    last_kept: Mutex<Option<Instant>>,
-}
-
-impl Counting {
-    fn new(inner: Arc<dyn LeaseStore>) -> Arc<Self> {
-        Arc::new(Counting {
-            inner,
-            renews: AtomicU64::new(0),
-            acquires: AtomicU64::new(0),
-            releases: AtomicU64::new(0),
-            others: AtomicU64::new(0),
-            renew_latency: Mutex::new(Vec::new()),
-            won: watch::channel(None).0,
-            released: Mutex::new(None),
-            last_kept: Mutex::new(None),
-        })
-    }
-
-    fn reset(&self) {
-        for counter in [&self.renews, &self.acquires, &self.releases, &self.others] {
-            counter.store(0, Ordering::SeqCst);
-        }
-        self.renew_latency.lock().unwrap().clear();
-    }
-
-    fn total(&self) -> u64 {
-        [&self.renews, &self.acquires, &self.releases, &self.others]
-            .iter()
-            .map(|c| c.load(Ordering::SeqCst))
-            .sum()
-    }
-
-    /// Waits until an acquire call has won a lease; returns when it answered.
-    async fn won(&self) -> Instant {
-        let mut won = self.won.subscribe();
-        let at = timeout(GIVE_UP, won.wait_for(Option::is_some))
-            .await
-            .expect("a lease was won within 30 s")
-            .expect("the sender lives in self");
-        at.expect("checked by wait_for")
-    }
-}
-
-#[async_trait]
-impl LeaseStore for Counting {
-    fn backend(&self) -> &'static str {
-        self.inner.backend()
-    }
-    async fn initialise(&self) -> Result<(), StoreError> {
-        self.others.fetch_add(1, Ordering::SeqCst);
-        self.inner.initialise().await
-    }
-    async fn try_acquire_free_for(
-        &self,
-        holder: &str,
-        keys: &[String],
-        ttl: Duration,
-        free_for: Duration,
-    ) -> Result<Vec<Lease>, StoreError> {
-        self.acquires.fetch_add(1, Ordering::SeqCst);
-        let sent = Instant::now();
-        let won = self
-            .inner
-            .try_acquire_free_for(holder, keys, ttl, free_for)
-            .await;
-        if won.as_ref().is_ok_and(|won| !won.is_empty()) {
-            *self.last_kept.lock().unwrap() = Some(sent);
-            let now = Instant::now();
-            self.won
-                .send_if_modified(|at| at.is_none() && at.replace(now).is_none());
-        }
-        won
-    }
-    async fn renew(
-        &self,
-        holder: &str,
-        leases: &[LeaseRef],
-        ttl: Duration,
-    ) -> Result<Vec<Lease>, StoreError> {
-        self.renews.fetch_add(1, Ordering::SeqCst);
-        let started = Instant::now();
-        let renewed = self.inner.renew(holder, leases, ttl).await;
-        if renewed.as_ref().is_ok_and(|kept| !kept.is_empty()) {
-            *self.last_kept.lock().unwrap() = Some(started);
-        }
-        self.renew_latency.lock().unwrap().push(started.elapsed());
-        renewed
-    }
-    async fn release(&self, holder: &str, leases: &[LeaseRef]) -> Result<(), StoreError> {
-        self.releases.fetch_add(1, Ordering::SeqCst);
-        let released = self.inner.release(holder, leases).await;
-        *self.released.lock().unwrap() = Some(Instant::now());
-        released
-    }
-    async fn heartbeat(
-        &self,
-        scope: &str,
-        member: &str,
-        ttl: Duration,
-    ) -> Result<Vec<Member>, StoreError> {
-        self.others.fetch_add(1, Ordering::SeqCst);
-        self.inner.heartbeat(scope, member, ttl).await
-    }
-    async fn members(&self, scope: &str) -> Result<Vec<Member>, StoreError> {
-        self.others.fetch_add(1, Ordering::SeqCst);
-        self.inner.members(scope).await
-    }
-    async fn list(&self, prefix: &str) -> Result<Vec<LeaseStatus>, StoreError> {
-        self.others.fetch_add(1, Ordering::SeqCst);
-        self.inner.list(prefix).await
-    }
-    fn release_notifications(&self) -> Option<ReleaseNotifications> {
-        self.inner.release_notifications()
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Backends
@@ -443,6 +317,9 @@ struct Calls {
     periods: u32,
     renews: u64,
     acquires: u64,
+    reads: u64,
+    starts: u64,
+    ends: u64,
     total: u64,
     renew_p50: Duration,
     renew_p99: Duration,
@@ -454,10 +331,18 @@ impl Calls {
         count as f64 / f64::from(self.periods)
     }
 
-    /// One renew call per renew period, whatever the number of leases. A window of whole
-    /// periods may catch one renewal more at its edge.
+    /// One renew call and about one record read per period, and at most three start and three
+    /// end calls for all the runs of a period (the ledger sends what is queued while its last
+    /// call was in flight), whatever the number of jobs. A window of whole periods may catch
+    /// one call more at its edge, and the first run's plan (one call for every key, right
+    /// after they are won) may fall in it.
     fn pass(&self) -> bool {
-        self.renews <= u64::from(self.periods) + 1 && self.total == self.renews
+        let periods = u64::from(self.periods);
+        self.renews <= periods + 1
+            && self.reads <= 2 * periods
+            && self.starts <= 3 * periods + 1
+            && self.ends <= 3 * periods + 1
+            && self.total <= self.renews + self.reads + self.starts + self.ends + 1
     }
 }
 
@@ -470,7 +355,7 @@ async fn calls_per_period(backend: &Backend, jobs: usize, periods: u32) -> Calls
         "solo",
         store.clone(),
         &names,
-        Duration::from_secs(3600),
+        CALLS_INTERVAL,
         &leadership,
         None,
     );
@@ -496,6 +381,9 @@ async fn calls_per_period(backend: &Backend, jobs: usize, periods: u32) -> Calls
     sleep(CALLS_RENEW * periods).await;
     let renews = store.renews.load(Ordering::SeqCst);
     let acquires = store.acquires.load(Ordering::SeqCst);
+    let reads = store.reads.load(Ordering::SeqCst);
+    let starts = store.starts.load(Ordering::SeqCst);
+    let ends = store.ends.load(Ordering::SeqCst);
     let total = store.total();
     let mut latency = store.renew_latency.lock().unwrap().clone();
     latency.sort();
@@ -512,6 +400,9 @@ async fn calls_per_period(backend: &Backend, jobs: usize, periods: u32) -> Calls
         periods,
         renews,
         acquires,
+        reads,
+        starts,
+        ends,
         total,
         renew_p50: percentile(&latency, 0.50),
         renew_p99: percentile(&latency, 0.99),
@@ -711,7 +602,8 @@ fn report(
             println!(
                 "{{\"bench\":\"leases\",\"backend\":\"{name}\",\"measurement\":\"calls_per_period\",\
                  \"jobs\":{},\"lease_ttl_ms\":{},\"renew_every_ms\":{},\"retry_every_ms\":{},\
-                 \"periods\":{},\"renew_calls\":{},\"acquire_calls\":{},\"total_calls\":{},\
+                 \"periods\":{},\"renew_calls\":{},\"acquire_calls\":{},\"record_reads\":{},\
+                 \"start_calls\":{},\"end_calls\":{},\"total_calls\":{},\
                  \"renew_calls_per_period\":{:.2},\"acquire_calls_per_period\":{:.2},\
                  \"total_calls_per_period\":{:.2},\"renew_p50_us\":{:.1},\"renew_p99_us\":{:.1},\
                  \"renew_p50_x_select1\":{:.1},\"renew_p50_x_select1_spaced\":{:.1},\"acquire_all_ms\":{:.1},\"target_pass\":{}}}",
@@ -722,6 +614,9 @@ fn report(
                 c.periods,
                 c.renews,
                 c.acquires,
+                c.reads,
+                c.starts,
+                c.ends,
                 c.total,
                 c.per_period(c.renews),
                 c.per_period(c.acquires),
@@ -786,22 +681,26 @@ fn report(
         us(select1.spaced_max)
     );
     println!(
-        "Store calls per node per renew period (one node holds every lease; ttl {:?}, \
-         renew_every {:?}, retry_every {:?}):\n",
-        CALLS_TTL, CALLS_RENEW, CALLS_RETRY
+        "Store calls per node per renew period (one node holds every lease, every job runs \
+         every {:?}; ttl {:?}, renew_every {:?}, retry_every {:?}):\n",
+        CALLS_INTERVAL, CALLS_TTL, CALLS_RENEW, CALLS_RETRY
     );
     println!(
-        "| jobs | periods | renew calls / period | acquire calls / period | total calls / period \
-         | renew p50 / p99 (µs) | renew p50 × SELECT 1 (back to back / spaced) | target |"
+        "| jobs | periods | renew (lease only) | acquire | record reads | run starts | run ends \
+         | total calls / period | renew p50 / p99 (µs) | renew p50 × SELECT 1 (back to back / \
+         spaced) | target |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
     for c in calls {
         println!(
-            "| {} | {} | {:.2} | {:.2} | {:.2} | {:.0} / {:.0} | {:.1} / {:.1} | {} |",
+            "| {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} / {:.0} | {:.1} / {:.1} | {} |",
             c.jobs,
             c.periods,
             c.per_period(c.renews),
             c.per_period(c.acquires),
+            c.per_period(c.reads),
+            c.per_period(c.starts),
+            c.per_period(c.ends),
             c.per_period(c.total),
             us(c.renew_p50),
             us(c.renew_p99),

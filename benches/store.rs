@@ -1,5 +1,7 @@
 //! Lease store benchmark: acquire, renew and release cost per backend, renew cost per lease for
-//! batches of 1, 100 and 1000, beside a raw sqlx `SELECT 1` round trip measured in the same run.
+//! batches of 1, 100 and 1000, and the cluster schedule's `start_runs` / `end_runs` for batches
+//! of 1, 100 and 1000 keys with the SQL statements each sends, beside a raw sqlx `SELECT 1`
+//! round trip measured in the same run.
 //!
 //! `cargo bench --all-features --bench store`. PostgreSQL and MySQL run when
 //! `LOOPJOB_TEST_POSTGRES_URL` / `LOOPJOB_TEST_MYSQL_URL` are set, and are skipped otherwise.
@@ -8,9 +10,34 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use loopjob::store::{Lease, LeaseRef, LeaseStore, StoreOptions};
+use loopjob::store::{
+    Lease, LeaseRef, LeaseStore, NextDue, RunEnd, RunResult, RunStart, StoreOptions,
+};
+use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+
+/// SQL statements sent so far: sqlx logs each one as an event with target `sqlx::query`.
+static STATEMENTS: AtomicU64 = AtomicU64::new(0);
+
+/// Counts sqlx's statement events, and nothing else.
+struct CountStatements;
+
+impl<S: tracing::Subscriber> Layer<S> for CountStatements {
+    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+        if event.metadata().target() == "sqlx::query" {
+            STATEMENTS.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The statements `call` sends.
+async fn statements<T>(call: impl Future<Output = T>) -> (T, u64) {
+    let before = STATEMENTS.load(Ordering::SeqCst);
+    let out = call.await;
+    (out, STATEMENTS.load(Ordering::SeqCst) - before)
+}
 
 const TTL: Duration = Duration::from_secs(300);
 
@@ -19,6 +46,8 @@ struct Measured {
     calls: u64,
     per_call: Duration,
     leases_per_call: u64,
+    /// SQL statements one call sends, where counted.
+    statements: Option<u64>,
 }
 
 /// Runs `call` repeatedly for the measurement time; `call` returns the time to count (so a
@@ -50,6 +79,7 @@ where
         calls,
         per_call: counted / u32::try_from(calls).unwrap_or(u32::MAX),
         leases_per_call,
+        statements: None,
     }
 }
 
@@ -107,6 +137,63 @@ async fn bench_store(store: Arc<dyn LeaseStore>, baseline: Option<Measured>) -> 
             .await,
         );
     }
+    results.extend(bench_schedule(&store).await);
+    results
+}
+
+/// `start_runs` and `end_runs` of batches of 1, 100 and 1000 keys a holder holds.
+async fn bench_schedule(store: &Arc<dyn LeaseStore>) -> Vec<Measured> {
+    let mut results = Vec::new();
+    for size in [1u64, 100, 1000] {
+        let keys: Vec<String> = (0..size).map(|i| format!("runs{size}/{i}")).collect();
+        let held = store.try_acquire("a", &keys, TTL).await.expect("acquire");
+        let starts: Vec<RunStart> = held
+            .iter()
+            .map(|lease| RunStart {
+                key: lease.key.clone(),
+                epoch: lease.epoch,
+                scheduled_ms: 0,
+                next_due: NextDue::After(Duration::from_secs(60)),
+                triggered: false,
+                history_limit: 100,
+            })
+            .collect();
+        let start = || async {
+            let started = store.start_runs("a", &starts).await.expect("start_runs");
+            assert_eq!(started.len() as u64, size);
+            started
+        };
+        let ends = |started: Vec<loopjob::store::StartedRun>| -> Vec<RunEnd> {
+            started
+                .into_iter()
+                .zip(&held)
+                .map(|(run, lease)| RunEnd {
+                    key: run.key,
+                    epoch: lease.epoch,
+                    seq: run.seq,
+                    outcome: RunResult::Succeeded,
+                    attempts: 1,
+                    error: None,
+                    next_due: NextDue::Unchanged,
+                })
+                .collect()
+        };
+        let mut started = measure(format!("start_runs, batch of {size}"), size, || async {
+            timed(start()).await.1
+        })
+        .await;
+        started.statements = Some(statements(start()).await.1);
+        let mut ended = measure(format!("end_runs, batch of {size}"), size, || async {
+            let to_end = ends(start().await);
+            let (ended, took) = timed(store.end_runs("a", &to_end)).await;
+            assert_eq!(ended.expect("end_runs").len() as u64, size);
+            took
+        })
+        .await;
+        let to_end = ends(start().await);
+        ended.statements = Some(statements(store.end_runs("a", &to_end)).await.1);
+        results.extend([started, ended]);
+    }
     results
 }
 
@@ -116,21 +203,23 @@ fn report(backend: &str, results: &[Measured]) {
         .find(|m| m.name.starts_with("SELECT 1"))
         .map(|m| m.per_call);
     println!("\n### {backend}\n");
-    println!("| operation | calls | µs/call | calls/s | µs/lease | × SELECT 1 |");
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!("| operation | calls | µs/call | calls/s | µs/lease | × SELECT 1 | statements |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
     for m in results {
         let us = m.per_call.as_secs_f64() * 1e6;
         let ratio = baseline.map_or("–".to_owned(), |b| {
             format!("{:.1}", m.per_call.as_secs_f64() / b.as_secs_f64())
         });
+        let statements = m.statements.map_or("–".to_owned(), |n| n.to_string());
         println!(
-            "| {} | {} | {:.1} | {:.0} | {:.1} | {} |",
+            "| {} | {} | {:.1} | {:.0} | {:.1} | {} | {} |",
             m.name,
             m.calls,
             us,
             1e6 / us,
             us / m.leases_per_call as f64,
-            ratio
+            ratio,
+            statements
         );
     }
 }
@@ -141,6 +230,8 @@ fn options() -> StoreOptions {
 
 #[tokio::main]
 async fn main() {
+    let subscriber = tracing_subscriber::registry().with(CountStatements);
+    tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
     println!("Lease store benchmark: one client, sequential calls, ttl {TTL:?}.");
 
     let memory = loopjob::store::open("memory").expect("memory");
@@ -152,10 +243,11 @@ async fn main() {
         let url = format!("sqlite://{}", path.display());
         let store = loopjob::store::SqliteStore::connect_lazy(&url, options()).expect("sqlite");
         let pool = store.pool().clone();
-        let baseline = measure("SELECT 1 (raw sqlx)", 1, || async {
+        let mut baseline = measure("SELECT 1 (raw sqlx)", 1, || async {
             timed(sqlx::query("SELECT 1").execute(&pool)).await.1
         })
         .await;
+        baseline.statements = Some(statements(sqlx::query("SELECT 1").execute(&pool)).await.1);
         report(
             "sqlite (WAL, synchronous=FULL)",
             &bench_store(Arc::new(store), Some(baseline)).await,
@@ -170,16 +262,20 @@ async fn main() {
         Ok(url) => {
             let store = loopjob::store::PostgresStore::connect_lazy(&url, options()).expect("pg");
             let pool = store.pool().clone();
-            let baseline = measure("SELECT 1 (raw sqlx)", 1, || async {
+            let mut baseline = measure("SELECT 1 (raw sqlx)", 1, || async {
                 timed(sqlx::query("SELECT 1").execute(&pool)).await.1
             })
             .await;
+            baseline.statements = Some(statements(sqlx::query("SELECT 1").execute(&pool)).await.1);
             report(
                 "postgres",
                 &bench_store(Arc::new(store), Some(baseline)).await,
             );
             let prefix = options().get_table_prefix().to_owned();
-            let drop = format!("DROP TABLE \"{prefix}leases\", \"{prefix}members\"");
+            let drop = format!(
+                "DROP TABLE \"{prefix}leases\", \"{prefix}members\", \"{prefix}schedules\", \
+                 \"{prefix}runs\""
+            );
             let _ = sqlx::raw_sql(&drop).execute(&pool).await;
         }
         Err(_) => println!("\npostgres: SKIPPED (set LOOPJOB_TEST_POSTGRES_URL)"),
@@ -196,7 +292,10 @@ async fn main() {
             .await;
             report("mysql", &bench_store(Arc::new(store), Some(baseline)).await);
             let prefix = options().get_table_prefix().to_owned();
-            let drop = format!("DROP TABLE `{prefix}leases`, `{prefix}members`");
+            let drop = format!(
+                "DROP TABLE `{prefix}leases`, `{prefix}members`, `{prefix}schedules`, \
+                 `{prefix}runs`"
+            );
             let _ = sqlx::raw_sql(&drop).execute(&pool).await;
         }
         Err(_) => println!("\nmysql: SKIPPED (set LOOPJOB_TEST_MYSQL_URL)"),

@@ -49,6 +49,9 @@ pub enum Triggered {
     /// No run started: the host already has as many runs in flight as its
     /// `max_parallel_runs` allows.
     HostBusy,
+    /// The job is guarded: the trigger was written to its schedule records, and whichever node
+    /// leads runs it once, as soon as a run may start.
+    Requested,
 }
 
 /// What a job's supervisor, its runs and the handle share.

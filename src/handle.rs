@@ -4,13 +4,15 @@
 use std::fmt;
 use std::sync::Arc;
 
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::WallClock;
+use crate::cluster::OperatorCommand;
 use crate::control::{Command, JobShared, Triggered};
 use crate::identity::NodeIdentity;
-use crate::status::JobStatus;
+use crate::status::{ClusterView, JobStatus};
+use crate::store::{LeaseStore, RunRecord, ScheduleRecord, StoreError};
 
 /// A cheap, cloneable handle to a host's jobs: status snapshots, control, and shutdown.
 ///
@@ -56,6 +58,18 @@ pub(crate) struct JobControl {
     /// The job's cron schedule, if it runs on one.
     #[cfg(feature = "cron")]
     pub(crate) cron: Option<crate::CronSchedule>,
+    /// For a guarded job: its keys' records in the store.
+    pub(crate) cluster: Option<ClusterLine>,
+}
+
+/// The handle's line to a guarded job's schedule records: operator commands are written there,
+/// for whichever node leads.
+pub(crate) struct ClusterLine {
+    pub(crate) keys: Vec<String>,
+    pub(crate) store: Arc<dyn LeaseStore>,
+    /// Wakes this host's elector to read the records at once, so that it obeys at once if it
+    /// leads.
+    pub(crate) read_now: Arc<Notify>,
 }
 
 /// Why a control call on a [`HostHandle`] did nothing.
@@ -73,6 +87,23 @@ pub enum ControlError {
     /// The host has shut down, or has not started running yet.
     #[error("job `{name}` is not running: the host has shut down or has not started")]
     NotRunning {
+        /// The job's name.
+        name: String,
+    },
+    /// The job is guarded, and its schedule records could not be read or written.
+    #[error("job `{name}`: the lease store failed: {message}")]
+    Store {
+        /// The job's name.
+        name: String,
+        /// What the store said.
+        message: String,
+    },
+    /// The call needs a guarded job's cluster schedule, and the job is not guarded.
+    #[error(
+        "job `{name}` is not guarded (leader = none): it has no cluster schedule; its status \
+         and pause are per process"
+    )]
+    NotGuarded {
         /// The job's name.
         name: String,
     },
@@ -198,19 +229,97 @@ impl HostHandle {
     /// Starts a run now, outside the schedule (unless as many runs as the job allows are
     /// already in flight, or the host's `max_parallel_runs` are: see [`Triggered`]). Works
     /// while the job is paused or disabled.
+    ///
+    /// For a guarded job the trigger is written to its keys' schedule records, from any node,
+    /// and answered [`Triggered::Requested`]: whichever node leads runs it once, as soon as a
+    /// run may start (within a retry period; at once on this node or where the store notifies).
     pub async fn trigger(&self, name: &str) -> Result<Triggered, ControlError> {
+        if let Some(cluster) = &self.find(name)?.cluster {
+            self.command(name, cluster, OperatorCommand::Trigger)
+                .await?;
+            return Ok(Triggered::Requested);
+        }
         self.ask(name, Command::Trigger).await
     }
 
-    /// Stops the job's ticks until [`HostHandle::resume`]; runs in flight go on. Returns once the
-    /// job has paused.
+    /// Stops the job's ticks until [`HostHandle::resume`]; runs in flight go on.
+    ///
+    /// For an unguarded job this pauses this process's copy only, and returns once it has
+    /// paused; a restart forgets it. For a guarded job the pause is written to its keys'
+    /// schedule records: it holds cluster-wide, whichever node leads (it obeys within a retry
+    /// period; at once on this node or where the store notifies), and survives restarts of
+    /// every node.
     pub async fn pause(&self, name: &str) -> Result<(), ControlError> {
+        if let Some(cluster) = &self.find(name)?.cluster {
+            return self.command(name, cluster, OperatorCommand::Pause).await;
+        }
         self.ask(name, Command::Pause).await
     }
 
-    /// Resumes a paused job. Ticks that fell due while it was paused are not run.
+    /// Resumes a paused job (cluster-wide for a guarded job, like [`HostHandle::pause`]). Ticks
+    /// that fell due while it was paused are not run.
     pub async fn resume(&self, name: &str) -> Result<(), ControlError> {
+        if let Some(cluster) = &self.find(name)?.cluster {
+            return self.command(name, cluster, OperatorCommand::Resume).await;
+        }
         self.ask(name, Command::Resume).await
+    }
+
+    /// A guarded job's cluster schedule, read from the store now (from any node, leader or
+    /// not): next due time, last run wherever it ran, operator marks.
+    pub async fn schedule(&self, name: &str) -> Result<ClusterView, ControlError> {
+        let cluster = self.cluster(name)?;
+        let records: Vec<ScheduleRecord> = cluster
+            .store
+            .schedules(&cluster.keys)
+            .await
+            .map_err(|error| store_error(name, error))?;
+        Ok(ClusterView::from_records(records))
+    }
+
+    /// A guarded job's newest `limit` runs, across all its keys and every node, newest first.
+    pub async fn history(&self, name: &str, limit: u32) -> Result<Vec<RunRecord>, ControlError> {
+        let cluster = self.cluster(name)?;
+        let mut runs = Vec::new();
+        for key in &cluster.keys {
+            let key_runs = cluster
+                .store
+                .history(key, limit)
+                .await
+                .map_err(|error| store_error(name, error))?;
+            runs.extend(key_runs);
+        }
+        runs.sort_by(|a, b| b.started_ms.cmp(&a.started_ms).then(b.seq.cmp(&a.seq)));
+        runs.truncate(limit as usize);
+        Ok(runs)
+    }
+
+    fn cluster(&self, name: &str) -> Result<&ClusterLine, ControlError> {
+        self.find(name)?
+            .cluster
+            .as_ref()
+            .ok_or_else(|| ControlError::NotGuarded {
+                name: name.to_owned(),
+            })
+    }
+
+    /// Writes an operator's command to each key of a guarded job, then wakes this host's
+    /// elector to read the records, so that it obeys at once if it leads.
+    async fn command(
+        &self,
+        name: &str,
+        cluster: &ClusterLine,
+        command: OperatorCommand,
+    ) -> Result<(), ControlError> {
+        let by = self.inner.node.node_id();
+        for key in &cluster.keys {
+            command
+                .write(cluster.store.as_ref(), key, by)
+                .await
+                .map_err(|error| store_error(name, error))?;
+        }
+        cluster.read_now.notify_one();
+        Ok(())
     }
 
     /// Cancels the token of every run of the job in flight and returns how many there were. The
@@ -255,6 +364,13 @@ impl HostHandle {
                 name: name.to_owned(),
                 known: self.job_names().join(", "),
             })
+    }
+}
+
+fn store_error(name: &str, error: StoreError) -> ControlError {
+    ControlError::Store {
+        name: name.to_owned(),
+        message: error.to_string(),
     }
 }
 

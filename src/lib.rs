@@ -41,10 +41,16 @@
 //! its [`guard`] whether it may run, and the guard's elector talks to the lease
 //! [`store`]. Each run gets a fresh [`JobContext`]; a [`HostHandle`] watches and steers the jobs.
 //!
+//! A guarded job is one job of the cluster: its timing, pause state and run history live in the
+//! store beside its lease (its *cluster schedule*), so whichever replica leads runs it on one
+//! grid, through failovers, deploys and restarts; [`cluster::ClusterControl`] reads and steers it
+//! from a store URL, without a host.
+//!
 //! | module | what it is for |
 //! |---|---|
 //! | [`settings`] | TOML files and environment variables, validated, every problem at once |
 //! | [`guard`] | leadership: one replica per group, one globally, or partitions shared out |
+//! | [`cluster`] | a guarded job's cluster schedule from a store URL: records, history, pause, resume, trigger |
 //! | [`store`] | lease stores: memory, SQLite, PostgreSQL, MySQL |
 //! | [`limits`] | the bounds every duration and count is checked against |
 //! | `admin` | an HTTP admin endpoint and dashboard (feature `admin`) |
@@ -62,6 +68,7 @@ pub mod __private;
 #[cfg(feature = "admin")]
 pub mod admin;
 mod clock;
+pub mod cluster;
 mod control;
 pub mod guard;
 mod handle;
@@ -101,7 +108,8 @@ pub use settings::{
     SettingsWarning,
 };
 pub use status::{
-    JobCounters, JobReport, JobState, JobStatus, LeadershipStatus, RunOutcome, ShutdownReport,
+    ClusterView, JobCounters, JobReport, JobState, JobStatus, LeadershipStatus, RunOutcome,
+    ShutdownReport,
 };
 
 /// The README's examples, compiled and run as doc tests.

@@ -52,6 +52,8 @@ pub(crate) enum Started {
 /// How a run went, for the supervisor's counters.
 #[derive(Debug)]
 pub(crate) struct RunReport {
+    /// The run's id, from its context.
+    pub(crate) run_id: u64,
     pub(crate) outcome: RunOutcome,
     pub(crate) attempts: u32,
     pub(crate) started: Instant,
@@ -88,6 +90,7 @@ impl Run {
             .map(|timeout| after(Instant::now(), timeout));
         match Pin::new(&mut execution).poll(cx) {
             Poll::Ready(result) => Started::Ended(RunReport {
+                run_id: self.ctx.run_id,
                 outcome: judged(outcome_of(result), deadline),
                 attempts: 1,
                 started: self.started,
@@ -135,7 +138,9 @@ impl Run {
             next_tick,
             ..
         } = self;
+        let run_id = ctx.run_id;
         let report = |ended: Ended, attempts| RunReport {
+            run_id,
             outcome: ended.outcome,
             attempts,
             started,

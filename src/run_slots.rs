@@ -38,6 +38,10 @@ impl RunSlots {
     }
 
     /// A free slot, if there is one now.
+    pub(crate) fn has_free(&self) -> bool {
+        self.0.available_permits() > 0
+    }
+
     pub(crate) fn try_take(&self) -> Option<Slot> {
         self.0.clone().try_acquire_owned().ok()
     }

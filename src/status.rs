@@ -4,6 +4,7 @@
 use tokio::time::Instant;
 
 use crate::guard::HeldLease;
+use crate::store::{RunRecord, ScheduleRecord};
 
 /// A snapshot of one job: its state, its next tick, its last run and its counters.
 ///
@@ -30,6 +31,46 @@ pub struct JobStatus {
     pub name: String,
     /// For a guarded job, once the elector has reported on it: what it holds.
     pub leadership: Option<LeadershipStatus>,
+    /// For a guarded job, while this node holds a key of it: the cluster's view, from the
+    /// key's schedule record as last read (every retry period). On any node,
+    /// [`HostHandle::schedule`](crate::HostHandle::schedule) reads it from the store.
+    pub cluster: Option<ClusterView>,
+}
+
+/// A guarded job as the cluster sees it, from its keys' schedule records: when it is due next,
+/// its last run wherever it ran, and whether an operator paused it. Times are the store's, in
+/// milliseconds since the Unix epoch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClusterView {
+    /// When the job's next run is due: the earliest of its keys.
+    pub next_due_ms: Option<i64>,
+    /// The newest run of any of its keys, on whichever node it ran.
+    pub last_run: Option<RunRecord>,
+    /// Whether an operator paused it (every key is paused).
+    pub paused: bool,
+    /// Whether an operator's trigger waits for a run (on any key).
+    pub triggered: bool,
+    /// The records, sorted by key.
+    pub records: Vec<ScheduleRecord>,
+}
+
+impl ClusterView {
+    /// The view of a job whose keys have these records.
+    pub fn from_records(mut records: Vec<ScheduleRecord>) -> Self {
+        records.sort_by(|a, b| a.key.cmp(&b.key));
+        ClusterView {
+            next_due_ms: records.iter().filter_map(|r| r.next_due_ms).min(),
+            last_run: records
+                .iter()
+                .filter_map(|r| r.last_run.as_ref())
+                .max_by_key(|run| run.started_ms)
+                .cloned(),
+            paused: !records.is_empty() && records.iter().all(|r| r.paused.is_some()),
+            triggered: records.iter().any(|r| r.trigger.is_some()),
+            records,
+        }
+    }
 }
 
 /// What a guarded job holds on this node.
@@ -73,8 +114,13 @@ pub struct JobCounters {
     pub retries: u64,
     /// Ticks that found a run in flight and were skipped.
     pub skipped: u64,
-    /// Ticks of a guarded job that passed without a run because this node held no lease.
+    /// Ticks of a guarded job that passed without a run because this node held no lease. A
+    /// guarded job follows its keys' cluster schedule, and ticks only while it holds a key: it
+    /// stays 0 for guarded jobs.
     pub not_leader: u64,
+    /// Runs of a guarded job that did not start because the store did not commit their start
+    /// (the store was unreachable, the key was paused, or the lease was lost meanwhile).
+    pub not_started: u64,
     /// Ticks that passed during a stall and were never run (see
     /// [`MissedTicks`](crate::MissedTicks)), and cron occurrences that the wall clock jumped
     /// over without a run of their own (see [`CatchUp`](crate::CatchUp)).
@@ -90,7 +136,8 @@ pub enum JobState {
     Idle,
     /// At least one run in flight.
     Running,
-    /// Paused by an operator: no ticks until resumed.
+    /// Paused by an operator: no ticks until resumed. For a guarded job: every key this node
+    /// holds is paused in the store (cluster-wide); a follower shows its own state.
     Paused,
     /// Disabled in its schedule: never ticks.
     Disabled,

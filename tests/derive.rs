@@ -108,13 +108,14 @@ async fn run_discovered(settings: Settings, run_for: Duration) -> u64 {
 #[tokio::test(start_paused = true)]
 async fn config_overrides_the_attribute_and_the_environment_overrides_config() {
     let toml = "[jobs.tallies]\ninterval = \"10s\"\nstep = 2\n";
-    // Code: first tick at 1s, then every hour. Config: every 10s → ticks at 1s and 11s.
+    // Code: first tick at 1s, then every hour. Config: every 10s → ticks at 1s and 11s (a
+    // guarded job's run waits its due time plus a tenth of the wait: 1.1s and 12s).
     let config_only = Settings::loader().toml("app.toml", toml).load().unwrap();
     assert_eq!(
-        run_discovered(config_only, Duration::from_millis(11_500)).await,
+        run_discovered(config_only, Duration::from_millis(13_500)).await,
         2 * 2
     );
-    // The environment: every 5s, steps of 3 → ticks at 1s, 6s and 11s.
+    // The environment: every 5s, steps of 3 → ticks at 1s, 6s and 11s (and 16s, after the end).
     let with_env = Settings::loader()
         .toml("app.toml", toml)
         .env_vars([
@@ -124,7 +125,7 @@ async fn config_overrides_the_attribute_and_the_environment_overrides_config() {
         .load()
         .unwrap();
     assert_eq!(
-        run_discovered(with_env, Duration::from_millis(11_500)).await,
+        run_discovered(with_env, Duration::from_millis(13_500)).await,
         3 * 3
     );
 }
@@ -204,7 +205,9 @@ fn an_explicit_registration_wins_over_discovery() {
     interval = "30s",
     leader = "partitioned",
     partitions = 4,
-    lease_ttl = "9s"
+    lease_ttl = "9s",
+    catch_up = "skip",
+    history = 500
 )]
 struct Sharded;
 
@@ -222,6 +225,8 @@ fn leadership_keys_work_without_discovery() {
     assert_eq!(leadership.lease_ttl, 9 * SEC);
     assert_eq!(leadership.renew_every(), 3 * SEC);
     assert_eq!(Sharded.schedule().interval(), Some(30 * SEC));
+    assert_eq!(Sharded.schedule().catch_up, loopjob::CatchUp::Skip);
+    assert_eq!(leadership.history, 500);
     // A guarded job needs a store: the builder says so, naming the job.
     let error = Host::builder().job(Sharded).build().unwrap_err();
     assert!(

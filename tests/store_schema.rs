@@ -4,6 +4,7 @@
 
 #![cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 use std::time::Duration;
 
 use loopjob::store::{StoreError, StoreOptions, open_with};

@@ -37,7 +37,7 @@ use syn::{Data, DeriveInput, Error, Fields, Lit, LitStr, Type, parse_macro_input
 /// | cron keys | `cron = "0 */5 * * * *"` instead of `interval` (loopjob's `cron` feature), `timezone = "Europe/Berlin"` (default UTC); checked when the host builds |
 /// | `discover` | register the type so that `HostBuilder::discover()` builds and adds it |
 /// | `section = "…"` | the settings section `[jobs.<section>]`; default: the name |
-/// | leadership keys | `leader = "none"/"cluster"/"global"/"partitioned"` (names in any case, as in settings), `lease_ttl`, `renew_every`, `retry_every`, `priority`, `partitions` |
+/// | leadership keys | `leader = "none"/"cluster"/"global"/"partitioned"` (names in any case, as in settings), `lease_ttl`, `renew_every`, `retry_every`, `priority`, `partitions`, `history` (runs kept per lease key) |
 ///
 /// These are defaults: settings override them, and the environment overrides settings. Without
 /// `interval` the job has none, and its settings section must give one.
@@ -82,7 +82,7 @@ const SCHEDULE_KEYS: [(&str, Kind); 16] = [
 ];
 
 /// The leadership keys: they give the derived `LoopJob::leadership`.
-const LEADERSHIP_KEYS: [(&str, Kind); 6] = [
+const LEADERSHIP_KEYS: [(&str, Kind); 7] = [
     (
         "leader",
         Kind::Choice(&["none", "cluster", "global", "partitioned"]),
@@ -92,6 +92,7 @@ const LEADERSHIP_KEYS: [(&str, Kind); 6] = [
     ("retry_every", Kind::Duration),
     ("priority", Kind::Count),
     ("partitions", Kind::Count),
+    ("history", Kind::Count),
 ];
 
 /// The other keys.

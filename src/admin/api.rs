@@ -142,7 +142,8 @@ pub struct ActionDone {
     pub job: String,
     /// `trigger`, `pause`, `resume` or `cancel`.
     pub action: &'static str,
-    /// For `trigger`: `started`, `already_running`, `not_leader` or `host_busy`.
+    /// For `trigger`: `started`, `already_running`, `not_leader` or `host_busy`; for a guarded
+    /// job, `requested` (written to its cluster schedule: whichever node leads runs it once).
     pub result: Option<&'static str>,
     /// For a trigger that started a run: its run id.
     pub run_id: Option<u64>,
@@ -194,6 +195,7 @@ impl From<ControlError> for ApiError {
     fn from(error: ControlError) -> Self {
         let status = match error {
             ControlError::UnknownJob { .. } => StatusCode::NOT_FOUND,
+            ControlError::NotGuarded { .. } => StatusCode::CONFLICT,
             _ => StatusCode::SERVICE_UNAVAILABLE,
         };
         ApiError::new(status, error.to_string())
@@ -272,6 +274,7 @@ pub(crate) fn triggered_name(triggered: Triggered) -> (&'static str, Option<u64>
         Triggered::AlreadyRunning => ("already_running", None),
         Triggered::NotLeader => ("not_leader", None),
         Triggered::HostBusy => ("host_busy", None),
+        Triggered::Requested => ("requested", None),
     }
 }
 

@@ -3,12 +3,14 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::lease::{GuardState, HeldLease, LeadershipEvent, LostReason};
+use super::notice::JobLine;
 use super::partitions::{fair_share, preferred};
 use crate::settings::{LeaderMode, Leadership};
 
@@ -20,7 +22,11 @@ pub(crate) struct GuardedJob {
     /// The membership scope, for a partitioned job.
     pub(crate) scope: Option<String>,
     pub(crate) state: watch::Sender<GuardState>,
-    pub(crate) events: mpsc::UnboundedSender<LeadershipEvent>,
+    pub(crate) events: JobLine,
+    /// For a job on the cluster schedule: its `initial_delay`, with which the first holder of
+    /// a key ever plans the key's first run. `None` for a standalone elector, which reads no
+    /// schedule record.
+    pub(crate) initial_delay: Option<Duration>,
 }
 
 /// The keys a job is missing (see [`JobLeases::missing_keys`]).
@@ -120,7 +126,7 @@ impl JobLeases {
         tracing::info!(job = %self.job.name, count = leases.len(), keys = %KeyList(&leases), "leases acquired");
         for lease in leases {
             self.held.insert(lease.key().to_owned(), lease.clone());
-            let _ = self.job.events.send(LeadershipEvent::Acquired(lease));
+            self.job.events.leadership(LeadershipEvent::Acquired(lease));
         }
         self.publish();
     }
@@ -154,7 +160,7 @@ impl JobLeases {
             _ => tracing::warn!(job = %job, count, keys = %keys, %reason, "leases lost"),
         }
         for lease in &lost {
-            let _ = self.job.events.send(LeadershipEvent::Lost {
+            self.job.events.leadership(LeadershipEvent::Lost {
                 lease: lease.clone(),
                 reason: reason.clone(),
             });
@@ -204,7 +210,8 @@ mod tests {
                 keys: Vec::new(),
                 scope: None,
                 state: watch::channel(GuardState::empty()).0,
-                events: mpsc::unbounded_channel().0,
+                events: JobLine::Standalone(tokio::sync::mpsc::unbounded_channel().0),
+                initial_delay: None,
             },
             held: held
                 .iter()

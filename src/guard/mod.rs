@@ -16,16 +16,27 @@
 //! only while the job holds its lease (for a partitioned job: at least one partition), hands the
 //! leases to the run in its [`JobContext`](crate::JobContext), and the run's token is cancelled
 //! the moment one of them is lost. The elector's module docs state the safety argument.
+//!
+//! A guarded job follows its keys' **cluster schedule** (see
+//! [`store::schedule`](crate::store::schedule)): the elector also reads the schedule record of
+//! every key it holds (at once when it wins one, then every retry period, and at once when an
+//! operator's command is announced), and the supervisor times the job's runs from it. One
+//! ledger task per host commits each run's start to its key's record before the run begins,
+//! and records its end, batching the starts and ends of every job that fall due together.
 
 pub mod elector;
 mod job_leases;
 mod lease;
+pub(crate) mod ledger;
+pub(crate) mod notice;
 pub(crate) mod partitions;
+mod records;
 mod standalone;
 
 pub(crate) use job_leases::GuardedJob;
 pub(crate) use lease::GuardState;
 pub use lease::{HeldLease, LeadershipEvent, LostReason};
+pub(crate) use notice::{GuardNotice, JobLine, RecordsRead, StartAnswer};
 pub use standalone::{LeaderElector, LeaderState};
 
 use crate::identity::NodeIdentity;

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use super::GuardedJob;
 use super::elector::Elector;
 use super::lease::{GuardState, HeldLease, LeadershipEvent};
+use super::notice::JobLine;
 use crate::identity::NodeIdentity;
 use crate::settings::{Leadership, Settings, SettingsError};
 use crate::store::LeaseStore;
@@ -98,9 +99,15 @@ impl LeaderElector {
             keys: vec![key],
             scope: None,
             state: guard_tx,
-            events: events_tx,
+            events: JobLine::Standalone(events_tx),
+            initial_delay: None,
         };
-        let elector = Elector::new(store, super::holder_name(node), vec![job]);
+        let elector = Elector::new(
+            store,
+            super::holder_name(node),
+            vec![job],
+            Default::default(),
+        );
         let stop = elector.stop_token();
         let forward = async move {
             while guard_rx.changed().await.is_ok() {

@@ -20,6 +20,9 @@
 //!   burst: [`MissedTicks`] says whether the grid is kept or re-anchored at the present.
 //! * [`ScheduleMode::FixedDelay`]: the next run starts `interval` after the previous run ended.
 //! * `jitter` adds a random delay in `[0, jitter]` to each tick without moving the grid.
+//! * A guarded job follows its lease key's grid, kept in the store (see
+//!   [`store::schedule`](crate::store::schedule)): `catch_up` ([`CatchUp`]) says what its
+//!   leader does with a due time that nobody ran.
 //! * A failed run is retried after `retry_backoff · 2^(n-1)`, but only while the retry still
 //!   starts before the next tick: retries never push a run into the next one's slot.
 //! * No arithmetic here can overflow, whatever the durations: an instant too far in the future
@@ -75,8 +78,10 @@ pub struct Schedule {
     pub max_overlap: u32,
     /// What happens to the ticks missed during a stall. Default: [`MissedTicks::Skip`].
     pub missed_ticks: MissedTicks,
-    /// What happens to an occurrence that nobody ran on time: one that the wall clock jumped
-    /// over, for a cron job. Default: [`CatchUp::Once`].
+    /// What happens to a tick or occurrence that nobody ran on time: for a guarded job, a
+    /// period of the cluster's schedule that no node ran (its leader died, every node was down);
+    /// for a cron job, an occurrence its node's wall clock jumped over. Default:
+    /// [`CatchUp::Once`].
     pub catch_up: CatchUp,
     /// A random extra delay in `[0, jitter]` added to each tick. Default: zero.
     pub jitter: Duration,
@@ -107,15 +112,19 @@ pub enum Cadence {
     Cron(CronSchedule),
 }
 
-/// What a schedule does with an occurrence that nobody ran on time (for a cron job: one that the
-/// node's wall clock jumped over). Never a burst: at most one run makes up for any number of
-/// missed occurrences.
+/// What a schedule does with a period or occurrence that nobody ran on time: for a guarded job,
+/// the key's next due time is already past when a leader takes the lease (its leader died,
+/// every node was down); for a cron job, its node's wall clock jumped over occurrences.
+///
+/// Never a burst: at most one run makes up for any number of missed periods. An unguarded
+/// interval job has no cluster schedule; [`MissedTicks`] covers its stalls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CatchUp {
-    /// Run once, at once, for all the missed occurrences together; then go on with the schedule.
+    /// Run once, at once, for all the missed periods together; then go on with the schedule.
     #[default]
     Once,
-    /// Run none of them: wait for the next occurrence.
+    /// Run none of them: wait for the next point of the schedule (a guarded fixed-delay job:
+    /// a whole interval).
     Skip,
 }
 
@@ -221,7 +230,7 @@ impl Schedule {
 
     /// The interval for the tick arithmetic of [`ticks`] (zero for a cron schedule, which does
     /// not use it).
-    fn tick_interval(&self) -> Duration {
+    pub(crate) fn tick_interval(&self) -> Duration {
         self.interval().unwrap_or_default()
     }
 
@@ -463,6 +472,7 @@ mod tests {
         assert_eq!(s.retries, 0);
         assert_eq!(s.retry_backoff, SEC);
         assert!(s.enabled);
+        assert_eq!(s.catch_up, CatchUp::Once);
     }
 
     #[test]

@@ -33,13 +33,14 @@ pub const SCHEDULE_KEYS: [&str; 16] = [
 ];
 
 /// The leadership keys of a job section.
-pub const LEADERSHIP_KEYS: [&str; 6] = [
+pub const LEADERSHIP_KEYS: [&str; 7] = [
     "leader",
     "lease_ttl",
     "renew_every",
     "retry_every",
     "priority",
     "partitions",
+    "history",
 ];
 
 /// When a rule between two keys breaks and only one of them was set, the one to blame.
@@ -259,6 +260,7 @@ fn set(
         "retry_every" => leadership.retry_every = duration(value)?,
         "priority" => leadership.priority = count(value)?,
         "partitions" => leadership.partitions = count(value)?,
+        "history" => leadership.history = count(value)?,
         _ => {}
     }
     Ok(())

@@ -60,6 +60,9 @@ pub struct Leadership {
     pub priority: u32,
     /// How many partition leases a partitioned job has: 1 to [`MAX_PARTITIONS`]. Default: 16.
     pub partitions: u32,
+    /// How many runs the store keeps in each lease key's history (1 to 100,000); older runs
+    /// are dropped as new ones start. Default: 100.
+    pub history: u32,
 }
 
 /// The default `lease_ttl`.
@@ -76,6 +79,10 @@ pub const DEFAULT_PARTITIONS: u32 = 16;
 /// more than this many units of work should map its work items onto partitions (`item %
 /// partitions`) instead.
 pub const MAX_PARTITIONS: u32 = 10_000;
+/// The default `history`.
+pub const DEFAULT_HISTORY: u32 = 100;
+/// The largest `history`.
+pub const MAX_HISTORY: u32 = 100_000;
 
 impl Default for Leadership {
     fn default() -> Self {
@@ -93,6 +100,7 @@ impl Leadership {
             retry_every: DEFAULT_RETRY_EVERY,
             priority: 0,
             partitions: DEFAULT_PARTITIONS,
+            history: DEFAULT_HISTORY,
         }
     }
 
@@ -123,6 +131,12 @@ impl Leadership {
     /// Sets [`Leadership::partitions`].
     pub fn partitions(mut self, partitions: u32) -> Self {
         self.partitions = partitions;
+        self
+    }
+
+    /// Sets [`Leadership::history`].
+    pub fn history(mut self, history: u32) -> Self {
+        self.history = history;
         self
     }
 
@@ -224,6 +238,15 @@ impl Leadership {
                 ),
             });
         }
+        if !(1..=MAX_HISTORY).contains(&self.history) {
+            problems.push(problem(
+                "history",
+                format!(
+                    "must be 1 to {MAX_HISTORY} runs kept per lease key (default {DEFAULT_HISTORY}); found {}",
+                    self.history
+                ),
+            ));
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -277,6 +300,7 @@ mod tests {
         assert_eq!(leadership.retry_every, Duration::from_secs(2));
         assert_eq!(leadership.priority, 0);
         assert_eq!(leadership.partitions, 16);
+        assert_eq!(leadership.history, 100);
         assert!(leadership.validate().is_ok());
     }
 
@@ -296,6 +320,19 @@ mod tests {
             .validate()
             .unwrap_err();
         assert_eq!(no_ttl[0].field, "lease_ttl");
+        for history in [0, 100_001] {
+            let problems = Leadership::default()
+                .history(history)
+                .validate()
+                .unwrap_err();
+            assert_eq!(problems[0].field, "history");
+            assert!(
+                problems[0].message.contains("1 to 100000"),
+                "{}",
+                problems[0]
+            );
+        }
+        assert!(Leadership::default().history(100_000).validate().is_ok());
     }
 
     #[test]

@@ -96,8 +96,8 @@ pub use host::{HOST_KEYS, HostSettings};
 pub use job::{JobSettings, LEADERSHIP_KEYS, SCHEDULE_KEYS};
 pub use leaders::LEADER_KEYS;
 pub use leadership::{
-    DEFAULT_LEASE_TTL, DEFAULT_PARTITIONS, DEFAULT_RETRY_EVERY, LeaderMode, Leadership,
-    MAX_PARTITIONS,
+    DEFAULT_HISTORY, DEFAULT_LEASE_TTL, DEFAULT_PARTITIONS, DEFAULT_RETRY_EVERY, LeaderMode,
+    Leadership, MAX_HISTORY, MAX_PARTITIONS,
 };
 pub use source::ENV_PREFIX;
 

@@ -53,10 +53,13 @@ pub enum StoreError {
         source: Box<dyn Error + Send + Sync>,
     },
 
-    /// A lease or member row breaks the schema's invariants. The store does not touch it.
+    /// A lease, member, schedule or run row breaks the schema's invariants. The store does not
+    /// touch it.
     #[error(
-        "row `{key}` in lease table `{table}` is corrupted: {problem}; the store will not take it \
-         over: repair it by hand (holder set, epoch above every epoch ever issued for the key)"
+        "row `{key}` in table `{table}` is corrupted: {problem}; the store will not take it over \
+         or change it: repair it by hand (a lease row needs a holder and an epoch above every \
+         epoch ever issued for its key; a key's schedule row may be deleted together with its \
+         runs rows, which resets the key's schedule and history)"
     )]
     Corrupted {
         /// The table holding the row.
@@ -76,6 +79,24 @@ pub enum StoreError {
     UnknownKey {
         /// The key asked for.
         key: String,
+    },
+
+    /// A schedule record was written by a newer version of loopjob, in a format this build does
+    /// not know. The store neither reads nor changes it.
+    #[error(
+        "schedule record `{key}` in table `{table}` has format {format}, written by a newer \
+         loopjob; this build knows format {supported} and older: run the same loopjob version on \
+         every replica and tool that shares this store"
+    )]
+    NewerRecord {
+        /// The table holding the record.
+        table: String,
+        /// The record's key.
+        key: String,
+        /// The record's format.
+        format: i64,
+        /// The newest format this build knows.
+        supported: i64,
     },
 
     /// The backend does not implement this operation.
@@ -102,10 +123,6 @@ impl StoreError {
             self,
             StoreError::Timeout { .. } | StoreError::Backend { .. }
         )
-    }
-
-    pub(crate) fn unsupported(backend: &'static str, operation: &'static str) -> Self {
-        StoreError::Unsupported { backend, operation }
     }
 
     pub(crate) fn invalid(what: &'static str, problem: impl Into<String>) -> Self {

@@ -1,6 +1,6 @@
 //! An in-process lease store, for a single process and for tests.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -9,9 +9,10 @@ use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 use super::notify::BACKLOG;
+use super::record::Record;
 use super::{
-    Lease, LeaseRef, LeaseStatus, LeaseStore, Member, ReleaseNotice, ReleaseNotifications,
-    StoreError, args,
+    Lease, LeaseRef, LeaseStatus, LeaseStore, Member, Plan, ReleaseNotice, ReleaseNotifications,
+    RunEnd, RunRecord, RunStart, ScheduleRecord, StartedRun, StoreError, args,
 };
 
 /// A lease store in this process's memory: leader election among tasks of one process, and a
@@ -21,7 +22,9 @@ use super::{
 /// is created: under a paused test runtime (`#[tokio::test(start_paused = true)]`) leases expire
 /// as virtual time advances, so expiry can be tested without waiting. Nothing survives the
 /// process, so its epochs are fencing tokens only within it. Every method completes without
-/// waiting and is cancel-safe. Releases are pushed to [`LeaseStore::release_notifications`].
+/// waiting and is cancel-safe. Releases and operator commands are pushed to
+/// [`LeaseStore::release_notifications`]. Schedule records and their run histories are kept
+/// beside the leases, by the same clock.
 ///
 /// ```
 /// use std::time::Duration;
@@ -51,6 +54,38 @@ pub struct MemoryStore {
 struct State {
     leases: BTreeMap<String, Row>,
     members: BTreeMap<(String, String), i64>,
+    schedules: BTreeMap<String, Schedule>,
+}
+
+/// A key's schedule record and its history, oldest run first.
+#[derive(Debug, Default)]
+struct Schedule {
+    record: Record,
+    runs: VecDeque<RunRecord>,
+}
+
+impl Schedule {
+    fn to_public(&self, key: &str, now: i64) -> ScheduleRecord {
+        self.record.to_public(key, now, self.runs.back().cloned())
+    }
+}
+
+impl State {
+    /// Whether `holder` holds `key` at `epoch`, unexpired at `now`: the fence of every schedule
+    /// write.
+    fn holds(&self, holder: &str, key: &str, epoch: i64, now: i64) -> bool {
+        self.leases.get(key).is_some_and(|row| {
+            row.holder == holder && row.epoch as i64 == epoch && row.expires_at_ms > now
+        })
+    }
+
+    fn schedule(&mut self, key: &str) -> Result<&mut Schedule, StoreError> {
+        self.schedules
+            .get_mut(key)
+            .ok_or_else(|| StoreError::UnknownKey {
+                key: key.to_owned(),
+            })
+    }
 }
 
 #[derive(Debug)]
@@ -99,6 +134,27 @@ impl MemoryStore {
     fn now_ms(&self) -> i64 {
         let elapsed = i64::try_from(self.anchor.elapsed().as_millis()).unwrap_or(i64::MAX);
         self.anchor_ms.saturating_add(elapsed)
+    }
+
+    /// Applies an operator command to `key`'s record, tells subscribers, and answers the record.
+    fn command(
+        &self,
+        key: &str,
+        by: &str,
+        apply: impl FnOnce(&mut Record, &str, i64),
+    ) -> Result<ScheduleRecord, StoreError> {
+        let key = args::name("lease key", key)?;
+        let by = args::name("operator name", by)?;
+        let now = self.now_ms();
+        let record = {
+            let mut state = self.state();
+            let schedule = state.schedule(key)?;
+            apply(&mut schedule.record, by, now);
+            schedule.to_public(key, now)
+        };
+        // No subscriber is not an error.
+        let _ = self.releases.send(ReleaseNotice::Commanded(key.to_owned()));
+        Ok(record)
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -248,6 +304,158 @@ impl LeaseStore for MemoryStore {
             .collect())
     }
 
+    async fn schedules(&self, keys: &[String]) -> Result<Vec<ScheduleRecord>, StoreError> {
+        let keys = args::keys(keys)?;
+        let now = self.now_ms();
+        let state = self.state();
+        Ok(keys
+            .into_iter()
+            .filter_map(|key| Some(state.schedules.get(key)?.to_public(key, now)))
+            .collect())
+    }
+
+    async fn list_schedules(&self, prefix: &str) -> Result<Vec<ScheduleRecord>, StoreError> {
+        let now = self.now_ms();
+        let state = self.state();
+        Ok(state
+            .schedules
+            .range(prefix.to_owned()..)
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .map(|(key, schedule)| schedule.to_public(key, now))
+            .collect())
+    }
+
+    async fn plan(&self, holder: &str, plans: &[Plan]) -> Result<Vec<String>, StoreError> {
+        let holder = args::name("holder", holder)?;
+        let plans = args::plans(plans)?;
+        let now = self.now_ms();
+        let mut state = self.state();
+        let mut written = Vec::new();
+        for plan in plans {
+            if !state.holds(holder, plan.key, plan.epoch, now) {
+                continue;
+            }
+            let record = &mut state
+                .schedules
+                .entry(plan.key.to_owned())
+                .or_default()
+                .record;
+            if plan.only_if_unset && record.next_due.is_some() {
+                continue;
+            }
+            record.set_due(plan.due, now);
+            written.push(plan.key.to_owned());
+        }
+        Ok(written)
+    }
+
+    async fn start_runs(
+        &self,
+        holder: &str,
+        starts: &[RunStart],
+    ) -> Result<Vec<StartedRun>, StoreError> {
+        let holder = args::name("holder", holder)?;
+        let starts = args::starts(starts)?;
+        let now = self.now_ms();
+        let mut state = self.state();
+        let mut started = Vec::new();
+        for start in starts {
+            if !state.holds(holder, start.key, start.epoch, now) {
+                continue;
+            }
+            let schedule = state.schedules.entry(start.key.to_owned()).or_default();
+            let Some(seq) =
+                schedule
+                    .record
+                    .start(start.due, start.triggered, start.history_limit, now)
+            else {
+                continue;
+            };
+            schedule.runs.push_back(RunRecord {
+                key: start.key.to_owned(),
+                seq,
+                holder: holder.to_owned(),
+                epoch: start.epoch as u64,
+                scheduled_ms: start.scheduled,
+                started_ms: now,
+                ended_ms: None,
+                outcome: None,
+                attempts: 0,
+                error: None,
+                triggered: start.triggered,
+            });
+            let oldest_kept = schedule.record.oldest_kept();
+            while schedule
+                .runs
+                .front()
+                .is_some_and(|run| run.seq < oldest_kept)
+            {
+                schedule.runs.pop_front();
+            }
+            started.push(StartedRun {
+                key: start.key.to_owned(),
+                seq,
+                started_ms: now,
+            });
+        }
+        Ok(started)
+    }
+
+    async fn end_runs(&self, holder: &str, ends: &[RunEnd]) -> Result<Vec<String>, StoreError> {
+        let holder = args::name("holder", holder)?;
+        let ends = args::ends(ends)?;
+        let now = self.now_ms();
+        let mut state = self.state();
+        let mut written = Vec::new();
+        for end in ends {
+            if !state.holds(holder, end.key, end.epoch, now) {
+                continue;
+            }
+            let Some(schedule) = state.schedules.get_mut(end.key) else {
+                continue;
+            };
+            let run = schedule
+                .runs
+                .iter_mut()
+                .find(|run| run.seq == end.seq && run.epoch as i64 == end.epoch);
+            if let Some(run) = run {
+                run.ended_ms.get_or_insert(now);
+                run.outcome = Some(end.outcome);
+                run.attempts = u32::try_from(end.attempts).unwrap_or(u32::MAX);
+                run.error = end.error;
+            }
+            schedule.record.set_due(end.due, now);
+            written.push(end.key.to_owned());
+        }
+        Ok(written)
+    }
+
+    async fn pause(&self, key: &str, by: &str) -> Result<ScheduleRecord, StoreError> {
+        self.command(key, by, |record, by, now| record.pause(by, now))
+    }
+
+    async fn resume(&self, key: &str, by: &str) -> Result<ScheduleRecord, StoreError> {
+        self.command(key, by, |record, _, _| record.resume())
+    }
+
+    async fn trigger(&self, key: &str, by: &str) -> Result<ScheduleRecord, StoreError> {
+        self.command(key, by, |record, by, now| record.trigger(by, now))
+    }
+
+    async fn history(&self, key: &str, limit: u32) -> Result<Vec<RunRecord>, StoreError> {
+        let key = args::name("lease key", key)?;
+        let limit = args::history_limit(limit)?;
+        let mut state = self.state();
+        let schedule = state.schedule(key)?;
+        Ok(schedule
+            .runs
+            .iter()
+            .rev()
+            .take(usize::try_from(limit).unwrap_or(usize::MAX))
+            .cloned()
+            .collect())
+    }
+
     fn release_notifications(&self) -> Option<ReleaseNotifications> {
         Some(ReleaseNotifications::new(self.releases.subscribe()))
     }
@@ -308,6 +516,32 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(taken[0].epoch, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn schedule_writes_are_fenced_and_history_is_trimmed() {
+        use crate::store::{NextDue, RunStart};
+        let store = MemoryStore::new();
+        let ttl = Duration::from_secs(10);
+        let won = store.try_acquire("a", &keys(&["k"]), ttl).await.unwrap();
+        let start = |epoch| RunStart {
+            key: "k".to_owned(),
+            epoch,
+            scheduled_ms: 0,
+            next_due: NextDue::After(Duration::from_secs(1)),
+            triggered: false,
+            history_limit: 2,
+        };
+        for _ in 0..3 {
+            let started = store.start_runs("a", &[start(won[0].epoch)]).await.unwrap();
+            assert_eq!(started.len(), 1);
+        }
+        assert!(store.start_runs("a", &[start(7)]).await.unwrap().is_empty());
+        assert!(store.start_runs("b", &[start(1)]).await.unwrap().is_empty());
+        let history = store.history("k", 10).await.unwrap();
+        assert_eq!(history.iter().map(|r| r.seq).collect::<Vec<_>>(), [3, 2]);
+        tokio::time::advance(ttl).await;
+        assert!(store.start_runs("a", &[start(1)]).await.unwrap().is_empty());
     }
 
     #[tokio::test(start_paused = true)]

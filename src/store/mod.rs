@@ -7,12 +7,18 @@
 //! over at once. Membership heartbeats ([`LeaseStore::heartbeat`], [`LeaseStore::members`]) let
 //! replicas see each other, which partitioned jobs use to share partitions fairly.
 //!
-//! | backend | type | feature | for | release notifications |
-//! |---|---|---|---|---|
-//! | `memory` | [`MemoryStore`] | always | one process, tests | yes |
-//! | `sqlite://PATH` | `SqliteStore` | `sqlite` (default) | many processes on one host | no (poll) |
-//! | `postgres://…` | `PostgresStore` | `postgres` | many hosts | yes (LISTEN/NOTIFY) |
-//! | `mysql://…`, `mariadb://…` | `MySqlStore` | `mysql` | many hosts (MySQL 8, MariaDB 10.11) | no (poll) |
+//! Beside each lease row the store keeps the key's **schedule record** (see [`schedule`]): when
+//! its next run is due on the cluster's grid, its last run, an operator's pause or trigger, and
+//! a bounded run history. The key's holder writes it ([`LeaseStore::plan`],
+//! [`LeaseStore::start_runs`], [`LeaseStore::end_runs`]), fenced by its epoch; anyone may read it
+//! and give commands ([`LeaseStore::pause`], [`LeaseStore::resume`], [`LeaseStore::trigger`]).
+//!
+//! | backend | type | feature | for | notifications | schedule writes |
+//! |---|---|---|---|---|---|
+//! | `memory` | [`MemoryStore`] | always | one process, tests | yes | in memory, Tokio's clock |
+//! | `sqlite://PATH` | `SqliteStore` | `sqlite` (default) | many processes on one host | no (poll) | one `BEGIN IMMEDIATE` transaction |
+//! | `postgres://…` | `PostgresStore` | `postgres` | many hosts | yes (LISTEN/NOTIFY) | one transaction, arrays (`unnest`) |
+//! | `mysql://…`, `mariadb://…` | `MySqlStore` | `mysql` | many hosts (MySQL 8, MariaDB 10.11) | no (poll) | one `READ COMMITTED` transaction |
 //!
 //! Open one from a URL with [`open()`] (or [`open_with`] to set [`StoreOptions`]), then call
 //! [`LeaseStore::initialise`] once at start-up:
@@ -59,17 +65,40 @@
 //!    binds arrays and never splits).
 //! 5. Every call is bounded in time by [`StoreOptions::operation_timeout`] and returns a
 //!    [`StoreError`] rather than hanging when the database is unreachable.
-//! 6. A row that breaks the schema's invariants (no holder, a negative epoch) is never taken over
-//!    or repaired silently: calls that meet it return [`StoreError::Corrupted`] naming the key.
+//! 6. A row that breaks the schema's invariants (no holder, a negative epoch, an unknown run
+//!    outcome) is never taken over or repaired silently: calls that meet it return
+//!    [`StoreError::Corrupted`] naming the key. A schedule record written by a newer version of
+//!    loopjob is [`StoreError::NewerRecord`], neither read nor changed.
+//! 7. **Schedule writes are fenced**: [`LeaseStore::plan`], [`LeaseStore::start_runs`] and
+//!    [`LeaseStore::end_runs`] change a key's record only while the caller holds its lease at
+//!    the epoch it names, unexpired by the store's clock, checked in the same transaction as the
+//!    write (the lease row stays locked until the commit, so no new holder can take the key in
+//!    between). A write from any other epoch changes nothing.
+//! 8. **A run's start is durable before the run**: `start_runs` commits the start (and the next
+//!    due time) before it answers, and answers no start for a paused key unless a trigger is
+//!    pending. Times in records are the store's clock in milliseconds; next due times are worked
+//!    out by the store ([`NextDue`]), never from a client clock.
+//! 9. **Schedule calls are batched**: each costs one round trip or one transaction of a few
+//!    statements, however many keys it names (backends split only beyond their bind-parameter
+//!    limit), so a node's statements do not grow with the number of its jobs that start or end
+//!    together.
+//! 10. **History is bounded**: each start trims its key's history to the newest
+//!     `history_limit` runs (1 to 100,000) in the same transaction; no cleanup job is needed.
+//! 11. [`LeaseStore::initialise`] creates the schedule tables beside the lease tables, so a
+//!     database of the previous schema (leases and members only) is migrated in place, also when
+//!     many replicas initialise at once.
 //!
 //! # Cancel safety
 //!
 //! Every method is cancel-safe in the sense that dropping its future (for example on a
-//! timeout) never corrupts the store: each database change is a single atomic statement. The
+//! timeout) never corrupts the store: each database change is a single atomic statement or one
+//! transaction (rolled back unless it committed). The
 //! caller cannot know whether a dropped call took effect, and need not: `try_acquire` may have
 //! taken keys (they expire after the ttl, or the same holder takes them again with a new epoch on
 //! its next call); `renew` may have extended leases (harmless: the holder's deadline stays the one
-//! from its last *answered* call); `release` may or may not have expired them (release again).
+//! from its last *answered* call); `release` may or may not have expired them (release again);
+//! `start_runs` may have recorded a start whose run never ran (the history shows it without an
+//! end; the caller starts only runs it was answered).
 //! A holder must not run two calls for the same keys concurrently.
 
 mod args;
@@ -77,6 +106,7 @@ mod error;
 mod memory;
 mod notify;
 mod open;
+mod record;
 pub mod schedule;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 mod sql;
@@ -205,7 +235,8 @@ impl Default for StoreOptions {
 }
 
 impl StoreOptions {
-    /// Prefix of the two tables, `{prefix}leases` and `{prefix}members` (default `loopjob_`).
+    /// Prefix of the tables, `{prefix}leases`, `{prefix}members`, `{prefix}schedules` and
+    /// `{prefix}runs` (default `loopjob_`).
     ///
     /// An optional schema may come first, `schema.prefix_`, to place the tables in a schema
     /// (PostgreSQL) or database (MySQL) of your own, which [`LeaseStore::initialise`] creates
@@ -326,24 +357,17 @@ pub trait LeaseStore: Send + Sync + fmt::Debug + 'static {
 
     /// The schedule records of `keys` (see [`schedule`]), in one round trip, sorted by key;
     /// keys without a record are absent.
-    async fn schedules(&self, keys: &[String]) -> Result<Vec<ScheduleRecord>, StoreError> {
-        let _ = keys;
-        Err(StoreError::unsupported(self.backend(), "schedules"))
-    }
+    async fn schedules(&self, keys: &[String]) -> Result<Vec<ScheduleRecord>, StoreError>;
 
     /// Every schedule record whose key starts with `prefix` (all for `""`), sorted by key: for
     /// status tools.
-    async fn list_schedules(&self, prefix: &str) -> Result<Vec<ScheduleRecord>, StoreError> {
-        let _ = prefix;
-        Err(StoreError::unsupported(self.backend(), "list_schedules"))
-    }
+    async fn list_schedules(&self, prefix: &str) -> Result<Vec<ScheduleRecord>, StoreError>;
 
     /// Sets the next due time of keys `holder` holds at the epochs given (fenced), creating
-    /// their records if missing. Returns the keys written, sorted.
-    async fn plan(&self, holder: &str, plans: &[Plan]) -> Result<Vec<String>, StoreError> {
-        let _ = (holder, plans);
-        Err(StoreError::unsupported(self.backend(), "plan"))
-    }
+    /// their records if missing; a plan with [`Plan::only_if_unset`] writes only a record that
+    /// has no next due time yet (how the first holder of a key plans its first run ever).
+    /// Returns the keys written, sorted.
+    async fn plan(&self, holder: &str, plans: &[Plan]) -> Result<Vec<String>, StoreError>;
 
     /// Commits the start of a run for each of `starts` that `holder` holds at its epoch and
     /// that is not paused (or is triggered), in one round trip: records it in the key's history
@@ -353,48 +377,38 @@ pub trait LeaseStore: Send + Sync + fmt::Debug + 'static {
         &self,
         holder: &str,
         starts: &[RunStart],
-    ) -> Result<Vec<StartedRun>, StoreError> {
-        let _ = (holder, starts);
-        Err(StoreError::unsupported(self.backend(), "start_runs"))
-    }
+    ) -> Result<Vec<StartedRun>, StoreError>;
 
     /// Records the end of each of `ends` that `holder` holds at its epoch, in one round trip,
     /// and sets the next due time. Returns the keys written, sorted; an end from a stale epoch
     /// is left out.
-    async fn end_runs(&self, holder: &str, ends: &[RunEnd]) -> Result<Vec<String>, StoreError> {
-        let _ = (holder, ends);
-        Err(StoreError::unsupported(self.backend(), "end_runs"))
-    }
+    async fn end_runs(&self, holder: &str, ends: &[RunEnd]) -> Result<Vec<String>, StoreError>;
 
     /// Pauses `key` cluster-wide (not fenced): its holder starts no scheduled run until it is
-    /// resumed. Pausing a paused key keeps the first mark. Returns the record after the write.
-    async fn pause(&self, key: &str, by: &str) -> Result<ScheduleRecord, StoreError> {
-        let _ = (key, by);
-        Err(StoreError::unsupported(self.backend(), "pause"))
-    }
+    /// resumed. Pausing a paused key keeps the first mark. Returns the record after the write,
+    /// [`StoreError::UnknownKey`] if the key has no record, and notifies subscribers
+    /// ([`ReleaseNotice::Commanded`]) where the backend can.
+    async fn pause(&self, key: &str, by: &str) -> Result<ScheduleRecord, StoreError>;
 
-    /// Resumes `key` cluster-wide (not fenced). Returns the record after the write.
-    async fn resume(&self, key: &str, by: &str) -> Result<ScheduleRecord, StoreError> {
-        let _ = (key, by);
-        Err(StoreError::unsupported(self.backend(), "resume"))
-    }
+    /// Resumes `key` cluster-wide (not fenced). Returns the record after the write (or
+    /// [`StoreError::UnknownKey`]), and notifies like [`LeaseStore::pause`].
+    async fn resume(&self, key: &str, by: &str) -> Result<ScheduleRecord, StoreError>;
 
-    /// Asks `key`'s holder for one run as soon as it can (not fenced). Returns the record after
-    /// the write.
-    async fn trigger(&self, key: &str, by: &str) -> Result<ScheduleRecord, StoreError> {
-        let _ = (key, by);
-        Err(StoreError::unsupported(self.backend(), "trigger"))
-    }
+    /// Asks `key`'s holder for one run as soon as it can, even while paused (not fenced); a
+    /// pending trigger keeps its first mark until a triggered start clears it. Returns the
+    /// record after the write (or [`StoreError::UnknownKey`]), and notifies like
+    /// [`LeaseStore::pause`].
+    async fn trigger(&self, key: &str, by: &str) -> Result<ScheduleRecord, StoreError>;
 
-    /// The newest `limit` runs of `key`, newest first.
-    async fn history(&self, key: &str, limit: u32) -> Result<Vec<RunRecord>, StoreError> {
-        let _ = (key, limit);
-        Err(StoreError::unsupported(self.backend(), "history"))
-    }
+    /// The newest `limit` runs of `key` (1 to 100,000), newest first, in one round trip;
+    /// [`StoreError::UnknownKey`] if the key has no record.
+    async fn history(&self, key: &str, limit: u32) -> Result<Vec<RunRecord>, StoreError>;
 
-    /// A subscription to releases, for backends that can push them (memory, PostgreSQL);
-    /// `None` where followers must poll. A notice only hints that a key may be free now: it
-    /// wakes a follower early and never replaces [`LeaseStore::try_acquire`].
+    /// A subscription to releases and operator commands, for backends that can push them
+    /// (memory, PostgreSQL); `None` where followers and holders must poll. A notice only hints:
+    /// that a key may be free now (it wakes a follower early and never replaces
+    /// [`LeaseStore::try_acquire`]), or that a key's record changed (its holder re-reads it with
+    /// [`LeaseStore::schedules`]).
     fn release_notifications(&self) -> Option<ReleaseNotifications> {
         None
     }

@@ -1,15 +1,20 @@
-//! Release notifications: how a store that can push releases wakes waiting followers early.
+//! Release notifications: how a store that can push releases wakes waiting followers early, and
+//! tells a key's holder at once that an operator changed its schedule record.
 
 use tokio::sync::broadcast;
 
 /// How many notices a slow subscriber may fall behind before it is told it missed some.
 pub(crate) const BACKLOG: usize = 1024;
 
-/// One release, as a subscriber sees it.
+/// One notice, as a subscriber sees it: a release, or an operator's command.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ReleaseNotice {
     /// The lease with this key was released and may be free now.
     Released(String),
+    /// An operator paused, resumed or triggered this key: its holder should re-read the key's
+    /// schedule record (see [`LeaseStore::schedules`](super::LeaseStore::schedules)).
+    Commanded(String),
     /// Notices may have been lost (the subscriber fell behind, or the store's listening
     /// connection was re-established): treat every key as possibly free and poll now.
     Missed,

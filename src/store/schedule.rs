@@ -22,6 +22,10 @@
 //!    record; a key without one is [`StoreError::UnknownKey`](super::StoreError).
 //! 5. **History is bounded**: a start trims the key's history to the newest `history_limit`
 //!    runs in the same round trip; no cleanup job is needed.
+//! 6. **Times are checked**: store times lie in 1970..=9999, intervals and delays in 1 ms (0 for
+//!    a delay) ..= 100 years, history limits in 1..=100,000; a key named twice in one batch is
+//!    [`StoreError::InvalidInput`](super::StoreError). A record in a newer format than this
+//!    build knows is [`StoreError::NewerRecord`](super::StoreError), never guessed at.
 
 use std::time::Duration;
 
@@ -137,10 +141,14 @@ pub enum NextDue {
     At(i64),
     /// This long after the store's clock at the write (fixed delay; a first run's initial delay).
     After(Duration),
-    /// The first point of the grid `anchor_ms + k·interval` strictly after the store's clock at
-    /// the write (fixed rate). The write also sets the record's anchor if it has none.
+    /// The first point of the grid `anchor + k·interval` (k ≥ 0) strictly after the store's
+    /// clock at the write (fixed rate); the anchor itself while it is still ahead.
+    ///
+    /// The anchor is set once: the grid uses the record's anchor when it has one, and
+    /// `anchor_ms` only to set it when it has none. So every leader continues the same grid,
+    /// whatever it passes.
     OnGrid {
-        /// The grid's anchor.
+        /// The grid's anchor, if the record has none yet.
         anchor_ms: i64,
         /// The grid's step.
         interval: Duration,
@@ -172,8 +180,9 @@ pub struct RunStart {
     pub scheduled_ms: i64,
     /// The next due time to set as the run starts.
     pub next_due: NextDue,
-    /// Whether an operator's trigger asked for this run: it starts even while the key is
-    /// paused, and clears the pending trigger.
+    /// Whether an operator's trigger asked for this run: it clears the pending trigger, and
+    /// starts even while the key is paused if a trigger is pending (so a retried triggered start
+    /// cannot run twice while paused).
     pub triggered: bool,
     /// How many runs of the key's history to keep, this one included (1 to 100,000).
     pub history_limit: u32,
@@ -197,7 +206,8 @@ pub struct RunEnd {
     pub key: String,
     /// The epoch the caller holds.
     pub epoch: u64,
-    /// The run's number, from [`StartedRun::seq`].
+    /// The run's number, from [`StartedRun::seq`]. The history's run is updated if it is still
+    /// kept and was started at `epoch`; a second end of the same run keeps the first end time.
     pub seq: i64,
     /// How it ended.
     pub outcome: RunResult,

@@ -4,7 +4,7 @@
 use tokio_util::task::AbortOnDropHandle;
 
 use super::{Guard, Supervisor, Ticking};
-use crate::guard::{GuardState, LeadershipEvent};
+use crate::guard::{GuardNotice, GuardState, LeadershipEvent};
 use crate::metrics;
 use crate::run::panic_message;
 
@@ -20,10 +20,22 @@ impl Supervisor {
             return;
         };
         let mut events = vec![first];
-        while let Ok(event) = guard.events.try_recv() {
-            events.push(event);
+        // The leadership changes queued behind this one; the first other notice waits its turn.
+        while let Ok(notice) = guard.events.try_recv() {
+            match notice {
+                GuardNotice::Leadership(event) => events.push(event),
+                other => {
+                    guard.held_back = Some(other);
+                    break;
+                }
+            }
         }
         let state = guard.state.borrow_and_update().clone();
+        for event in &events {
+            if let LeadershipEvent::Lost { lease, .. } = event {
+                guard.cluster.lost(lease.key());
+            }
+        }
         self.record_leadership(&events, Some(&state));
         ticking.status_dirty = true;
         let acquired = events
@@ -98,9 +110,14 @@ impl Supervisor {
         let Some(guard) = &mut self.guard else {
             return;
         };
+        // Only leadership changes matter now: records and start answers come too late.
         let mut events = Vec::new();
-        while let Ok(event) = guard.events.try_recv() {
-            events.push(event);
+        let queued = guard.held_back.take().into_iter();
+        let queued = queued.chain(std::iter::from_fn(|| guard.events.try_recv().ok()));
+        for notice in queued {
+            if let GuardNotice::Leadership(event) = notice {
+                events.push(event);
+            }
         }
         let held = guard.state.borrow().leases.clone();
         for lease in &held {
@@ -134,8 +151,8 @@ impl Supervisor {
 
 /// What a guarded job's elector told it.
 pub(super) enum GuardChange {
-    /// A lease was won or lost.
-    Event(LeadershipEvent),
+    /// A lease was won or lost, records were read, or a start was answered.
+    Notice(GuardNotice),
     /// What the job holds changed without an event: its place among the members, for a
     /// partitioned job.
     State,
@@ -144,9 +161,10 @@ pub(super) enum GuardChange {
 /// The next change of a guarded job's leadership; never, for an unguarded one.
 pub(super) async fn next_change(guard: &mut Option<Guard>) -> Option<GuardChange> {
     match guard {
+        Some(guard) if guard.held_back.is_some() => guard.held_back.take().map(GuardChange::Notice),
         Some(guard) => tokio::select! {
             biased;
-            event = guard.events.recv() => event.map(GuardChange::Event),
+            notice = guard.events.recv() => notice.map(GuardChange::Notice),
             changed = guard.state.changed() => changed.ok().map(|()| GuardChange::State),
         },
         None => std::future::pending().await,

@@ -6,7 +6,7 @@ use tokio::time::Instant;
 use super::{Supervisor, Ticking};
 use crate::metrics;
 use crate::run::Run;
-use crate::run_slots::Slot;
+use crate::run_slots::{RunSlots, Slot};
 use crate::schedule::ScheduleMode;
 
 impl Supervisor {
@@ -17,6 +17,11 @@ impl Supervisor {
             None => Ok(None),
             Some(slots) => slots.try_take().map(Some).ok_or(NoFreeSlot),
         }
+    }
+
+    /// Whether a run could take a slot now (always, when the host sets no limit).
+    pub(super) fn slots_free(&self) -> bool {
+        self.slots.as_ref().is_none_or(RunSlots::has_free)
     }
 
     /// A tick passed without a run, for `reason`: it is counted as skipped.

@@ -15,6 +15,65 @@ pub enum Corruption {
     NegativeEpoch,
 }
 
+/// How a test schedule record is broken.
+#[derive(Debug, Clone, Copy)]
+pub enum RecordCorruption {
+    /// The record has a format from the future.
+    NewerFormat,
+    /// The record's last run has an outcome no version knows.
+    UnknownOutcome,
+    /// The record's last run has a negative epoch.
+    NegativeRunEpoch,
+}
+
+impl RecordCorruption {
+    /// The rows to insert, as SQL value lists for `schedules (lease_key, format, last_seq,
+    /// history_limit)` and, if any, `runs (lease_key, seq, holder, epoch, scheduled, started,
+    /// ended, outcome, attempts, error, triggered)`.
+    #[allow(dead_code)] // Unused when no SQL feature is on.
+    pub fn rows(self, key: &str) -> (String, Option<String>) {
+        match self {
+            RecordCorruption::NewerFormat => (format!("('{key}', 99, 0, 100)"), None),
+            RecordCorruption::UnknownOutcome => (
+                format!("('{key}', 1, 1, 100)"),
+                Some(format!(
+                    "('{key}', 1, 'h', 1, 0, 0, 5, 'exploded', 1, NULL, FALSE)"
+                )),
+            ),
+            RecordCorruption::NegativeRunEpoch => (
+                format!("('{key}', 1, 1, 100)"),
+                Some(format!(
+                    "('{key}', 1, 'h', -5, 0, 0, NULL, NULL, 0, NULL, FALSE)"
+                )),
+            ),
+        }
+    }
+}
+
+/// The statements that write `rows` under `prefix`, quoting table names with `quote`.
+#[allow(dead_code)] // Unused when no SQL feature is on.
+pub fn corrupt_schedule_sql(
+    prefix: &str,
+    quote: char,
+    rows: &[(&str, RecordCorruption)],
+) -> Vec<String> {
+    let mut sql = Vec::new();
+    for (key, how) in rows {
+        let (record, run) = how.rows(key);
+        sql.push(format!(
+            "INSERT INTO {quote}{prefix}schedules{quote} \
+             (lease_key, format, last_seq, history_limit) VALUES {record}"
+        ));
+        if let Some(run) = run {
+            sql.push(format!(
+                "INSERT INTO {quote}{prefix}runs{quote} (lease_key, seq, holder, epoch, \
+                 scheduled, started, ended, outcome, attempts, error, triggered) VALUES {run}"
+            ));
+        }
+    }
+    sql
+}
+
 #[async_trait]
 pub trait Backend: Send + Sync + 'static {
     fn name(&self) -> &'static str;
@@ -26,6 +85,14 @@ pub trait Backend: Send + Sync + 'static {
     /// Loosens the schema and writes the given corrupted rows (after `initialise`); false where
     /// the backend cannot hold such rows at all.
     async fn corrupt(&self, prefix: &str, rows: &[(&str, Corruption)]) -> bool;
+
+    /// Writes bad schedule records (after `initialise`); false where the backend cannot hold
+    /// such rows at all.
+    async fn corrupt_schedules(&self, prefix: &str, rows: &[(&str, RecordCorruption)]) -> bool;
+
+    /// Creates the tables of the previous schema (leases and members only, before the cluster
+    /// schedule), with a lease `old` held by `a` at epoch 5; false where nothing persists.
+    async fn previous_schema(&self, prefix: &str) -> bool;
 
     /// Drops the tables under `prefix`.
     async fn drop_tables(&self, prefix: &str);
@@ -58,6 +125,15 @@ impl Backend for Memory {
 
     async fn corrupt(&self, _prefix: &str, _rows: &[(&str, Corruption)]) -> bool {
         // Its rows are typed Rust values: a NULL holder or a negative epoch cannot exist.
+        false
+    }
+
+    async fn corrupt_schedules(&self, _prefix: &str, _rows: &[(&str, RecordCorruption)]) -> bool {
+        // Its records are typed Rust values of this build's format.
+        false
+    }
+
+    async fn previous_schema(&self, _prefix: &str) -> bool {
         false
     }
 
@@ -135,11 +211,33 @@ mod sqlite {
             true
         }
 
-        async fn drop_tables(&self, prefix: &str) {
+        async fn corrupt_schedules(&self, prefix: &str, rows: &[(&str, RecordCorruption)]) -> bool {
+            let store = SqliteStore::connect_lazy(&self.url, test_options(prefix)).unwrap();
+            for sql in corrupt_schedule_sql(prefix, '"', rows) {
+                sqlx::raw_sql(&sql).execute(store.pool()).await.unwrap();
+            }
+            true
+        }
+
+        async fn previous_schema(&self, prefix: &str) -> bool {
             let store = SqliteStore::connect_lazy(&self.url, test_options(prefix)).unwrap();
             let sql = format!(
-                "DROP TABLE IF EXISTS \"{prefix}leases\"; DROP TABLE IF EXISTS \"{prefix}members\""
+                "CREATE TABLE \"{prefix}leases\" (lease_key TEXT NOT NULL PRIMARY KEY, \
+                 holder TEXT NOT NULL, epoch INTEGER NOT NULL, expires_at INTEGER NOT NULL) \
+                 WITHOUT ROWID; \
+                 CREATE TABLE \"{prefix}members\" (scope TEXT NOT NULL, member TEXT NOT NULL, \
+                 expires_at INTEGER NOT NULL, PRIMARY KEY (scope, member)) WITHOUT ROWID; \
+                 INSERT INTO \"{prefix}leases\" VALUES ('old', 'a', 5, 0)"
             );
+            sqlx::raw_sql(&sql).execute(store.pool()).await.unwrap();
+            true
+        }
+
+        async fn drop_tables(&self, prefix: &str) {
+            let store = SqliteStore::connect_lazy(&self.url, test_options(prefix)).unwrap();
+            let sql = ["leases", "members", "schedules", "runs"]
+                .map(|table| format!("DROP TABLE IF EXISTS \"{prefix}{table}\";"))
+                .concat();
             let _ = sqlx::raw_sql(&sql).execute(store.pool()).await;
         }
     }
@@ -196,8 +294,31 @@ mod postgres {
             true
         }
 
+        async fn corrupt_schedules(&self, prefix: &str, rows: &[(&str, RecordCorruption)]) -> bool {
+            let sql = corrupt_schedule_sql(prefix, '"', rows).join(";");
+            self.admin(prefix, &sql).await;
+            true
+        }
+
+        async fn previous_schema(&self, prefix: &str) -> bool {
+            let sql = format!(
+                "CREATE TABLE \"{prefix}leases\" (lease_key TEXT COLLATE \"C\" NOT NULL \
+                 PRIMARY KEY, holder TEXT NOT NULL, epoch BIGINT NOT NULL, \
+                 expires_at BIGINT NOT NULL) WITH (fillfactor = 50); \
+                 CREATE TABLE \"{prefix}members\" (scope TEXT COLLATE \"C\" NOT NULL, \
+                 member TEXT COLLATE \"C\" NOT NULL, expires_at BIGINT NOT NULL, \
+                 PRIMARY KEY (scope, member)) WITH (fillfactor = 50); \
+                 INSERT INTO \"{prefix}leases\" VALUES ('old', 'a', 5, 0)"
+            );
+            self.admin(prefix, &sql).await;
+            true
+        }
+
         async fn drop_tables(&self, prefix: &str) {
-            let sql = format!("DROP TABLE IF EXISTS \"{prefix}leases\", \"{prefix}members\"");
+            let sql = format!(
+                "DROP TABLE IF EXISTS \"{prefix}leases\", \"{prefix}members\", \
+                 \"{prefix}schedules\", \"{prefix}runs\""
+            );
             self.admin(prefix, &sql).await;
         }
     }
@@ -257,8 +378,35 @@ mod mysql {
             true
         }
 
+        async fn corrupt_schedules(&self, prefix: &str, rows: &[(&str, RecordCorruption)]) -> bool {
+            self.admin(prefix, &corrupt_schedule_sql(prefix, '`', rows))
+                .await;
+            true
+        }
+
+        async fn previous_schema(&self, prefix: &str) -> bool {
+            let sql = [
+                format!(
+                    "CREATE TABLE `{prefix}leases` (lease_key VARBINARY(255) NOT NULL PRIMARY \
+                     KEY, holder VARBINARY(255) NOT NULL, epoch BIGINT NOT NULL, \
+                     expires_at BIGINT NOT NULL) ENGINE = InnoDB"
+                ),
+                format!(
+                    "CREATE TABLE `{prefix}members` (scope VARBINARY(255) NOT NULL, \
+                     member VARBINARY(255) NOT NULL, expires_at BIGINT NOT NULL, \
+                     PRIMARY KEY (scope, member)) ENGINE = InnoDB"
+                ),
+                format!("INSERT INTO `{prefix}leases` VALUES ('old', 'a', 5, 0)"),
+            ];
+            self.admin(prefix, &sql).await;
+            true
+        }
+
         async fn drop_tables(&self, prefix: &str) {
-            let sql = format!("DROP TABLE IF EXISTS `{prefix}leases`, `{prefix}members`");
+            let sql = format!(
+                "DROP TABLE IF EXISTS `{prefix}leases`, `{prefix}members`, \
+                 `{prefix}schedules`, `{prefix}runs`"
+            );
             self.admin(prefix, &[sql]).await;
         }
     }

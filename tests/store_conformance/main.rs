@@ -8,6 +8,7 @@
 mod backends;
 #[path = "../support/database_url.rs"]
 mod database_url;
+mod schedule;
 mod suite;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

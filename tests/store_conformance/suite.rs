@@ -9,14 +9,15 @@ use loopjob::store::{Lease, LeaseRef, LeaseStore, MAX_NAME_LEN, ReleaseNotice, S
 use tokio::task::JoinSet;
 
 use crate::backends::{Backend, Corruption};
+use crate::schedule::*;
 
 /// Long enough never to expire during a case, however loaded the machine.
-const LONG: Duration = Duration::from_secs(60);
+pub const LONG: Duration = Duration::from_secs(60);
 /// Short enough to wait out, long enough that a loaded machine (CI runs four backends side by
 /// side on two cores) does not outlive it between two statements; cases that use it sleep
 /// [`PAST_SHORT`] to be sure it passed.
-const SHORT: Duration = Duration::from_secs(1);
-const PAST_SHORT: Duration = Duration::from_millis(1500);
+pub const SHORT: Duration = Duration::from_secs(1);
+pub const PAST_SHORT: Duration = Duration::from_millis(1500);
 
 type Case<B> = fn(Arc<B>, String) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -42,6 +43,19 @@ cases!(
     initialise_is_idempotent_and_concurrent,
     releases_are_notified_where_supported,
     free_for_waits_by_the_store_clock_after_a_lease_frees,
+    // The cluster schedule (schedule.rs).
+    schedule_writes_are_fenced,
+    starts_are_durable_and_a_pause_holds_them_back,
+    next_due_is_worked_out_by_the_store_clock,
+    plan_only_if_unset_writes_once,
+    history_is_newest_first_and_bounded,
+    ends_are_recorded_with_error_text_capped,
+    unknown_keys_are_named,
+    schedule_batches_of_1000,
+    commands_are_notified_where_supported,
+    initialise_migrates_the_previous_schema,
+    bad_schedule_rows_are_errors_naming_the_key,
+    schedule_input_is_checked,
 );
 
 /// Runs every case against `backend`, concurrently, each on its own table prefix, and fails
@@ -76,17 +90,17 @@ pub async fn run<B: Backend>(backend: B) {
     assert!(failed.is_empty(), "{} failed: {failed:?}", backend.name());
 }
 
-async fn ready<B: Backend>(backend: &B, prefix: &str) -> Arc<dyn LeaseStore> {
+pub async fn ready<B: Backend>(backend: &B, prefix: &str) -> Arc<dyn LeaseStore> {
     let store = backend.open(prefix).await;
     store.initialise().await.expect("initialise");
     store
 }
 
-fn keys(names: &[&str]) -> Vec<String> {
+pub fn keys(names: &[&str]) -> Vec<String> {
     names.iter().map(|name| (*name).to_owned()).collect()
 }
 
-async fn acquire_one(
+pub async fn acquire_one(
     store: &dyn LeaseStore,
     holder: &str,
     key: &str,
@@ -593,7 +607,7 @@ async fn releases_are_notified_where_supported<B: Backend>(backend: Arc<B>, pref
                 loop {
                     match notices.recv().await {
                         Some(ReleaseNotice::Released(key)) => return key,
-                        Some(ReleaseNotice::Missed) => continue,
+                        Some(_) => continue,
                         None => panic!("notifications closed"),
                     }
                 }

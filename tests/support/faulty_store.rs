@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use loopjob::store::{
-    Lease, LeaseRef, LeaseStatus, LeaseStore, Member, MemoryStore, ReleaseNotifications, StoreError,
+    Lease, LeaseRef, LeaseStatus, LeaseStore, Member, MemoryStore, Plan, ReleaseNotifications,
+    RunEnd, RunRecord, RunStart, ScheduleRecord, StartedRun, StoreError,
 };
 
 #[derive(Debug)]
@@ -19,6 +20,9 @@ pub struct FaultyStore {
     pub calls: AtomicU64,
     pub renews: AtomicU64,
     pub acquires: AtomicU64,
+    /// Calls that read schedule records, and calls that commit run starts.
+    pub reads: AtomicU64,
+    pub starts: AtomicU64,
 }
 
 impl FaultyStore {
@@ -31,6 +35,8 @@ impl FaultyStore {
             calls: AtomicU64::new(0),
             renews: AtomicU64::new(0),
             acquires: AtomicU64::new(0),
+            reads: AtomicU64::new(0),
+            starts: AtomicU64::new(0),
         })
     }
 
@@ -104,6 +110,48 @@ impl LeaseStore for FaultyStore {
     async fn list(&self, prefix: &str) -> Result<Vec<LeaseStatus>, StoreError> {
         self.call()?;
         self.inner.list(prefix).await
+    }
+    async fn schedules(&self, keys: &[String]) -> Result<Vec<ScheduleRecord>, StoreError> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.call()?;
+        self.inner.schedules(keys).await
+    }
+    async fn list_schedules(&self, prefix: &str) -> Result<Vec<ScheduleRecord>, StoreError> {
+        self.call()?;
+        self.inner.list_schedules(prefix).await
+    }
+    async fn plan(&self, holder: &str, plans: &[Plan]) -> Result<Vec<String>, StoreError> {
+        self.call()?;
+        self.inner.plan(holder, plans).await
+    }
+    async fn start_runs(
+        &self,
+        holder: &str,
+        starts: &[RunStart],
+    ) -> Result<Vec<StartedRun>, StoreError> {
+        self.starts.fetch_add(1, Ordering::SeqCst);
+        self.call()?;
+        self.inner.start_runs(holder, starts).await
+    }
+    async fn end_runs(&self, holder: &str, ends: &[RunEnd]) -> Result<Vec<String>, StoreError> {
+        self.call()?;
+        self.inner.end_runs(holder, ends).await
+    }
+    async fn pause(&self, key: &str, by: &str) -> Result<ScheduleRecord, StoreError> {
+        self.call()?;
+        self.inner.pause(key, by).await
+    }
+    async fn resume(&self, key: &str, by: &str) -> Result<ScheduleRecord, StoreError> {
+        self.call()?;
+        self.inner.resume(key, by).await
+    }
+    async fn trigger(&self, key: &str, by: &str) -> Result<ScheduleRecord, StoreError> {
+        self.call()?;
+        self.inner.trigger(key, by).await
+    }
+    async fn history(&self, key: &str, limit: u32) -> Result<Vec<RunRecord>, StoreError> {
+        self.call()?;
+        self.inner.history(key, limit).await
     }
     fn release_notifications(&self) -> Option<ReleaseNotifications> {
         if self.notifications {

@@ -4,18 +4,29 @@
 //! The schema, in every backend (types differ by dialect):
 //!
 //! ```text
-//! {prefix}leases  (lease_key PRIMARY KEY, holder, epoch BIGINT, expires_at BIGINT)
-//! {prefix}members (scope, member, expires_at BIGINT, PRIMARY KEY (scope, member))
+//! {prefix}leases    (lease_key PRIMARY KEY, holder, epoch BIGINT, expires_at BIGINT)
+//! {prefix}members   (scope, member, expires_at BIGINT, PRIMARY KEY (scope, member))
+//! {prefix}schedules (lease_key PRIMARY KEY, format, anchor, next_due, last_seq, history_limit,
+//!                    paused_by, paused_at, trigger_by, trigger_at)
+//! {prefix}runs      (lease_key, seq, holder, epoch, scheduled, started, ended, outcome,
+//!                    attempts, error, triggered, PRIMARY KEY (lease_key, seq))
 //! ```
 //!
 //! Times are milliseconds since the Unix epoch by the database's clock. Only the primary keys
-//! are indexed: renew and acquire rewrite `holder`, `epoch` and `expires_at`, and an index on
-//! any of them would stop PostgreSQL from updating rows in place.
+//! are indexed: renew and acquire rewrite `holder`, `epoch` and `expires_at`, every run rewrites
+//! its record's times and ends its run row, and an index on any of those columns would stop
+//! PostgreSQL from updating rows in place.
+//!
+//! The schedule tables came with the cluster schedule; `initialise` creates them beside the
+//! older two, so a database of the previous schema is migrated in place. Each schedule row
+//! carries its record `format` (see `record::FORMAT`), so a row written by a newer version is
+//! refused by name, never misread.
 
 #[cfg(feature = "mysql")]
 pub(crate) mod mysql;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
+pub(crate) mod schedule;
 #[cfg(feature = "sqlite")]
 pub(crate) mod sqlite;
 
@@ -29,13 +40,17 @@ use super::{Lease, LeaseStatus, Member, StoreError, StoreOptions, args};
 /// How long an expired membership is kept before a heartbeat in its scope sweeps it.
 pub(crate) const MEMBER_RETENTION_MS: i64 = 3_600_000;
 
-/// The two tables' names, quoted for the dialect, and the plain name used in messages.
+/// The tables' names, quoted for the dialect, and the plain names used in messages.
 #[derive(Debug, Clone)]
 pub(crate) struct Tables {
     /// The leases table, quoted (and schema-qualified when the prefix names a schema).
     pub(crate) leases: String,
     /// The members table, quoted likewise.
     pub(crate) members: String,
+    /// The schedule records table, quoted likewise.
+    pub(crate) schedules: String,
+    /// The run history table, quoted likewise.
+    pub(crate) runs: String,
     /// The leases table as the user wrote it, unquoted: for messages and notification channels.
     pub(crate) leases_plain: String,
     /// The members table as the user wrote it, unquoted: for messages.
@@ -43,6 +58,11 @@ pub(crate) struct Tables {
     /// The schema the prefix names (`jobs` of `jobs.loopjob_`), unquoted, if it names one:
     /// `initialise` creates it where the backend can.
     pub(crate) schema: Option<String>,
+    /// The schedules table as the user wrote it, unquoted: for messages and notification
+    /// channels.
+    pub(crate) schedules_plain: String,
+    /// The runs table as the user wrote it, unquoted: for messages.
+    pub(crate) runs_plain: String,
 }
 
 impl Tables {
@@ -88,9 +108,13 @@ impl Tables {
         Ok(Tables {
             leases: qualify(&format!("{table_prefix}leases")),
             members: qualify(&format!("{table_prefix}members")),
+            schedules: qualify(&format!("{table_prefix}schedules")),
+            runs: qualify(&format!("{table_prefix}runs")),
             leases_plain: format!("{prefix}leases"),
             members_plain: format!("{prefix}members"),
             schema: schema.map(str::to_owned),
+            schedules_plain: format!("{prefix}schedules"),
+            runs_plain: format!("{prefix}runs"),
         })
     }
 }
@@ -135,12 +159,14 @@ impl RawLease {
     }
 }
 
-/// Reading one backend's result rows: the two column types the schema uses.
+/// Reading one backend's result rows: the three column types the schema uses.
 pub(crate) trait StoreRow {
     /// A text column (a name), `None` if NULL.
     fn text(&self, index: usize) -> Result<Option<String>, sqlx::Error>;
     /// A BIGINT column, `None` if NULL.
     fn int(&self, index: usize) -> Result<Option<i64>, sqlx::Error>;
+    /// A BOOLEAN column, `None` if NULL.
+    fn flag(&self, index: usize) -> Result<Option<bool>, sqlx::Error>;
 }
 
 /// The lease in columns `lease_key, holder, epoch, expires_at`, checked. A value of the wrong

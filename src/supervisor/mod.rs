@@ -4,8 +4,13 @@
 //! One supervisor runs per job, driven by the job's [shard](crate::shard), whose heap times its
 //! ticks. It owns everything about the job's timing; the arithmetic is in [`crate::schedule`],
 //! how a run ends is in [`crate::run`]. The loop waits on four things at once: an operator's
-//! command (shutdown is one), a run ending, a leadership change, and the next tick. Nothing in
+//! command (shutdown is one), a run ending, a message from the guard (a leadership change, the
+//! keys' schedule records, the answer to a start), and the next tick. Nothing in
 //! it blocks, so a job that hangs or panics never stops the ticking of its own or any other job.
+//!
+//! A guarded job follows its keys' cluster schedule instead of a grid of its own
+//! ([`cluster`]): its ticks come from the schedule records the elector reads, and a run starts
+//! only once the store committed its start.
 //!
 //! The loop is the hot path of a host with thousands of jobs, so it is written to touch little
 //! memory per tick: the futures it waits on are made once for its whole life, a run that
@@ -26,7 +31,7 @@ use tokio_util::task::AbortOnDropHandle;
 
 use crate::clock::WallClock;
 use crate::control::{Command, JobShared, Triggered};
-use crate::guard::{GuardState, HeldLease, LeadershipEvent};
+use crate::guard::{GuardNotice, GuardState, HeldLease};
 use crate::job::{ErasedJob, JobContext, RunToken};
 use crate::run_slots::{RunSlots, Slot, WaitingTick, slot_for};
 
@@ -43,10 +48,19 @@ use slots::NoFreeSlot;
 
 mod cron;
 
-/// A guarded job's line from the elector: what it holds now, and each change.
+pub(crate) use cluster::ClusterTiming;
+
+mod cluster;
+mod guarded;
+
+/// A guarded job's line from the elector: what it holds now, each change, the records of its
+/// keys and the answers to its starts; and its cluster schedule.
 pub(crate) struct Guard {
     pub(crate) state: watch::Receiver<GuardState>,
-    pub(crate) events: mpsc::UnboundedReceiver<LeadershipEvent>,
+    pub(crate) events: mpsc::UnboundedReceiver<GuardNotice>,
+    /// A notice taken off `events` while draining leadership changes, to be handled next.
+    pub(crate) held_back: Option<GuardNotice>,
+    pub(crate) cluster: ClusterTiming,
 }
 
 /// One job's loop and everything it owns.
@@ -113,7 +127,8 @@ impl Supervisor {
             if !Box::pin(self.started()).await {
                 return Box::pin(self.stop(ticking, 0)).await;
             }
-            if self.schedule.enabled && !self.start_cron(&mut ticking) {
+            // A guarded interval job's first tick comes from its keys' records.
+            if self.schedule.enabled && !self.start_cron(&mut ticking) && self.guard.is_none() {
                 let first = self.schedule.first_tick(Instant::now(), self.clock.now());
                 self.set_next_tick(&mut ticking, Some(first));
             }
@@ -142,13 +157,13 @@ impl Supervisor {
                         self.finished(report, &mut ticking);
                         None
                     }
-                    Some(change) = next_change(&mut self.guard) => {
-                        match change {
-                            GuardChange::Event(event) => self.leadership_changed(event, &mut ticking),
-                            GuardChange::State => self.guard_state_changed(&mut ticking),
+                    Some(change) = next_change(&mut self.guard) => match change {
+                        GuardChange::Notice(notice) => self.guard_notice(notice, &mut ticking),
+                        GuardChange::State => {
+                            self.guard_state_changed(&mut ticking);
+                            None
                         }
-                        None
-                    }
+                    },
                     slot = slot_for(&mut ticking.waiting) => self.slot_freed(slot, &mut ticking),
                     now = poll_fn(|cx| timer.poll_elapsed(cx)) => self.tick(&mut ticking, now),
                 };
@@ -157,6 +172,9 @@ impl Supervisor {
                     match run.start(&self.job, &self.schedule, &mut Context::from_waker(&waker)) {
                         Started::Ended(report) => self.finished(report, &mut ticking),
                         Started::Running(run) => ticking.runs.push(run),
+                    }
+                    if self.guard.is_some() {
+                        self.follow_cluster(&mut ticking);
                     }
                 }
                 self.publish(&mut ticking);
@@ -171,6 +189,10 @@ impl Supervisor {
     /// run to start unless too many are in flight (or, for a guarded job, this node holds no
     /// lease).
     fn tick(&mut self, ticking: &mut Ticking, now: Instant) -> Option<Run> {
+        if self.guard.is_some() && self.schedule.interval().is_some() {
+            self.cluster_tick(ticking, now);
+            return None;
+        }
         #[cfg(feature = "cron")]
         if ticking.cron.is_some() {
             return self.cron_tick(ticking, now);
@@ -297,6 +319,9 @@ impl Supervisor {
             // The shared token was cancelled for that run only: the next run needs a fresh one.
             ticking.runs_token = RunToken::child_of(&self.token);
         }
+        if let Some(guard) = &mut self.guard {
+            guard.cluster.ended(&report, &self.schedule);
+        }
         let outcome = report.outcome;
         let elapsed = report.ended - report.started;
         metrics::run_finished(&self.shared.name, &outcome, elapsed);
@@ -350,6 +375,10 @@ impl Supervisor {
         });
         ticking.last_ended = Some(report.ended);
         ticking.unpublished_outcome = Some(outcome);
+        if self.guard.is_some() {
+            self.follow_cluster(ticking);
+            return;
+        }
         if self.schedule.mode == ScheduleMode::FixedDelay
             && self.schedule.enabled
             && ticking.runs.is_empty()
@@ -447,7 +476,11 @@ impl Supervisor {
     /// Copies what this turn changed to the shared status, under one lock, and wakes
     /// watchers if anything did.
     fn publish(&self, ticking: &mut Ticking) {
-        let state = if ticking.paused {
+        let cluster_paused = self
+            .guard
+            .as_ref()
+            .is_some_and(|guard| guard.cluster.all_paused());
+        let state = if ticking.paused || cluster_paused {
             JobState::Paused
         } else if !ticking.runs.is_empty() {
             JobState::Running
@@ -609,5 +642,6 @@ pub(crate) fn initial_status(name: &str, schedule: &Schedule) -> JobStatus {
         last_outcome: None,
         counters: JobCounters::default(),
         leadership: None,
+        cluster: None,
     }
 }

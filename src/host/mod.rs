@@ -23,25 +23,28 @@ use std::panic::Location;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::clock::{SystemClock, WallClock};
 use crate::control::{Command, JobShared};
-use crate::guard::elector::Elector;
-use crate::guard::{GuardState, GuardedJob, holder_name, lease_keys, membership_scope};
 use crate::handle::{HostHandle, JobControl};
 use crate::identity::NodeIdentity;
 use crate::job::{Erased, ErasedJob, FnJob, JobContext, JobError, LoopJob, Resources};
 use crate::run::panic_message;
 use crate::run_slots::RunSlots;
-use crate::schedule::{Schedule, ScheduleProblem};
-use crate::settings::{LeaderMode, Leadership, Settings, SettingsProblem, SettingsWarning};
+use crate::schedule::Schedule;
+use crate::settings::{LeaderMode, Leadership, Settings, SettingsWarning};
 use crate::shard;
 use crate::status::{JobReport, ShutdownReport};
 use crate::store::LeaseStore;
-use crate::supervisor::{Guard, Supervisor, initial_status};
+use crate::supervisor::{Supervisor, initial_status};
+
+pub use error::{BuildError, BuildProblem};
+use guarded::{GuardTasks, Guarding};
+
+mod error;
+mod guarded;
 
 /// How long the admin endpoint's requests in progress may take once the jobs have stopped.
 #[cfg(feature = "admin")]
@@ -346,13 +349,18 @@ impl HostBuilder {
         let slots = self.max_parallel_runs.map(RunSlots::new);
         let mut supervisors = Vec::with_capacity(self.registrations.len());
         let mut controls = Vec::with_capacity(self.registrations.len());
-        let mut guarded = Vec::new();
+        #[cfg(feature = "admin")]
+        let admin_store = self.store.clone();
+        // Checked by `problems`: a guarded job has a store.
+        let mut guarding = self.store.map(|store| Guarding::new(store, &node));
         for registration in self.registrations {
-            let guard = (registration.leadership.mode != LeaderMode::None).then(|| {
-                let (guarded_job, guard) = guard_for(&registration, &node);
-                guarded.push(guarded_job);
-                guard
-            });
+            let (guard, cluster) = match &mut guarding {
+                Some(guarding) if registration.leadership.mode != LeaderMode::None => {
+                    let (guard, cluster) = guarding.add(&registration, &node);
+                    (Some(guard), Some(cluster))
+                }
+                _ => (None, None),
+            };
             let status = initial_status(&registration.name, &registration.schedule);
             let shared = Arc::new(JobShared::new(
                 registration.name.clone(),
@@ -366,6 +374,7 @@ impl HostBuilder {
                 shared: shared.clone(),
                 #[cfg(feature = "cron")]
                 cron: registration.schedule.cron_schedule().cloned(),
+                cluster,
             });
             supervisors.push(Supervisor {
                 job: registration.job,
@@ -378,16 +387,15 @@ impl HostBuilder {
                 slots: slots.clone(),
             });
         }
-        // Checked by `problems`: a guarded job has a store.
-        let store = self.store.filter(|_| !guarded.is_empty());
-        let elector = store
-            .clone()
-            .map(|store| Elector::new(store, holder_name(&node), guarded));
+        let guard_tasks = guarding.and_then(Guarding::into_tasks);
+        // The readiness probe asks the store when the host has guarded jobs.
+        #[cfg(feature = "admin")]
+        let admin = admin.map(|server| (server, admin_store.filter(|_| guard_tasks.is_some())));
         Ok(Host {
             #[cfg(feature = "admin")]
-            admin: admin.map(|server| (server, store)),
+            admin,
             supervisors,
-            elector,
+            guard_tasks,
             handle: HostHandle::new(controls, token, node, self.wall_clock),
             settings_warnings,
         })
@@ -476,156 +484,13 @@ impl HostBuilder {
     }
 }
 
-/// Why a [`HostBuilder`] could not build: every problem found, each naming the job and field.
-#[derive(Debug, thiserror::Error)]
-#[error("{}", ProblemList(.problems))]
-pub struct BuildError {
-    problems: Vec<BuildProblem>,
-}
-
-impl BuildError {
-    /// Every problem found.
-    pub fn problems(&self) -> &[BuildProblem] {
-        &self.problems
-    }
-}
-
-/// One reason a host cannot be built.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum BuildProblem {
-    /// A job's schedule breaks a rule.
-    #[error("job `{job}` (registered at {registered_at}): schedule {problem}")]
-    InvalidSchedule {
-        /// The job's name.
-        job: String,
-        /// The broken rule.
-        problem: ScheduleProblem,
-        /// Where the job was registered.
-        registered_at: &'static Location<'static>,
-    },
-    /// A setting is wrong: the problem names its origin (file and line, or variable), its
-    /// section and its key.
-    #[error(transparent)]
-    Settings(SettingsProblem),
-    /// A job's leadership settings break a rule.
-    #[error("job `{job}` (registered at {registered_at}): leadership {problem}")]
-    InvalidLeadership {
-        /// The job's name.
-        job: String,
-        /// The broken rule.
-        problem: ScheduleProblem,
-        /// Where the job was registered.
-        registered_at: &'static Location<'static>,
-    },
-    /// A guarded job, but no lease store to elect its leader through.
-    #[error(
-        "job `{job}` has leader = {mode:?} but the host has no lease store: set one with \
-         `HostBuilder::store` (or `store = \"sqlite://…\"` in settings), or use leader = none"
-    )]
-    MissingStore {
-        /// The job's name.
-        job: String,
-        /// Its leader mode.
-        mode: LeaderMode,
-    },
-    /// A per-job setting on the builder (such as [`HostBuilder::leadership`]) names a job
-    /// that is not registered.
-    #[error(
-        "{setting} is set for job `{job}`, which is not registered{}",
-        match suggestion {
-            Some(name) => format!(": did you mean `{name}`?"),
-            None => ": register it, or check the name".to_owned(),
-        }
-    )]
-    UnknownJob {
-        /// The name given.
-        job: String,
-        /// What was set for it: `leadership`.
-        setting: &'static str,
-        /// The registered job whose name is closest, if one is close.
-        suggestion: Option<String>,
-    },
-    /// A per-job setting on the builder names a discovered job, which takes its settings
-    /// from its attribute and its settings section instead.
-    #[error(
-        "{setting} is set on the builder for job `{job}`, which is discovered: set it in the \
-         job's #[loopjob(...)] attribute or its settings section, or register the job with \
-         `HostBuilder::job`"
-    )]
-    DiscoveredJob {
-        /// The name given.
-        job: String,
-        /// What was set for it: `leadership`.
-        setting: &'static str,
-    },
-    /// A host-wide setting given in code breaks a rule (settings report theirs as
-    /// [`BuildProblem::Settings`]).
-    #[error("host setting {problem}")]
-    InvalidHostSetting {
-        /// The broken rule.
-        problem: ScheduleProblem,
-    },
-    /// Two jobs share one name.
-    #[error(
-        "two jobs are named `{name}`, registered at {first} and at {second}: job names must be unique, rename one"
-    )]
-    DuplicateName {
-        /// The shared name.
-        name: String,
-        /// Where the first was registered.
-        first: &'static Location<'static>,
-        /// Where the second was registered.
-        second: &'static Location<'static>,
-    },
-    /// `max_parallel_runs` is zero, so no run could ever start.
-    #[error(
-        "max_parallel_runs is 0, so no job could ever run: set at least 1, or leave it unset for no limit"
-    )]
-    NoRunSlots,
-    /// A job's name is empty.
-    #[error("a job registered at {registered_at} has an empty name: give it one")]
-    EmptyName {
-        /// Where the job was registered.
-        registered_at: &'static Location<'static>,
-    },
-    /// The admin endpoint cannot listen on its address (feature `admin`).
-    #[cfg(feature = "admin")]
-    #[error(
-        "the admin endpoint cannot listen on {address}: {reason}; choose another address or port"
-    )]
-    AdminBind {
-        /// The address asked for.
-        address: std::net::SocketAddr,
-        /// Why it cannot listen there.
-        reason: String,
-    },
-}
-
-struct ProblemList<'a>(&'a [BuildProblem]);
-
-impl fmt::Display for ProblemList<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let count = self.0.len();
-        write!(
-            f,
-            "cannot start: {count} problem{}",
-            if count == 1 { "" } else { "s" }
-        )?;
-        for problem in self.0 {
-            write!(f, "\n  - {problem}")?;
-        }
-        Ok(())
-    }
-}
-
 /// A built set of jobs, ready to run.
 ///
 /// Take a [`HostHandle`] with [`Host::handle`] before running to watch and control the jobs.
 pub struct Host {
     supervisors: Vec<Supervisor>,
-    /// The one elector of all guarded jobs, if there are any.
-    elector: Option<Elector>,
+    /// The one elector and the one ledger of all guarded jobs, if there are any.
+    guard_tasks: Option<GuardTasks>,
     handle: HostHandle,
     settings_warnings: Vec<SettingsWarning>,
     /// The admin endpoint, bound, and the store its readiness probe asks.
@@ -665,7 +530,8 @@ impl Host {
 
     /// Runs every job until `signal` completes (or [`HostHandle::shutdown`] is called), then shuts
     /// down: ticking stops, in-flight runs are cancelled and waited for up to the shutdown grace,
-    /// those still running are dropped, and then every lease is released.
+    /// those still running are dropped, the ends of guarded runs are written to their keys'
+    /// records, and then every lease is released.
     ///
     /// Note: dropping this future stops every job at once, like a crash: runs are dropped
     /// without their grace and leases are *not* released (they expire after their ttl). Let it
@@ -687,10 +553,15 @@ impl Host {
             })
         })
         .collect();
-        let elector = self.elector.map(|elector| {
-            let stop = elector.stop_token();
-            (stop, AbortOnDropHandle::new(tokio::spawn(elector.run())))
-        });
+        let (elector, ledger) = match self.guard_tasks {
+            Some(GuardTasks { elector, ledger }) => {
+                let stop = elector.stop_token();
+                let elector = AbortOnDropHandle::new(tokio::spawn(elector.run()));
+                let ledger = AbortOnDropHandle::new(tokio::spawn(ledger.run()));
+                (Some((stop, elector)), Some(ledger))
+            }
+            None => (None, None),
+        };
         // The admin endpoint answers through the whole shutdown (its probes say so) and stops
         // once the jobs have.
         #[cfg(feature = "admin")]
@@ -734,6 +605,13 @@ impl Host {
                 }
             }
         }
+        // The ledger stops once the supervisors have, with their last run ends written while
+        // the leases are still held.
+        if let Some(ledger) = ledger {
+            if let Err(error) = ledger.await {
+                tracing::error!(%error, "the run ledger failed; the last runs' ends may be missing from their records");
+            }
+        }
         // Leases go last, once no run can still be acting on them.
         if let Some((stop, elector)) = elector {
             stop.cancel();
@@ -759,34 +637,6 @@ impl fmt::Debug for Host {
             .field("jobs", &self.supervisors.len())
             .finish_non_exhaustive()
     }
-}
-
-/// The elector's view of a guarded job, and the job's view of the elector.
-fn guard_for(registration: &Registration, node: &NodeIdentity) -> (GuardedJob, Guard) {
-    let leadership = registration.leadership.clone();
-    let (state_tx, state_rx) = watch::channel(GuardState::empty());
-    let (events_tx, events_rx) = mpsc::unbounded_channel();
-    let job = GuardedJob {
-        name: registration.name.clone(),
-        keys: lease_keys(
-            &registration.name,
-            leadership.mode,
-            leadership.partitions,
-            node,
-        ),
-        scope: (leadership.mode == LeaderMode::Partitioned)
-            .then(|| membership_scope(&registration.name)),
-        leadership,
-        state: state_tx,
-        events: events_tx,
-    };
-    (
-        job,
-        Guard {
-            state: state_rx,
-            events: events_rx,
-        },
-    )
 }
 
 /// Completes on SIGINT or SIGTERM (on other platforms, Ctrl-C).

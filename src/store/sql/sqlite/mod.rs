@@ -1,5 +1,7 @@
 //! The SQLite lease store: many processes sharing one database file on one host.
 
+mod schedule;
+
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -9,12 +11,14 @@ use sqlx::sqlite::{
 };
 use sqlx::{Executor, Row};
 
+use super::schedule::{self as shared, Command};
 use super::{
     MEMBER_RETENTION_MS, StoreRow, Tables, backend_error, bounded, lease, leases, members,
     pool_options, repeat, statuses, ttl,
 };
 use crate::store::{
-    Lease, LeaseRef, LeaseStatus, LeaseStore, Member, StoreError, StoreOptions, args,
+    Lease, LeaseRef, LeaseStatus, LeaseStore, Member, Plan, RunEnd, RunRecord, RunStart,
+    ScheduleRecord, StartedRun, StoreError, StoreOptions, args,
 };
 
 /// The host's clock in milliseconds since the Unix epoch (SQLite keeps 'now' fixed within one
@@ -133,6 +137,10 @@ impl StoreRow for SqliteRow {
     fn int(&self, index: usize) -> Result<Option<i64>, sqlx::Error> {
         self.try_get(index)
     }
+
+    fn flag(&self, index: usize) -> Result<Option<bool>, sqlx::Error> {
+        self.try_get(index)
+    }
 }
 
 #[async_trait]
@@ -147,8 +155,10 @@ impl LeaseStore for SqliteStore {
              holder TEXT NOT NULL, epoch INTEGER NOT NULL, expires_at INTEGER NOT NULL) \
              WITHOUT ROWID; \
              CREATE TABLE IF NOT EXISTS {} (scope TEXT NOT NULL, member TEXT NOT NULL, \
-             expires_at INTEGER NOT NULL, PRIMARY KEY (scope, member)) WITHOUT ROWID",
-            self.tables.leases, self.tables.members
+             expires_at INTEGER NOT NULL, PRIMARY KEY (scope, member)) WITHOUT ROWID; {}",
+            self.tables.leases,
+            self.tables.members,
+            schedule::create_tables(&self.tables),
         );
         let schema = self.tables.schema.as_deref();
         bounded("initialise", self.timeout, async {
@@ -370,5 +380,45 @@ impl LeaseStore for SqliteStore {
         })
         .await?;
         statuses(&rows, &self.tables)
+    }
+
+    async fn schedules(&self, keys: &[String]) -> Result<Vec<ScheduleRecord>, StoreError> {
+        self.read_schedules(keys).await
+    }
+
+    async fn list_schedules(&self, prefix: &str) -> Result<Vec<ScheduleRecord>, StoreError> {
+        self.read_list_schedules(prefix).await
+    }
+
+    async fn plan(&self, holder: &str, plans: &[Plan]) -> Result<Vec<String>, StoreError> {
+        shared::plan_with(self, holder, plans).await
+    }
+
+    async fn start_runs(
+        &self,
+        holder: &str,
+        starts: &[RunStart],
+    ) -> Result<Vec<StartedRun>, StoreError> {
+        shared::start_runs_with(self, holder, starts).await
+    }
+
+    async fn end_runs(&self, holder: &str, ends: &[RunEnd]) -> Result<Vec<String>, StoreError> {
+        shared::end_runs_with(self, holder, ends).await
+    }
+
+    async fn pause(&self, key: &str, by: &str) -> Result<ScheduleRecord, StoreError> {
+        shared::command_with(self, Command::Pause, key, by).await
+    }
+
+    async fn resume(&self, key: &str, by: &str) -> Result<ScheduleRecord, StoreError> {
+        shared::command_with(self, Command::Resume, key, by).await
+    }
+
+    async fn trigger(&self, key: &str, by: &str) -> Result<ScheduleRecord, StoreError> {
+        shared::command_with(self, Command::Trigger, key, by).await
+    }
+
+    async fn history(&self, key: &str, limit: u32) -> Result<Vec<RunRecord>, StoreError> {
+        self.read_history(key, limit).await
     }
 }

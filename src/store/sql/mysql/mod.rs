@@ -1,6 +1,8 @@
 //! The MySQL and MariaDB lease store: many hosts, with the fewest round trips a dialect without
 //! `UPDATE … RETURNING` allows.
 
+mod schedule;
+
 use std::collections::BTreeSet;
 use std::str::FromStr;
 use std::time::Duration;
@@ -9,12 +11,14 @@ use async_trait::async_trait;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlRow};
 use sqlx::{Executor, Row};
 
+use super::schedule::{self as shared, Command};
 use super::{
     CORRUPT_ROW, MEMBER_RETENTION_MS, StoreRow, Tables, backend_error, bounded, lease, leases,
     members, pool_options, repeat, statuses, ttl,
 };
 use crate::store::{
-    Lease, LeaseRef, LeaseStatus, LeaseStore, Member, StoreError, StoreOptions, args,
+    Lease, LeaseRef, LeaseStatus, LeaseStore, Member, Plan, RunEnd, RunRecord, RunStart,
+    ScheduleRecord, StartedRun, StoreError, StoreOptions, args,
 };
 
 /// The database's clock in milliseconds since the Unix epoch, fixed for the whole statement.
@@ -189,6 +193,10 @@ impl StoreRow for MySqlRow {
     fn int(&self, index: usize) -> Result<Option<i64>, sqlx::Error> {
         self.try_get(index)
     }
+
+    fn flag(&self, index: usize) -> Result<Option<bool>, sqlx::Error> {
+        self.try_get(index)
+    }
 }
 
 #[async_trait]
@@ -218,7 +226,12 @@ impl LeaseStore for MySqlStore {
                 self.pool.execute(create.as_str()).await.map_err(&error)?;
             }
             self.pool.execute(leases.as_str()).await.map_err(&error)?;
-            self.pool.execute(members.as_str()).await.map_err(&error)
+            self.pool.execute(members.as_str()).await.map_err(&error)?;
+            // The schedule tables came later: creating them migrates an older database.
+            for table in schedule::create_tables(&self.tables) {
+                self.pool.execute(table.as_str()).await.map_err(&error)?;
+            }
+            Ok(())
         })
         .await?;
         Ok(())
@@ -398,5 +411,45 @@ impl LeaseStore for MySqlStore {
         })
         .await?;
         statuses(&rows, &self.tables)
+    }
+
+    async fn schedules(&self, keys: &[String]) -> Result<Vec<ScheduleRecord>, StoreError> {
+        self.read_schedules(keys).await
+    }
+
+    async fn list_schedules(&self, prefix: &str) -> Result<Vec<ScheduleRecord>, StoreError> {
+        self.read_list_schedules(prefix).await
+    }
+
+    async fn plan(&self, holder: &str, plans: &[Plan]) -> Result<Vec<String>, StoreError> {
+        shared::plan_with(self, holder, plans).await
+    }
+
+    async fn start_runs(
+        &self,
+        holder: &str,
+        starts: &[RunStart],
+    ) -> Result<Vec<StartedRun>, StoreError> {
+        shared::start_runs_with(self, holder, starts).await
+    }
+
+    async fn end_runs(&self, holder: &str, ends: &[RunEnd]) -> Result<Vec<String>, StoreError> {
+        shared::end_runs_with(self, holder, ends).await
+    }
+
+    async fn pause(&self, key: &str, by: &str) -> Result<ScheduleRecord, StoreError> {
+        shared::command_with(self, Command::Pause, key, by).await
+    }
+
+    async fn resume(&self, key: &str, by: &str) -> Result<ScheduleRecord, StoreError> {
+        shared::command_with(self, Command::Resume, key, by).await
+    }
+
+    async fn trigger(&self, key: &str, by: &str) -> Result<ScheduleRecord, StoreError> {
+        shared::command_with(self, Command::Trigger, key, by).await
+    }
+
+    async fn history(&self, key: &str, limit: u32) -> Result<Vec<RunRecord>, StoreError> {
+        self.read_history(key, limit).await
     }
 }

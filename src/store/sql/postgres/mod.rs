@@ -1,5 +1,7 @@
-//! The PostgreSQL lease store: many hosts, one statement per call, releases pushed by
-//! LISTEN/NOTIFY.
+//! The PostgreSQL lease store: many hosts, one statement per lease call, releases and operator
+//! commands pushed by LISTEN/NOTIFY.
+
+mod schedule;
 
 use std::str::FromStr;
 use std::sync::OnceLock;
@@ -11,14 +13,15 @@ use sqlx::{Executor, Row};
 use tokio::sync::broadcast;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
+use super::schedule::{self as shared, Command};
 use super::{
     CORRUPT_ROW, MEMBER_RETENTION_MS, StoreRow, Tables, backend_error, bounded, members,
     pool_options, statuses, ttl,
 };
 use crate::store::notify::BACKLOG;
 use crate::store::{
-    Lease, LeaseRef, LeaseStatus, LeaseStore, Member, ReleaseNotice, ReleaseNotifications,
-    StoreError, StoreOptions, args,
+    Lease, LeaseRef, LeaseStatus, LeaseStore, Member, Plan, ReleaseNotice, ReleaseNotifications,
+    RunEnd, RunRecord, RunStart, ScheduleRecord, StartedRun, StoreError, StoreOptions, args,
 };
 
 /// The database's clock in milliseconds since the Unix epoch, fixed for the whole statement.
@@ -104,6 +107,10 @@ impl StoreRow for PgRow {
     fn int(&self, index: usize) -> Result<Option<i64>, sqlx::Error> {
         self.try_get(index)
     }
+
+    fn flag(&self, index: usize) -> Result<Option<bool>, sqlx::Error> {
+        self.try_get(index)
+    }
 }
 
 #[async_trait]
@@ -142,6 +149,10 @@ impl LeaseStore for PostgresStore {
             }
             tx.execute(leases.as_str()).await.map_err(&error)?;
             tx.execute(members.as_str()).await.map_err(&error)?;
+            // The schedule tables came later: creating them migrates an older database.
+            for table in schedule::create_tables(&self.tables) {
+                tx.execute(table.as_str()).await.map_err(&error)?;
+            }
             tx.commit().await.map_err(&error)
         })
         .await
@@ -338,6 +349,46 @@ impl LeaseStore for PostgresStore {
         statuses(&rows, &self.tables)
     }
 
+    async fn schedules(&self, keys: &[String]) -> Result<Vec<ScheduleRecord>, StoreError> {
+        self.read_schedules(keys).await
+    }
+
+    async fn list_schedules(&self, prefix: &str) -> Result<Vec<ScheduleRecord>, StoreError> {
+        self.read_list_schedules(prefix).await
+    }
+
+    async fn plan(&self, holder: &str, plans: &[Plan]) -> Result<Vec<String>, StoreError> {
+        shared::plan_with(self, holder, plans).await
+    }
+
+    async fn start_runs(
+        &self,
+        holder: &str,
+        starts: &[RunStart],
+    ) -> Result<Vec<StartedRun>, StoreError> {
+        shared::start_runs_with(self, holder, starts).await
+    }
+
+    async fn end_runs(&self, holder: &str, ends: &[RunEnd]) -> Result<Vec<String>, StoreError> {
+        shared::end_runs_with(self, holder, ends).await
+    }
+
+    async fn pause(&self, key: &str, by: &str) -> Result<ScheduleRecord, StoreError> {
+        shared::command_with(self, Command::Pause, key, by).await
+    }
+
+    async fn resume(&self, key: &str, by: &str) -> Result<ScheduleRecord, StoreError> {
+        shared::command_with(self, Command::Resume, key, by).await
+    }
+
+    async fn trigger(&self, key: &str, by: &str) -> Result<ScheduleRecord, StoreError> {
+        shared::command_with(self, Command::Trigger, key, by).await
+    }
+
+    async fn history(&self, key: &str, limit: u32) -> Result<Vec<RunRecord>, StoreError> {
+        self.read_history(key, limit).await
+    }
+
     fn release_notifications(&self) -> Option<ReleaseNotifications> {
         if let Some(sender) = self.releases.get() {
             return Some(ReleaseNotifications::new(sender.subscribe()));
@@ -350,7 +401,10 @@ impl LeaseStore for PostgresStore {
             let sender = broadcast::channel(BACKLOG).0;
             runtime.spawn(listen(
                 self.pool.clone(),
-                self.channel().to_owned(),
+                Channels {
+                    releases: self.channel().to_owned(),
+                    commands: self.tables.schedules_plain.clone(),
+                },
                 sender.clone(),
                 self.timeout,
                 self.stop_listener.clone(),
@@ -361,23 +415,43 @@ impl LeaseStore for PostgresStore {
     }
 }
 
-/// Forwards NOTIFYs on `channel` to `sender` until `stop`, reconnecting after failures with
+/// The two channels a store notifies on: releases, and operator commands.
+struct Channels {
+    releases: String,
+    commands: String,
+}
+
+impl Channels {
+    /// The notice a notification on `channel` with `payload` (a key) stands for.
+    fn notice(&self, channel: &str, payload: &str) -> ReleaseNotice {
+        if channel == self.commands {
+            ReleaseNotice::Commanded(payload.to_owned())
+        } else {
+            ReleaseNotice::Released(payload.to_owned())
+        }
+    }
+}
+
+/// Forwards NOTIFYs on the `channels` to `sender` until `stop`, reconnecting after failures with
 /// backoff. After every (re)connection it sends [`ReleaseNotice::Missed`], since notices sent
 /// while it was not listening are lost; an idle connection is checked every few seconds, so a
 /// silently dead one (a network partition) is noticed.
 async fn listen(
     pool: PgPool,
-    channel: String,
+    channels: Channels,
     sender: broadcast::Sender<ReleaseNotice>,
     timeout: Duration,
     stop: CancellationToken,
 ) {
     const IDLE_CHECK: Duration = Duration::from_secs(10);
     let mut backoff = Duration::from_millis(100);
+    let channel = &channels.releases;
     loop {
         let connect = async {
             let mut listener = PgListener::connect_with(&pool).await?;
-            listener.listen(&channel).await?;
+            listener
+                .listen_all([channels.releases.as_str(), channels.commands.as_str()])
+                .await?;
             Ok::<_, sqlx::Error>(listener)
         };
         let connected = tokio::select! {
@@ -410,7 +484,8 @@ async fn listen(
             };
             match received {
                 Ok(Ok(Some(notification))) => {
-                    let _ = sender.send(ReleaseNotice::Released(notification.payload().to_owned()));
+                    let notice = channels.notice(notification.channel(), notification.payload());
+                    let _ = sender.send(notice);
                 }
                 // The connection dropped and sqlx re-established it: notices may be lost.
                 Ok(Ok(None)) => {

@@ -5,6 +5,12 @@
 //! node's round trips do not grow with its number of jobs. It publishes to each guarded job's
 //! supervisor what the job holds and every change ([`LeadershipEvent`](super::LeadershipEvent)).
 //!
+//! It also reads the schedule records of the keys it holds (see
+//! [`store::schedule`](crate::store::schedule)), in one call for all of them: as soon as it wins
+//! keys (the new leader learns when the key's next run is due), every retry period, at once when
+//! the store announces an operator's command ([`ReleaseNotice::Commanded`]) or this host's handle
+//! wrote one. Runs' starts and ends are written by the run ledger (`guard/ledger.rs`), not here.
+//!
 //! # Safety argument
 //!
 //! The elector keeps these invariants; the code points at them by number.
@@ -35,27 +41,34 @@
 //! job, and looked up by key in a map: a job's P partitions cost O(P) per store answer, not
 //! O(P²).
 //!
+//! 6. **A run's start is committed under the lease.** The ledger commits a run's start to the
+//!    key's record, fenced by the epoch, before the run begins; a supervisor converts a due time
+//!    read in the store's clock to a local instant measured from when the answer was
+//!    *received*, with a margin like the lease deadline's, so it never starts a run early.
+//!
 //! Holders are unique per process (`{node_id}/{random}`), so a restarted process never
 //! mistakes its predecessor's lease for its own.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::job_leases::{GuardedJob, JobLeases};
 use super::lease::{HeldLease, LostReason};
-use super::partitions::{fair_share, to_release, worker_place};
+use super::records::{ReadBatch, RecordWanted, read_records};
 use crate::run::sleep_until_or_never;
 use crate::schedule::after;
-use crate::settings::LeaderMode;
 use crate::store::{
     Lease, LeaseRef, LeaseStore, Member, ReleaseNotice, ReleaseNotifications, StoreError,
 };
+
+mod answers;
 
 /// The longest the elector waits between attempts while the store is failing.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -80,6 +93,10 @@ pub(crate) struct Elector {
     to_release: Vec<LeaseRef>,
     /// Store calls that failed in a row, for backoff.
     failures: u32,
+    /// When the records of the held keys are read again.
+    next_read: Instant,
+    /// Woken by the host's handle after it wrote an operator's command: read the records now.
+    read_now: Arc<Notify>,
 }
 
 /// A store call in flight, and what it answers.
@@ -90,6 +107,7 @@ enum Answer {
     Acquired(Vec<Batch>),
     Members(Vec<(usize, Result<Vec<Member>, StoreError>)>),
     Released(Result<(), StoreError>),
+    Records(Result<Vec<ReadBatch>, StoreError>),
 }
 
 /// One statement of a renew or acquire call: when it was sent, with which ttl, and its answer.
@@ -100,7 +118,14 @@ struct Batch {
 }
 
 impl Elector {
-    pub(crate) fn new(store: Arc<dyn LeaseStore>, holder: String, jobs: Vec<GuardedJob>) -> Self {
+    /// An elector for `jobs`, holding their leases as `holder`; `read_now` is woken (by the
+    /// host's handle) when an operator's command was written.
+    pub(crate) fn new(
+        store: Arc<dyn LeaseStore>,
+        holder: String,
+        jobs: Vec<GuardedJob>,
+        read_now: Arc<Notify>,
+    ) -> Self {
         let now = Instant::now();
         let owners = jobs
             .iter()
@@ -136,6 +161,8 @@ impl Elector {
             next_renew: now,
             to_release: Vec::new(),
             failures: 0,
+            next_read: now,
+            read_now,
         }
     }
 
@@ -163,6 +190,7 @@ impl Elector {
                     self.apply(answer);
                 }
                 notice = next_notice(&mut notifications) => self.on_notice(notice, &mut notifications),
+                _ = self.read_now.notified() => self.next_read = Instant::now(),
                 _ = sleep_until_or_never(next_call), if call.is_none() => call = self.next_call(),
             }
         }
@@ -228,6 +256,7 @@ impl Elector {
         }
         let now = Instant::now();
         self.next_renew = self.next_renew.min(now);
+        self.next_read = self.next_read.min(now);
         for job in &mut self.jobs {
             job.next_acquire = job.next_acquire.min(now);
         }
@@ -282,13 +311,43 @@ impl Elector {
             .filter(|j| j.job.scope.is_some())
             .map(|j| j.next_heartbeat)
             .min();
-        [renew, release, acquire, heartbeat]
+        let read = self.records_wanted().then_some(self.next_read);
+        [renew, release, acquire, heartbeat, read]
             .into_iter()
             .flatten()
             .min()
     }
 
-    /// The store call that is due now, most urgent first: renew, release, membership, acquire.
+    /// Whether a job on the cluster schedule holds keys, whose records are then read.
+    fn records_wanted(&self) -> bool {
+        self.jobs
+            .iter()
+            .any(|j| j.job.initial_delay.is_some() && !j.held.is_empty())
+    }
+
+    /// The call that reads the records of every held key of the jobs on the cluster schedule.
+    fn read_call(&mut self, now: Instant) -> Call {
+        self.next_read = now + self.retry_every();
+        let wanted: Vec<RecordWanted> = self
+            .jobs
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(index, j)| Some((index, j.job.initial_delay?, j)))
+            .flat_map(|(index, initial_delay, j)| {
+                j.held.values().map(move |lease| RecordWanted {
+                    job: index,
+                    key: lease.key().to_owned(),
+                    epoch: lease.epoch(),
+                    initial_delay,
+                })
+            })
+            .collect();
+        let (store, holder) = (self.store.clone(), self.holder.clone());
+        Box::pin(async move { Answer::Records(read_records(store, holder, wanted).await) })
+    }
+
+    /// The store call that is due now, most urgent first: renew, release, records, membership,
+    /// acquire.
     fn next_call(&mut self) -> Option<Call> {
         let now = Instant::now();
         let store = self.store.clone();
@@ -319,6 +378,9 @@ impl Elector {
             return Some(Box::pin(async move {
                 Answer::Released(store.release(&holder, &refs).await)
             }));
+        }
+        if now >= self.next_read && self.records_wanted() {
+            return Some(self.read_call(now));
         }
         let heartbeats: Vec<(usize, String, Duration)> = self
             .jobs
@@ -384,136 +446,13 @@ impl Elector {
             Answer::Renewed(batches) => self.renewed(batches),
             Answer::Acquired(batches) => self.acquired(batches),
             Answer::Members(answers) => self.members(answers),
+            Answer::Records(result) => self.records(result),
             Answer::Released(result) => {
                 if let Err(error) = result {
                     // The leases were marked lost before; they expire by themselves.
                     tracing::warn!(%error, "releasing leases failed; they will expire after their ttl");
                 }
             }
-        }
-    }
-
-    fn renewed(&mut self, batches: Vec<Batch>) {
-        for batch in batches {
-            let renewed = match batch.result {
-                Ok(renewed) => renewed,
-                Err(error) => {
-                    // Keep the leases until their deadlines (invariant 3) and retry soon.
-                    let retry = self.backoff(self.retry_every().min(self.renew_every()));
-                    self.next_renew = after(Instant::now(), retry);
-                    tracing::warn!(%error, retry_in = ?retry, "renewing leases failed");
-                    continue;
-                }
-            };
-            self.succeeded();
-            let deadline = local_deadline(batch.sent, batch.ttl);
-            let still_held: BTreeMap<&str, u64> =
-                renewed.iter().map(|l| (l.key.as_str(), l.epoch)).collect();
-            for job in &mut self.jobs {
-                if job.job.leadership.lease_ttl != batch.ttl {
-                    continue;
-                }
-                let refused: Vec<String> = job
-                    .held
-                    .iter()
-                    .filter_map(|(key, lease)| match still_held.get(key.as_str()) {
-                        Some(&epoch) if epoch == lease.epoch() => {
-                            lease.extend_to(deadline);
-                            None
-                        }
-                        _ => Some(key.clone()),
-                    })
-                    .collect();
-                job.lose(refused.iter().map(String::as_str), LostReason::RenewRefused);
-            }
-        }
-    }
-
-    fn acquired(&mut self, batches: Vec<Batch>) {
-        let held_before = self.jobs.iter().any(|j| !j.held.is_empty());
-        for batch in batches {
-            let won = match batch.result {
-                Ok(won) => won,
-                Err(error) => {
-                    let retry = self.backoff(self.retry_every());
-                    for job in &mut self.jobs {
-                        job.next_acquire = job.next_acquire.max(after(Instant::now(), retry));
-                    }
-                    tracing::warn!(%error, retry_in = ?retry, "acquiring leases failed");
-                    continue;
-                }
-            };
-            self.succeeded();
-            let deadline = local_deadline(batch.sent, batch.ttl);
-            if !held_before && !won.is_empty() {
-                self.next_renew = after(batch.sent, self.renew_every_of(batch.ttl));
-            }
-            // Sorted out by job first, so that each job logs, and tells its supervisor, once.
-            let mut by_job: BTreeMap<usize, Vec<Lease>> = BTreeMap::new();
-            for lease in won {
-                if let Some(&index) = self.owners.get(&lease.key) {
-                    by_job.entry(index).or_default().push(lease);
-                }
-            }
-            for (index, won) in by_job {
-                let job = &mut self.jobs[index];
-                // An acquisition of a key we believed we held means our belief was stale.
-                job.lose(won.iter().map(|l| l.key.as_str()), LostReason::RenewRefused);
-                let partitioned = job.job.leadership.mode == LeaderMode::Partitioned;
-                let held = won
-                    .into_iter()
-                    .map(|lease| {
-                        let partition =
-                            lease.key.rsplit_once('#').and_then(|(_, p)| p.parse().ok());
-                        let partition = partition.filter(|_| partitioned);
-                        HeldLease::new(lease.key, lease.epoch, partition, deadline)
-                    })
-                    .collect();
-                job.won(held);
-            }
-        }
-    }
-
-    fn members(&mut self, answers: Vec<(usize, Result<Vec<Member>, StoreError>)>) {
-        for (index, result) in answers {
-            let members = match result {
-                Ok(members) => {
-                    self.succeeded();
-                    members
-                }
-                Err(error) => {
-                    tracing::warn!(job = %self.jobs[index].job.name, %error, "membership heartbeat failed");
-                    continue;
-                }
-            };
-            let job = &mut self.jobs[index];
-            let worker = worker_place(&members, &self.holder);
-            let count = worker.1;
-            if job.worker != Some(worker) {
-                tracing::info!(job = %job.job.name, index = worker.0, members = worker.1, "partition membership changed");
-                job.worker = Some(worker);
-                job.publish();
-            }
-            // Hand back the surplus when members joined (marked lost first: invariant 5).
-            let target = fair_share(job.job.leadership.partitions, count);
-            let held: BTreeSet<u32> = job.held.values().filter_map(HeldLease::partition).collect();
-            let leave_until = after(
-                Instant::now(),
-                job.job.leadership.retry_every.saturating_mul(2),
-            );
-            let surplus = to_release(&held, target, worker);
-            let keys: Vec<String> = surplus
-                .iter()
-                .map(|partition| format!("{}#{partition}", job.job.name))
-                .collect();
-            job.handed_over
-                .extend(surplus.iter().map(|&partition| (partition, leave_until)));
-            let released = job.lose(keys.iter().map(String::as_str), LostReason::Released);
-            self.to_release.extend(
-                released
-                    .iter()
-                    .map(|lease| LeaseRef::new(lease.key(), lease.epoch())),
-            );
         }
     }
 
@@ -542,7 +481,15 @@ impl Elector {
                     }
                 }
             }
-            Some(ReleaseNotice::Missed) => self.jobs.iter_mut().for_each(wake),
+            Some(ReleaseNotice::Commanded(key)) => {
+                if self.jobs.iter().any(|j| j.held.contains_key(&key)) {
+                    self.next_read = now;
+                }
+            }
+            Some(ReleaseNotice::Missed) => {
+                self.jobs.iter_mut().for_each(wake);
+                self.next_read = now;
+            }
             None => *notifications = None,
         }
     }

@@ -1,0 +1,96 @@
+//! Reading the schedule records of the keys a node holds, for the elector: when it wins a lease
+//! (to learn when the key's next run is due on the cluster's grid) and every retry period (to
+//! learn of operator commands: pause, resume, trigger).
+//!
+//! One call reads every key the elector asks for. A key that has never been planned (its first
+//! holder ever) gets its first run planned `initial_delay` from the store's now, only if no
+//! other holder planned it first, and is read again: at most three round trips, however many
+//! keys, and only when a key is new.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::store::{LeaseStore, NextDue, Plan, ScheduleRecord, StoreError};
+
+/// A key whose record the elector wants, as it holds it.
+#[derive(Debug, Clone)]
+pub(crate) struct RecordWanted {
+    /// The job the key belongs to, by its index in the elector.
+    pub(crate) job: usize,
+    pub(crate) key: String,
+    pub(crate) epoch: u64,
+    /// The job's `initial_delay`: how far off a key's first run ever is planned.
+    pub(crate) initial_delay: Duration,
+}
+
+/// Records as one store answer gave them, with the instant that answer was received.
+pub(crate) struct ReadBatch {
+    pub(crate) received: Instant,
+    /// Each record with the job and epoch it was asked for.
+    pub(crate) records: Vec<(usize, u64, ScheduleRecord)>,
+}
+
+/// Reads the records of `wanted`, planning the first run of the keys that have none; see the
+/// module docs. Returns each answer's records with the instant it was received.
+pub(crate) async fn read_records(
+    store: Arc<dyn LeaseStore>,
+    holder: String,
+    wanted: Vec<RecordWanted>,
+) -> Result<Vec<ReadBatch>, StoreError> {
+    let keys: Vec<String> = wanted.iter().map(|w| w.key.clone()).collect();
+    let records = store.schedules(&keys).await?;
+    let received = Instant::now();
+    let mut by_key: BTreeMap<String, ScheduleRecord> =
+        records.into_iter().map(|r| (r.key.clone(), r)).collect();
+    let unplanned: Vec<&RecordWanted> = wanted
+        .iter()
+        .filter(|w| by_key.get(&w.key).is_none_or(|r| r.next_due_ms.is_none()))
+        .collect();
+    let mut batches = vec![ReadBatch {
+        received,
+        records: take_records(&wanted, &mut by_key, |w| {
+            !unplanned.iter().any(|u| u.key == w.key)
+        }),
+    }];
+    if unplanned.is_empty() {
+        return Ok(batches);
+    }
+    let plans: Vec<Plan> = unplanned
+        .iter()
+        .map(|w| Plan {
+            key: w.key.clone(),
+            epoch: w.epoch,
+            next_due: NextDue::After(w.initial_delay),
+            only_if_unset: true,
+        })
+        .collect();
+    store.plan(&holder, &plans).await?;
+    // Planned by this call or by another holder just before: read what the store kept.
+    let keys: Vec<String> = unplanned.iter().map(|w| w.key.clone()).collect();
+    let records = store.schedules(&keys).await?;
+    let received = Instant::now();
+    let mut by_key: BTreeMap<String, ScheduleRecord> =
+        records.into_iter().map(|r| (r.key.clone(), r)).collect();
+    let planned: Vec<RecordWanted> = unplanned.into_iter().cloned().collect();
+    batches.push(ReadBatch {
+        received,
+        records: take_records(&planned, &mut by_key, |_| true),
+    });
+    Ok(batches)
+}
+
+/// The records of the `wanted` keys that pass `keep`, taken out of `by_key`.
+fn take_records(
+    wanted: &[RecordWanted],
+    by_key: &mut BTreeMap<String, ScheduleRecord>,
+    keep: impl Fn(&RecordWanted) -> bool,
+) -> Vec<(usize, u64, ScheduleRecord)> {
+    wanted
+        .iter()
+        .filter(|w| keep(w))
+        .filter_map(|w| Some((w.job, w.epoch, by_key.remove(&w.key)?)))
+        .collect()
+}

@@ -1,0 +1,318 @@
+//! The MySQL store's schedule records and run history: the tables, the reads, and the
+//! transaction the shared flows of [`sql::schedule`](super::super::schedule) write through.
+//!
+//! Writes run in a `READ COMMITTED` transaction (no gap locks, so holders creating records side
+//! by side do not deadlock) whose fenced read locks the caller's lease rows and the keys'
+//! records and runs (`FOR UPDATE`): no other holder can take a lease, and no operator command
+//! can change a record, between the read and the commit.
+
+use async_trait::async_trait;
+use sqlx::{MySql, Transaction};
+
+use super::super::schedule::{
+    FenceRef, Fenced, RECORD_BINDS, RECORD_ROW, RUN_BINDS, RUN_ROW, ReadRecord, ScheduleStore,
+    ScheduleTx, Upserts, bind_record, bind_run, fenced_columns, select_history, select_records,
+};
+use super::super::{Tables, backend_error, bounded, repeat, schedule};
+use super::{MySqlStore, NOW};
+use crate::store::record::Record;
+use crate::store::schedule::{RunRecord, ScheduleRecord};
+use crate::store::{StoreError, args};
+
+/// MySQL's bound-parameter limit (65,535) over the most parameters one row binds.
+const MAX_ROWS_PER_STATEMENT: usize = 5_000;
+
+/// The statements that create the schedule tables (and so migrate a database of the previous
+/// schema, which has only the leases and members tables). Names are `VARBINARY`, as in the
+/// leases table; an error text is at most 1,024 bytes.
+pub(super) fn create_tables(tables: &Tables) -> [String; 2] {
+    [
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} (lease_key VARBINARY(255) NOT NULL PRIMARY KEY, \
+             format BIGINT NOT NULL, anchor BIGINT NULL, next_due BIGINT NULL, \
+             last_seq BIGINT NOT NULL, history_limit BIGINT NOT NULL, \
+             paused_by VARBINARY(255) NULL, paused_at BIGINT NULL, \
+             trigger_by VARBINARY(255) NULL, trigger_at BIGINT NULL) ENGINE = InnoDB",
+            tables.schedules
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} (lease_key VARBINARY(255) NOT NULL, \
+             seq BIGINT NOT NULL, holder VARBINARY(255) NOT NULL, epoch BIGINT NOT NULL, \
+             scheduled BIGINT NOT NULL, started BIGINT NOT NULL, ended BIGINT NULL, \
+             outcome VARBINARY(32) NULL, attempts BIGINT NOT NULL, \
+             error VARBINARY(1024) NULL, triggered BOOLEAN NOT NULL, \
+             PRIMARY KEY (lease_key, seq)) ENGINE = InnoDB",
+            tables.runs
+        ),
+    ]
+}
+
+/// MySQL's conflict clause: `ON DUPLICATE KEY UPDATE c = VALUES(c), …`.
+fn on_conflict(_keys: &str, columns: &[&str]) -> String {
+    let set: Vec<String> = columns
+        .iter()
+        .map(|column| format!("{column} = VALUES({column})"))
+        .collect();
+    format!(" ON DUPLICATE KEY UPDATE {}", set.join(", "))
+}
+
+/// One write transaction.
+struct MySqlTx<'s> {
+    tx: Option<Transaction<'static, MySql>>,
+    tables: &'s Tables,
+    operation: &'static str,
+}
+
+impl MySqlTx<'_> {
+    fn tx(&mut self) -> Result<&mut Transaction<'static, MySql>, StoreError> {
+        self.tx.as_mut().ok_or_else(|| StoreError::Backend {
+            operation: self.operation,
+            source: "the transaction was already committed".into(),
+        })
+    }
+}
+
+#[async_trait]
+impl ScheduleTx for MySqlTx<'_> {
+    async fn fenced(
+        &mut self,
+        holder: &str,
+        refs: &[FenceRef<'_>],
+    ) -> Result<Vec<Fenced>, StoreError> {
+        let (operation, tables) = (self.operation, self.tables);
+        let mut found = Vec::with_capacity(refs.len());
+        for chunk in refs.chunks(MAX_ROWS_PER_STATEMENT) {
+            let seqs: Vec<(&str, i64)> = chunk
+                .iter()
+                .filter_map(|fence| Some((fence.key, fence.seq?)))
+                .collect();
+            let runs_named = if seqs.is_empty() {
+                "FALSE".to_owned()
+            } else {
+                format!("(r.lease_key, r.seq) IN ({})", repeat("(?, ?)", seqs.len()))
+            };
+            // The plain `IN` lets the server search the primary key for the row values.
+            let sql = format!(
+                "SELECT {} FROM {} l \
+                 LEFT JOIN {} s ON s.lease_key = l.lease_key \
+                 LEFT JOIN {} r ON r.lease_key = l.lease_key AND r.epoch = l.epoch \
+                 AND {runs_named} \
+                 WHERE l.holder = ? AND l.expires_at > {NOW} AND l.lease_key IN ({}) \
+                 AND (l.lease_key, l.epoch) IN ({}) FOR UPDATE",
+                fenced_columns(NOW),
+                tables.leases,
+                tables.schedules,
+                tables.runs,
+                repeat("?", chunk.len()),
+                repeat("(?, ?)", chunk.len()),
+            );
+            let mut query = sqlx::query(&sql);
+            for (key, seq) in &seqs {
+                query = query.bind(*key).bind(*seq);
+            }
+            query = query.bind(holder);
+            for fence in chunk {
+                query = query.bind(fence.key);
+            }
+            for fence in chunk {
+                query = query.bind(fence.key).bind(fence.epoch);
+            }
+            let rows = query
+                .fetch_all(&mut **self.tx()?)
+                .await
+                .map_err(backend_error(operation))?;
+            for row in &rows {
+                found.push(schedule::fenced(row, tables)?);
+            }
+        }
+        Ok(found)
+    }
+
+    async fn record(&mut self, key: &str) -> Result<Option<ReadRecord>, StoreError> {
+        let (operation, tables) = (self.operation, self.tables);
+        let sql = format!(
+            "{} WHERE s.lease_key = ? FOR UPDATE",
+            select_records(tables, NOW)
+        );
+        let row = sqlx::query(&sql)
+            .bind(key)
+            .fetch_optional(&mut **self.tx()?)
+            .await
+            .map_err(backend_error(operation))?;
+        row.map(|row| schedule::read_record(&row, tables).map(|(_, read)| read))
+            .transpose()
+    }
+
+    async fn write_records(&mut self, records: &[(&str, &Record)]) -> Result<(), StoreError> {
+        let operation = self.operation;
+        let upserts = Upserts::new(self.tables, on_conflict);
+        for chunk in records.chunks(MAX_ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "{}{}{}",
+                upserts.records_head,
+                repeat(RECORD_ROW, chunk.len()),
+                upserts.records_tail
+            );
+            let mut query = sqlx::query(&sql);
+            for (key, record) in chunk {
+                query = bind_record(query, key, record);
+            }
+            query
+                .execute(&mut **self.tx()?)
+                .await
+                .map_err(backend_error(operation))?;
+        }
+        const { assert!(RECORD_BINDS * MAX_ROWS_PER_STATEMENT < 65_535) };
+        Ok(())
+    }
+
+    async fn write_runs(&mut self, runs: &[RunRecord]) -> Result<(), StoreError> {
+        let operation = self.operation;
+        let upserts = Upserts::new(self.tables, on_conflict);
+        for chunk in runs.chunks(MAX_ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "{}{}{}",
+                upserts.runs_head,
+                repeat(RUN_ROW, chunk.len()),
+                upserts.runs_tail
+            );
+            let mut query = sqlx::query(&sql);
+            for run in chunk {
+                query = bind_run(query, run);
+            }
+            query
+                .execute(&mut **self.tx()?)
+                .await
+                .map_err(backend_error(operation))?;
+        }
+        const { assert!(RUN_BINDS * MAX_ROWS_PER_STATEMENT < 65_535) };
+        Ok(())
+    }
+
+    async fn trim(&mut self, keys: &[&str]) -> Result<(), StoreError> {
+        let (operation, tables) = (self.operation, self.tables);
+        for chunk in keys.chunks(MAX_ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "DELETE r FROM {} r JOIN {} s ON s.lease_key = r.lease_key \
+                 WHERE r.lease_key IN ({}) AND r.seq <= s.last_seq - s.history_limit",
+                tables.runs,
+                tables.schedules,
+                repeat("?", chunk.len()),
+            );
+            let mut query = sqlx::query(&sql);
+            for key in chunk {
+                query = query.bind(*key);
+            }
+            query
+                .execute(&mut **self.tx()?)
+                .await
+                .map_err(backend_error(operation))?;
+        }
+        Ok(())
+    }
+
+    async fn commit(&mut self) -> Result<(), StoreError> {
+        let operation = self.operation;
+        if let Some(tx) = self.tx.take() {
+            tx.commit().await.map_err(backend_error(operation))?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ScheduleStore for MySqlStore {
+    fn timeout(&self) -> std::time::Duration {
+        self.timeout
+    }
+
+    async fn begin(&self, operation: &'static str) -> Result<Box<dyn ScheduleTx + '_>, StoreError> {
+        let tx = self
+            .pool
+            .begin_with("SET TRANSACTION ISOLATION LEVEL READ COMMITTED; START TRANSACTION")
+            .await
+            .map_err(backend_error(operation))?;
+        Ok(Box::new(MySqlTx {
+            tx: Some(tx),
+            tables: &self.tables,
+            operation,
+        }))
+    }
+}
+
+impl MySqlStore {
+    pub(super) async fn read_schedules(
+        &self,
+        keys: &[String],
+    ) -> Result<Vec<ScheduleRecord>, StoreError> {
+        let keys = args::keys(keys)?;
+        let mut records = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(MAX_ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "{} WHERE s.lease_key IN ({}) ORDER BY s.lease_key",
+                select_records(&self.tables, NOW),
+                repeat("?", chunk.len())
+            );
+            let rows = bounded("schedules", self.timeout, async {
+                let mut query = sqlx::query(&sql);
+                for key in chunk {
+                    query = query.bind(*key);
+                }
+                query
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(backend_error("schedules"))
+            })
+            .await?;
+            for row in &rows {
+                records.push(schedule::schedule_record(row, &self.tables)?);
+            }
+        }
+        Ok(records)
+    }
+
+    pub(super) async fn read_list_schedules(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<ScheduleRecord>, StoreError> {
+        let sql = format!(
+            "{} WHERE LEFT(s.lease_key, LENGTH(?)) = ? ORDER BY s.lease_key",
+            select_records(&self.tables, NOW)
+        );
+        let rows = bounded("list_schedules", self.timeout, async {
+            sqlx::query(&sql)
+                .bind(prefix)
+                .bind(prefix)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(backend_error("list_schedules"))
+        })
+        .await?;
+        rows.iter()
+            .map(|row| schedule::schedule_record(row, &self.tables))
+            .collect()
+    }
+
+    pub(super) async fn read_history(
+        &self,
+        key: &str,
+        limit: u32,
+    ) -> Result<Vec<crate::store::RunRecord>, StoreError> {
+        let key = args::name("lease key", key)?;
+        let limit = args::history_limit(limit)?;
+        let sql = format!(
+            "{} WHERE s.lease_key = ? ORDER BY r.seq DESC LIMIT ?",
+            select_history(&self.tables, NOW)
+        );
+        let rows = bounded("history", self.timeout, async {
+            sqlx::query(&sql)
+                .bind(key)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(backend_error("history"))
+        })
+        .await?;
+        schedule::history(key, &rows, &self.tables)
+    }
+}

@@ -1,0 +1,289 @@
+//! The SQLite store's schedule records and run history: the tables, the reads, and the
+//! transaction the shared flows of [`sql::schedule`](super::super::schedule) write through.
+//!
+//! Writes run in a `BEGIN IMMEDIATE` transaction, which takes SQLite's write lock before the
+//! first read: the fenced read and the writes that follow see one state, and no other process
+//! can take a lease in between.
+
+use async_trait::async_trait;
+use sqlx::{Sqlite, Transaction};
+
+use super::super::schedule::{
+    FenceRef, Fenced, RECORD_BINDS, RECORD_ROW, RUN_BINDS, RUN_ROW, ReadRecord, ScheduleStore,
+    ScheduleTx, Upserts, bind_record, bind_run, fenced_columns, select_history, select_records,
+};
+use super::super::{Tables, backend_error, bounded, repeat, schedule};
+use super::{NOW, SqliteStore};
+use crate::store::record::Record;
+use crate::store::schedule::{RunRecord, ScheduleRecord};
+use crate::store::{StoreError, args};
+
+/// SQLite's bound-parameter limit (32,766) over the most parameters one row binds.
+const MAX_ROWS_PER_STATEMENT: usize = 2_500;
+
+/// The statements that create the schedule tables (and so migrate a database of the previous
+/// schema, which has only the leases and members tables).
+pub(super) fn create_tables(tables: &Tables) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {} (lease_key TEXT NOT NULL PRIMARY KEY, \
+         format INTEGER NOT NULL, anchor INTEGER, next_due INTEGER, \
+         last_seq INTEGER NOT NULL, history_limit INTEGER NOT NULL, paused_by TEXT, \
+         paused_at INTEGER, trigger_by TEXT, trigger_at INTEGER) WITHOUT ROWID; \
+         CREATE TABLE IF NOT EXISTS {} (lease_key TEXT NOT NULL, seq INTEGER NOT NULL, \
+         holder TEXT NOT NULL, epoch INTEGER NOT NULL, scheduled INTEGER NOT NULL, \
+         started INTEGER NOT NULL, ended INTEGER, outcome TEXT, attempts INTEGER NOT NULL, \
+         error TEXT, triggered INTEGER NOT NULL, PRIMARY KEY (lease_key, seq)) WITHOUT ROWID",
+        tables.schedules, tables.runs
+    )
+}
+
+/// SQLite's conflict clause: `ON CONFLICT (keys) DO UPDATE SET c = excluded.c, …`.
+fn on_conflict(keys: &str, columns: &[&str]) -> String {
+    let set: Vec<String> = columns
+        .iter()
+        .map(|column| format!("{column} = excluded.{column}"))
+        .collect();
+    format!(" ON CONFLICT ({keys}) DO UPDATE SET {}", set.join(", "))
+}
+
+/// One write transaction.
+struct SqliteTx<'s> {
+    tx: Option<Transaction<'static, Sqlite>>,
+    tables: &'s Tables,
+    operation: &'static str,
+}
+
+impl SqliteTx<'_> {
+    fn tx(&mut self) -> Result<&mut Transaction<'static, Sqlite>, StoreError> {
+        self.tx.as_mut().ok_or_else(|| StoreError::Backend {
+            operation: self.operation,
+            source: "the transaction was already committed".into(),
+        })
+    }
+}
+
+#[async_trait]
+impl ScheduleTx for SqliteTx<'_> {
+    async fn fenced(
+        &mut self,
+        holder: &str,
+        refs: &[FenceRef<'_>],
+    ) -> Result<Vec<Fenced>, StoreError> {
+        let (operation, tables) = (self.operation, self.tables);
+        let mut found = Vec::with_capacity(refs.len());
+        for chunk in refs.chunks(MAX_ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "WITH refs(lease_key, epoch, seq) AS (VALUES {}) \
+                 SELECT {} FROM refs f \
+                 JOIN {} l ON l.lease_key = f.lease_key AND l.epoch = f.epoch \
+                 LEFT JOIN {} s ON s.lease_key = f.lease_key \
+                 LEFT JOIN {} r ON r.lease_key = f.lease_key AND r.seq = f.seq \
+                 AND r.epoch = f.epoch \
+                 WHERE l.holder = ? AND l.expires_at > {NOW}",
+                repeat("(?, ?, ?)", chunk.len()),
+                fenced_columns(NOW),
+                tables.leases,
+                tables.schedules,
+                tables.runs,
+            );
+            let mut query = sqlx::query(&sql);
+            for fence in chunk {
+                query = query.bind(fence.key).bind(fence.epoch).bind(fence.seq);
+            }
+            let rows = query
+                .bind(holder)
+                .fetch_all(&mut **self.tx()?)
+                .await
+                .map_err(backend_error(operation))?;
+            for row in &rows {
+                found.push(schedule::fenced(row, tables)?);
+            }
+        }
+        Ok(found)
+    }
+
+    async fn record(&mut self, key: &str) -> Result<Option<ReadRecord>, StoreError> {
+        let (operation, tables) = (self.operation, self.tables);
+        let sql = format!("{} WHERE s.lease_key = ?", select_records(tables, NOW));
+        let row = sqlx::query(&sql)
+            .bind(key)
+            .fetch_optional(&mut **self.tx()?)
+            .await
+            .map_err(backend_error(operation))?;
+        row.map(|row| schedule::read_record(&row, tables).map(|(_, read)| read))
+            .transpose()
+    }
+
+    async fn write_records(&mut self, records: &[(&str, &Record)]) -> Result<(), StoreError> {
+        let operation = self.operation;
+        let upserts = Upserts::new(self.tables, on_conflict);
+        for chunk in records.chunks(MAX_ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "{}{}{}",
+                upserts.records_head,
+                repeat(RECORD_ROW, chunk.len()),
+                upserts.records_tail
+            );
+            let mut query = sqlx::query(&sql);
+            for (key, record) in chunk {
+                query = bind_record(query, key, record);
+            }
+            query
+                .execute(&mut **self.tx()?)
+                .await
+                .map_err(backend_error(operation))?;
+        }
+        const { assert!(RECORD_BINDS * MAX_ROWS_PER_STATEMENT < 32_766) };
+        Ok(())
+    }
+
+    async fn write_runs(&mut self, runs: &[RunRecord]) -> Result<(), StoreError> {
+        let operation = self.operation;
+        let upserts = Upserts::new(self.tables, on_conflict);
+        for chunk in runs.chunks(MAX_ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "{}{}{}",
+                upserts.runs_head,
+                repeat(RUN_ROW, chunk.len()),
+                upserts.runs_tail
+            );
+            let mut query = sqlx::query(&sql);
+            for run in chunk {
+                query = bind_run(query, run);
+            }
+            query
+                .execute(&mut **self.tx()?)
+                .await
+                .map_err(backend_error(operation))?;
+        }
+        const { assert!(RUN_BINDS * MAX_ROWS_PER_STATEMENT < 32_766) };
+        Ok(())
+    }
+
+    async fn trim(&mut self, keys: &[&str]) -> Result<(), StoreError> {
+        let (operation, tables) = (self.operation, self.tables);
+        for chunk in keys.chunks(MAX_ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "DELETE FROM {runs} WHERE lease_key IN ({}) AND seq <= \
+                 (SELECT s.last_seq - s.history_limit FROM {} s \
+                  WHERE s.lease_key = {runs}.lease_key)",
+                repeat("?", chunk.len()),
+                tables.schedules,
+                runs = tables.runs,
+            );
+            let mut query = sqlx::query(&sql);
+            for key in chunk {
+                query = query.bind(*key);
+            }
+            query
+                .execute(&mut **self.tx()?)
+                .await
+                .map_err(backend_error(operation))?;
+        }
+        Ok(())
+    }
+
+    async fn commit(&mut self) -> Result<(), StoreError> {
+        let operation = self.operation;
+        if let Some(tx) = self.tx.take() {
+            tx.commit().await.map_err(backend_error(operation))?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ScheduleStore for SqliteStore {
+    fn timeout(&self) -> std::time::Duration {
+        self.timeout
+    }
+
+    async fn begin(&self, operation: &'static str) -> Result<Box<dyn ScheduleTx + '_>, StoreError> {
+        let tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(backend_error(operation))?;
+        Ok(Box::new(SqliteTx {
+            tx: Some(tx),
+            tables: &self.tables,
+            operation,
+        }))
+    }
+}
+
+impl SqliteStore {
+    pub(super) async fn read_schedules(
+        &self,
+        keys: &[String],
+    ) -> Result<Vec<ScheduleRecord>, StoreError> {
+        let keys = args::keys(keys)?;
+        let mut records = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(MAX_ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "{} WHERE s.lease_key IN ({}) ORDER BY s.lease_key",
+                select_records(&self.tables, NOW),
+                repeat("?", chunk.len())
+            );
+            let rows = bounded("schedules", self.timeout, async {
+                let mut query = sqlx::query(&sql);
+                for key in chunk {
+                    query = query.bind(*key);
+                }
+                query
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(backend_error("schedules"))
+            })
+            .await?;
+            for row in &rows {
+                records.push(schedule::schedule_record(row, &self.tables)?);
+            }
+        }
+        Ok(records)
+    }
+
+    pub(super) async fn read_list_schedules(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<ScheduleRecord>, StoreError> {
+        let sql = format!(
+            "{} WHERE substr(s.lease_key, 1, length(?1)) = ?1 ORDER BY s.lease_key",
+            select_records(&self.tables, NOW)
+        );
+        let rows = bounded("list_schedules", self.timeout, async {
+            sqlx::query(&sql)
+                .bind(prefix)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(backend_error("list_schedules"))
+        })
+        .await?;
+        rows.iter()
+            .map(|row| schedule::schedule_record(row, &self.tables))
+            .collect()
+    }
+
+    pub(super) async fn read_history(
+        &self,
+        key: &str,
+        limit: u32,
+    ) -> Result<Vec<crate::store::RunRecord>, StoreError> {
+        let key = args::name("lease key", key)?;
+        let limit = args::history_limit(limit)?;
+        let sql = format!(
+            "{} WHERE s.lease_key = ? ORDER BY r.seq DESC LIMIT ?",
+            select_history(&self.tables, NOW)
+        );
+        let rows = bounded("history", self.timeout, async {
+            sqlx::query(&sql)
+                .bind(key)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(backend_error("history"))
+        })
+        .await?;
+        schedule::history(key, &rows, &self.tables)
+    }
+}

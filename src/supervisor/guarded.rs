@@ -1,0 +1,106 @@
+//! The parts of the supervisor's loop that only a guarded job has: its leadership changes, and
+//! its ticks on the cluster schedule ([`super::cluster`]), where a tick asks the ledger to
+//! commit a start and the run begins when the store answered.
+
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use super::{RunLeadership, Supervisor, Ticking};
+use crate::guard::GuardNotice;
+use crate::metrics;
+use crate::run::Run;
+
+impl Supervisor {
+    /// A message from the guard; returns the run to start, when a start was committed.
+    pub(super) fn guard_notice(
+        &mut self,
+        notice: GuardNotice,
+        ticking: &mut Ticking,
+    ) -> Option<Run> {
+        let run = match notice {
+            GuardNotice::Leadership(event) => {
+                self.leadership_changed(event, ticking);
+                None
+            }
+            GuardNotice::Records(read) => {
+                let guard = self.guard.as_mut()?;
+                let held = guard.state.borrow().held();
+                guard.cluster.records(read, &held, &self.schedule);
+                self.shared.status().cluster = guard.cluster.view();
+                ticking.status_dirty = true;
+                None
+            }
+            GuardNotice::Started(answer) => {
+                let guard = self.guard.as_mut()?;
+                let (held, lost, worker) = {
+                    let state = guard.state.borrow();
+                    (state.held(), state.lost.clone(), state.worker)
+                };
+                let now = Instant::now();
+                let committed =
+                    guard
+                        .cluster
+                        .answered(answer, &held, now, &self.schedule, &self.shared.name);
+                match committed {
+                    Some(committed) => {
+                        let leadership = RunLeadership {
+                            leases: Some(Arc::from(committed.leases.clone())),
+                            lost: Some(lost),
+                            worker,
+                        };
+                        let scheduled = committed.scheduled;
+                        self.follow_cluster(ticking);
+                        let next = ticking.next_tick;
+                        // The start is committed: it runs, holding a slot of the host's
+                        // `max_parallel_runs` if one is free (the tick asked only with one free,
+                        // but another job may have taken it while the store answered).
+                        let slot = self.free_slot().unwrap_or(None);
+                        let run = self.new_run(ticking, scheduled, now, next, leadership, slot);
+                        if let Some(guard) = &mut self.guard {
+                            guard.cluster.began(run.ctx.run_id(), committed);
+                        }
+                        Some(run)
+                    }
+                    None => {
+                        ticking.count(|c| c.not_started += 1);
+                        None
+                    }
+                }
+            }
+        };
+        self.follow_cluster(ticking);
+        run
+    }
+
+    /// A tick of a guarded job: the keys due ask for their starts.
+    pub(super) fn cluster_tick(&mut self, ticking: &mut Ticking, now: Instant) {
+        let may_start = self.may_start(ticking) && self.slots_free();
+        let Some(guard) = &mut self.guard else {
+            return;
+        };
+        let tick = guard.cluster.tick(now, may_start, &self.schedule);
+        if tick.missed > 0 {
+            ticking.count(|c| c.missed += tick.missed);
+            metrics::ticks_missed(&self.shared.name, tick.missed);
+        }
+        if tick.skipped {
+            ticking.count(|c| c.skipped += 1);
+            metrics::tick_skipped(&self.shared.name);
+            tracing::debug!(job = %self.shared.name, in_flight = ticking.runs.len(), reason = "run in flight or no free slot", "tick skipped");
+        }
+        self.follow_cluster(ticking);
+    }
+
+    /// Sets the next tick to the cluster schedule's (a disabled job's: for triggers only).
+    pub(super) fn follow_cluster(&mut self, ticking: &mut Ticking) {
+        let busy = !self.may_start(ticking);
+        let Some(guard) = &self.guard else {
+            return;
+        };
+        let next = guard.cluster.next_tick(busy, self.schedule.enabled);
+        if next != ticking.next_tick {
+            self.set_next_tick(ticking, next);
+        }
+    }
+}
