@@ -409,3 +409,118 @@ fn settings_problems_name_the_key_and_never_show_the_token() {
     );
     assert!(!all.contains("s3cret-value"), "{all}");
 }
+
+/// A host with one guarded job on `store`, which this node leads once the test waits for it.
+async fn guarded_host(name: &str, store: Arc<dyn loopjob::store::LeaseStore>) -> Running {
+    let builder = Host::builder()
+        .store(store)
+        .job_fn(name, hourly(), |_ctx| async { Ok(()) })
+        .leadership(name, Leadership::new(LeaderMode::Cluster))
+        .admin(any_port().token(TOKEN));
+    let host = Running::start(builder).await;
+    host.handle
+        .wait_for(name, |s| {
+            s.leadership.as_ref().is_some_and(|l| !l.leases.is_empty())
+        })
+        .await
+        .expect("this node leads");
+    host
+}
+
+#[tokio::test]
+async fn a_guarded_job_shows_its_cluster_schedule_and_runs_and_is_steered_cluster_wide() {
+    let host = guarded_host("clustered", Arc::new(MemoryStore::new())).await;
+
+    let (status, body) = host.post("/api/jobs/clustered/trigger", Some(TOKEN)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["result"], "requested");
+    let ran = tokio::time::timeout(
+        Duration::from_secs(10),
+        host.handle
+            .wait_for("clustered", |s| s.counters.succeeded == 1),
+    )
+    .await;
+    assert!(matches!(ran, Ok(Ok(_))), "the requested run ran");
+
+    let (status, body) = host.post("/api/jobs/clustered/pause", Some(TOKEN)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, body) = host.get("/api/jobs", None).await;
+    let job = &json(&body)["jobs"][0];
+    assert_eq!(job["cluster"]["paused"], true, "{job}");
+    assert!(job["cluster"]["error"].is_null());
+    let recent = job["recent_runs"].as_array().expect("recent runs");
+    assert!(!recent.is_empty(), "{job}");
+    assert_eq!(recent[0]["outcome"], "succeeded");
+    assert_eq!(
+        recent[0]["holder"]
+            .as_str()
+            .map(|h| h.contains(host.handle.node().node_id())),
+        Some(true),
+        "{job}"
+    );
+    assert_eq!(recent[0]["triggered"], true);
+
+    let (status, body) = host.get("/api/jobs/clustered/runs?limit=5", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let page = json(&body);
+    assert_eq!(page["job"], "clustered");
+    assert_eq!(page["runs"][0]["outcome"], "succeeded");
+
+    let (status, _) = host.post("/api/jobs/clustered/resume", Some(TOKEN)).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, body) = host.get("/api/jobs", None).await;
+    assert_eq!(json(&body)["jobs"][0]["cluster"]["paused"], false);
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn the_runs_endpoint_refuses_bad_limits_unguarded_and_unknown_jobs() {
+    let host = Running::start(one_job("local_only", any_port())).await;
+    for query in ["?limit=0", "?limit=1001", "?limit=abc", "?limit=-1"] {
+        let (status, body) = host
+            .get(&format!("/api/jobs/local_only/runs{query}"), None)
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
+        assert!(
+            json(&body)["error"].as_str().unwrap().contains("limit"),
+            "{body}"
+        );
+    }
+    let (status, body) = host.get("/api/jobs/local_only/runs", None).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(
+        json(&body)["error"]
+            .as_str()
+            .unwrap()
+            .contains("not guarded"),
+        "{body}"
+    );
+    let (status, _) = host.get("/api/jobs/nowhere/runs", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, body) = host.get("/api/jobs", None).await;
+    let job = &json(&body)["jobs"][0];
+    assert!(
+        job["cluster"].is_null() && job["recent_runs"] == serde_json::json!([]),
+        "{job}"
+    );
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn with_the_store_away_the_cluster_parts_say_so_and_the_page_stays_up() {
+    let store = faulty_store::FaultyStore::new(Arc::new(MemoryStore::new()), true);
+    let host = guarded_host("stranded", store.clone()).await;
+    store.cut(true);
+    let (status, body) = host.get("/api/jobs", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let job = &json(&body)["jobs"][0];
+    let error = job["cluster"]["error"].as_str().expect("the store's error");
+    assert!(error.contains("store"), "{error}");
+    let (status, body) = host.get("/api/jobs/stranded/runs", None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let (status, body) = host.post("/api/jobs/stranded/pause", Some(TOKEN)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(host.get("/healthz", None).await.0, StatusCode::OK);
+    store.cut(false);
+    host.stop().await;
+}

@@ -14,7 +14,11 @@
 //!                             "duration_ms": 120, "outcome": "succeeded", "message": null },
 //!               "counters": { "runs": 12, "succeeded": 12, "failures": 0, "...": 0 },
 //!               "leadership": { "leader": true, "epoch": 7, "leases": [ ... ],
-//!                               "acquired": 1, "lost": 0 } } ] }
+//!                               "acquired": 1, "lost": 0 },
+//!               "cluster": { "next_due_ms": 1767225605000, "paused": false, "triggered": false,
+//!                            "last_run": { ... }, "error": null },
+//!               "recent_runs": [ { "key": "report@default", "holder": "web-1", "epoch": 7,
+//!                                  "started_ms": 1767225595000, "outcome": "succeeded", ... } ] } ] }
 //! ```
 //!
 //! Errors are `{ "error": "what went wrong and what to do" }` with the status code.
@@ -27,7 +31,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::status::{JobCounters, JobState, JobStatus, LeadershipStatus, RunOutcome};
+use crate::status::{ClusterView, JobCounters, JobState, JobStatus, LeadershipStatus, RunOutcome};
+use crate::store::{RunRecord, RunResult};
 use crate::{ControlError, Triggered};
 
 /// `GET /api/jobs`: this node's jobs.
@@ -60,6 +65,105 @@ pub struct JobView {
     pub counters: Counters,
     /// For a guarded job, once the elector has reported: what this node holds.
     pub leadership: Option<Leadership>,
+    /// For a guarded job: its cluster schedule, read from the store for this answer.
+    pub cluster: Option<ClusterSchedule>,
+    /// For a guarded job: its newest runs on any node, newest first (at most
+    /// [`RECENT_RUNS`]); empty for a job that is not guarded.
+    pub recent_runs: Vec<Run>,
+}
+
+/// How many of a guarded job's newest runs `GET /api/jobs` shows.
+pub const RECENT_RUNS: u32 = 20;
+
+/// A guarded job's cluster schedule, from its keys' records in the store (times are the
+/// store's clock).
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterSchedule {
+    /// When its next run is due, cluster-wide.
+    pub next_due_ms: Option<i64>,
+    /// Whether an operator paused it, cluster-wide.
+    pub paused: bool,
+    /// Whether an operator's trigger waits for a run.
+    pub triggered: bool,
+    /// Its newest run, on whichever node it ran.
+    pub last_run: Option<Run>,
+    /// Why the store could not be read (then the other fields are empty).
+    pub error: Option<String>,
+}
+
+/// One run from a guarded job's history in the store.
+#[derive(Debug, Clone, Serialize)]
+pub struct Run {
+    /// The lease key it ran under.
+    pub key: String,
+    /// The node (holder) that ran it.
+    pub holder: String,
+    /// The lease epoch it ran under.
+    pub epoch: u64,
+    /// When it started.
+    pub started_ms: i64,
+    /// When it ended; `null` while it runs, or if its holder never said.
+    pub ended_ms: Option<i64>,
+    /// How long it took, once it ended.
+    pub duration_ms: Option<i64>,
+    /// `succeeded`, `failed`, `panicked`, `timed_out` or `cancelled`; `null` while it runs.
+    pub outcome: Option<&'static str>,
+    /// Attempts made.
+    pub attempts: u32,
+    /// The last attempt's error.
+    pub error: Option<String>,
+    /// Whether an operator's trigger started it.
+    pub triggered: bool,
+}
+
+/// `GET /api/jobs/{name}/runs`: a guarded job's newest runs, newest first.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunsPage {
+    /// The job's name.
+    pub job: String,
+    /// Its runs, newest first.
+    pub runs: Vec<Run>,
+}
+
+impl From<RunRecord> for Run {
+    fn from(run: RunRecord) -> Self {
+        Run {
+            duration_ms: run
+                .ended_ms
+                .map(|ended| ended.saturating_sub(run.started_ms)),
+            outcome: run.outcome.map(RunResult::as_str),
+            key: run.key,
+            holder: run.holder,
+            epoch: run.epoch,
+            started_ms: run.started_ms,
+            ended_ms: run.ended_ms,
+            attempts: run.attempts,
+            error: run.error,
+            triggered: run.triggered,
+        }
+    }
+}
+
+impl ClusterSchedule {
+    pub(crate) fn new(view: ClusterView) -> Self {
+        ClusterSchedule {
+            next_due_ms: view.next_due_ms,
+            paused: view.paused,
+            triggered: view.triggered,
+            last_run: view.last_run.map(Run::from),
+            error: None,
+        }
+    }
+
+    pub(crate) fn unreadable(error: String) -> Self {
+        ClusterSchedule {
+            next_due_ms: None,
+            paused: false,
+            triggered: false,
+            last_run: None,
+            error: Some(error),
+        }
+    }
 }
 
 /// The last run of a job.
@@ -306,6 +410,8 @@ impl JobView {
             leadership: status
                 .leadership
                 .map(|leadership| Leadership::new(leadership, times)),
+            cluster: None,
+            recent_runs: Vec::new(),
         }
     }
 }

@@ -35,11 +35,16 @@
 //! | `GET /readyz` | no | 200 once every job has started and the store answers, else 503 |
 //! | `GET /metrics` | with `token_for_reads` | Prometheus text |
 //! | `GET /api/jobs` | with `token_for_reads` | [`JobsPage`] |
+//! | `GET /api/jobs/{name}/runs?limit=N` | with `token_for_reads` | [`RunsPage`]: a guarded job's history (N from 1 to 1000, default 20) |
 //! | `POST /api/jobs/{name}/trigger`, `/pause`, `/resume`, `/cancel` | yes | [`ActionDone`] |
 //!
-//! Errors answer `{"error": "..."}`: 401 for a missing or wrong token, 403 when changes are
-//! disabled, 404 for an unknown job, 413 and 414 for a body or path too large, 503 when the host
-//! no longer runs.
+//! Errors answer `{"error": "..."}`: 400 for a bad query, 401 for a missing or wrong token, 403
+//! when changes are disabled, 404 for an unknown job, 409 for the history of a job that is not
+//! guarded, 413 and 414 for a body or path too large, 503 when the host no longer runs or the
+//! lease store fails (the probes and the rest of the page stay up).
+//!
+//! For a guarded job, pause, resume and trigger act on its cluster schedule through
+//! [`HostHandle`](crate::HostHandle): they hold cluster-wide, whichever node leads.
 
 mod api;
 mod auth;
@@ -49,6 +54,9 @@ mod options;
 mod routes;
 mod server;
 
-pub use api::{ActionDone, Counters, JobView, JobsPage, LastRun, Leadership, Lease, Probe};
+pub use api::{
+    ActionDone, ClusterSchedule, Counters, JobView, JobsPage, LastRun, Leadership, Lease, Probe,
+    RECENT_RUNS, Run, RunsPage,
+};
 pub use options::{AdminOptions, DEFAULT_ADMIN_BIND, DEFAULT_STORE_PROBE_TIMEOUT};
 pub(crate) use server::AdminServer;

@@ -4,25 +4,30 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
-use super::api::{self, ActionDone, ApiError, JobView, JobsPage, Probe, Times};
+use super::api::{
+    self, ActionDone, ApiError, ClusterSchedule, JobView, JobsPage, Probe, RECENT_RUNS, Run,
+    RunsPage, Times,
+};
 use super::auth::Access;
 use super::dashboard;
 use super::metrics::MetricsSource;
-use crate::HostHandle;
 use crate::status::JobState;
 use crate::store::LeaseStore;
+use crate::{ControlError, HostHandle};
 
 /// The longest request path (with its query) served; longer ones get 414.
 pub(crate) const MAX_PATH: usize = 1024;
 /// The largest request body accepted; no endpoint reads one, so larger ones get 413.
 pub(crate) const MAX_BODY: u64 = 1024;
+/// The most runs `GET /api/jobs/{name}/runs` answers with.
+pub(crate) const MAX_RUNS: u32 = 1000;
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -45,6 +50,7 @@ pub(crate) fn router(state: AdminState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/api/jobs", get(jobs))
+        .route("/api/jobs/{name}/runs", get(runs))
         .route("/api/jobs/{name}/trigger", post(trigger))
         .route("/api/jobs/{name}/pause", post(pause))
         .route("/api/jobs/{name}/resume", post(resume))
@@ -171,16 +177,73 @@ async fn jobs(
     state.access.check_read(&headers)?;
     let times = Times::new(state.handle.wall_now());
     let node = state.handle.node();
+    let views = state
+        .handle
+        .statuses()
+        .into_iter()
+        .map(|status| with_cluster(&state, JobView::new(status, &times)));
     Ok(Json(JobsPage {
         node: node.node_id().to_owned(),
         group: node.group().to_owned(),
         now_ms: times.now_ms(),
-        jobs: state
-            .handle
-            .statuses()
-            .into_iter()
-            .map(|status| JobView::new(status, &times))
-            .collect(),
+        jobs: futures_util::future::join_all(views).await,
+    }))
+}
+
+/// Adds a guarded job's cluster schedule and recent runs, read from the store within the probe
+/// timeout; a store that fails or is slow is reported in `cluster.error`, not as a failed page.
+async fn with_cluster(state: &AdminState, mut view: JobView) -> JobView {
+    let read = async {
+        let schedule = state.handle.schedule(&view.name).await?;
+        let runs = state.handle.history(&view.name, RECENT_RUNS).await?;
+        Ok::<_, ControlError>((schedule, runs))
+    };
+    let cluster = match tokio::time::timeout(state.store_probe_timeout, read).await {
+        Ok(Ok((schedule, runs))) => {
+            view.recent_runs = runs.into_iter().map(Run::from).collect();
+            ClusterSchedule::new(schedule)
+        }
+        Ok(Err(ControlError::NotGuarded { .. } | ControlError::UnknownJob { .. })) => {
+            return view;
+        }
+        Ok(Err(error)) => ClusterSchedule::unreadable(error.to_string()),
+        Err(_) => ClusterSchedule::unreadable(format!(
+            "the lease store did not answer within {}",
+            humantime::format_duration(state.store_probe_timeout)
+        )),
+    };
+    view.cluster = Some(cluster);
+    view
+}
+
+/// The query of `GET /api/jobs/{name}/runs`.
+#[derive(Debug, serde::Deserialize)]
+struct RunsQuery {
+    limit: Option<u32>,
+}
+
+async fn runs(
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+    query: Result<Query<RunsQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Json<RunsPage>, ApiError> {
+    state.access.check_read(&headers)?;
+    let bad_limit = || {
+        let message = format!("limit must be a whole number from 1 to {MAX_RUNS}, e.g. ?limit=20");
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    };
+    let Ok(Query(query)) = query else {
+        return Err(bad_limit());
+    };
+    let limit = query.limit.unwrap_or(RECENT_RUNS);
+    if !(1..=MAX_RUNS).contains(&limit) {
+        return Err(bad_limit());
+    }
+    let runs = state.handle.history(&name, limit).await?;
+    Ok(Json(RunsPage {
+        job: name,
+        runs: runs.into_iter().map(Run::from).collect(),
     }))
 }
 
