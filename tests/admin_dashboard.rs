@@ -19,7 +19,7 @@ use std::time::Duration;
 use fantoccini::{Client, ClientBuilder, Locator};
 use loopjob::admin::AdminOptions;
 use loopjob::store::MemoryStore;
-use loopjob::{Host, JobError, JobState, LeaderMode, Leadership, Schedule};
+use loopjob::{Host, JobError, JobState, LeaderMode, Leadership, NodeIdentity, Schedule};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "dashboard-test-token";
@@ -116,6 +116,34 @@ async fn card_state(browser: &Client, job: &str) -> String {
     element.text().await.expect("its state")
 }
 
+/// Waits (up to 10 s: the page polls every 3 s) until the job's card shows `state`.
+async fn wait_for_state(browser: &Client, job: &str, state: &str) {
+    let mut shown = String::new();
+    for _ in 0..100 {
+        shown = card_state(browser, job).await;
+        if shown == state {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the card of {job} shows {shown}, not {state}");
+}
+
+/// Waits until the job's card shows a strip of recent runs.
+async fn wait_for_strip(browser: &Client, job: &str) {
+    let selector = format!("[data-job=\"{job}\"] .strip li");
+    browser
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(&selector))
+        .await
+        .unwrap_or_else(|error| panic!("the strip of {job} shows: {error}"));
+}
+
+fn hourly_b() -> Schedule {
+    Schedule::every(Duration::from_secs(3600)).initial_delay(Duration::from_secs(3600))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_shows_the_jobs_pauses_one_and_fits_a_phone() {
     let Some(chromedriver) =
@@ -125,8 +153,10 @@ async fn the_dashboard_shows_the_jobs_pauses_one_and_fits_a_phone() {
     };
     let hourly =
         Schedule::every(Duration::from_secs(3600)).initial_delay(Duration::from_secs(3600));
+    let store = Arc::new(MemoryStore::new());
     let host = Host::builder()
-        .store(Arc::new(MemoryStore::new()))
+        .node(NodeIdentity::new("node-a", "default"))
+        .store(store.clone())
         .job_fn("nightly_report", hourly.clone(), |_ctx| async { Ok(()) })
         .leadership("nightly_report", Leadership::new(LeaderMode::Cluster))
         .job_fn("cache_warmer", hourly.clone(), |_ctx| async { Ok(()) })
@@ -139,6 +169,18 @@ async fn the_dashboard_shows_the_jobs_pauses_one_and_fits_a_phone() {
     let base = format!("http://{}/", host.admin_address().expect("bound"));
     let handle = host.handle();
     let running = tokio::spawn(host.run_until(std::future::pending()));
+    // Node B shares the store and the guarded job; node A leads it.
+    let host_b = Host::builder()
+        .node(NodeIdentity::new("node-b", "default"))
+        .store(store)
+        .job_fn("nightly_report", hourly_b(), |_ctx| async { Ok(()) })
+        .leadership("nightly_report", Leadership::new(LeaderMode::Cluster))
+        .admin(AdminOptions::bind(SocketAddr::from(([127, 0, 0, 1], 0))).token(TOKEN))
+        .build()
+        .expect("node B builds");
+    let base_b = format!("http://{}/", host_b.admin_address().expect("bound"));
+    let handle_b = host_b.handle();
+    let running_b = tokio::spawn(host_b.run_until(std::future::pending()));
     handle.trigger("cache_warmer").await.expect("a run");
     handle.trigger("flaky_sync").await.expect("a run");
     handle
@@ -151,6 +193,14 @@ async fn the_dashboard_shows_the_jobs_pauses_one_and_fits_a_phone() {
         })
         .await
         .expect("this node leads");
+    // One run of the guarded job, for the strip of recent runs.
+    handle.trigger("nightly_report").await.expect("requested");
+    let ran = tokio::time::timeout(
+        Duration::from_secs(10),
+        handle.wait_for("nightly_report", |s| s.counters.succeeded == 1),
+    )
+    .await;
+    assert!(matches!(ran, Ok(Ok(_))), "the requested run ran");
 
     let driver = Driver::start(&chromedriver).await;
     let browser = driver.browser().await;
@@ -213,15 +263,7 @@ async fn the_dashboard_shows_the_jobs_pauses_one_and_fits_a_phone() {
     )
     .await;
     assert!(matches!(paused, Ok(Ok(_))), "the click paused the job");
-    let mut shown = String::new();
-    for _ in 0..50 {
-        shown = card_state(&browser, "cache_warmer").await;
-        if shown == "PAUSED" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(shown, "PAUSED");
+    wait_for_state(&browser, "cache_warmer", "PAUSED").await;
 
     // Resume needs no second prompt: the token is kept for the tab.
     browser
@@ -239,6 +281,26 @@ async fn the_dashboard_shows_the_jobs_pauses_one_and_fits_a_phone() {
     )
     .await;
     assert!(matches!(resumed, Ok(Ok(_))), "the click resumed the job");
+
+    // Pause the guarded job on node A's page (the token is kept); node B's page shows it
+    // paused, from the store, and node A's supervisor obeys.
+    wait_for_strip(&browser, "nightly_report").await;
+    browser
+        .find(Locator::Css(
+            "[data-job=\"nightly_report\"] [data-action=\"pause\"]",
+        ))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let paused = tokio::time::timeout(
+        wait,
+        handle.wait_for("nightly_report", |s| s.state == JobState::Paused),
+    )
+    .await;
+    assert!(matches!(paused, Ok(Ok(_))), "the leader obeyed the pause");
+    wait_for_state(&browser, "nightly_report", "PAUSED").await;
 
     let dir = screenshot_dir();
     let wide = browser.screenshot().await.expect("a screenshot");
@@ -261,7 +323,22 @@ async fn the_dashboard_shows_the_jobs_pauses_one_and_fits_a_phone() {
     let narrow = browser.screenshot().await.expect("a screenshot");
     std::fs::write(dir.join("narrow.png"), narrow).expect("saved");
 
+    browser.goto(&base_b).await.expect("node B's page loads");
+    wait_for_state(&browser, "nightly_report", "PAUSED").await;
+    let leader = browser
+        .find(Locator::Css("[data-job=\"nightly_report\"] .leader"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(leader.contains("another node"), "{leader}");
+    let on_b = browser.screenshot().await.expect("a screenshot");
+    std::fs::write(dir.join("node-b-narrow.png"), on_b).expect("saved");
+
     browser.close().await.expect("the browser closes");
     handle.shutdown();
+    handle_b.shutdown();
     running.await.expect("the host stops");
+    running_b.await.expect("node B stops");
 }

@@ -3,7 +3,8 @@
 "use strict";
 
 // Where the jobs come from. A cluster view reads another endpoint and maps its answer onto the
-// same fields (name, state, leadership, last_run, next_tick_ms, counters, recent_runs).
+// same fields (name, state, leadership, cluster, last_run, next_tick_ms, counters,
+// recent_runs); see the JSON schema in `loopjob::admin`.
 const SOURCE = {
   url: "api/jobs",
   jobs: (answer) => answer.jobs,
@@ -51,25 +52,36 @@ function duration(ms) {
   return ms < 1000 ? ms + " ms" : (ms / 1000).toFixed(ms < 10000 ? 2 : 1) + " s";
 }
 
+// The last run as the card shows it: the cluster's (any node) for a guarded job, else this
+// node's.
+function lastRun(job) {
+  const run = job.cluster && job.cluster.last_run;
+  if (run) return { ...run, message: run.error };
+  return job.last_run;
+}
+
 function fill(card, job, now) {
   card.dataset.job = job.name;
   card.querySelector(".name").textContent = job.name;
+  const cluster = job.cluster || {};
+  const stateName = cluster.paused ? "paused" : job.state;
   const state = card.querySelector(".state");
-  state.textContent = job.state;
-  state.className = "state " + job.state;
+  state.textContent = stateName;
+  state.className = "state " + stateName;
 
   const lead = job.leadership;
-  card.querySelector(".leader").textContent = !lead ? "not guarded"
-    : lead.leader ? "this node · epoch " + lead.epoch : "another node";
+  const lastHolder = cluster.last_run ? cluster.last_run.holder : null;
+  card.querySelector(".leader").textContent = !lead && !job.cluster ? "not guarded"
+    : lead && lead.leader ? "this node · epoch " + lead.epoch
+    : lastHolder ? "another node (last: " + lastHolder + ")" : "another node";
 
   const last = card.querySelector(".last");
   const errorText = card.querySelector(".error-text");
   last.textContent = "";
-  errorText.hidden = true;
-  if (!job.last_run) {
+  const run = lastRun(job);
+  if (!run) {
     last.textContent = "never";
   } else {
-    const run = job.last_run;
     const outcome = document.createElement("span");
     outcome.className = "outcome " + (run.outcome === "succeeded" ? "ok" : run.outcome ? "bad" : "");
     outcome.textContent = run.outcome || "running";
@@ -77,28 +89,32 @@ function fill(card, job, now) {
     const when = run.ended_ms ?? run.started_ms;
     last.append(" " + [duration(run.duration_ms), when ? ago(now - when) : ""]
       .filter(Boolean).join(" · "));
-    if (run.message) {
-      errorText.textContent = run.message;
-      errorText.hidden = false;
-    }
   }
-  card.querySelector(".next").textContent = job.next_tick_ms ? ago(now - job.next_tick_ms) : "—";
+  const problem = cluster.error || (run && run.outcome !== "succeeded" && run.message);
+  errorText.textContent = problem || "";
+  errorText.hidden = !problem;
+
+  const next = cluster.next_due_ms ?? job.next_tick_ms;
+  card.querySelector(".next").textContent =
+    cluster.paused || job.state === "paused" ? "paused" : next ? ago(now - next) : "—";
   const c = job.counters;
   card.querySelector(".counts").textContent = c.runs + (c.runs === 1 ? " run" : " runs") +
     " · " + c.failures + " failed · " + c.skipped + " skipped";
 
+  // Oldest on the left, newest on the right.
   const strip = card.querySelector(".strip");
   strip.textContent = "";
-  const recent = job.recent_runs || [];
+  const recent = (job.recent_runs || []).slice().reverse();
   strip.hidden = recent.length === 0;
-  for (const run of recent) {
+  for (const past of recent) {
     const mark = document.createElement("li");
-    mark.className = run.outcome === "succeeded" ? "" : "bad";
-    mark.title = run.outcome + (run.duration_ms != null ? " · " + duration(run.duration_ms) : "");
+    mark.className = past.outcome === "succeeded" ? "" : past.outcome ? "bad" : "open";
+    mark.title = (past.outcome || "running") + " · " + past.holder +
+      (past.duration_ms != null ? " · " + duration(past.duration_ms) : "");
     strip.append(mark);
   }
 
-  const paused = job.state === "paused";
+  const paused = stateName === "paused";
   card.querySelector('[data-action="pause"]').disabled = paused || job.state === "stopped";
   card.querySelector('[data-action="resume"]').disabled = !paused;
 }
