@@ -524,3 +524,46 @@ async fn with_the_store_away_the_cluster_parts_say_so_and_the_page_stays_up() {
     store.cut(false);
     host.stop().await;
 }
+
+#[tokio::test]
+async fn while_the_host_shuts_down_the_probes_answer_503_and_the_server_stops_after_the_jobs() {
+    let release = Arc::new(tokio::sync::Notify::new());
+    let held = release.clone();
+    let builder = Host::builder()
+        .job_fn("finishing", hourly(), move |ctx| {
+            let held = held.clone();
+            async move {
+                // Finishes its work only when the test lets it, after shutdown began.
+                ctx.cancelled().await;
+                held.notified().await;
+                Ok(())
+            }
+        })
+        .shutdown_grace(Duration::from_secs(30))
+        .admin(any_port());
+    let host = Running::start(builder).await;
+    host.handle.trigger("finishing").await.expect("a run");
+    host.handle
+        .wait_for("finishing", |s| s.in_flight == 1)
+        .await
+        .expect("the run is in flight");
+
+    host.handle.shutdown();
+    let (status, body) = host.get("/healthz", None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        json(&body)["reason"]
+            .as_str()
+            .unwrap()
+            .contains("shutting down")
+    );
+    assert_eq!(
+        host.get("/readyz", None).await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+
+    release.notify_one();
+    let base = host.base.clone();
+    host.host.await.expect("the host stops");
+    assert!(reqwest::get(format!("{base}/healthz")).await.is_err());
+}
