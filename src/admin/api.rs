@@ -253,7 +253,10 @@ pub struct ActionDone {
     pub run_id: Option<u64>,
     /// For `cancel`: how many runs in flight were cancelled.
     pub cancelled: Option<usize>,
-    /// The job's state after the action.
+    /// The job's state on this node right after the action. A guarded job's pause, resume
+    /// and trigger are written to its cluster schedule; the leading node obeys within a retry
+    /// period (at once when it is this node or the store notifies), so this may still show the
+    /// state before.
     pub state: Option<&'static str>,
 }
 
