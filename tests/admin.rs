@@ -424,7 +424,15 @@ async fn guarded_host(name: &str, store: Arc<dyn loopjob::store::LeaseStore>) ->
         })
         .await
         .expect("this node leads");
-    host
+    // The leader writes the job's schedule record right after it wins the lease.
+    for _ in 0..200 {
+        let written = host.handle.schedule(name).await;
+        if written.is_ok_and(|view| !view.records.is_empty()) {
+            return host;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the schedule record of {name} was not written within 10 s");
 }
 
 #[tokio::test]

@@ -140,6 +140,21 @@ async fn wait_for_strip(browser: &Client, job: &str) {
         .unwrap_or_else(|error| panic!("the strip of {job} shows: {error}"));
 }
 
+/// Waits (up to 10 s) until the leader has written the guarded job's schedule record.
+async fn wait_for_record(handle: &loopjob::HostHandle, job: &str) {
+    for _ in 0..200 {
+        if handle
+            .schedule(job)
+            .await
+            .is_ok_and(|view| !view.records.is_empty())
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the schedule record of {job} was not written within 10 s");
+}
+
 fn hourly_b() -> Schedule {
     Schedule::every(Duration::from_secs(3600)).initial_delay(Duration::from_secs(3600))
 }
@@ -169,7 +184,30 @@ async fn the_dashboard_shows_the_jobs_pauses_one_and_fits_a_phone() {
     let base = format!("http://{}/", host.admin_address().expect("bound"));
     let handle = host.handle();
     let running = tokio::spawn(host.run_until(std::future::pending()));
-    // Node B shares the store and the guarded job; node A leads it.
+    handle.trigger("cache_warmer").await.expect("a run");
+    handle.trigger("flaky_sync").await.expect("a run");
+    handle
+        .wait_for("flaky_sync", |s| s.counters.failures == 1)
+        .await
+        .expect("the failing run ends");
+    let leads = tokio::time::timeout(
+        Duration::from_secs(10),
+        handle.wait_for("nightly_report", |s| {
+            s.leadership.as_ref().is_some_and(|l| !l.leases.is_empty())
+        }),
+    )
+    .await;
+    assert!(matches!(leads, Ok(Ok(_))), "node A leads, alone");
+    // One run of the guarded job, for the strip of recent runs, once its record is written.
+    wait_for_record(&handle, "nightly_report").await;
+    handle.trigger("nightly_report").await.expect("requested");
+    let ran = tokio::time::timeout(
+        Duration::from_secs(10),
+        handle.wait_for("nightly_report", |s| s.counters.succeeded == 1),
+    )
+    .await;
+    assert!(matches!(ran, Ok(Ok(_))), "the requested run ran");
+    // Node B shares the store and the guarded job, which node A leads already.
     let host_b = Host::builder()
         .node(NodeIdentity::new("node-b", "default"))
         .store(store)
@@ -181,26 +219,6 @@ async fn the_dashboard_shows_the_jobs_pauses_one_and_fits_a_phone() {
     let base_b = format!("http://{}/", host_b.admin_address().expect("bound"));
     let handle_b = host_b.handle();
     let running_b = tokio::spawn(host_b.run_until(std::future::pending()));
-    handle.trigger("cache_warmer").await.expect("a run");
-    handle.trigger("flaky_sync").await.expect("a run");
-    handle
-        .wait_for("flaky_sync", |s| s.counters.failures == 1)
-        .await
-        .expect("the failing run ends");
-    handle
-        .wait_for("nightly_report", |s| {
-            s.leadership.as_ref().is_some_and(|l| !l.leases.is_empty())
-        })
-        .await
-        .expect("this node leads");
-    // One run of the guarded job, for the strip of recent runs.
-    handle.trigger("nightly_report").await.expect("requested");
-    let ran = tokio::time::timeout(
-        Duration::from_secs(10),
-        handle.wait_for("nightly_report", |s| s.counters.succeeded == 1),
-    )
-    .await;
-    assert!(matches!(ran, Ok(Ok(_))), "the requested run ran");
 
     let driver = Driver::start(&chromedriver).await;
     let browser = driver.browser().await;
