@@ -47,7 +47,7 @@ struct Inner {
     token: CancellationToken,
     node: Arc<NodeIdentity>,
     /// The host's wall clock, for the next occurrences of cron jobs.
-    #[cfg_attr(not(feature = "cron"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "cron", feature = "admin")), allow(dead_code))]
     clock: Arc<dyn WallClock>,
 }
 
@@ -128,6 +128,12 @@ impl HostHandle {
 
     pub(crate) fn token(&self) -> &CancellationToken {
         &self.inner.token
+    }
+
+    /// The host's wall clock now.
+    #[cfg(feature = "admin")]
+    pub(crate) fn wall_now(&self) -> std::time::SystemTime {
+        self.inner.clock.now()
     }
 
     /// The identity of the node this host runs on.

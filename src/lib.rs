@@ -60,6 +60,7 @@
 //! | [`cluster`] | a guarded job's cluster schedule from a store URL: records, history, pause, resume, trigger |
 //! | [`store`] | lease stores (memory, SQLite, PostgreSQL, MySQL, Redis), the contract they keep, and each lease key's schedule record and run history ([`store::schedule`]) |
 //! | [`limits`] | the bounds every duration and count is checked against |
+//! | `admin` | an HTTP admin endpoint and dashboard (feature `admin`) |
 //!
 //! The library never prints: it logs through `tracing` (a span `loopjob.run` per attempt with
 //! the job, run id and attempt) and, with the `metrics` feature, counts through `metrics`.
@@ -71,6 +72,8 @@
 
 #[doc(hidden)]
 pub mod __private;
+#[cfg(feature = "admin")]
+pub mod admin;
 mod clock;
 pub mod cluster;
 mod control;

@@ -128,7 +128,15 @@ impl Running {
         while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
             self.seen.push(line);
         }
-        (status, self.seen)
+        (status, std::mem::take(&mut self.seen))
+    }
+}
+
+/// A test that fails half-way leaves no example running (holding a port, say).
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -272,6 +280,56 @@ fn cron_lists_next_runs_pulses_and_stops_on_sigint() {
             .iter()
             .any(|line| line.contains("nightly_report") && line.contains("[Europe/Berlin]")),
         "the nightly report's next runs are shown in Berlin time:\n{}",
+        lines.join("\n")
+    );
+}
+
+/// One plain HTTP/1.1 request to `127.0.0.1:port`; the status line and body of the answer.
+#[cfg(feature = "admin")]
+fn http(port: u16, request: &str) -> String {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("the endpoint is up");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("a timeout");
+    stream
+        .write_all(request.as_bytes())
+        .expect("the request is sent");
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer
+}
+
+/// The admin example starts two nodes with their endpoints: each answers its health probe, a
+/// pause with the example's token is accepted, and SIGINT stops both cleanly.
+#[cfg(feature = "admin")]
+#[test]
+fn admin_serves_both_dashboards_takes_a_pause_and_stops_on_sigint() {
+    let mut command = example("admin");
+    command.env("ADMIN_TOKEN", "example-token");
+    let mut admin = Running::start(command);
+    admin.wait_for(
+        "node-b: dashboard at http://127.0.0.1:9465/",
+        Duration::from_secs(20),
+    );
+    for port in [9464, 9465] {
+        let health = http(
+            port,
+            "GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        );
+        assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    }
+    let paused = http(
+        9464,
+        "POST /api/jobs/local_cache/pause HTTP/1.1\r\nHost: localhost\r\n\
+         Authorization: Bearer example-token\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    );
+    assert!(paused.starts_with("HTTP/1.1 200"), "{paused}");
+    admin.signal("INT");
+    let (status, lines) = admin.exit(Duration::from_secs(20));
+    assert!(
+        status.success(),
+        "exit status {status}; output:\n{}",
         lines.join("\n")
     );
 }

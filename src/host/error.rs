@@ -119,6 +119,17 @@ pub enum BuildProblem {
         /// Where the job was registered.
         registered_at: &'static Location<'static>,
     },
+    /// The admin endpoint cannot listen on its address (feature `admin`).
+    #[cfg(feature = "admin")]
+    #[error(
+        "the admin endpoint cannot listen on {address}: {reason}; choose another address or port"
+    )]
+    AdminBind {
+        /// The address asked for.
+        address: std::net::SocketAddr,
+        /// Why it cannot listen there.
+        reason: String,
+    },
 }
 
 struct ProblemList<'a>(&'a [BuildProblem]);

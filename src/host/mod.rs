@@ -46,6 +46,10 @@ use guarded::{GuardTasks, Guarding};
 mod error;
 mod guarded;
 
+/// How long the admin endpoint's requests in progress may take once the jobs have stopped.
+#[cfg(feature = "admin")]
+const ADMIN_STOP_GRACE: Duration = Duration::from_secs(1);
+
 /// How long shutdown waits for in-flight runs unless told otherwise.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
@@ -65,6 +69,8 @@ pub struct HostBuilder {
     settings: Option<Settings>,
     discover_at: Option<&'static Location<'static>>,
     wall_clock: Arc<dyn WallClock>,
+    #[cfg(feature = "admin")]
+    admin: Option<crate::admin::AdminOptions>,
 }
 
 /// One job as it was registered on the builder.
@@ -91,6 +97,8 @@ impl HostBuilder {
             settings: None,
             discover_at: None,
             wall_clock: Arc::new(SystemClock),
+            #[cfg(feature = "admin")]
+            admin: None,
         }
     }
 
@@ -267,6 +275,27 @@ impl HostBuilder {
         self
     }
 
+    /// Serves the admin endpoint (feature `admin`) while the host runs: probes, metrics, the
+    /// JSON API and the dashboard. See [`admin`](crate::admin). Options given here win over a
+    /// `[loopjob.admin]` settings section.
+    ///
+    /// ```
+    /// use loopjob::Host;
+    /// use loopjob::admin::AdminOptions;
+    ///
+    /// # fn main() -> Result<(), loopjob::BuildError> {
+    /// let host = Host::builder()
+    ///     .admin(AdminOptions::bind("127.0.0.1:0".parse().unwrap()).token("s3cret"))
+    ///     .build()?; // binds here
+    /// assert!(host.admin_address().unwrap().ip().is_loopback());
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "admin")]
+    pub fn admin(mut self, options: crate::admin::AdminOptions) -> Self {
+        self.admin = Some(options);
+        self
+    }
+
     /// Validates every job and builds the host; every problem found is in the error.
     pub fn build(mut self) -> Result<Host, BuildError> {
         let mut problems = Vec::new();
@@ -286,6 +315,8 @@ impl HostBuilder {
                 shutdown_grace: &mut self.shutdown_grace,
                 max_parallel_runs: &mut self.max_parallel_runs,
                 store: &mut self.store,
+                #[cfg(feature = "admin")]
+                admin: &mut self.admin,
             },
         );
         let settings_warnings = match configured {
@@ -299,6 +330,18 @@ impl HostBuilder {
         if !problems.is_empty() {
             return Err(BuildError { problems });
         }
+        // Bound last, once nothing else can fail the build.
+        #[cfg(feature = "admin")]
+        let admin = match self.admin.take().map(crate::admin::AdminServer::bind) {
+            None => None,
+            Some(Ok(server)) => Some(server),
+            Some(Err((address, error))) => {
+                let reason = error.to_string();
+                return Err(BuildError {
+                    problems: vec![BuildProblem::AdminBind { address, reason }],
+                });
+            }
+        };
 
         let token = CancellationToken::new();
         let node = Arc::new(self.node.unwrap_or_else(NodeIdentity::from_env));
@@ -306,6 +349,8 @@ impl HostBuilder {
         let slots = self.max_parallel_runs.map(RunSlots::new);
         let mut supervisors = Vec::with_capacity(self.registrations.len());
         let mut controls = Vec::with_capacity(self.registrations.len());
+        #[cfg(feature = "admin")]
+        let admin_store = self.store.clone();
         // Checked by `problems`: a guarded job has a store.
         let mut guarding = self.store.map(|store| Guarding::new(store, &node));
         for registration in self.registrations {
@@ -342,9 +387,15 @@ impl HostBuilder {
                 slots: slots.clone(),
             });
         }
+        let guard_tasks = guarding.and_then(Guarding::into_tasks);
+        // The readiness probe asks the store when the host has guarded jobs.
+        #[cfg(feature = "admin")]
+        let admin = admin.map(|server| (server, admin_store.filter(|_| guard_tasks.is_some())));
         Ok(Host {
+            #[cfg(feature = "admin")]
+            admin,
             supervisors,
-            guard_tasks: guarding.and_then(Guarding::into_tasks),
+            guard_tasks,
             handle: HostHandle::new(controls, token, node, self.wall_clock),
             settings_warnings,
         })
@@ -442,6 +493,9 @@ pub struct Host {
     guard_tasks: Option<GuardTasks>,
     handle: HostHandle,
     settings_warnings: Vec<SettingsWarning>,
+    /// The admin endpoint, bound, and the store its readiness probe asks.
+    #[cfg(feature = "admin")]
+    admin: Option<(crate::admin::AdminServer, Option<Arc<dyn LeaseStore>>)>,
 }
 
 impl Host {
@@ -453,6 +507,13 @@ impl Host {
     /// A handle to watch and control the jobs, and to shut the host down.
     pub fn handle(&self) -> HostHandle {
         self.handle.clone()
+    }
+
+    /// The address the admin endpoint listens on, if it has one (with the port picked when
+    /// port 0 was asked for).
+    #[cfg(feature = "admin")]
+    pub fn admin_address(&self) -> Option<std::net::SocketAddr> {
+        self.admin.as_ref().map(|(server, _)| server.address())
     }
 
     /// What the settings had that is probably a mistake but did not stop the build, such as a
@@ -501,6 +562,14 @@ impl Host {
             }
             None => (None, None),
         };
+        // The admin endpoint answers through the whole shutdown (its probes say so) and stops
+        // once the jobs have.
+        #[cfg(feature = "admin")]
+        let admin = self.admin.map(|(server, store)| {
+            let stop = CancellationToken::new();
+            let served = server.spawn(self.handle.clone(), store, stop.clone());
+            (stop, AbortOnDropHandle::new(served))
+        });
         tracing::info!(jobs, shards = shards.len(), node = %self.handle.node(), "host started");
 
         tokio::select! {
@@ -549,6 +618,13 @@ impl Host {
             if let Err(error) = elector.await {
                 tracing::error!(%error, "the elector failed; leases will expire after their ttl");
             }
+        }
+        #[cfg(feature = "admin")]
+        if let Some((stop, served)) = admin {
+            stop.cancel();
+            // Requests in progress get a moment; a client that keeps its connection open
+            // does not hold the host.
+            let _ = tokio::time::timeout(ADMIN_STOP_GRACE, served).await;
         }
         tracing::info!(dropped = report.dropped(), "host stopped");
         report

@@ -23,6 +23,9 @@ pub(crate) struct Builder<'a> {
     pub(crate) shutdown_grace: &'a mut Duration,
     pub(crate) max_parallel_runs: &'a mut Option<usize>,
     pub(crate) store: &'a mut Option<Arc<dyn LeaseStore>>,
+    /// The admin endpoint's options: settings fill them when code gave none.
+    #[cfg(feature = "admin")]
+    pub(crate) admin: &'a mut Option<crate::admin::AdminOptions>,
 }
 
 /// Applies `settings` to the builder and adds the discovered jobs (when `discover_at` says
@@ -73,6 +76,14 @@ pub(crate) fn configure(
             )),
         }
     }
+
+    let admin = settings.admin_checked(&mut problems);
+    #[cfg(feature = "admin")]
+    if builder.admin.is_none() {
+        *builder.admin = admin;
+    }
+    #[cfg(not(feature = "admin"))]
+    let _ = admin;
 
     let mut used_sections = BTreeSet::new();
     for registration in builder.registrations.iter_mut() {

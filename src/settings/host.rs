@@ -1,5 +1,6 @@
 //! The host's own section, `[loopjob]`: node, group, store URL, shutdown grace, and the
-//! sections of standalone electors, `[loopjob.leaders.<name>]`.
+//! sections of standalone electors, `[loopjob.leaders.<name>]` (the admin endpoint's,
+//! `[loopjob.admin]`, is read in `admin.rs`).
 
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use super::{Settings, leaders, value};
 use crate::limits::{self, MAX_GRACE};
 
 /// The keys of the `[loopjob]` section (`leaders` holds a table per standalone elector).
-pub const HOST_KEYS: [&str; 8] = [
+pub const HOST_KEYS: [&str; 9] = [
     "node_id",
     "group",
     "node_id_env",
@@ -19,6 +20,7 @@ pub const HOST_KEYS: [&str; 8] = [
     "shutdown_grace",
     "max_parallel_runs",
     "leaders",
+    "admin",
 ];
 
 /// The host's own section, `[loopjob]`: what it gives, each `None` when no source does. Its
@@ -83,6 +85,8 @@ impl Settings {
                 "node_id" => value::text(value).map(|v| host.node_id = Some(v)),
                 "group" => value::text(value).map(|v| host.group = Some(v)),
                 "store" => store(value).map(|v| host.store = Some(v)),
+                // Read by `admin_checked`, with its own problems.
+                "admin" => Ok(()),
                 "leaders" => {
                     self.leader_sections(problems);
                     Ok(())

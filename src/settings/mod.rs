@@ -65,6 +65,7 @@
 //!   its code's values. A job reads the section of its name, or of its
 //!   [`LoopJob::section`](crate::LoopJob::section).
 
+mod admin;
 mod collect;
 mod configure;
 pub mod duration;
@@ -89,6 +90,7 @@ use validator::Validate;
 
 use crate::schedule::Schedule;
 
+pub use admin::ADMIN_KEYS;
 pub use error::{Origin, SettingsError, SettingsProblem, SettingsWarning};
 pub use host::{HOST_KEYS, HostSettings};
 pub use job::{JobSettings, LEADERSHIP_KEYS, SCHEDULE_KEYS};
