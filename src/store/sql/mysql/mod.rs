@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlRow};
 use sqlx::{Executor, Row};
 
-use super::schedule::{self as shared, Command};
+use super::schedule::{self as shared, Command, Upserts};
 use super::{
     CORRUPT_ROW, MEMBER_RETENTION_MS, StoreRow, Tables, backend_error, bounded, lease, leases,
     members, pool_options, repeat, statuses, ttl,
@@ -53,6 +53,8 @@ const MAX_KEYS_PER_STATEMENT: usize = 20_000;
 pub struct MySqlStore {
     pool: MySqlPool,
     tables: Tables,
+    /// The schedule's upserts of whole rows, built once from the table names.
+    upserts: Upserts,
     timeout: Duration,
 }
 
@@ -83,9 +85,11 @@ impl MySqlStore {
     /// A store on a pool you already have (its connections must use `time_zone = '+00:00'`, as
     /// sqlx sets by default). Every call is bounded by [`StoreOptions::operation_timeout`].
     pub fn with_pool(pool: MySqlPool, options: StoreOptions) -> Result<Self, StoreError> {
+        let tables = Tables::new(options.get_table_prefix(), '`')?;
         Ok(MySqlStore {
             pool,
-            tables: Tables::new(options.get_table_prefix(), '`')?,
+            upserts: Upserts::new(&tables, schedule::on_conflict),
+            tables,
             timeout: options.get_operation_timeout(),
         })
     }

@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use sqlx::{MySql, Transaction};
 
 use super::super::schedule::{
-    FenceRef, Fenced, RECORD_ROW, RUN_BINDS, RUN_ROW, ReadRecord, ScheduleStore, ScheduleTx,
-    Upserts, bind_record, bind_run, fenced_columns, select_history, select_records,
+    FenceRef, Fenced, RUN_BINDS, ReadRecord, ScheduleStore, ScheduleTx, Upserts, bind_record,
+    bind_run, fenced_columns, select_history, select_records,
 };
 use super::super::{Tables, backend_error, bounded, repeat, schedule};
 use super::{MySqlStore, NOW};
@@ -50,7 +50,7 @@ pub(super) fn create_tables(tables: &Tables) -> [String; 2] {
 }
 
 /// MySQL's conflict clause: `ON DUPLICATE KEY UPDATE c = VALUES(c), …`.
-fn on_conflict(_keys: &str, columns: &[&str]) -> String {
+pub(super) fn on_conflict(_keys: &str, columns: &[&str]) -> String {
     let set: Vec<String> = columns
         .iter()
         .map(|column| format!("{column} = VALUES({column})"))
@@ -60,6 +60,8 @@ fn on_conflict(_keys: &str, columns: &[&str]) -> String {
 
 /// One write transaction.
 struct MySqlTx<'s> {
+    /// The store's upserts of whole records and runs, made once with the store.
+    upserts: &'s Upserts,
     tx: Option<Transaction<'static, MySql>>,
     tables: &'s Tables,
     operation: &'static str,
@@ -147,18 +149,13 @@ impl ScheduleTx for MySqlTx<'_> {
 
     async fn write_records(&mut self, records: &[(&str, &Record)]) -> Result<(), StoreError> {
         let operation = self.operation;
-        let upserts = Upserts::new(self.tables, on_conflict);
         for chunk in records.chunks(MAX_ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "{}{}{}",
-                upserts.records_head,
-                repeat(RECORD_ROW, chunk.len()),
-                upserts.records_tail
-            );
-            let mut query = sqlx::query(&sql);
-            for (key, record) in chunk {
-                query = bind_record(query, key, record);
-            }
+            let sql = self.upserts.records_sql(chunk.len());
+            let query = chunk
+                .iter()
+                .fold(sqlx::query(&sql), |query, (key, record)| {
+                    bind_record(query, key, record)
+                });
             query
                 .execute(&mut **self.tx()?)
                 .await
@@ -169,18 +166,9 @@ impl ScheduleTx for MySqlTx<'_> {
 
     async fn write_runs(&mut self, runs: &[RunRecord]) -> Result<(), StoreError> {
         let operation = self.operation;
-        let upserts = Upserts::new(self.tables, on_conflict);
         for chunk in runs.chunks(MAX_ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "{}{}{}",
-                upserts.runs_head,
-                repeat(RUN_ROW, chunk.len()),
-                upserts.runs_tail
-            );
-            let mut query = sqlx::query(&sql);
-            for run in chunk {
-                query = bind_run(query, run);
-            }
+            let sql = self.upserts.runs_sql(chunk.len());
+            let query = chunk.iter().fold(sqlx::query(&sql), bind_run);
             query
                 .execute(&mut **self.tx()?)
                 .await
@@ -235,6 +223,7 @@ impl ScheduleStore for MySqlStore {
         Ok(Box::new(MySqlTx {
             tx: Some(tx),
             tables: &self.tables,
+            upserts: &self.upserts,
             operation,
         }))
     }

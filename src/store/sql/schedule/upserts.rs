@@ -8,15 +8,16 @@ use crate::store::sql::Tables;
 
 /// Upserts of whole records and runs, for the dialects that bind `?` placeholders (SQLite,
 /// MySQL): `conflict` turns the list of columns to update into the dialect's clause.
+#[derive(Debug)]
 pub(crate) struct Upserts {
     /// `INSERT INTO {schedules} (…) VALUES ` before the rows.
-    pub(crate) records_head: String,
+    records_head: String,
     /// The conflict clause after the record rows.
-    pub(crate) records_tail: String,
+    records_tail: String,
     /// `INSERT INTO {runs} (…) VALUES ` before the rows.
-    pub(crate) runs_head: String,
+    runs_head: String,
     /// The conflict clause after the run rows.
-    pub(crate) runs_tail: String,
+    runs_tail: String,
 }
 
 /// One record row's placeholders (its format is this build's).
@@ -27,6 +28,18 @@ pub(crate) const RUN_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 pub(crate) const RUN_BINDS: usize = 11;
 
 impl Upserts {
+    /// The statement that upserts `rows` records: bind each with [`bind_record`].
+    pub(crate) fn records_sql(&self, rows: usize) -> String {
+        let values = super::super::repeat(RECORD_ROW, rows);
+        format!("{}{values}{}", self.records_head, self.records_tail)
+    }
+
+    /// The statement that upserts `rows` runs: bind each with [`bind_run`].
+    pub(crate) fn runs_sql(&self, rows: usize) -> String {
+        let values = super::super::repeat(RUN_ROW, rows);
+        format!("{}{values}{}", self.runs_head, self.runs_tail)
+    }
+
     /// The upserts on `tables`, with `conflict(key columns, columns to update)` the dialect's
     /// conflict clause.
     pub(crate) fn new(tables: &Tables, conflict: impl Fn(&str, &[&str]) -> String) -> Self {

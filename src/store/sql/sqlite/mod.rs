@@ -11,7 +11,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Executor, Row};
 
-use super::schedule::{self as shared, Command};
+use super::schedule::{self as shared, Command, Upserts};
 use super::{
     MEMBER_RETENTION_MS, StoreRow, Tables, backend_error, bounded, lease, leases, members,
     pool_options, repeat, statuses, ttl,
@@ -52,6 +52,8 @@ const MAX_LEASES_PER_STATEMENT: usize = 16_000;
 pub struct SqliteStore {
     pool: SqlitePool,
     tables: Tables,
+    /// The schedule's upserts of whole rows, built once from the table names.
+    upserts: Upserts,
     timeout: Duration,
 }
 
@@ -83,9 +85,11 @@ impl SqliteStore {
     /// A store on a pool you already have (open it with WAL and a busy timeout). Every call is
     /// bounded by [`StoreOptions::operation_timeout`].
     pub fn with_pool(pool: SqlitePool, options: StoreOptions) -> Result<Self, StoreError> {
+        let tables = Tables::new(options.get_table_prefix(), '"')?;
         Ok(SqliteStore {
             pool,
-            tables: Tables::new(options.get_table_prefix(), '"')?,
+            upserts: Upserts::new(&tables, schedule::on_conflict),
+            tables,
             timeout: options.get_operation_timeout(),
         })
     }

@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use sqlx::{Sqlite, Transaction};
 
 use super::super::schedule::{
-    FenceRef, Fenced, RECORD_ROW, RUN_BINDS, RUN_ROW, ReadRecord, ScheduleStore, ScheduleTx,
-    Upserts, bind_record, bind_run, fenced_columns, select_history, select_records,
+    FenceRef, Fenced, RUN_BINDS, ReadRecord, ScheduleStore, ScheduleTx, Upserts, bind_record,
+    bind_run, fenced_columns, select_history, select_records,
 };
 use super::super::{Tables, backend_error, bounded, repeat, schedule};
 use super::{NOW, SqliteStore};
@@ -40,7 +40,7 @@ pub(super) fn create_tables(tables: &Tables) -> String {
 }
 
 /// SQLite's conflict clause: `ON CONFLICT (keys) DO UPDATE SET c = excluded.c, …`.
-fn on_conflict(keys: &str, columns: &[&str]) -> String {
+pub(super) fn on_conflict(keys: &str, columns: &[&str]) -> String {
     let set: Vec<String> = columns
         .iter()
         .map(|column| format!("{column} = excluded.{column}"))
@@ -50,6 +50,8 @@ fn on_conflict(keys: &str, columns: &[&str]) -> String {
 
 /// One write transaction.
 struct SqliteTx<'s> {
+    /// The store's upserts of whole records and runs, made once with the store.
+    upserts: &'s Upserts,
     tx: Option<Transaction<'static, Sqlite>>,
     tables: &'s Tables,
     operation: &'static str,
@@ -118,18 +120,13 @@ impl ScheduleTx for SqliteTx<'_> {
 
     async fn write_records(&mut self, records: &[(&str, &Record)]) -> Result<(), StoreError> {
         let operation = self.operation;
-        let upserts = Upserts::new(self.tables, on_conflict);
         for chunk in records.chunks(MAX_ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "{}{}{}",
-                upserts.records_head,
-                repeat(RECORD_ROW, chunk.len()),
-                upserts.records_tail
-            );
-            let mut query = sqlx::query(&sql);
-            for (key, record) in chunk {
-                query = bind_record(query, key, record);
-            }
+            let sql = self.upserts.records_sql(chunk.len());
+            let query = chunk
+                .iter()
+                .fold(sqlx::query(&sql), |query, (key, record)| {
+                    bind_record(query, key, record)
+                });
             query
                 .execute(&mut **self.tx()?)
                 .await
@@ -140,18 +137,9 @@ impl ScheduleTx for SqliteTx<'_> {
 
     async fn write_runs(&mut self, runs: &[RunRecord]) -> Result<(), StoreError> {
         let operation = self.operation;
-        let upserts = Upserts::new(self.tables, on_conflict);
         for chunk in runs.chunks(MAX_ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "{}{}{}",
-                upserts.runs_head,
-                repeat(RUN_ROW, chunk.len()),
-                upserts.runs_tail
-            );
-            let mut query = sqlx::query(&sql);
-            for run in chunk {
-                query = bind_run(query, run);
-            }
+            let sql = self.upserts.runs_sql(chunk.len());
+            let query = chunk.iter().fold(sqlx::query(&sql), bind_run);
             query
                 .execute(&mut **self.tx()?)
                 .await
@@ -207,6 +195,7 @@ impl ScheduleStore for SqliteStore {
         Ok(Box::new(SqliteTx {
             tx: Some(tx),
             tables: &self.tables,
+            upserts: &self.upserts,
             operation,
         }))
     }
