@@ -176,3 +176,35 @@ async fn pausing_a_job_drops_its_waiting_tick_and_counts_it_skipped() {
     assert!(short.starts_secs().is_empty(), "{:?}", short.starts_secs());
     assert_eq!(report.job("short").unwrap().status.counters.skipped, 1);
 }
+
+/// A guarded job on the cluster schedule asks the store for a start only when a slot is free:
+/// its points that find every slot taken pass without a run (skipped and counted), and it runs
+/// at the first point after the slot frees.
+#[tokio::test(start_paused = true)]
+async fn a_guarded_job_without_a_free_slot_passes_its_point() {
+    let long = Recorder::new(
+        "long",
+        Schedule::every(secs(100)),
+        Behaviour::Work(secs(22)),
+    );
+    let guarded = Recorder::new(
+        "guarded",
+        Schedule::every(secs(10)).initial_delay(secs(5)),
+        Behaviour::Work(secs(1)),
+    );
+    let host = limited(1, &[&long, &guarded])
+        .store(std::sync::Arc::new(loopjob::store::MemoryStore::new()))
+        .leadership(
+            "guarded",
+            loopjob::Leadership::new(loopjob::LeaderMode::Global),
+        )
+        .build()
+        .unwrap();
+    let report = host.run_until(tokio::time::sleep(secs(40))).await;
+    let starts = guarded.starts_secs();
+    // Points at 5, 15, 25 and 35 s (each at most the margin late): the slot is long's until 22.
+    assert_eq!(starts.len(), 2, "{starts:?}");
+    assert!(starts.iter().all(|&at| at >= 25), "{starts:?}");
+    let counters = report.job("guarded").unwrap().status.counters;
+    assert_eq!((counters.skipped, counters.runs), (2, 2));
+}
