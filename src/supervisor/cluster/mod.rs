@@ -198,7 +198,9 @@ impl ClusterTiming {
             let (scheduled_ms, next_due) = match (schedule.mode, due) {
                 (ScheduleMode::FixedRate, Some(due)) => {
                     let (point, missed) = latest_point(due.ms, interval, now_ms);
-                    outcome.missed += missed;
+                    // The job's missed ticks: the keys of a partitioned job miss the same
+                    // points, which count once.
+                    outcome.missed = outcome.missed.max(missed);
                     // Late beyond the conversion's margin and the job's own jitter (a period
                     // caught up, a stall): the grid goes on from this run, so that the next one
                     // is still an interval (less the margin) after it. On time, jitter

@@ -42,11 +42,12 @@ const NOW: &str = "floor(extract(epoch from statement_timestamp()) * 1000)::bigi
 /// (such as `loopjob_schedules`); [`LeaseStore::release_notifications`] listens on both through
 /// one extra pooled connection.
 ///
-/// Each connection sets `statement_timeout` to the operation timeout, so the server also
-/// abandons a call that the client gave up on, and `plan_cache_mode = force_custom_plan`: a
+/// Each connection sets `statement_timeout` and `idle_in_transaction_session_timeout` to the
+/// operation timeout, so the server also abandons a call that the client gave up on, or a
+/// schedule write whose client froze while it held a lease row's lock, and `plan_cache_mode = force_custom_plan`: a
 /// cached generic plan guesses 10 rows for `unnest` of an array parameter and, on a table without
 /// statistics yet, joined a 1000-lease renewal by nested loop (190 ms instead of 4 ms); planning
-/// each call with the real arrays costs about 0.1 ms. Set both on a pool you pass to
+/// each call with the real arrays costs about 0.1 ms. Set all three on a pool you pass to
 /// [`PostgresStore::with_pool`].
 #[derive(Debug)]
 pub struct PostgresStore {
@@ -68,6 +69,11 @@ impl PostgresStore {
             .application_name("loopjob")
             .options([
                 ("statement_timeout", timeout_ms.as_str()),
+                // A schedule write is a short transaction holding its lease row's lock: a client
+                // frozen inside one (a paused VM, SIGSTOP) would keep every other node from
+                // taking the lease. The server ends such a transaction once it has been idle
+                // for as long as any one call may take.
+                ("idle_in_transaction_session_timeout", timeout_ms.as_str()),
                 // See the type's docs: a generic plan can join a large batch quadratically.
                 ("plan_cache_mode", "force_custom_plan"),
             ]);
