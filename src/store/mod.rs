@@ -20,6 +20,7 @@
 //! | `postgres://…` | `PostgresStore` | `postgres` | many hosts | yes (LISTEN/NOTIFY) | one transaction, arrays (`unnest`) |
 //! | `mysql://…`, `mariadb://…` | `MySqlStore` | `mysql` | many hosts (MySQL 8, MariaDB 10.11) | no (poll) | one `READ COMMITTED` transaction |
 //! | `redis://host:6379/N` | `RedisStore` | `redis` | many hosts sharing one Redis (not across a failover: see its docs) | yes (pub/sub) | one Lua script |
+//! | `etcd://host:2379[,host:2379…]` | `EtcdStore` | `etcd` | many hosts, through the loss of a minority of etcd members | yes (watch) | a read, then one guarded transaction per 120 keys |
 //!
 //! Open one from a URL with [`open()`] (or [`open_with`] to set [`StoreOptions`]), then call
 //! [`LeaseStore::initialise`] once at start-up:
@@ -55,17 +56,22 @@
 //!    the store's expiry for information only: a holder computes its own deadline from the
 //!    monotonic instant at which it *sent* the request, plus the ttl, minus a margin. The store
 //!    sets the expiry to its clock at execution plus the ttl, which is never earlier than that.
+//!    `EtcdStore` leaves expiry to etcd's leases (the cluster's clock, counted from a keep-alive
+//!    sent during the call); etcd has no clock to read, so the times it reports, and those in
+//!    its schedule records, are the calling node's clock (see its docs).
 //! 2. **Every successful acquisition increments the key's epoch**, strictly and forever, also
 //!    when the holder already held the key. Lease rows are never deleted, so an epoch is never
 //!    issued twice: it is a fencing token that downstream systems can compare. A key's first
 //!    epoch is 1 on memory and the SQL stores; `RedisStore` starts it from the server's clock,
-//!    so that epochs keep growing after a restart without persistence.
+//!    so that epochs keep growing after a restart without persistence, and `EtcdStore` from the
+//!    cluster's revision, so that they keep growing if a row is deleted.
 //! 3. A key is taken only if its row is absent, expired (`expires_at <= now`), or held by the
 //!    same holder. Renew and release match holder **and** epoch and act only on unexpired rows.
 //! 4. [`LeaseStore::renew`] renews all the given leases in one statement: a node's renew cost does
 //!    not grow in round trips with the number of leases it holds (backends split a batch only
 //!    beyond their bind-parameter limit: 16,000 leases on SQLite, 32,000 on MySQL; PostgreSQL
-//!    binds arrays and never splits).
+//!    binds arrays and never splits; `EtcdStore` sends one keep-alive and reads 120 keys per
+//!    round trip, etcd's transaction limit).
 //! 5. Every call is bounded in time by [`StoreOptions::operation_timeout`] and returns a
 //!    [`StoreError`] rather than hanging when the database is unreachable.
 //! 6. A row that breaks the schema's invariants (no holder, a negative epoch, an unknown run
@@ -76,7 +82,8 @@
 //!    [`LeaseStore::end_runs`] change a key's record only while the caller holds its lease at
 //!    the epoch it names, unexpired by the store's clock, checked in the same transaction as the
 //!    write (the lease row stays locked until the commit, so no new holder can take the key in
-//!    between). A write from any other epoch changes nothing.
+//!    between; on etcd, the transaction is guarded by the revisions of the lease it read). A
+//!    write from any other epoch changes nothing.
 //! 8. **A run's start is durable before the run**: `start_runs` commits the start (and the next
 //!    due time) before it answers, and answers no start for a paused key unless a trigger is
 //!    pending. Times in records are the store's clock in milliseconds; next due times are worked
@@ -106,6 +113,8 @@
 
 mod args;
 mod error;
+#[cfg(feature = "etcd")]
+mod etcd;
 mod memory;
 mod notify;
 mod open;
@@ -122,6 +131,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub use error::StoreError;
+#[cfg(feature = "etcd")]
+pub use etcd::EtcdStore;
 pub use memory::MemoryStore;
 pub use notify::{ReleaseNotice, ReleaseNotifications};
 pub use open::{open, open_with, redact, supported_urls};
@@ -251,7 +262,7 @@ impl StoreOptions {
     /// database (SQLite), which `initialise` checks is attached. Letters,
     /// digits and `_` only, at most 40 characters in all; names are quoted, so case is kept.
     /// Ignored by [`MemoryStore`]. For `RedisStore` it prefixes every key: 1 to 64 letters,
-    /// digits, `_`, `-`, `.` or `:`.
+    /// digits, `_`, `-`, `.` or `:`; for `EtcdStore` likewise, `/` allowed too.
     pub fn table_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.table_prefix = prefix.into();
         self
@@ -289,13 +300,14 @@ impl StoreOptions {
 
 /// The shared record of leases and memberships that replicas elect leaders through.
 ///
-/// Implemented by [`MemoryStore`], `SqliteStore`, `PostgresStore`, `MySqlStore` and `RedisStore`; the
-/// elector holds one as `Arc<dyn LeaseStore>`. See the [module docs](self) for the contract
+/// Implemented by [`MemoryStore`], `SqliteStore`, `PostgresStore`, `MySqlStore`, `RedisStore`
+/// and `EtcdStore`; the elector holds one as `Arc<dyn LeaseStore>`. See the [module docs](self) for the contract
 /// every implementation keeps and for cancel safety. Methods that take a `ttl` accept 1 ms to
 /// one year; names (keys, holders, scopes, members) must be 1 to [`MAX_NAME_LEN`] bytes.
 #[async_trait]
 pub trait LeaseStore: Send + Sync + fmt::Debug + 'static {
-    /// The backend's name: `"memory"`, `"sqlite"`, `"postgres"`, `"mysql"` or `"redis"`.
+    /// The backend's name: `"memory"`, `"sqlite"`, `"postgres"`, `"mysql"`, `"redis"` or
+    /// `"etcd"`.
     fn backend(&self) -> &'static str;
 
     /// Creates the tables if they are missing. Idempotent, and safe when many replicas start at
@@ -413,7 +425,7 @@ pub trait LeaseStore: Send + Sync + fmt::Debug + 'static {
     async fn history(&self, key: &str, limit: u32) -> Result<Vec<RunRecord>, StoreError>;
 
     /// A subscription to releases and operator commands, for backends that can push them
-    /// (memory, PostgreSQL); `None` where followers and holders must poll. A notice only hints:
+    /// (memory, PostgreSQL, Redis, etcd); `None` where followers and holders must poll. A notice only hints:
     /// that a key may be free now (it wakes a follower early and never replaces
     /// [`LeaseStore::try_acquire`]), or that a key's record changed (its holder re-reads it with
     /// [`LeaseStore::schedules`]).

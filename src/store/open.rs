@@ -20,6 +20,9 @@ pub fn supported_urls() -> String {
     if cfg!(feature = "redis") {
         forms.push("redis://host:6379/N");
     }
+    if cfg!(feature = "etcd") {
+        forms.push("etcd://host:2379[,host:2379…]");
+    }
     forms.join(", ")
 }
 
@@ -29,7 +32,8 @@ pub fn open(url: &str) -> Result<Arc<dyn LeaseStore>, StoreError> {
 }
 
 /// Opens the store at `url`: `memory`, `sqlite://PATH` (or `sqlite:PATH`, `sqlite::memory:`),
-/// `postgres://…` (or `postgresql://…`), `mysql://…` (or `mariadb://…`), `redis://host:6379/N`.
+/// `postgres://…` (or `postgresql://…`), `mysql://…` (or `mariadb://…`), `redis://host:6379/N`,
+/// `etcd://host:2379[,host:2379…]`.
 ///
 /// No I/O happens here: SQL stores connect on their first call, so call
 /// [`LeaseStore::initialise`] next to find out whether the database is reachable. An unknown
@@ -82,6 +86,7 @@ pub fn open_with(url: &str, options: StoreOptions) -> Result<Arc<dyn LeaseStore>
             }
         }
         "redis" | "rediss" => redis_store(url, options).unwrap_or_else(|| Err(needs("redis"))),
+        "etcd" => etcd_store(url, options).unwrap_or_else(|| Err(needs("etcd"))),
         _ => Err(unsupported(format!(
             "the scheme `{scheme}` names no lease store"
         ))),
@@ -201,6 +206,26 @@ fn redis_store(
         )
     }
     #[cfg(not(feature = "redis"))]
+    {
+        let _ = (url, options);
+        None
+    }
+}
+
+/// The etcd store at `url`, or `None` when this build lacks the `etcd` feature.
+fn etcd_store(url: &str, options: StoreOptions) -> Option<Result<Arc<dyn LeaseStore>, StoreError>> {
+    #[cfg(feature = "etcd")]
+    {
+        // Its connection and watch are Tokio tasks.
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Some(Err(StoreError::NoRuntime));
+        }
+        Some(
+            super::EtcdStore::connect_lazy(url, options)
+                .map(|store| Arc::new(store) as Arc<dyn LeaseStore>),
+        )
+    }
+    #[cfg(not(feature = "etcd"))]
     {
         let _ = (url, options);
         None

@@ -24,6 +24,8 @@ pub enum RecordCorruption {
     UnknownOutcome,
     /// The record's last run has a negative epoch.
     NegativeRunEpoch,
+    /// The record's last run ended before it started.
+    EndedBeforeStart,
 }
 
 impl RecordCorruption {
@@ -44,6 +46,12 @@ impl RecordCorruption {
                 format!("('{key}', 1, 1, 100)"),
                 Some(format!(
                     "('{key}', 1, 'h', -5, 0, 0, NULL, NULL, 0, NULL, FALSE)"
+                )),
+            ),
+            RecordCorruption::EndedBeforeStart => (
+                format!("('{key}', 1, 1, 100)"),
+                Some(format!(
+                    "('{key}', 1, 'h', 1, 0, 5, 4, 'failed', 1, NULL, FALSE)"
                 )),
             ),
         }
@@ -77,6 +85,12 @@ pub fn corrupt_schedule_sql(
 #[async_trait]
 pub trait Backend: Send + Sync + 'static {
     fn name(&self) -> &'static str;
+
+    /// The URL of the shared server the backend runs on, whose old test tables are swept
+    /// (`support/test_prefix.rs`); none for memory and SQLite's file of this process.
+    fn server_url(&self) -> Option<&str> {
+        None
+    }
 
     /// A store on the tables under `prefix`. Each call is a new handle (another replica),
     /// except for memory, where replicas share one store.
@@ -273,6 +287,9 @@ mod postgres {
         fn name(&self) -> &'static str {
             "postgres"
         }
+        fn server_url(&self) -> Option<&str> {
+            Some(&self.url)
+        }
 
         async fn open(&self, prefix: &str) -> Arc<dyn LeaseStore> {
             Arc::new(PostgresStore::connect_lazy(&self.url, test_options(prefix)).unwrap())
@@ -355,6 +372,9 @@ mod mysql {
     impl Backend for MySql {
         fn name(&self) -> &'static str {
             "mysql"
+        }
+        fn server_url(&self) -> Option<&str> {
+            Some(&self.url)
         }
 
         async fn open(&self, prefix: &str) -> Arc<dyn LeaseStore> {
@@ -457,6 +477,9 @@ mod redis_backend {
         fn name(&self) -> &'static str {
             "redis"
         }
+        fn server_url(&self) -> Option<&str> {
+            Some(&self.url)
+        }
 
         async fn open(&self, prefix: &str) -> Arc<dyn LeaseStore> {
             Arc::new(RedisStore::connect_lazy(&self.url, test_options(prefix)).unwrap())
@@ -495,6 +518,10 @@ mod redis_backend {
                         (1, 1, Some(run_json("1", Some("5"), Some("exploded"))))
                     }
                     RecordCorruption::NegativeRunEpoch => (1, 1, Some(run_json("-5", None, None))),
+                    // Its runs start at 0: an end before it is also before 1970.
+                    RecordCorruption::EndedBeforeStart => {
+                        (1, 1, Some(run_json("1", Some("-1"), Some("failed"))))
+                    }
                 };
                 redis::cmd("HSET")
                     .arg(format!("{prefix}schedule:{key}"))
@@ -545,6 +572,118 @@ mod redis_backend {
                     .await
                     .unwrap();
             }
+        }
+    }
+}
+
+// etcd runs in a test binary of its own (tests/store_conformance_etcd.rs): unused in this one.
+#[cfg(feature = "etcd")]
+#[allow(unused_imports)]
+pub use self::etcd_backend::Etcd;
+
+#[cfg(feature = "etcd")]
+#[allow(dead_code)]
+mod etcd_backend {
+    use super::*;
+    use etcd_client::{Client, DeleteOptions};
+    use loopjob::store::EtcdStore;
+
+    pub struct Etcd {
+        url: String,
+    }
+
+    impl Etcd {
+        pub fn from_env() -> Option<Self> {
+            let url = std::env::var("LOOPJOB_TEST_ETCD_URL").ok()?;
+            Some(Etcd { url })
+        }
+
+        async fn admin(&self) -> Client {
+            let hosts = self.url.trim_start_matches("etcd://");
+            let endpoints: Vec<String> = hosts.split(',').map(|h| format!("http://{h}")).collect();
+            Client::connect(endpoints, None).await.unwrap()
+        }
+
+        async fn put(&self, key: String, value: &str) {
+            self.admin().await.put(key, value, None).await.unwrap();
+        }
+    }
+
+    /// A run as the etcd store keeps it (JSON).
+    fn run_json(epoch: i64, ended: Option<i64>, outcome: Option<&str>) -> String {
+        let mut json = format!(
+            "{{\"seq\":1,\"holder\":\"h\",\"epoch\":{epoch},\"scheduled\":0,\
+             \"started\":0,\"attempts\":1,\"triggered\":false"
+        );
+        if let Some(ended) = ended {
+            json.push_str(&format!(",\"ended\":{ended}"));
+        }
+        if let Some(outcome) = outcome {
+            json.push_str(&format!(",\"outcome\":\"{outcome}\""));
+        }
+        json.push('}');
+        json
+    }
+
+    #[async_trait]
+    impl Backend for Etcd {
+        fn name(&self) -> &'static str {
+            "etcd"
+        }
+
+        async fn open(&self, prefix: &str) -> Arc<dyn LeaseStore> {
+            Arc::new(EtcdStore::connect_lazy(&self.url, test_options(prefix)).unwrap())
+        }
+
+        async fn corrupt(&self, prefix: &str, rows: &[(&str, Corruption)]) -> bool {
+            for (key, how) in rows {
+                let row = match how {
+                    Corruption::NullHolder => r#"{"epoch":3,"lease":0,"expires":0}"#,
+                    Corruption::NegativeEpoch => {
+                        r#"{"holder":"someone","epoch":-5,"lease":0,"expires":0}"#
+                    }
+                };
+                self.put(format!("{prefix}lease/{key}"), row).await;
+            }
+            true
+        }
+
+        async fn corrupt_schedules(&self, prefix: &str, rows: &[(&str, RecordCorruption)]) -> bool {
+            for (key, how) in rows {
+                let (format, last_seq, run) = match how {
+                    RecordCorruption::NewerFormat => (99, 0, None),
+                    RecordCorruption::UnknownOutcome => {
+                        (1, 1, Some(run_json(1, Some(5), Some("exploded"))))
+                    }
+                    RecordCorruption::NegativeRunEpoch => (1, 1, Some(run_json(-5, None, None))),
+                    // Its runs start at 0: an end before it is also before 1970.
+                    RecordCorruption::EndedBeforeStart => {
+                        (1, 1, Some(run_json(1, Some(-1), Some("failed"))))
+                    }
+                };
+                let record = format!(
+                    "{{\"format\":{format},\"last_seq\":{last_seq},\"history_limit\":100}}"
+                );
+                self.put(format!("{prefix}schedule/{key}"), &record).await;
+                if let Some(run) = run {
+                    let name = format!("{prefix}runs/{:03}/{key}/{:020}", key.len(), 1);
+                    self.put(name, &run).await;
+                }
+            }
+            true
+        }
+
+        async fn previous_schema(&self, _prefix: &str) -> bool {
+            // etcd has no schema: there is nothing to migrate.
+            false
+        }
+
+        async fn drop_tables(&self, prefix: &str) {
+            self.admin()
+                .await
+                .delete(prefix, Some(DeleteOptions::new().with_prefix()))
+                .await
+                .unwrap();
         }
     }
 }

@@ -1,5 +1,6 @@
 //! One conformance suite for every lease store: the same cases, unchanged, against memory,
-//! SQLite, PostgreSQL, MySQL/MariaDB and Redis.
+//! SQLite, PostgreSQL, MySQL/MariaDB and Redis (and etcd, in `tests/store_conformance_etcd.rs`,
+//! which runs the same modules in a test binary of its own).
 //!
 //! PostgreSQL, MySQL and Redis run when `LOOPJOB_TEST_POSTGRES_URL` / `LOOPJOB_TEST_MYSQL_URL` /
 //! `LOOPJOB_TEST_REDIS_URL` are set (`.ci/run` sets all three) and say plainly that they were
@@ -11,6 +12,8 @@ mod backends;
 mod database_url;
 mod schedule;
 mod suite;
+#[path = "../support/test_prefix.rs"]
+mod test_prefix;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn memory() {

@@ -559,6 +559,7 @@ pub async fn bad_schedule_rows_are_errors_naming_the_key<B: Backend>(
         ("newer", RecordCorruption::NewerFormat),
         ("outcome", RecordCorruption::UnknownOutcome),
         ("epoch", RecordCorruption::NegativeRunEpoch),
+        ("ended", RecordCorruption::EndedBeforeStart),
     ];
     if !backend.corrupt_schedules(&prefix, &rows).await {
         eprintln!(

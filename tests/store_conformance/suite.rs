@@ -36,6 +36,7 @@ cases!(
     release_lets_another_holder_acquire_at_once,
     batches_of_1_100_and_1000,
     contenders_never_overlap,
+    first_acquisitions_of_a_new_key_race_without_errors,
     membership_appears_and_expires,
     corrupted_rows_are_errors_naming_the_key,
     list_by_prefix_is_literal_and_exact,
@@ -65,8 +66,13 @@ pub async fn run<B: Backend>(backend: B) {
     let started = Instant::now();
     let backend = Arc::new(backend);
     let mut cases = JoinSet::new();
+    // One prefix per run (its creation time and pid), after a sweep of what crashed runs left.
+    let run_prefix = match backend.server_url() {
+        Some(url) => crate::test_prefix::run_prefix(url, "ljt").await,
+        None => crate::test_prefix::prefix_at(std::time::SystemTime::now(), "ljt"),
+    };
     for (index, (name, case)) in all_cases::<B>().into_iter().enumerate() {
-        let prefix = format!("ljt{}_{index}_", std::process::id());
+        let prefix = format!("{run_prefix}{index}_");
         let backend = backend.clone();
         cases.spawn(async move {
             backend.drop_tables(&prefix).await;
@@ -428,6 +434,16 @@ async fn membership_appears_and_expires<B: Backend>(backend: Arc<B>, prefix: Str
         [pair("other", "web-3")]
     );
     assert!(store.members("nobody").await.unwrap().is_empty());
+
+    // Names are kept byte for byte, whatever they hold: quotes, a backslash, a statement's end,
+    // letters that differ only in case, trailing spaces, non-ASCII.
+    let odd = ["o'k\\\"; --", "Ü-node ", "ü-node"];
+    for member in odd {
+        store.heartbeat("it's", member, LONG).await.unwrap();
+    }
+    let mut expected: Vec<_> = odd.iter().map(|member| pair("it's", member)).collect();
+    expected.sort();
+    assert_eq!(names(store.members("it's").await.unwrap()), expected);
 }
 
 async fn corrupted_rows_are_errors_naming_the_key<B: Backend>(backend: Arc<B>, prefix: String) {
@@ -570,6 +586,48 @@ async fn invalid_input_is_refused<B: Backend>(backend: Arc<B>, prefix: String) {
             .is_empty()
     );
     assert!(store.list("").await.unwrap()[0].is_held());
+}
+
+/// Replicas that start together all try to create the same new keys at once: exactly one wins
+/// each key, and the others are told they lost it, never given an error (on PostgreSQL the
+/// creations once collided on the epochs index, outside the insert's conflict target).
+async fn first_acquisitions_of_a_new_key_race_without_errors<B: Backend>(
+    backend: Arc<B>,
+    prefix: String,
+) {
+    const CONTENDERS: usize = 8;
+    const ROUNDS: usize = 25;
+    let first = ready(&*backend, &prefix).await;
+    let mut replicas = vec![first];
+    for _ in 1..CONTENDERS {
+        replicas.push(backend.open(&prefix).await);
+    }
+    for round in 0..ROUNDS {
+        let fresh = keys(&[&format!("new{round}a"), &format!("new{round}b")]);
+        let start = Arc::new(tokio::sync::Barrier::new(CONTENDERS));
+        let mut tasks = JoinSet::new();
+        for (c, store) in replicas.iter().enumerate() {
+            let (store, fresh, start) = (store.clone(), fresh.clone(), start.clone());
+            tasks.spawn(async move {
+                start.wait().await;
+                store.try_acquire(&format!("c{c}"), &fresh, LONG).await
+            });
+        }
+        let mut winners = std::collections::HashMap::new();
+        while let Some(answer) = tasks.join_next().await {
+            let won = answer
+                .unwrap()
+                .unwrap_or_else(|error| panic!("round {round}: a racing creation failed: {error}"));
+            for lease in won {
+                assert!(
+                    winners.insert(lease.key.clone(), lease.holder).is_none(),
+                    "round {round}: {} won twice",
+                    lease.key
+                );
+            }
+        }
+        assert_eq!(winners.len(), fresh.len(), "round {round}: every key won");
+    }
 }
 
 async fn initialise_is_idempotent_and_concurrent<B: Backend>(backend: Arc<B>, prefix: String) {
