@@ -11,6 +11,8 @@
 
 #[path = "support/database_url.rs"]
 mod database_url;
+#[path = "support/test_prefix.rs"]
+mod test_prefix;
 
 use std::time::{Duration, Instant};
 
@@ -22,8 +24,9 @@ fn url() -> Option<String> {
     database_url::database_url("LOOPJOB_TEST_REDIS_URL", "redis store tests")
 }
 
-fn prefix(test: &str) -> String {
-    format!("ljr{}_{test}_", std::process::id())
+/// The test's own key prefix; the first sweeps keys older runs left (`support/test_prefix.rs`).
+async fn prefix(url: &str, test: &str) -> String {
+    test_prefix::run_prefix(url, &format!("ljr_{test}")).await
 }
 
 async fn admin(url: &str) -> redis::aio::MultiplexedConnection {
@@ -56,7 +59,7 @@ fn store(url: &str, prefix: &str) -> RedisStore {
 #[tokio::test]
 async fn epochs_keep_growing_after_the_server_loses_its_keys() {
     let Some(url) = url() else { return };
-    let prefix = prefix("restart");
+    let prefix = prefix(&url, "restart").await;
     let store = store(&url, &prefix);
     store.initialise().await.unwrap();
     let keys = ["k".to_owned()];
@@ -92,7 +95,7 @@ async fn epochs_keep_growing_after_the_server_loses_its_keys() {
 #[tokio::test]
 async fn corrupted_hashes_are_errors_naming_the_key() {
     let Some(url) = url() else { return };
-    let prefix = prefix("corrupt");
+    let prefix = prefix(&url, "corrupt").await;
     let store = store(&url, &prefix);
     let mut admin = admin(&url).await;
     redis::cmd("HSET")

@@ -8,6 +8,8 @@
 
 #[path = "support/database_url.rs"]
 mod database_url;
+#[path = "support/test_prefix.rs"]
+mod test_prefix;
 
 use std::time::Duration;
 
@@ -248,8 +250,8 @@ fn postgres_rows_never_panic_and_errors_name_the_key() {
     else {
         return;
     };
-    let prefix = format!("rp{}_", std::process::id());
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let prefix = runtime.block_on(test_prefix::run_prefix(&url, "rp"));
     let (store, raw) = runtime.block_on(async {
         let store =
             open_with(&url, StoreOptions::default().table_prefix(prefix.clone())).expect("open");
@@ -258,12 +260,7 @@ fn postgres_rows_never_panic_and_errors_name_the_key() {
         (store, Raw::Postgres(pool))
     });
     run(&runtime, &*store, &raw, &prefix, false, 100);
-    if let Raw::Postgres(pool) = &raw {
-        let sql = format!(
-            "DROP TABLE IF EXISTS \"{prefix}leases\", \"{prefix}members\", \"{prefix}schedules\", \"{prefix}runs\""
-        );
-        let _ = runtime.block_on(sqlx::query(&sql).execute(pool));
-    }
+    runtime.block_on(test_prefix::drop_prefix(&url, &prefix));
 }
 
 /// A mistyped SQLite row (text in an INTEGER column) is refused as `Corrupted` naming its key.

@@ -9,14 +9,16 @@ use std::time::Duration;
 
 use loopjob::store::{StoreError, StoreOptions, open_with};
 
-/// A schema name no other test or run uses.
 #[cfg(any(feature = "postgres", feature = "mysql"))]
-fn unique_schema(backend: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .subsec_nanos();
-    format!("lj_schema_{backend}_{}_{nanos}", std::process::id())
+#[path = "support/test_prefix.rs"]
+mod test_prefix;
+
+/// A schema name no other test or run uses, marked so that a later run sweeps it if this one
+/// crashes before dropping it (`support/test_prefix.rs`).
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+async fn unique_schema(url: &str, backend: &str) -> String {
+    let prefix = test_prefix::run_prefix(url, &format!("schema_{backend}")).await;
+    prefix.trim_end_matches('_').to_owned()
 }
 
 /// `initialise` on a fresh schema, then a lease taken in it, seen by a second store.
@@ -44,7 +46,7 @@ async fn postgres_initialise_creates_the_schema_of_the_prefix() {
         eprintln!("skipped: set LOOPJOB_TEST_POSTGRES_URL to run schema tests on PostgreSQL");
         return;
     };
-    let schema = unique_schema("pg");
+    let schema = unique_schema(&url, "pg").await;
     initialise_creates_the_schema(&url, &schema).await;
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
     sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
@@ -60,7 +62,7 @@ async fn mysql_initialise_creates_the_database_of_the_prefix() {
         eprintln!("skipped: set LOOPJOB_TEST_MYSQL_URL to run schema tests on MySQL");
         return;
     };
-    let schema = unique_schema("my");
+    let schema = unique_schema(&url, "my").await;
     initialise_creates_the_schema(&url, &schema).await;
     let pool = sqlx::MySqlPool::connect(&url).await.unwrap();
     sqlx::query(&format!("DROP DATABASE `{schema}`"))

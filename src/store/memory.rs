@@ -118,7 +118,29 @@ impl Default for MemoryStore {
 impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
-        let anchor_ms = SystemTime::now()
+        MemoryStore::starting_at(SystemTime::now())
+    }
+
+    /// An empty store whose clock reads `now` at this moment and then runs with Tokio's: for
+    /// tests that need the store's time exactly, such as a guarded cron job's occurrences. A
+    /// time before the Unix epoch reads as the epoch.
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// use loopjob::store::{LeaseStore, MemoryStore};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), loopjob::store::StoreError> {
+    /// let new_year = SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600); // 2026-01-01
+    /// let store = MemoryStore::starting_at(new_year);
+    /// let keys = ["nightly".to_owned()];
+    /// let lease = store.try_acquire("a", &keys, Duration::from_secs(10)).await?;
+    /// assert_eq!(lease[0].expires_at_ms, 1_767_225_610_000);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn starting_at(now: SystemTime) -> Self {
+        let anchor_ms = now
             .duration_since(UNIX_EPOCH)
             .map(|since| i64::try_from(since.as_millis()).unwrap_or(i64::MAX))
             .unwrap_or(0);
@@ -419,7 +441,8 @@ impl LeaseStore for MemoryStore {
                 .iter_mut()
                 .find(|run| run.seq == end.seq && run.epoch as i64 == end.epoch);
             if let Some(run) = run {
-                run.ended_ms.get_or_insert(now);
+                // Never before its start, even if the clock was set back since.
+                run.ended_ms.get_or_insert(now.max(run.started_ms));
                 run.outcome = Some(end.outcome);
                 run.attempts = u32::try_from(end.attempts).unwrap_or(u32::MAX);
                 run.error = end.error;

@@ -15,11 +15,51 @@ use super::schedule::{OperatorMark, RunRecord, ScheduleRecord};
         feature = "sqlite",
         feature = "postgres",
         feature = "mysql",
-        feature = "redis"
+        feature = "redis",
+        feature = "etcd"
     )),
     allow(dead_code)
 )]
 pub(crate) const FORMAT: i64 = 1;
+
+/// What is wrong with a run's times as a database holds them, if anything: each must be a
+/// store time (1970..=9999 in ms), and a run cannot end before it started. A hand-edited
+/// history row is refused as corrupted rather than shown or counted with nonsense times.
+#[cfg_attr(
+    not(any(
+        feature = "sqlite",
+        feature = "postgres",
+        feature = "mysql",
+        feature = "redis",
+        feature = "etcd"
+    )),
+    allow(dead_code)
+)]
+pub(crate) fn run_times_problem(
+    seq: i64,
+    scheduled_ms: i64,
+    started_ms: i64,
+    ended_ms: Option<i64>,
+) -> Option<String> {
+    let times = [
+        ("scheduled", Some(scheduled_ms)),
+        ("started", Some(started_ms)),
+        ("ended", ended_ms),
+    ];
+    for (what, ms) in times {
+        if let Some(ms) = ms.filter(|ms| !(0..=super::args::MAX_TIME_MS).contains(ms)) {
+            return Some(format!(
+                "run {seq} has {what} time {ms}, not a time from 1970 to 9999 in ms"
+            ));
+        }
+    }
+    match ended_ms {
+        Some(ended) if ended < started_ms => Some(format!(
+            "run {seq} ended at {ended}, before it started at {started_ms}"
+        )),
+        _ => None,
+    }
+}
 
 /// A checked next due time, in milliseconds (see [`NextDue`](super::NextDue)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,6 +203,32 @@ mod tests {
         assert_eq!(grid_after(i64::MIN, 1, i64::MAX - 1), i64::MAX);
         assert_eq!(grid_after(i64::MIN, i64::MAX, 0), i64::MAX - 1);
         assert_eq!(grid_after(0, 0, 5), 6);
+    }
+
+    #[test]
+    fn run_times_must_be_store_times_and_end_after_the_start() {
+        assert_eq!(run_times_problem(1, 0, 5, Some(5)), None);
+        assert_eq!(run_times_problem(1, 10, 5, None), None);
+        assert!(
+            run_times_problem(1, -1, 5, None)
+                .unwrap()
+                .contains("scheduled time -1")
+        );
+        assert!(
+            run_times_problem(2, 0, i64::MAX, None)
+                .unwrap()
+                .contains("started time")
+        );
+        assert!(
+            run_times_problem(3, 0, 5, Some(-5))
+                .unwrap()
+                .contains("ended time -5")
+        );
+        assert!(
+            run_times_problem(4, 0, 5, Some(4))
+                .unwrap()
+                .contains("before it started")
+        );
     }
 
     #[test]

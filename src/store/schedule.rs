@@ -26,6 +26,24 @@
 //!    a delay) ..= 100 years, history limits in 1..=100,000; a key named twice in one batch is
 //!    [`StoreError::InvalidInput`](super::StoreError). A record in a newer format than this
 //!    build knows is [`StoreError::NewerRecord`](super::StoreError), never guessed at.
+//! 7. **Rows edited by hand are reported, never guessed at.** Reading a record or a run whose
+//!    fields are not what this build writes is [`StoreError::Corrupted`](super::StoreError)
+//!    naming the key: a NULL, negative or mistyped count or epoch, a half-set operator mark,
+//!    a time (`anchor`, `next_due`, a run's `scheduled`, `started`, `ended`) outside
+//!    1970..=9999, a run that ended before it started, an outcome no version knows. Values
+//!    within range are read as they are, even when odd: an epoch above the lease's (a run's
+//!    end at another epoch matches nothing), or a `next_due` years ahead. No store writes such
+//!    a row itself: an end time is never before its run's start, even if the clock was set
+//!    back.
+//!
+//! What a host makes of them: it reads every key's record in one call, and when the store
+//! reports one key's record unreadable it reads the others again without it, so one bad row
+//! never stops another key; the bad key keeps its lease but runs nothing, with one warning
+//! naming it, until the row is repaired or deleted. A `next_due` further ahead than the job's
+//! schedule ever sets (its `initial_delay` or one interval, plus one interval) is taken for a
+//! hand edit, or an interval shortened since: the key runs one interval from the store's now,
+//! with a warning, and that run's start writes a due time on the schedule again. The
+//! repository's `docs/RELIABILITY.md` lists every field.
 
 use std::time::Duration;
 

@@ -1,6 +1,8 @@
 //! A lease store wrapper for leadership tests: it counts calls, and can be cut off (every call
-//! fails at once, as if the network were gone) or made deaf to release notifications (as SQLite
-//! and MySQL are).
+//! fails at once, as if the network were gone), made to hang its renewals (never answered, as
+//! with a store that froze), made deaf to release notifications (as SQLite and MySQL are), made
+//! to stall its listings, or slow to commit run starts (a loaded database).
+#![allow(dead_code)] // each test target uses a different part
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -16,6 +18,8 @@ use loopjob::store::{
 pub struct FaultyStore {
     inner: Arc<MemoryStore>,
     cut: AtomicBool,
+    silent_lists: AtomicBool,
+    hang_renewals: AtomicBool,
     notifications: bool,
     pub calls: AtomicU64,
     pub renews: AtomicU64,
@@ -23,6 +27,8 @@ pub struct FaultyStore {
     /// Calls that read schedule records, and calls that commit run starts.
     pub reads: AtomicU64,
     pub starts: AtomicU64,
+    /// How long each `start_runs` takes before it commits, in milliseconds.
+    start_delay_ms: AtomicU64,
 }
 
 impl FaultyStore {
@@ -31,18 +37,38 @@ impl FaultyStore {
         Arc::new(FaultyStore {
             inner,
             cut: AtomicBool::new(false),
+            silent_lists: AtomicBool::new(false),
+            hang_renewals: AtomicBool::new(false),
             notifications,
             calls: AtomicU64::new(0),
             renews: AtomicU64::new(0),
             acquires: AtomicU64::new(0),
             reads: AtomicU64::new(0),
             starts: AtomicU64::new(0),
+            start_delay_ms: AtomicU64::new(0),
         })
     }
 
     /// Cuts (`true`) or restores (`false`) this node's line to the store.
     pub fn cut(&self, cut: bool) {
         self.cut.store(cut, Ordering::SeqCst);
+    }
+
+    /// Makes `list` (what status tools and `/readyz` read) never answer (`true`), as a store
+    /// that accepts the connection but stalls, or answer again (`false`).
+    pub fn silence_lists(&self, silent: bool) {
+        self.silent_lists.store(silent, Ordering::SeqCst);
+    }
+
+    /// Makes every renewal from now on hang (`true`), never answered, or answer again.
+    pub fn hang_renewals(&self, hang: bool) {
+        self.hang_renewals.store(hang, Ordering::SeqCst);
+    }
+
+    /// Makes every `start_runs` take `delay` before it commits.
+    pub fn slow_starts(&self, delay: Duration) {
+        self.start_delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
     }
 
     fn call(&self) -> Result<(), StoreError> {
@@ -87,6 +113,9 @@ impl LeaseStore for FaultyStore {
         ttl: Duration,
     ) -> Result<Vec<Lease>, StoreError> {
         self.renews.fetch_add(1, Ordering::SeqCst);
+        if self.hang_renewals.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
         self.call()?;
         self.inner.renew(holder, leases, ttl).await
     }
@@ -109,6 +138,9 @@ impl LeaseStore for FaultyStore {
     }
     async fn list(&self, prefix: &str) -> Result<Vec<LeaseStatus>, StoreError> {
         self.call()?;
+        if self.silent_lists.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
         self.inner.list(prefix).await
     }
     async fn schedules(&self, keys: &[String]) -> Result<Vec<ScheduleRecord>, StoreError> {
@@ -131,6 +163,8 @@ impl LeaseStore for FaultyStore {
     ) -> Result<Vec<StartedRun>, StoreError> {
         self.starts.fetch_add(1, Ordering::SeqCst);
         self.call()?;
+        let delay = self.start_delay_ms.load(Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(delay)).await;
         self.inner.start_runs(holder, starts).await
     }
     async fn end_runs(&self, holder: &str, ends: &[RunEnd]) -> Result<Vec<String>, StoreError> {

@@ -1,7 +1,8 @@
 //! A TCP proxy between a client and a database, for outage and chaos tests: it forwards, and on
 //! command cuts every connection (the database went down), stalls them (a network partition:
 //! packets vanish, nothing closes), or forwards with added latency (a slow database). It listens
-//! on 127.0.0.1 only and forwards only to the address it is given.
+//! on 127.0.0.1 (or a host-side address of the chaos suite's network namespaces) and forwards
+//! only to the address it is given.
 
 #![allow(dead_code)] // Each test uses the part it needs.
 
@@ -38,7 +39,12 @@ pub struct Proxy {
 impl Proxy {
     /// A proxy on a free port of 127.0.0.1 forwarding to `upstream`.
     pub async fn start(upstream: SocketAddr) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        Proxy::start_at(std::net::Ipv4Addr::LOCALHOST.into(), upstream).await
+    }
+
+    /// A proxy on a free port of `ip` forwarding to `upstream`.
+    pub async fn start_at(ip: std::net::IpAddr, upstream: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind((ip, 0)).await.expect("bind proxy");
         let addr = listener.local_addr().expect("proxy address");
         let (mode, watcher) = watch::channel(Mode::Forward);
         let accept = tokio::spawn(async move {
@@ -91,6 +97,26 @@ pub fn upstream_of(url: &str) -> SocketAddr {
         .replace("localhost", "127.0.0.1")
         .parse()
         .expect("the test database URL names an IP address (or localhost) and a port")
+}
+
+/// The upstream addresses of a URL whose authority lists several `host:port`s separated by
+/// commas (an etcd URL: one per member), in order; one for a single-host URL.
+pub fn upstreams_of(url: &str) -> Vec<SocketAddr> {
+    authority(url)
+        .split(',')
+        .map(|host| {
+            host.replace("localhost", "127.0.0.1")
+                .parse()
+                .expect("the test database URL names IP addresses (or localhost) and ports")
+        })
+        .collect()
+}
+
+/// `url` with its `host:port` list replaced by the addresses of `proxies`, in order (see
+/// [`upstreams_of`]).
+pub fn rewrite_all(url: &str, proxies: &[Proxy]) -> String {
+    let hosts: Vec<String> = proxies.iter().map(|p| p.addr.to_string()).collect();
+    url.replacen(&authority(url), &hosts.join(","), 1)
 }
 
 async fn serve(client: TcpStream, upstream: SocketAddr, mut mode: watch::Receiver<Mode>) {

@@ -25,7 +25,8 @@ for i = 3, #ARGV, 10 do
       local run, problem = decode_run(key, text)
       if run == nil then return problem end
       if tonumber(run.seq) == seq and run.epoch == epoch then
-        run.ended = run.ended or int(now)
+        -- Never before its start, even if the server's clock was set back since.
+        run.ended = run.ended or int(math.max(now, read_int(run.started)))
         run.outcome = ARGV[i + 3]
         run.attempts = ARGV[i + 4]
         if ARGV[i + 5] == '1' then run.error = ARGV[i + 6] else run.error = nil end

@@ -17,7 +17,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, ScriptInvocation, Value};
 use tokio::sync::{OnceCell, broadcast};
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -107,6 +107,24 @@ impl fmt::Debug for RedisStore {
     }
 }
 
+/// How the connection manager reconnects after it lost its connection, for stores whose calls
+/// give up after `timeout`: each attempt gives up after `timeout` too, and attempts come at most
+/// a fifth of it apart (at least 50 ms, at most 1 s).
+///
+/// The `redis` crate's defaults (0.32) wait for an attempt with no time limit, and wait a second,
+/// then a minute, between attempts (its factor multiplies the delay); a node whose connection
+/// was cut for a couple of seconds then could not reach the store for a minute or more, every
+/// call timing out (found by the chaos suite; `tests/store_outage.rs`). The delay is capped
+/// so that either reading of the factor gives short delays.
+fn reconnect(timeout: Duration) -> ConnectionManagerConfig {
+    let max_delay = (timeout / 5).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(timeout)
+        .set_response_timeout(timeout)
+        .set_factor(2)
+        .set_max_delay(u64::try_from(max_delay.as_millis()).unwrap_or(1_000))
+}
+
 impl RedisStore {
     /// A store on the server at `url`, connecting on its first call (call
     /// [`LeaseStore::initialise`] to find out whether the server is reachable).
@@ -149,7 +167,10 @@ impl RedisStore {
         let reply = tokio::time::timeout(self.timeout, async {
             let connection = self
                 .connection
-                .get_or_try_init(|| self.client.get_connection_manager())
+                .get_or_try_init(|| {
+                    self.client
+                        .get_connection_manager_with_config(reconnect(self.timeout))
+                })
                 .await
                 .map_err(backend)?;
             let mut connection = connection.clone();

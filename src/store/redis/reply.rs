@@ -3,7 +3,7 @@
 
 use redis::Value;
 
-use crate::store::record::FORMAT;
+use crate::store::record::{FORMAT, run_times_problem};
 use crate::store::schedule::{OperatorMark, RunRecord, RunResult, ScheduleRecord};
 use crate::store::{Lease, StoreError};
 
@@ -110,9 +110,15 @@ pub(super) fn run(key: &str, row: &[Value]) -> Result<Option<RunRecord>, StoreEr
             )
         })?),
     };
+    let seq = field(0, "sequence number")?;
+    let (scheduled_ms, started_ms) = (field(3, "scheduled time")?, field(4, "start time")?);
+    let ended_ms = int(&row[5]);
+    if let Some(problem) = run_times_problem(seq, scheduled_ms, started_ms, ended_ms) {
+        return Err(StoreError::corrupted("runs", key, problem));
+    }
     Ok(Some(RunRecord {
         key: key.to_owned(),
-        seq: field(0, "sequence number")?,
+        seq,
         holder: required("runs", key, "holder", text(&row[1]))?,
         epoch: required(
             "runs",
@@ -120,9 +126,9 @@ pub(super) fn run(key: &str, row: &[Value]) -> Result<Option<RunRecord>, StoreEr
             "epoch",
             int(&row[2]).and_then(|epoch| u64::try_from(epoch).ok()),
         )?,
-        scheduled_ms: field(3, "scheduled time")?,
-        started_ms: field(4, "start time")?,
-        ended_ms: int(&row[5]),
+        scheduled_ms,
+        started_ms,
+        ended_ms,
         outcome,
         attempts: u32::try_from(field(7, "attempts")?.max(0)).unwrap_or(u32::MAX),
         error: text(&row[8]),

@@ -39,7 +39,8 @@ const MAX_KEYS_PER_STATEMENT: usize = 20_000;
 /// first reads the keys' rows; when none can be taken (the usual poll of a follower) that one
 /// read is the whole call; otherwise a conditional `UPDATE` takes over, an `INSERT IGNORE`
 /// creates missing keys, and a `SELECT` reads what was won. Each statement is atomic and checks
-/// its own conditions, so races between them only make a call win less, never wrongly.
+/// its own conditions, so races between them only make a call win less, never wrongly. A
+/// membership heartbeat is one round trip: its three statements go as one query.
 ///
 /// Schedule writes (plan, starts, ends, operator commands) are each one `READ COMMITTED`
 /// transaction of a few statements, whatever the batch's size. It locks the caller's lease rows
@@ -356,34 +357,30 @@ impl LeaseStore for MySqlStore {
         let member = args::name("member", member)?;
         let ttl = ttl(ttl_)?;
         let m = &self.tables.members;
-        let sweep = format!(
-            "DELETE FROM {m} WHERE scope = ? AND member <> ? \
-             AND expires_at < {NOW} - {MEMBER_RETENTION_MS}"
-        );
-        let upsert = format!(
-            "INSERT INTO {m} (scope, member, expires_at) VALUES (?, ?, {NOW} + ?) \
-             ON DUPLICATE KEY UPDATE expires_at = {NOW} + ?"
+        // One round trip: sweep the long-gone members, upsert this one and read the live ones
+        // as one query of three statements. Only the text protocol (sqlx's `raw_sql`) takes
+        // several statements, and it binds no parameters: the names are written as hex
+        // literals, which compare byte for byte with the VARBINARY columns, like a bound value,
+        // and cannot end the statement whatever they hold.
+        let (scope_hex, member_hex) = (hex_literal(scope), hex_literal(member));
+        let sql = format!(
+            "DELETE FROM {m} WHERE scope = {scope_hex} AND member <> {member_hex} \
+             AND expires_at < {NOW} - {MEMBER_RETENTION_MS}; \
+             INSERT INTO {m} (scope, member, expires_at) \
+             VALUES ({scope_hex}, {member_hex}, {NOW} + {ttl}) \
+             ON DUPLICATE KEY UPDATE expires_at = {NOW} + {ttl}; \
+             SELECT scope, member, expires_at FROM {m} WHERE scope = {scope_hex} \
+             AND expires_at > {NOW} ORDER BY member"
         );
         let error = backend_error("heartbeat");
         bounded("heartbeat", self.timeout, async {
-            sqlx::query(&sweep)
-                .bind(scope)
-                .bind(member)
-                .execute(&self.pool)
+            let rows = sqlx::raw_sql(&sql)
+                .fetch_all(&self.pool)
                 .await
                 .map_err(&error)?;
-            sqlx::query(&upsert)
-                .bind(scope)
-                .bind(member)
-                .bind(ttl)
-                .bind(ttl)
-                .execute(&self.pool)
-                .await
-                .map_err(&error)
+            members(&rows, &self.tables)
         })
-        .await?;
-        // No statement here both writes and returns rows: the members are a second read.
-        self.members(scope).await
+        .await
     }
 
     async fn members(&self, scope: &str) -> Result<Vec<Member>, StoreError> {
@@ -461,5 +458,34 @@ impl LeaseStore for MySqlStore {
 
     async fn history(&self, key: &str, limit: u32) -> Result<Vec<RunRecord>, StoreError> {
         self.read_history(key, limit).await
+    }
+}
+
+/// `bytes` as a MySQL hex literal (`X'6A6F62'`): a binary string that holds exactly those
+/// bytes, for a statement sent where no parameter can be bound.
+fn hex_literal(bytes: impl AsRef<[u8]>) -> String {
+    use std::fmt::Write;
+    let bytes = bytes.as_ref();
+    let mut literal = String::with_capacity(3 + 2 * bytes.len());
+    literal.push_str("X'");
+    for byte in bytes {
+        let _ = write!(literal, "{byte:02X}");
+    }
+    literal.push('\'');
+    literal
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hex_literal;
+
+    #[test]
+    fn hex_literals_hold_any_bytes_and_nothing_else() {
+        assert_eq!(hex_literal("job"), "X'6A6F62'");
+        assert_eq!(
+            hex_literal("a'; DROP TABLE t; --"),
+            "X'61273B2044524F50205441424C4520743B202D2D'"
+        );
+        assert_eq!(hex_literal("é"), "X'C3A9'");
     }
 }

@@ -7,7 +7,8 @@
 //! can change a record, between the read and the commit.
 
 use async_trait::async_trait;
-use sqlx::{MySql, Transaction};
+use sqlx::pool::PoolConnection;
+use sqlx::{Executor, MySql, MySqlConnection};
 
 use super::super::schedule::{
     FenceRef, Fenced, RUN_BINDS, ReadRecord, ScheduleStore, ScheduleTx, Upserts, bind_record,
@@ -58,21 +59,43 @@ pub(super) fn on_conflict(_keys: &str, columns: &[&str]) -> String {
     format!(" ON DUPLICATE KEY UPDATE {}", set.join(", "))
 }
 
-/// One write transaction.
+/// The statement that opens a write transaction.
+const BEGIN: &str = "SET TRANSACTION ISOLATION LEVEL READ COMMITTED; START TRANSACTION";
+
+/// One write transaction, on a pooled connection of its own.
+///
+/// The transaction is opened and committed with plain statements, and a connection whose
+/// transaction did not commit (an error, or the call's timeout dropping it at any `await`,
+/// also in the middle of its `START TRANSACTION`) is closed, never given back to the pool: the
+/// server then rolls it back and frees its locks. Given back instead, such a connection could
+/// carry a transaction the pool does not know of (sqlx counts one only once its begin
+/// returned), and every later statement on it (renewals too) would run inside it, uncommitted
+/// and holding its locks. The chaos suite met that: a begin cut by the timeout, then error 1568
+/// on every schedule write and renewals that never committed.
 struct MySqlTx<'s> {
     /// The store's upserts of whole records and runs, made once with the store.
     upserts: &'s Upserts,
-    tx: Option<Transaction<'static, MySql>>,
+    /// `None` once committed.
+    conn: Option<PoolConnection<MySql>>,
     tables: &'s Tables,
     operation: &'static str,
 }
 
 impl MySqlTx<'_> {
-    fn tx(&mut self) -> Result<&mut Transaction<'static, MySql>, StoreError> {
-        self.tx.as_mut().ok_or_else(|| StoreError::Backend {
+    fn tx(&mut self) -> Result<&mut PoolConnection<MySql>, StoreError> {
+        self.conn.as_mut().ok_or_else(|| StoreError::Backend {
             operation: self.operation,
             source: "the transaction was already committed".into(),
         })
+    }
+}
+
+impl Drop for MySqlTx<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            // Not committed: close the connection (the server rolls back), see above.
+            drop(conn.detach());
+        }
     }
 }
 
@@ -201,9 +224,12 @@ impl ScheduleTx for MySqlTx<'_> {
 
     async fn commit(&mut self) -> Result<(), StoreError> {
         let operation = self.operation;
-        if let Some(tx) = self.tx.take() {
-            tx.commit().await.map_err(backend_error(operation))?;
-        }
+        let conn: &mut MySqlConnection = self.tx()?;
+        conn.execute("COMMIT")
+            .await
+            .map_err(backend_error(operation))?;
+        // Committed: the connection goes back to the pool.
+        self.conn = None;
         Ok(())
     }
 }
@@ -215,17 +241,22 @@ impl ScheduleStore for MySqlStore {
     }
 
     async fn begin(&self, operation: &'static str) -> Result<Box<dyn ScheduleTx + '_>, StoreError> {
-        let tx = self
+        let conn = self
             .pool
-            .begin_with("SET TRANSACTION ISOLATION LEVEL READ COMMITTED; START TRANSACTION")
+            .acquire()
             .await
             .map_err(backend_error(operation))?;
-        Ok(Box::new(MySqlTx {
-            tx: Some(tx),
+        let mut tx = MySqlTx {
+            conn: Some(conn),
             tables: &self.tables,
             upserts: &self.upserts,
             operation,
-        }))
+        };
+        let conn: &mut MySqlConnection = tx.tx()?;
+        conn.execute(BEGIN)
+            .await
+            .map_err(backend_error(operation))?;
+        Ok(Box::new(tx))
     }
 }
 

@@ -4,11 +4,11 @@
 mod schedule;
 
 use std::str::FromStr;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgRow};
 use sqlx::{Executor, Row};
 use tokio::sync::broadcast;
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -62,6 +62,10 @@ pub struct PostgresStore {
 impl PostgresStore {
     /// A store for `url` (`postgres://user:password@host:port/database?…`), connecting lazily:
     /// no I/O happens until the first call. Must be called within a Tokio runtime.
+    ///
+    /// Each connection of its pool prepares, as it opens, the statements a node taking over a
+    /// lease key waits for on the way to its first run (the record read and the run start's),
+    /// which saves a round trip per statement there.
     pub fn connect_lazy(url: &str, options: StoreOptions) -> Result<Self, StoreError> {
         let timeout_ms = options.get_operation_timeout().as_millis().to_string();
         let connect = PgConnectOptions::from_str(url)
@@ -77,15 +81,25 @@ impl PostgresStore {
                 // See the type's docs: a generic plan can join a large batch quadratically.
                 ("plan_cache_mode", "force_custom_plan"),
             ]);
+        let statements = schedule::hot_statements(&Tables::new(options.get_table_prefix(), '"')?);
+        let statements = Arc::new(statements);
         let pool = pool_options(&options)
             // One more for the release listener.
             .max_connections(options.get_max_connections().saturating_add(1))
+            .after_connect(move |connection, _| {
+                let statements = statements.clone();
+                Box::pin(async move {
+                    prepare(connection, &statements[..]).await;
+                    Ok(())
+                })
+            })
             .connect_lazy_with(connect);
         PostgresStore::with_pool(pool, options)
     }
 
     /// A store on a pool you already have. The pool's own timeouts and size apply; every call is
-    /// still bounded by [`StoreOptions::operation_timeout`].
+    /// still bounded by [`StoreOptions::operation_timeout`]. Its connections prepare statements
+    /// when they first run them (see [`PostgresStore::connect_lazy`]).
     pub fn with_pool(pool: PgPool, options: StoreOptions) -> Result<Self, StoreError> {
         let tables = Tables::new(options.get_table_prefix(), '"')?;
         let stop_listener = CancellationToken::new();
@@ -106,6 +120,18 @@ impl PostgresStore {
 
     fn channel(&self) -> &str {
         &self.tables.leases_plain
+    }
+}
+
+/// Prepares `statements` on a new connection, so that their first use costs one round trip, not
+/// two (see [`schedule::hot_statements`]). Before `initialise` has created the tables they
+/// cannot be prepared: the connection then parses each when it first runs it, as without this.
+async fn prepare(connection: &mut PgConnection, statements: &[String]) {
+    for sql in statements {
+        if let Err(error) = connection.prepare(sql.as_str()).await {
+            tracing::debug!(%error, "schedule statements not prepared ahead: parsed at first use");
+            return;
+        }
     }
 }
 
@@ -190,7 +216,10 @@ impl LeaseStore for PostgresStore {
         }
         let t = &self.tables.leases;
         // Corrupted rows among the keys stop the whole call before anything is written, so an
-        // error never hides leases won in the same call.
+        // error never hides leases won in the same call. A key that another holder creates at
+        // the same time conflicts on the primary key or on the epochs index (whichever the
+        // insert meets first): `ON CONFLICT DO NOTHING` names no target so that both mean
+        // "taken by the other" rather than an error.
         let sql = format!(
             "WITH clock AS (SELECT {NOW} AS now_ms), \
              input AS (SELECT unnest($2::text[]) AS lease_key), \
@@ -205,7 +234,7 @@ impl LeaseStore for PostgresStore {
              created AS (INSERT INTO {t} (lease_key, holder, epoch, expires_at) \
                          SELECT i.lease_key, $1, 1, clock.now_ms + $3 FROM input i, clock \
                          WHERE NOT EXISTS (SELECT 1 FROM bad) \
-                         ON CONFLICT (lease_key) DO NOTHING \
+                         ON CONFLICT DO NOTHING \
                          RETURNING lease_key, holder, epoch, expires_at) \
              SELECT * FROM bad UNION ALL SELECT * FROM taken UNION ALL SELECT * FROM created"
         );

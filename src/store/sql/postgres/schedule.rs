@@ -55,6 +55,97 @@ fn excluded(columns: &[&str]) -> String {
     set.join(", ")
 }
 
+/// The statements a new leader's first run waits for: the read of its keys' records, and those
+/// of the start's (and the end's) transaction. Each new connection of the store's pool prepares
+/// them as it opens (see [`PostgresStore::connect_lazy`]), so that a node taking over a key does
+/// not wait for the server to parse each of them, a round trip apiece, on the way to its first
+/// run. The calls below run the same text, which the connection then finds prepared.
+pub(super) fn hot_statements(tables: &Tables) -> [String; 5] {
+    [
+        read_sql(tables),
+        fenced_sql(tables),
+        write_records_sql(tables),
+        write_runs_sql(tables),
+        trim_sql(tables),
+    ]
+}
+
+/// The records of the keys `$1`.
+fn read_sql(tables: &Tables) -> String {
+    format!(
+        "{} WHERE s.lease_key = ANY($1) ORDER BY s.lease_key",
+        select_records(tables, NOW)
+    )
+}
+
+/// The records of the keys `$2` that the holder `$1` holds at the epochs `$3`, with the runs
+/// `$4`, locked for the transaction.
+///
+/// The records are locked first, in key order, as operator commands lock them; an outer join
+/// cannot lock its nullable side, so they are locked in their own CTE.
+fn fenced_sql(tables: &Tables) -> String {
+    format!(
+        "WITH locked AS MATERIALIZED (SELECT * FROM {schedules} \
+             WHERE lease_key = ANY($2) ORDER BY lease_key FOR UPDATE) \
+         SELECT {columns} \
+         FROM unnest($2::text[], $3::bigint[], $4::bigint[]) AS f(lease_key, epoch, seq) \
+         JOIN {leases} l ON l.lease_key = f.lease_key AND l.epoch = f.epoch \
+         LEFT JOIN locked s ON s.lease_key = f.lease_key \
+         LEFT JOIN {runs} r ON r.lease_key = f.lease_key AND r.seq = f.seq \
+         AND r.epoch = f.epoch \
+         WHERE l.holder = $1 AND l.expires_at > {NOW} \
+         FOR KEY SHARE OF l",
+        schedules = tables.schedules,
+        columns = fenced_columns(NOW),
+        leases = tables.leases,
+        runs = tables.runs,
+    )
+}
+
+/// Upserts whole records, one per element of the arrays.
+fn write_records_sql(tables: &Tables) -> String {
+    format!(
+        "INSERT INTO {} ({RECORD_NAMES}) \
+         SELECT k, {FORMAT}, a, d, q, h, pb, pa, tb, ta FROM unnest($1::text[], \
+         $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[], $7::bigint[], \
+         $8::text[], $9::bigint[]) AS v(k, a, d, q, h, pb, pa, tb, ta) \
+         ON CONFLICT (lease_key) DO UPDATE SET {}",
+        tables.schedules,
+        excluded(&[
+            "format",
+            "anchor",
+            "next_due",
+            "last_seq",
+            "history_limit",
+            "paused_by",
+            "paused_at",
+            "trigger_by",
+            "trigger_at",
+        ]),
+    )
+}
+
+/// Inserts runs, or updates their ends, one per element of the arrays.
+fn write_runs_sql(tables: &Tables) -> String {
+    format!(
+        "INSERT INTO {} ({RUN_NAMES}) SELECT * FROM unnest($1::text[], $2::bigint[], \
+         $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::text[], \
+         $9::bigint[], $10::text[], $11::boolean[]) \
+         ON CONFLICT (lease_key, seq) DO UPDATE SET {}",
+        tables.runs,
+        excluded(&["ended", "outcome", "attempts", "error"]),
+    )
+}
+
+/// Trims the histories of the keys `$1` to their limits.
+fn trim_sql(tables: &Tables) -> String {
+    format!(
+        "DELETE FROM {} r USING {} s WHERE s.lease_key = ANY($1) \
+         AND r.lease_key = s.lease_key AND r.seq <= s.last_seq - s.history_limit",
+        tables.runs, tables.schedules
+    )
+}
+
 /// One write transaction.
 struct PgTx<'s> {
     tx: Option<Transaction<'static, Postgres>>,
@@ -82,25 +173,7 @@ impl ScheduleTx for PgTx<'_> {
         let keys: Vec<&str> = refs.iter().map(|fence| fence.key).collect();
         let epochs: Vec<i64> = refs.iter().map(|fence| fence.epoch).collect();
         let seqs: Vec<Option<i64>> = refs.iter().map(|fence| fence.seq).collect();
-        // The records are locked first, in key order, as operator commands lock them; an outer
-        // join cannot lock its nullable side, so they are locked in their own CTE.
-        let sql = format!(
-            "WITH locked AS MATERIALIZED (SELECT * FROM {schedules} \
-                 WHERE lease_key = ANY($2) ORDER BY lease_key FOR UPDATE) \
-             SELECT {columns} \
-             FROM unnest($2::text[], $3::bigint[], $4::bigint[]) AS f(lease_key, epoch, seq) \
-             JOIN {leases} l ON l.lease_key = f.lease_key AND l.epoch = f.epoch \
-             LEFT JOIN locked s ON s.lease_key = f.lease_key \
-             LEFT JOIN {runs} r ON r.lease_key = f.lease_key AND r.seq = f.seq \
-             AND r.epoch = f.epoch \
-             WHERE l.holder = $1 AND l.expires_at > {NOW} \
-             FOR KEY SHARE OF l",
-            schedules = tables.schedules,
-            columns = fenced_columns(NOW),
-            leases = tables.leases,
-            runs = tables.runs,
-        );
-        let rows = sqlx::query(&sql)
+        let rows = sqlx::query(&fenced_sql(tables))
             .bind(holder)
             .bind(&keys)
             .bind(&epochs)
@@ -141,26 +214,7 @@ impl ScheduleTx for PgTx<'_> {
             values.iter().map(|(_, v)| get(v)).collect()
         };
         let keys: Vec<&str> = values.iter().map(|(key, _)| *key).collect();
-        let sql = format!(
-            "INSERT INTO {} ({RECORD_NAMES}) \
-             SELECT k, {FORMAT}, a, d, q, h, pb, pa, tb, ta FROM unnest($1::text[], \
-             $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[], $7::bigint[], \
-             $8::text[], $9::bigint[]) AS v(k, a, d, q, h, pb, pa, tb, ta) \
-             ON CONFLICT (lease_key) DO UPDATE SET {}",
-            self.tables.schedules,
-            excluded(&[
-                "format",
-                "anchor",
-                "next_due",
-                "last_seq",
-                "history_limit",
-                "paused_by",
-                "paused_at",
-                "trigger_by",
-                "trigger_at",
-            ]),
-        );
-        sqlx::query(&sql)
+        sqlx::query(&write_records_sql(self.tables))
             .bind(&keys)
             .bind(column(|v| v.anchor))
             .bind(column(|v| v.next_due))
@@ -185,15 +239,7 @@ impl ScheduleTx for PgTx<'_> {
         let texts = |get: fn(&RunRecord) -> Option<&str>| -> Vec<Option<&str>> {
             runs.iter().map(get).collect()
         };
-        let sql = format!(
-            "INSERT INTO {} ({RUN_NAMES}) SELECT * FROM unnest($1::text[], $2::bigint[], \
-             $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::text[], \
-             $9::bigint[], $10::text[], $11::boolean[]) \
-             ON CONFLICT (lease_key, seq) DO UPDATE SET {}",
-            self.tables.runs,
-            excluded(&["ended", "outcome", "attempts", "error"]),
-        );
-        sqlx::query(&sql)
+        sqlx::query(&write_runs_sql(self.tables))
             .bind(texts(|run| Some(run.key.as_str())))
             .bind(ints(|run| run.seq))
             .bind(texts(|run| Some(run.holder.as_str())))
@@ -216,12 +262,7 @@ impl ScheduleTx for PgTx<'_> {
             return Ok(());
         }
         let operation = self.operation;
-        let sql = format!(
-            "DELETE FROM {} r USING {} s WHERE s.lease_key = ANY($1) \
-             AND r.lease_key = s.lease_key AND r.seq <= s.last_seq - s.history_limit",
-            self.tables.runs, self.tables.schedules
-        );
-        sqlx::query(&sql)
+        sqlx::query(&trim_sql(self.tables))
             .bind(keys)
             .execute(&mut **self.tx()?)
             .await
@@ -275,10 +316,7 @@ impl PostgresStore {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let sql = format!(
-            "{} WHERE s.lease_key = ANY($1) ORDER BY s.lease_key",
-            select_records(&self.tables, NOW)
-        );
+        let sql = read_sql(&self.tables);
         let rows = bounded("schedules", self.timeout, async {
             sqlx::query(&sql)
                 .bind(&keys)

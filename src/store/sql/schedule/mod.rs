@@ -310,7 +310,8 @@ async fn end_runs(
             continue;
         };
         if let Some(mut run) = fenced.run {
-            run.ended_ms.get_or_insert(fenced.now);
+            // Never before its start, even if the database's clock was set back since.
+            run.ended_ms.get_or_insert(fenced.now.max(run.started_ms));
             run.outcome = Some(end.outcome);
             run.attempts = u32::try_from(end.attempts).unwrap_or(u32::MAX);
             run.error.clone_from(&end.error);

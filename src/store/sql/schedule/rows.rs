@@ -3,7 +3,7 @@
 
 use super::super::{StoreRow, Tables, backend_error};
 use super::{Fenced, ReadRecord};
-use crate::store::record::{FORMAT, Record};
+use crate::store::record::{FORMAT, Record, run_times_problem};
 use crate::store::schedule::{OperatorMark, RunRecord, RunResult, ScheduleRecord};
 use crate::store::{StoreError, args};
 
@@ -169,13 +169,18 @@ fn run_at(
         .flag(at + 10)
         .map_err(|e| wrong("triggered", e))?
         .ok_or_else(|| corrupted("its triggered is NULL".to_owned()))?;
+    let (scheduled_ms, started_ms) = (required(4, "scheduled")?, required(5, "started")?);
+    let ended_ms = int(6, "ended")?;
+    if let Some(problem) = run_times_problem(seq, scheduled_ms, started_ms, ended_ms) {
+        return Err(corrupted(problem));
+    }
     Ok(Some(RunRecord {
         seq,
         holder,
         epoch,
-        scheduled_ms: required(4, "scheduled")?,
-        started_ms: required(5, "started")?,
-        ended_ms: int(6, "ended")?,
+        scheduled_ms,
+        started_ms,
+        ended_ms,
         outcome,
         attempts,
         error: row.text(at + 9).map_err(|e| wrong("error", e))?,

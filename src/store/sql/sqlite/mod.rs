@@ -323,33 +323,29 @@ impl LeaseStore for SqliteStore {
         let member = args::name("member", member)?;
         let ttl = ttl(ttl_)?;
         let m = &self.tables.members;
-        let sweep = format!(
-            "DELETE FROM {m} WHERE scope = ? AND member <> ? \
-             AND expires_at < {NOW} - {MEMBER_RETENTION_MS}"
-        );
-        let upsert = format!(
-            "INSERT INTO {m} (scope, member, expires_at) VALUES (?, ?, {NOW} + ?) \
-             ON CONFLICT (scope, member) DO UPDATE SET expires_at = excluded.expires_at"
+        // One call to the connection's worker (sqlx runs the statements of one query in turn,
+        // each taking its own parameters): sweep the long-gone members, upsert this one, read
+        // the live ones.
+        let sql = format!(
+            "DELETE FROM {m} WHERE scope = ?1 AND member <> ?2 \
+             AND expires_at < {NOW} - {MEMBER_RETENTION_MS}; \
+             INSERT INTO {m} (scope, member, expires_at) VALUES (?1, ?2, {NOW} + ?3) \
+             ON CONFLICT (scope, member) DO UPDATE SET expires_at = excluded.expires_at; \
+             SELECT scope, member, expires_at FROM {m} WHERE scope = ?1 AND expires_at > {NOW} \
+             ORDER BY member"
         );
         let error = backend_error("heartbeat");
         bounded("heartbeat", self.timeout, async {
-            sqlx::query(&sweep)
-                .bind(scope)
-                .bind(member)
-                .execute(&self.pool)
-                .await
-                .map_err(&error)?;
-            sqlx::query(&upsert)
+            let rows = sqlx::query(&sql)
                 .bind(scope)
                 .bind(member)
                 .bind(ttl)
-                .execute(&self.pool)
+                .fetch_all(&self.pool)
                 .await
-                .map_err(&error)
+                .map_err(&error)?;
+            members(&rows, &self.tables)
         })
-        .await?;
-        // No statement here both writes and returns rows: the members are a second read.
-        self.members(scope).await
+        .await
     }
 
     async fn members(&self, scope: &str) -> Result<Vec<Member>, StoreError> {
