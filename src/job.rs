@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::control::JobShared;
-use crate::guard::{HeldLease, LeadershipEvent, LostReason};
+use crate::guard::{HeldLease, LeadershipEvent, LostReason, RunLeases};
 use crate::identity::NodeIdentity;
 use crate::schedule::Schedule;
 use crate::settings::Leadership;
@@ -171,7 +171,20 @@ impl fmt::Display for JobError {
 
 /// Everything one run of a job knows about itself.
 ///
-/// A fresh context is handed to each attempt of each run.
+/// A fresh context is handed to each attempt of each run. It is cheap to clone, and a clone
+/// may go into a task the run spawns.
+///
+/// # A guarded run stops on waking
+///
+/// A run of a `cluster`, `global` or `partitioned` job may act only until its leases' local
+/// deadline ([`JobContext::lease_deadline`]), which the elector extends at each renewal. A
+/// process frozen past it (SIGSTOP, a suspended VM, a stalled host) may find, once resumed,
+/// that another replica leads already. The context does not wait for the elector to say so:
+/// [`JobContext::is_cancelled`] and [`JobContext::cancelled`] compare the clock with the
+/// deadline themselves, and the run's token is cancelled before the run is polled again. So
+/// the pattern for an irreversible step is: check [`JobContext::is_cancelled`], then write
+/// with the [`JobContext::fencing_token`], which the receiving system compares with the
+/// highest epoch it has seen (the check alone cannot exclude a freeze between it and the write).
 #[derive(Debug, Clone)]
 pub struct JobContext {
     /// What every run of the job shares, behind one per-job `Arc`: cloning it touches only this
@@ -181,8 +194,8 @@ pub struct JobContext {
     pub(crate) scheduled_at: Instant,
     pub(crate) attempt: u32,
     pub(crate) token: RunToken,
-    /// The leases this run holds (none for an unguarded job).
-    pub(crate) leases: Option<Arc<[HeldLease]>>,
+    /// The leases this run holds, and how it learns they are gone (none for an unguarded job).
+    pub(crate) leases: Option<Arc<RunLeases>>,
     /// For a partitioned job: this node's index among the live members, and their number.
     pub(crate) worker: Option<(u32, u32)>,
 }
@@ -239,18 +252,66 @@ impl JobContext {
 
     /// The run's cancellation token: cancelled on shutdown, on timeout, when the operator
     /// cancels the run, and when leadership is lost.
+    ///
+    /// For a guarded job the token is cancelled when the elector reports a lease lost, and by
+    /// the run's supervisor when it finds the leases' local deadline passed, which it checks
+    /// before every poll of the run. Code in a task of its own (spawned with a clone of the
+    /// token) may be polled before either after a freeze: give it a clone of the context and
+    /// use [`JobContext::cancelled`] and [`JobContext::is_cancelled`], which read the deadline
+    /// themselves.
     pub fn token(&self) -> &CancellationToken {
         self.token.get(&self.job)
     }
 
-    /// Whether the run has been asked to stop.
+    /// Whether the run has been asked to stop: its token is cancelled, or (for a guarded job) a
+    /// lease it holds was lost or the leases' local deadline has passed.
+    ///
+    /// Reads the clock itself, without waiting for the elector, so it is right at once after
+    /// this process wakes from a freeze (SIGSTOP, a suspended VM) past its lease. Call it right
+    /// before an irreversible step, and send the step the [`JobContext::fencing_token`]: the
+    /// check narrows the window in which a stale leader acts, the fencing token closes it
+    /// (a freeze can still fall between the check and the write).
+    ///
+    /// ```
+    /// # use loopjob::{JobContext, JobError};
+    /// # async fn charge(_batch: &[u64], _epoch: u64) -> Result<(), JobError> { Ok(()) }
+    /// async fn execute(ctx: &JobContext) -> Result<(), JobError> {
+    ///     let batch = vec![1, 2, 3]; // … work that can be abandoned
+    ///     if ctx.is_cancelled() {
+    ///         return Ok(()); // no longer the leader, or shutting down: write nothing
+    ///     }
+    ///     // The store that receives the write rejects an epoch lower than one it has seen.
+    ///     charge(&batch, ctx.fencing_token().unwrap_or(0)).await
+    /// }
+    /// ```
     pub fn is_cancelled(&self) -> bool {
-        self.token().is_cancelled()
+        self.token().is_cancelled() || self.leases.as_ref().is_some_and(|l| !l.is_held())
     }
 
-    /// Completes when the run is asked to stop. Cancel-safe.
+    /// Completes when the run is asked to stop: when its token is cancelled, or (for a guarded
+    /// job) when a lease it holds is lost or the leases' local deadline passes. The deadline
+    /// is compared with the clock at every poll, so after a freeze past it this completes at
+    /// the first poll, whichever timer fires first; a renewal that moves the deadline is
+    /// followed. Cancel-safe.
     pub async fn cancelled(&self) {
-        self.token().cancelled().await
+        match &self.leases {
+            None => self.token().cancelled().await,
+            Some(leases) => tokio::select! {
+                biased;
+                _ = leases.lost() => {}
+                _ = self.token().cancelled() => {}
+            },
+        }
+    }
+
+    /// For a guarded job, the earliest local deadline of the leases this run holds, as renewed
+    /// so far: the instant until which the run may act on them (see [`HeldLease::deadline`]).
+    /// `None` for an unguarded job.
+    ///
+    /// Serves a step that must not start unless it can finish in time:
+    /// `ctx.lease_deadline().is_none_or(|d| d > Instant::now() + step)`.
+    pub fn lease_deadline(&self) -> Option<Instant> {
+        self.leases.as_ref().map(|leases| leases.deadline())
     }
 
     /// The node this run executes on.
@@ -275,11 +336,12 @@ impl JobContext {
 
     /// The lease of a `cluster` or `global` job, held for this run; `None` for other jobs.
     ///
-    /// Check [`HeldLease::is_held`] before an irreversible step, and pass
+    /// Check [`JobContext::is_cancelled`] before an irreversible step, and pass
     /// [`JobContext::fencing_token`] to systems that can reject stale writers.
     pub fn lease(&self) -> Option<&HeldLease> {
         self.leases
             .as_deref()?
+            .leases()
             .iter()
             .find(|lease| lease.partition().is_none())
     }
@@ -294,7 +356,7 @@ impl JobContext {
     /// partition number.
     pub fn partitions(&self) -> &[HeldLease] {
         match (&self.leases, self.worker) {
-            (Some(leases), Some(_)) => leases,
+            (Some(leases), Some(_)) => leases.leases(),
             _ => &[],
         }
     }

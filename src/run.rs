@@ -35,8 +35,6 @@ pub(crate) struct Run {
     pub(crate) started: Instant,
     /// The next tick after this run's, which retries must not reach (none in fixed-delay mode).
     pub(crate) next_tick: Option<Instant>,
-    /// For a guarded job: cancelled the moment a lease this run holds is lost.
-    pub(crate) leadership_lost: Option<CancellationToken>,
     /// The host's slot this run holds while in flight, when the host limits runs in flight;
     /// freed when the run ends (or is dropped), with the run.
     #[allow(dead_code, reason = "held, never read: dropping it frees the slot")]
@@ -113,21 +111,24 @@ impl Run {
     /// Drives the run to its end: attempts, retries with backoff, and the final outcome.
     ///
     /// Never panics, whatever the job does. Dropping this future abandons the attempt in flight.
-    /// When the run's leadership is lost, its token is cancelled at once: the attempt gets its
-    /// `cancel_grace`, and no retry follows.
+    /// When the run's leadership is lost (the elector reported it, or the leases' local deadline
+    /// passed), its token is cancelled at once: the attempt gets its `cancel_grace`, and no retry
+    /// follows. The leases are checked before the attempt at every poll, so that an attempt
+    /// woken after a freeze past the deadline finds its token already cancelled.
     async fn drive(self, attempts: Attempts, schedule: Schedule) -> RunReport {
-        let Some(lost) = self.leadership_lost.clone() else {
+        let Some(leases) = self.ctx.leases.clone() else {
             return self.attempts(attempts, &schedule).await;
         };
         let token = self.ctx.token().clone();
         let attempts = self.attempts(attempts, &schedule);
         tokio::pin!(attempts);
         tokio::select! {
-            report = &mut attempts => report,
-            _ = lost.cancelled() => {
+            biased;
+            _ = leases.lost() => {
                 token.cancel();
                 RunReport { cancelled_own_token: true, ..attempts.await }
             }
+            report = &mut attempts => report,
         }
     }
 

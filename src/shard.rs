@@ -63,6 +63,7 @@ where
     let mut sleep = pin!(sleep_until(Instant::now()));
     let mut armed_at = None;
     poll_fn(|cx| {
+        let mut served_early = false;
         loop {
             timers.wake_due(Instant::now());
             loop {
@@ -74,6 +75,13 @@ where
             }
             // The jobs just polled may have set earlier ticks: the timer follows the earliest.
             let earliest = timers.earliest();
+            // A tick they set at or before the real time (the shard's clock was read before
+            // they were polled) is served now, once a poll: a tokio timer rounds its deadline
+            // up to the next millisecond. Later ones wait for the timer, which yields.
+            if !served_early && earliest.is_some_and(|at| at <= Instant::now()) {
+                served_early = true;
+                continue;
+            }
             if earliest != armed_at {
                 if let Some(at) = earliest {
                     sleep.as_mut().reset(at);

@@ -1,6 +1,7 @@
 //! Unguarded cron jobs on the node's wall clock, under tokio's paused clock and a [`TestClock`]
 //! that the tests step backwards and forwards: every assertion is an exact wall-clock time or
-//! count.
+//! count. (A guarded cron job keeps its occurrences on the store's clock instead:
+//! `tests/cluster_cron.rs`.)
 #![cfg(feature = "cron")]
 
 use std::sync::{Arc, Mutex};
@@ -246,41 +247,4 @@ async fn jitter_delays_each_occurrence_within_its_bound() {
             .all(|start| start[6..].parse::<u32>().unwrap() <= 30),
         "{starts:?}"
     );
-}
-
-/// A guarded cron job runs on its leader's wall clock (its record in the store is still to
-/// come): it leads through the memory store, runs at its occurrences, and the handle pauses and
-/// resumes it in this process, as an unguarded job.
-#[tokio::test(start_paused = true)]
-async fn a_guarded_cron_job_runs_on_its_leaders_clock_and_pauses_in_process() {
-    let clock = TestClock::starting_at(at("2026-01-01T00:00:30Z"));
-    let starts = Starts::default();
-    let (recorded, job_clock) = (starts.clone(), clock.clone());
-    let host = Host::builder()
-        .wall_clock(clock)
-        .store(Arc::new(loopjob::store::MemoryStore::new()))
-        .job_fn("cron", Schedule::cron("*/5 * * * *"), move |_ctx| {
-            recorded.push(&job_clock);
-            async { Ok(()) }
-        })
-        .leadership(
-            "cron",
-            loopjob::Leadership::new(loopjob::LeaderMode::Global),
-        )
-        .build()
-        .expect("a valid job");
-    let handle = host.handle();
-    let start = Instant::now();
-    let steer = async move {
-        sleep_until(start + 6 * MINUTE).await;
-        handle.pause("cron").await.expect("paused in this process");
-        sleep_until(start + 16 * MINUTE).await;
-        handle
-            .resume("cron")
-            .await
-            .expect("resumed in this process");
-        sleep_until(start + 21 * MINUTE).await;
-    };
-    host.run_until(steer).await;
-    assert_eq!(starts.get(), ["00:05:00", "00:20:00"]);
 }

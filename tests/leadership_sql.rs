@@ -1,10 +1,12 @@
 //! Leadership on real databases: failover and handover between hosts sharing one SQLite file,
-//! one PostgreSQL database, one MySQL database and one Redis server. The databases keep time, so
-//! these tests run in real time; they assert order and exclusivity, and bound every wait so a
-//! failure is a clear error rather than a hang.
+//! one PostgreSQL database, one MySQL database, one Redis server and one etcd cluster. The
+//! databases keep time, so these tests run in real time; they assert order and exclusivity,
+//! and bound every wait so a failure is a clear error rather than a hang.
 
 #[path = "support/database_url.rs"]
 mod database_url;
+#[path = "support/test_prefix.rs"]
+mod test_prefix;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -146,9 +148,13 @@ async fn failover_and_handover(url: &str, prefix: &str) {
     }
 }
 
+/// The test on a shared server: on a prefix of its own, dropped when it passed (a failed or
+/// crashed run's tables are swept by a later run, see `support/test_prefix.rs`).
 #[cfg(any(feature = "postgres", feature = "mysql", feature = "redis"))]
-fn unique_prefix(backend: &str) -> String {
-    format!("lt_{backend}_{}_", std::process::id())
+async fn on_shared_server(url: &str, tag: &str) {
+    let prefix = test_prefix::run_prefix(url, tag).await;
+    failover_and_handover(url, &prefix).await;
+    test_prefix::drop_prefix(url, &prefix).await;
 }
 
 #[cfg(feature = "sqlite")]
@@ -169,7 +175,7 @@ async fn postgres_failover_and_handover() {
     ) else {
         return;
     };
-    failover_and_handover(&url, &unique_prefix("pg")).await;
+    on_shared_server(&url, "lt_pg").await;
 }
 
 #[cfg(feature = "mysql")]
@@ -180,7 +186,7 @@ async fn mysql_failover_and_handover() {
     else {
         return;
     };
-    failover_and_handover(&url, &unique_prefix("my")).await;
+    on_shared_server(&url, "lt_my").await;
 }
 
 #[cfg(feature = "redis")]
@@ -191,21 +197,22 @@ async fn redis_failover_and_handover() {
     else {
         return;
     };
-    let prefix = unique_prefix("redis");
+    on_shared_server(&url, "lt_redis").await;
+}
+
+#[cfg(feature = "etcd")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_failover_and_handover() {
+    let Some(url) = database_url::database_url("LOOPJOB_TEST_ETCD_URL", "leadership tests on etcd")
+    else {
+        return;
+    };
+    let prefix = format!("lt_etcd_{}_", std::process::id());
     failover_and_handover(&url, &prefix).await;
-    // Redis keeps no tables: remove the test's keys.
-    let client = redis::Client::open(url.as_str()).unwrap();
-    let mut admin = client.get_multiplexed_async_connection().await.unwrap();
-    let names: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query_async(&mut admin)
-        .await
-        .unwrap();
-    if !names.is_empty() {
-        redis::cmd("DEL")
-            .arg(names)
-            .query_async::<redis::Value>(&mut admin)
-            .await
-            .unwrap();
-    }
+    // etcd keeps no tables: remove the test's keys.
+    let hosts = url.trim_start_matches("etcd://");
+    let endpoints: Vec<String> = hosts.split(',').map(|h| format!("http://{h}")).collect();
+    let mut admin = etcd_client::Client::connect(endpoints, None).await.unwrap();
+    let every_key = etcd_client::DeleteOptions::new().with_prefix();
+    admin.delete(prefix, Some(every_key)).await.unwrap();
 }

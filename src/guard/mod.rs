@@ -15,7 +15,9 @@
 //! and publishes to each job's supervisor what that job holds now. The supervisor starts a run
 //! only while the job holds its lease (for a partitioned job: at least one partition), hands the
 //! leases to the run in its [`JobContext`](crate::JobContext), and the run's token is cancelled
-//! the moment one of them is lost. The elector's module docs state the safety argument.
+//! the moment one of them is lost. The run also reads the leases' local deadline itself
+//! (`run_leases.rs`), so a process woken from a freeze stops its run before the elector's next
+//! turn. The elector's module docs state the safety argument.
 //!
 //! A guarded job follows its keys' **cluster schedule** (see
 //! [`store::schedule`](crate::store::schedule)): the elector also reads the schedule record of
@@ -31,12 +33,14 @@ pub(crate) mod ledger;
 pub(crate) mod notice;
 pub(crate) mod partitions;
 mod records;
+mod run_leases;
 mod standalone;
 
 pub(crate) use job_leases::GuardedJob;
 pub(crate) use lease::GuardState;
 pub use lease::{HeldLease, LeadershipEvent, LostReason};
 pub(crate) use notice::{GuardNotice, JobLine, RecordsRead, StartAnswer};
+pub(crate) use run_leases::RunLeases;
 pub use standalone::{InvalidTiming, LeaderElector, LeaderState};
 
 use crate::identity::NodeIdentity;

@@ -26,6 +26,9 @@ pub(crate) struct RecordsRead {
     pub(crate) received: Instant,
     /// Each record with the epoch the elector held its key at when it asked.
     pub(crate) records: Vec<(u64, ScheduleRecord)>,
+    /// Keys whose records the store could not read (edited into nonsense, or from a newer
+    /// version): no run of them starts until they can be read again.
+    pub(crate) unreadable: Vec<String>,
 }
 
 /// The answer to a supervisor's request to start a run ([`super::ledger::StartRequest`]).

@@ -6,6 +6,12 @@
 //! holder ever) gets its first run planned `initial_delay` from the store's now, only if no
 //! other holder planned it first, and is read again: at most three round trips, however many
 //! keys, and only when a key is new.
+//!
+//! A record the store cannot read (a row edited by hand into nonsense: [`StoreError::Corrupted`],
+//! or one from a newer version: [`StoreError::NewerRecord`], each naming its key) fails the
+//! whole call; the key it names is then left out and the rest read again, one more round trip
+//! per such key, so one bad row never stops the other keys' schedules. The keys left out are
+//! answered as [`ReadBatch::unreadable`].
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -31,6 +37,8 @@ pub(crate) struct ReadBatch {
     pub(crate) received: Instant,
     /// Each record with the job and epoch it was asked for.
     pub(crate) records: Vec<(usize, u64, ScheduleRecord)>,
+    /// The keys whose records the store reported unreadable, with their job and the error.
+    pub(crate) unreadable: Vec<(usize, String, StoreError)>,
 }
 
 /// Reads the records of `wanted`, planning the first run of the keys that have none; see the
@@ -40,9 +48,30 @@ pub(crate) async fn read_records(
     holder: String,
     wanted: Vec<RecordWanted>,
 ) -> Result<Vec<ReadBatch>, StoreError> {
-    let keys: Vec<String> = wanted.iter().map(|w| w.key.clone()).collect();
-    let records = store.schedules(&keys).await?;
+    let mut keys: Vec<String> = wanted.iter().map(|w| w.key.clone()).collect();
+    let mut unreadable = Vec::new();
+    let records = loop {
+        match store.schedules(&keys).await {
+            Err(error) => {
+                let named =
+                    unreadable_key(&error).and_then(|key| wanted.iter().find(|w| w.key == key));
+                let Some(bad) = named else {
+                    return Err(error);
+                };
+                keys.retain(|key| *key != bad.key);
+                unreadable.push((bad.job, bad.key.clone(), error));
+                if keys.is_empty() {
+                    break Vec::new();
+                }
+            }
+            Ok(records) => break records,
+        }
+    };
     let received = Instant::now();
+    let wanted: Vec<RecordWanted> = wanted
+        .into_iter()
+        .filter(|w| keys.contains(&w.key))
+        .collect();
     let mut by_key: BTreeMap<String, ScheduleRecord> =
         records.into_iter().map(|r| (r.key.clone(), r)).collect();
     let unplanned: Vec<&RecordWanted> = wanted
@@ -54,6 +83,7 @@ pub(crate) async fn read_records(
         records: take_records(&wanted, &mut by_key, |w| {
             !unplanned.iter().any(|u| u.key == w.key)
         }),
+        unreadable,
     }];
     if unplanned.is_empty() {
         return Ok(batches);
@@ -78,8 +108,17 @@ pub(crate) async fn read_records(
     batches.push(ReadBatch {
         received,
         records: take_records(&planned, &mut by_key, |_| true),
+        unreadable: Vec::new(),
     });
     Ok(batches)
+}
+
+/// The key an error says the store cannot read the record of, if it names one.
+fn unreadable_key(error: &StoreError) -> Option<&str> {
+    match error {
+        StoreError::Corrupted { key, .. } | StoreError::NewerRecord { key, .. } => Some(key),
+        _ => None,
+    }
 }
 
 /// The records of the `wanted` keys that pass `keep`, taken out of `by_key`.

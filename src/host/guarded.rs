@@ -50,13 +50,12 @@ impl Guarding {
     }
 
     /// The guard of a guarded job (its supervisor's view of the elector and the ledger), and
-    /// the handle's line to its keys (none for a cron job, which has no schedule record yet:
-    /// the handle pauses, resumes and triggers it in this process, as an unguarded job).
+    /// the handle's line to its keys' schedule records.
     pub(crate) fn add(
         &mut self,
         registration: &Registration,
         node: &NodeIdentity,
-    ) -> (Guard, Option<ClusterLine>) {
+    ) -> (Guard, ClusterLine) {
         let leadership = registration.leadership.clone();
         let (state_tx, state_rx) = watch::channel(GuardState::empty());
         let (events_tx, events_rx) = mpsc::unbounded_channel();
@@ -72,12 +71,11 @@ impl Guarding {
             leadership.lease_ttl,
             leadership.history,
         );
-        let on_records = registration.schedule.interval().is_some();
-        let line = on_records.then(|| ClusterLine {
+        let line = ClusterLine {
             keys: keys.clone(),
             store: self.store.clone(),
             read_now: self.read_now.clone(),
-        });
+        };
         self.jobs.push(GuardedJob {
             name: registration.name.clone(),
             keys,
@@ -86,9 +84,7 @@ impl Guarding {
             leadership,
             state: state_tx,
             events: JobLine::Supervisor(events_tx),
-            // An interval job follows its keys' schedule records. A cron job, for now, follows
-            // its leader's wall clock (see README's cron section), so it reads no record.
-            initial_delay: on_records.then_some(registration.schedule.initial_delay),
+            initial_delay: Some(registration.schedule.initial_delay),
         });
         let guard = Guard {
             state: state_rx,

@@ -357,7 +357,7 @@ impl HostBuilder {
             let (guard, cluster) = match &mut guarding {
                 Some(guarding) if registration.leadership.mode != LeaderMode::None => {
                     let (guard, cluster) = guarding.add(&registration, &node);
-                    (Some(guard), cluster)
+                    (Some(guard), Some(cluster))
                 }
                 _ => (None, None),
             };

@@ -49,11 +49,27 @@
 //!
 //! The first occurrence is the first one after the host's start plus `initial_delay`.
 //!
-//! [`CronSchedule::next_after`] is the pure search behind it all. A guarded job is meant to
-//! keep its next occurrence in the cluster schedule's record instead, computed with
-//! [`CronSchedule::next_after_ms`] on the store's clock, so that a failover or a restart neither
-//! repeats nor skips one; until that is wired, a guarded cron job ticks on its own node's wall
-//! clock like an unguarded one, and runs only where it holds the lease.
+//! # A guarded cron job: the store's clock
+//!
+//! A guarded job (one with a leader) is one job of the cluster, so its occurrences are read on
+//! one clock every node shares: the lease store's. Its key's schedule record (see
+//! [`store::schedule`](crate::store::schedule)) keeps the next occurrence, which each run
+//! writes as it starts, computed with [`CronSchedule::next_after_ms`] strictly after the
+//! occurrence it runs for. Whichever node leads next runs that occurrence and no earlier one,
+//! so a failover, a graceful handover or a restart of every node neither repeats nor skips an
+//! occurrence, whatever the nodes' own clocks say.
+//!
+//! * **The first run ever** is the first occurrence at or after the store's clock plus
+//!   `initial_delay` when the key's first holder plans it; a restart waits no delay.
+//! * **Missed occurrences** (the leader died, or every node was down, past one or more):
+//!   [`CatchUp`] decides, as for a clock jump: `once` runs the latest of them at once, once;
+//!   `skip` waits for the next occurrence. Never a burst. The next run is the next occurrence,
+//!   even if that comes soon after a catch-up: the occurrences are the schedule.
+//! * **A due time that is no occurrence** (one written while the job had an interval) is
+//!   rounded up to the next occurrence.
+//! * Pause, resume and trigger are cluster-wide, as for every guarded job.
+//!
+//! [`CronSchedule::next_after`] is the pure search behind it all.
 
 use std::fmt;
 use std::sync::Arc;
@@ -219,6 +235,15 @@ impl CronSchedule {
         Some(next.timestamp().as_millisecond())
     }
 
+    /// The first occurrence at or after `ms` (milliseconds since the Unix epoch): where a
+    /// guarded job's due time that is not an occurrence (its first run ever, planned
+    /// `initial_delay` from the store's now; a time written for another cadence) is rounded up
+    /// to.
+    pub(crate) fn first_at_or_after_ms(&self, ms: i64) -> Option<i64> {
+        // Occurrences are on whole seconds: strictly after the millisecond before is at or after.
+        self.next_after_ms(ms.saturating_sub(1))
+    }
+
     /// The next `count` occurrences after `after`, in the schedule's time zone: what a status
     /// page shows.
     ///
@@ -278,21 +303,8 @@ impl CronSchedule {
         catch_up: CatchUp,
     ) -> Due {
         let next = self.next_after(now).map(|next| next.timestamp());
-        let mut passed = 1; // `scheduled` itself
-        let mut latest = scheduled;
-        while passed < MAX_COUNTED {
-            match self.next_after(latest) {
-                Some(occurrence) if occurrence.timestamp() <= now => {
-                    latest = occurrence.timestamp();
-                    passed += 1;
-                }
-                _ => break,
-            }
-        }
-        if passed == MAX_COUNTED {
-            // Counted enough: the latest one is the one before `next`.
-            latest = self.previous_or_at(now).unwrap_or(latest);
-        }
+        let (latest, passed_before) = self.latest_not_after(scheduled, now);
+        let passed = passed_before + 1; // `scheduled` itself
         let margin = elapsed.saturating_add(JUMP_TOLERANCE);
         let reached = looked.checked_add(margin).unwrap_or(now).min(now);
         let since_step = now.checked_sub(margin).unwrap_or(looked);
@@ -303,6 +315,40 @@ impl CronSchedule {
             missed: passed - u64::from(run.is_some()),
             next,
         }
+    }
+
+    /// The latest occurrence from the occurrence `from` on that is not after `now` (`from`
+    /// itself if `now` is before the next), and how many occurrences before it `now` passed,
+    /// counted up to [`MAX_COUNTED`].
+    fn latest_not_after(&self, from: Timestamp, now: Timestamp) -> (Timestamp, u64) {
+        let mut passed = 0;
+        let mut latest = from;
+        while passed < MAX_COUNTED {
+            match self.next_after(latest) {
+                Some(occurrence) if occurrence.timestamp() <= now => {
+                    latest = occurrence.timestamp();
+                    passed += 1;
+                }
+                _ => return (latest, passed),
+            }
+        }
+        // Counted enough: the latest one is the last at or before `now`.
+        (self.previous_or_at(now).unwrap_or(latest), passed)
+    }
+
+    /// [`CronSchedule::latest_not_after`] in milliseconds since the Unix epoch, as a store's
+    /// clock counts: for a guarded job, the occurrence a key's leader runs when it finds the
+    /// key's due occurrence `due_ms` reached or passed at `now_ms`, and how many it passes
+    /// without a run.
+    pub(crate) fn latest_not_after_ms(&self, due_ms: i64, now_ms: i64) -> (i64, u64) {
+        let (Ok(due), Ok(now)) = (
+            Timestamp::from_millisecond(due_ms),
+            Timestamp::from_millisecond(now_ms),
+        ) else {
+            return (due_ms, 0);
+        };
+        let (latest, passed) = self.latest_not_after(due, now);
+        (latest.as_millisecond(), passed)
     }
 
     fn previous_or_at(&self, at: Timestamp) -> Option<Timestamp> {

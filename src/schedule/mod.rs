@@ -7,9 +7,11 @@
 //!
 //! **Two clocks.** An interval job ([`Cadence::Every`]) is timed by the monotonic clock: its
 //! ticks are `interval` apart in elapsed time, whatever the wall clock or the time zone does.
-//! A cron job ([`Cadence::Cron`]) is timed by the wall clock, read in its time zone: "every day
-//! at 02:30" means 02:30 on the clock of that zone, so its runs follow daylight saving and any
-//! step of the node's clock (see [`cron`] for what it does when the clock jumps).
+//! A cron job ([`Cadence::Cron`]) is timed by a wall clock, read in its time zone: "every day
+//! at 02:30" means 02:30 on the clock of that zone, so its runs follow daylight saving. An
+//! unguarded cron job reads its node's clock, and follows any step of it (see [`cron`] for
+//! what it does when the clock jumps); a guarded one reads the lease store's, through its
+//! key's schedule record, so that every node agrees on which occurrences ran.
 //!
 //! The rules of an interval schedule, in one place:
 //!

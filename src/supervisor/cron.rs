@@ -8,7 +8,8 @@
 //! plus the monotonic time since) tells the occurrences it lived through from those that the
 //! clock jumped over, which [`CatchUp`](crate::CatchUp) decides.
 //!
-//! An interval job never comes here: its path in the parent module is unchanged.
+//! An interval job never comes here, nor a guarded cron job: its occurrences are kept in its
+//! keys' records, on the store's clock ([`super::cluster`]).
 
 #[cfg(feature = "cron")]
 pub(super) use with_cron::CronTicking;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use super::{RunLeadership, Supervisor, Ticking};
-use crate::guard::GuardNotice;
+use crate::guard::{GuardNotice, RunLeases};
 use crate::metrics;
 use crate::run::Run;
 
@@ -44,9 +44,9 @@ impl Supervisor {
                         .answered(answer, &held, now, &self.schedule, &self.shared.name);
                 match committed {
                     Some(committed) => {
+                        let leases = RunLeases::new(Arc::from(committed.leases.clone()), lost);
                         let leadership = RunLeadership {
-                            leases: Some(Arc::from(committed.leases.clone())),
-                            lost: Some(lost),
+                            leases: Some(Arc::new(leases)),
                             worker,
                         };
                         let scheduled = committed.scheduled;
@@ -73,19 +73,14 @@ impl Supervisor {
         run
     }
 
-    /// Whether the job's ticks come from its keys' schedule records: a guarded interval job. A
-    /// guarded cron job follows its leader's wall clock for now, like an unguarded one.
-    pub(super) fn on_cluster_schedule(&self) -> bool {
-        self.guard.is_some() && self.schedule.interval().is_some()
-    }
-
     /// A tick of a guarded job: the keys due ask for their starts.
     pub(super) fn cluster_tick(&mut self, ticking: &mut Ticking, now: Instant) {
-        let may_start = self.may_start(ticking) && self.slots_free();
+        let job_full = !self.may_start(ticking);
+        let may_start = !job_full && self.slots_free();
         let Some(guard) = &mut self.guard else {
             return;
         };
-        let tick = guard.cluster.tick(now, may_start, &self.schedule);
+        let tick = guard.cluster.tick(now, may_start, job_full, &self.schedule);
         if tick.missed > 0 {
             ticking.count(|c| c.missed += tick.missed);
             metrics::ticks_missed(&self.shared.name, tick.missed);
@@ -100,9 +95,6 @@ impl Supervisor {
 
     /// Sets the next tick to the cluster schedule's (a disabled job's: for triggers only).
     pub(super) fn follow_cluster(&mut self, ticking: &mut Ticking) {
-        if !self.on_cluster_schedule() {
-            return;
-        }
         let busy = !self.may_start(ticking);
         let Some(guard) = &self.guard else {
             return;

@@ -31,7 +31,7 @@ use tokio_util::task::AbortOnDropHandle;
 
 use crate::clock::WallClock;
 use crate::control::{Command, JobShared, Triggered};
-use crate::guard::{GuardNotice, GuardState, HeldLease};
+use crate::guard::{GuardNotice, GuardState, RunLeases};
 use crate::job::{ErasedJob, JobContext, RunToken};
 use crate::run_slots::{RunSlots, Slot, WaitingTick, slot_for};
 
@@ -75,7 +75,7 @@ pub(crate) struct Supervisor {
     pub(crate) shutdown_grace: Duration,
     /// For a guarded job: its leadership, from the elector.
     pub(crate) guard: Option<Guard>,
-    /// The host's wall clock, which a cron job's occurrences are read on.
+    /// The host's wall clock, which an unguarded cron job's occurrences are read on.
     pub(crate) clock: Arc<dyn WallClock>,
     /// The host's slots for runs in flight, when it limits them (`max_parallel_runs`).
     pub(crate) slots: Option<RunSlots>,
@@ -103,7 +103,7 @@ struct Ticking {
     unpublished_outcome: Option<RunOutcome>,
     /// Whether the counters or the last run changed since the last publish.
     status_dirty: bool,
-    /// A cron job's place in its schedule, by the wall clock (see [`cron`]).
+    /// An unguarded cron job's place in its schedule, by the wall clock (see [`cron`]).
     #[cfg(feature = "cron")]
     cron: Option<Box<cron::CronTicking>>,
     /// The task calling the leadership hooks of the last changes, which the next ones wait for.
@@ -127,8 +127,8 @@ impl Supervisor {
             if !Box::pin(self.started()).await {
                 return Box::pin(self.stop(ticking, 0)).await;
             }
-            // A guarded interval job's first tick comes from its keys' records.
-            if self.schedule.enabled && !self.start_cron(&mut ticking) && self.guard.is_none() {
+            // A guarded job's first tick comes from its keys' records.
+            if self.schedule.enabled && self.guard.is_none() && !self.start_cron(&mut ticking) {
                 let first = self.schedule.first_tick(Instant::now(), self.clock.now());
                 self.set_next_tick(&mut ticking, Some(first));
             }
@@ -189,7 +189,7 @@ impl Supervisor {
     /// run to start unless too many are in flight (or, for a guarded job, this node holds no
     /// lease).
     fn tick(&mut self, ticking: &mut Ticking, now: Instant) -> Option<Run> {
-        if self.on_cluster_schedule() {
+        if self.guard.is_some() {
             self.cluster_tick(ticking, now);
             return None;
         }
@@ -268,8 +268,7 @@ impl Supervisor {
             return None;
         }
         Some(RunLeadership {
-            leases: Some(leases.into()),
-            lost: Some(state.lost.clone()),
+            leases: Some(Arc::new(RunLeases::new(leases.into(), state.lost.clone()))),
             worker: state.worker,
         })
     }
@@ -308,7 +307,6 @@ impl Supervisor {
             },
             started: now,
             next_tick,
-            leadership_lost: leadership.lost,
             slot,
         }
     }
@@ -568,11 +566,11 @@ impl Supervisor {
     }
 }
 
-/// The leases a run starts with, and the token that tells it they were lost.
+/// The leases a run starts with (and the token that tells it they were lost), and its place
+/// among a partitioned job's members.
 #[derive(Default)]
 struct RunLeadership {
-    leases: Option<Arc<[HeldLease]>>,
-    lost: Option<CancellationToken>,
+    leases: Option<Arc<RunLeases>>,
     worker: Option<(u32, u32)>,
 }
 

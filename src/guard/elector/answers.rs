@@ -159,18 +159,40 @@ impl Elector {
             }
         };
         for batch in batches {
-            let mut by_job: BTreeMap<usize, Vec<_>> = BTreeMap::new();
+            let mut by_job: BTreeMap<usize, RecordsRead> = BTreeMap::new();
+            let received = batch.received;
             for (job, epoch, record) in batch.records {
-                by_job.entry(job).or_default().push((epoch, record));
+                self.unreadable.remove(&record.key);
+                read_of(&mut by_job, job, received)
+                    .records
+                    .push((epoch, record));
             }
-            for (job, records) in by_job {
+            for (job, key, error) in batch.unreadable {
+                let name = self.jobs.get(job).map_or("?", |j| &*j.job.name);
+                // Once per key until it can be read again: the read repeats every retry period.
+                if self.unreadable.insert(key.clone()) {
+                    tracing::warn!(job = %name, %key, %error, "the key's schedule record cannot be read; the key's runs wait until it is repaired or deleted, the other keys go on");
+                }
+                read_of(&mut by_job, job, received).unreadable.push(key);
+            }
+            for (job, read) in by_job {
                 if let Some(job) = self.jobs.get(job) {
-                    job.job.events.records(RecordsRead {
-                        received: batch.received,
-                        records,
-                    });
+                    job.job.events.records(read);
                 }
             }
         }
     }
+}
+
+/// The records read for `job` so far in this answer.
+fn read_of(
+    by_job: &mut BTreeMap<usize, RecordsRead>,
+    job: usize,
+    received: Instant,
+) -> &mut RecordsRead {
+    by_job.entry(job).or_insert_with(|| RecordsRead {
+        received,
+        records: Vec::new(),
+        unreadable: Vec::new(),
+    })
 }

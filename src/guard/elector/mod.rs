@@ -27,7 +27,9 @@
 //!    checking the clock itself), or when the store refuses a renewal, the lease is marked lost
 //!    and its job's state token is cancelled at once, which cancels every run started under it.
 //!    A store call that hangs cannot delay this: calls run beside the deadline timer, never in
-//!    front of it.
+//!    front of it. Nor can this task's turn: a run reads its leases' deadline itself
+//!    (`guard/run_leases.rs`) at every poll and in its context's checks, so a process woken
+//!    from a freeze past the deadline stops its runs before this task runs again.
 //! 4. **Fencing.** Every acquisition gets a new, strictly greater epoch from the store; the epoch
 //!    travels with the lease into the run's context as its fencing token.
 //! 5. **Release after the runs.** On shutdown the host stops this task only after every
@@ -49,7 +51,7 @@
 //! Holders are unique per process (`{node_id}/{random}`), so a restarted process never
 //! mistakes its predecessor's lease for its own.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -97,6 +99,9 @@ pub(crate) struct Elector {
     next_read: Instant,
     /// Woken by the host's handle after it wrote an operator's command: read the records now.
     read_now: Arc<Notify>,
+    /// Keys whose records the store last reported unreadable, each logged once until it is
+    /// read again.
+    unreadable: BTreeSet<String>,
 }
 
 /// A store call in flight, and what it answers.
@@ -163,6 +168,7 @@ impl Elector {
             failures: 0,
             next_read: now,
             read_now,
+            unreadable: BTreeSet::new(),
         }
     }
 
@@ -181,6 +187,12 @@ impl Elector {
         loop {
             let deadline = self.earliest_deadline();
             let next_call = self.next_call_at();
+            // A call due now (a release, an acquire after a release notice, a read after a
+            // win) starts at once: a tokio timer rounds its deadline up to the next
+            // millisecond, which a graceful handover would pay at every step.
+            if call.is_none() && next_call.is_some_and(|at| at <= Instant::now()) {
+                call = self.next_call();
+            }
             tokio::select! {
                 biased;
                 _ = self.stop.cancelled() => break,

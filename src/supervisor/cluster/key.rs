@@ -1,13 +1,13 @@
 //! What a node knows of one lease key it holds on the cluster schedule: the key's due time,
-//! in the store's clock and as a local instant, and the arithmetic of its grid (pure, tested
-//! here).
+//! in the store's clock and as a local instant, and the arithmetic of its points, an interval's
+//! grid or a cron expression's occurrences (pure, tested here).
 
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::schedule::{CatchUp, Schedule, ScheduleMode};
-use crate::store::ScheduleRecord;
+use crate::schedule::{Cadence, CatchUp, Schedule, ScheduleMode};
+use crate::store::{NextDue, ScheduleRecord};
 
 /// What this node knows of one key it holds.
 pub(super) struct KeyTiming {
@@ -25,6 +25,9 @@ pub(super) struct KeyTiming {
     pub(super) served_trigger: Option<i64>,
     /// After a start the store did not commit, no start is asked before this.
     pub(super) blocked_until: Option<Instant>,
+    /// The due point passed while another key's run of the job was under way: the key starts
+    /// when that run ends, rather than waiting for its next point.
+    pub(super) waiting: bool,
     /// For a fixed-rate start in flight: the due time the key has once it is committed.
     pub(super) next_after_start: Option<i64>,
     /// The record as last read, for the status.
@@ -68,6 +71,48 @@ impl StoreClock {
     }
 }
 
+/// `due_ms`, the key's due time as its record says, unless it is further ahead of the store's
+/// clock than any holder of this schedule writes one: on an interval, the first run's
+/// `initial_delay` or one interval, plus an interval for alignment; on a cron expression, the
+/// second occurrence after `initial_delay` from now. Further ahead is a row edited by hand (or a
+/// schedule shortened since): the key then runs at its schedule's next point from the store's
+/// now (one interval, or the next occurrence), with a warning, and that run's start writes a
+/// due time on the schedule again.
+fn sane_due(record: &ScheduleRecord, due_ms: i64, schedule: &Schedule) -> i64 {
+    let read_at = record.read_at_ms;
+    let initial_delay = millis(schedule.initial_delay);
+    // The furthest due time the schedule ever sets from `read_at`, and the one a repair sets.
+    let (horizon_ms, repaired_ms) = match schedule.interval() {
+        Some(interval) => (
+            read_at
+                .saturating_add(initial_delay.max(millis(interval)))
+                .saturating_add(millis(interval)),
+            read_at.saturating_add(millis(interval)),
+        ),
+        // A cron job's first plan is the first occurrence from now plus `initial_delay`, a
+        // run sets the occurrence after its own; one occurrence more for a due time written
+        // for another cadence, which is rounded up to the next occurrence.
+        None => match (
+            point_after(schedule, read_at.saturating_add(initial_delay))
+                .and_then(|first| point_after(schedule, first)),
+            point_after(schedule, read_at),
+        ) {
+            (Some(horizon), Some(repaired)) => (horizon, repaired),
+            _ => return due_ms,
+        },
+    };
+    if due_ms <= horizon_ms {
+        return due_ms;
+    }
+    tracing::warn!(
+        key = %record.key,
+        next_due_ms = due_ms,
+        ahead_ms = due_ms.saturating_sub(read_at),
+        "the key's next run is due further ahead than its schedule ever sets (the row was edited, or the schedule changed); it runs at its schedule's next point from now instead"
+    );
+    repaired_ms
+}
+
 impl KeyTiming {
     /// A key this node just won, from its record: when its next run is due, with catch-up for a
     /// due time already past. `None` while the record has no due time (not planned yet).
@@ -77,57 +122,21 @@ impl KeyTiming {
         record: ScheduleRecord,
         schedule: &Schedule,
     ) -> Option<Self> {
-        let mut due_ms = record.next_due_ms?;
-        let interval = schedule.tick_interval();
-        let fixed_rate = schedule.mode == ScheduleMode::FixedRate;
-        if fixed_rate && schedule.align && record.anchor_ms.is_none() {
-            due_ms = align_up(due_ms, interval);
+        let mut due_ms = sane_due(&record, record.next_due_ms?, schedule);
+        let unanchored = record.anchor_ms.is_none();
+        if schedule.mode == ScheduleMode::FixedRate && schedule.align && unanchored {
+            due_ms = align_up(due_ms, schedule.tick_interval());
         }
-        let read_at = record.read_at_ms;
-        let due = if due_ms >= read_at {
-            Due {
-                ms: due_ms,
-                at: clock.local(due_ms),
-            }
-        } else if fixed_rate {
-            let (point, _) = latest_point(due_ms, interval, read_at);
-            match schedule.catch_up {
-                CatchUp::Once => Due {
-                    ms: point,
-                    at: clock.received,
-                },
-                CatchUp::Skip => {
-                    let next = point.saturating_add(millis(interval));
-                    Due {
-                        ms: next,
-                        at: clock.local(next),
-                    }
-                }
-            }
-        } else {
-            match schedule.catch_up {
-                CatchUp::Once => Due {
-                    ms: due_ms,
-                    at: clock.received,
-                },
-                CatchUp::Skip => {
-                    let next = read_at.saturating_add(millis(interval));
-                    Due {
-                        ms: next,
-                        at: clock.local(next),
-                    }
-                }
-            }
-        };
         Some(KeyTiming {
             epoch,
             clock,
-            due: Some(due),
+            due: first_due(clock, due_ms, schedule),
             anchor_ms: record.anchor_ms,
             paused: record.paused.is_some(),
             trigger: record.trigger.as_ref().map(|mark| mark.at_ms),
             served_trigger: None,
             blocked_until: None,
+            waiting: false,
             next_after_start: None,
             record,
         })
@@ -160,10 +169,17 @@ impl KeyTiming {
         self.record = record;
     }
 
-    /// A run began under this key at `now`: the trigger is served, the due time moves on.
-    pub(super) fn began(&mut self, now: Instant, schedule: &Schedule) {
-        self.served_trigger = self.trigger.take().or(self.served_trigger);
+    /// A run began under this key at `now`; `served` is the time of the operator's trigger it
+    /// was asked for, if it was. That trigger, and any older one, is served. A trigger read
+    /// while a scheduled start was being committed is still pending in the store (the start
+    /// did not clear it) and runs next; the due time moves on.
+    pub(super) fn began(&mut self, now: Instant, schedule: &Schedule, served: Option<i64>) {
+        if let Some(served) = served {
+            self.served_trigger = Some(self.served_trigger.map_or(served, |s| s.max(served)));
+            self.trigger = self.trigger.filter(|at| *at > served);
+        }
         self.blocked_until = None;
+        self.waiting = false;
         match (schedule.mode, self.next_after_start.take()) {
             (ScheduleMode::FixedRate, Some(ms)) => {
                 self.due = Some(Due {
@@ -177,28 +193,137 @@ impl KeyTiming {
         }
     }
 
-    /// The due point passed without a run: move to the grid's next point after `now` (fixed
-    /// delay: an interval from now).
+    /// The due point passed without a run: move to the schedule's next point after `now`
+    /// (fixed delay: an interval from now).
     pub(super) fn pass(&mut self, now: Instant, schedule: &Schedule) {
+        self.waiting = false;
         let now_ms = self.clock.store_ms(now);
         let ms = match (schedule.mode, self.due) {
             (ScheduleMode::FixedRate, Some(due)) => {
-                let (point, _) = latest_point(due.ms, schedule.tick_interval(), now_ms);
-                point.saturating_add(millis(schedule.tick_interval()))
+                let (point, _) = latest_point(schedule, due.ms, now_ms);
+                point_after(schedule, point)
             }
-            _ => now_ms.saturating_add(millis(schedule.tick_interval())),
+            _ => Some(now_ms.saturating_add(millis(schedule.tick_interval()))),
         };
-        self.due = Some(Due {
+        self.due = ms.map(|ms| Due {
             ms,
             at: self.clock.local(ms).max(now),
         });
+    }
+
+    /// The key's due time after a fixed-rate run for its point `point_ms` that starts at
+    /// `now_ms` (store time), and how the store is to set it as the run starts; `None` when no
+    /// point follows (a cron expression past its last occurrence before the year 5000).
+    ///
+    /// On an interval: the grid's next point, unless the run is late beyond the conversion's
+    /// margin (`grace`) and the job's jitter (a period caught up, a stall): then the grid goes
+    /// on from this run, an interval less the margin after it, so that runs of the key never
+    /// start closer than that. On a cron expression: its next occurrence, however late this
+    /// run is, since the occurrences are the schedule (a catch-up run may come shortly before
+    /// the next one, but never replays one: the next is strictly after the point run).
+    pub(super) fn next_after_run(
+        &self,
+        schedule: &Schedule,
+        point_ms: i64,
+        now_ms: i64,
+        grace: Duration,
+    ) -> Option<(i64, NextDue)> {
+        let Some(interval) = schedule.interval() else {
+            let next = point_after(schedule, point_ms)?;
+            return Some((next, NextDue::At(next)));
+        };
+        let allowed = millis(grace)
+            .saturating_add(millis(schedule.jitter))
+            .saturating_add(1);
+        if now_ms.saturating_sub(point_ms) > allowed {
+            let next = now_ms.saturating_add(millis(interval - grace));
+            return Some((next, NextDue::After(interval - grace)));
+        }
+        let next = point_ms.saturating_add(millis(interval));
+        Some(match self.anchor_ms {
+            None => (
+                next,
+                NextDue::OnGrid {
+                    anchor_ms: point_ms,
+                    interval,
+                },
+            ),
+            Some(_) => (next, NextDue::At(next)),
+        })
+    }
+}
+
+/// The due time of a key just won whose record says `due_ms`: that time rounded up to a point
+/// of the schedule, waited for while ahead; when past (a period nobody ran), by [`CatchUp`]:
+/// the latest point passed at once, or the next point after the store's now.
+fn first_due(clock: StoreClock, due_ms: i64, schedule: &Schedule) -> Option<Due> {
+    let due_ms = point_from(schedule, due_ms)?;
+    let read_at = clock.read_at_ms;
+    if due_ms >= read_at {
+        return Some(Due {
+            ms: due_ms,
+            at: clock.local(due_ms),
+        });
+    }
+    let (run_at_once, next) = match schedule.mode {
+        ScheduleMode::FixedRate => {
+            let (point, _) = latest_point(schedule, due_ms, read_at);
+            (point, point_after(schedule, point))
+        }
+        ScheduleMode::FixedDelay => (
+            due_ms,
+            Some(read_at.saturating_add(millis(schedule.tick_interval()))),
+        ),
+    };
+    match schedule.catch_up {
+        CatchUp::Once => Some(Due {
+            ms: run_at_once,
+            at: clock.received,
+        }),
+        CatchUp::Skip => next.map(|ms| Due {
+            ms,
+            at: clock.local(ms),
+        }),
+    }
+}
+
+/// The latest point of `schedule` from the point `due_ms` on that is not after `now_ms`
+/// (`due_ms` itself if it is not passed yet), and how many points before it were passed: on
+/// the interval's grid through `due_ms`, or among the cron expression's occurrences.
+pub(super) fn latest_point(schedule: &Schedule, due_ms: i64, now_ms: i64) -> (i64, u64) {
+    match &schedule.cadence {
+        Cadence::Every(interval) => latest_grid_point(due_ms, *interval, now_ms),
+        #[cfg(feature = "cron")]
+        Cadence::Cron(cron) => cron.latest_not_after_ms(due_ms, now_ms),
+    }
+}
+
+/// The point of `schedule` that follows the point `point_ms`: an interval later, or the cron
+/// expression's next occurrence.
+fn point_after(schedule: &Schedule, point_ms: i64) -> Option<i64> {
+    match &schedule.cadence {
+        Cadence::Every(interval) => Some(point_ms.saturating_add(millis(*interval))),
+        #[cfg(feature = "cron")]
+        Cadence::Cron(cron) => cron.next_after_ms(point_ms),
+    }
+}
+
+/// The first point of `schedule` at or after a due time read from a record: the due time
+/// itself on an interval (the key's grid goes through it); on a cron expression, its first
+/// occurrence at or after it, so that a first run planned `initial_delay` from the store's
+/// now, or a due time written for another cadence, waits for an occurrence.
+fn point_from(schedule: &Schedule, due_ms: i64) -> Option<i64> {
+    match &schedule.cadence {
+        Cadence::Every(_) => Some(due_ms),
+        #[cfg(feature = "cron")]
+        Cadence::Cron(cron) => cron.first_at_or_after_ms(due_ms),
     }
 }
 
 /// The latest point of the grid through `due_ms` with step `interval` that is not after
 /// `now_ms` (`due_ms` itself if it is not passed yet), and how many points before it were
 /// passed.
-pub(super) fn latest_point(due_ms: i64, interval: Duration, now_ms: i64) -> (i64, u64) {
+fn latest_grid_point(due_ms: i64, interval: Duration, now_ms: i64) -> (i64, u64) {
     let step = millis(interval).max(1);
     if now_ms <= due_ms {
         return (due_ms, 0);
@@ -271,6 +396,19 @@ mod tests {
     }
 
     #[test]
+    fn a_due_time_further_ahead_than_the_schedule_sets_runs_one_interval_from_now() {
+        let schedule = Schedule::every(10 * SEC).initial_delay(60 * SEC);
+        let due =
+            |ahead_ms: i64| sane_due(&record(1_000_000, None), 1_000_000 + ahead_ms, &schedule);
+        // Up to the initial delay plus an interval: as written.
+        assert_eq!(due(70_000), 1_070_000);
+        assert_eq!(due(-5_000), 995_000);
+        // Further (a hand-edited year 9999): one interval from the store's now.
+        assert_eq!(due(70_001), 1_010_000);
+        assert_eq!(due(i64::MAX - 1_000_000), 1_010_000);
+    }
+
+    #[test]
     fn a_missed_due_time_runs_once_at_once_or_waits_for_the_next_point() {
         let now = Instant::now();
         let schedule = Schedule::every(10 * SEC);
@@ -317,8 +455,77 @@ mod tests {
 
     #[test]
     fn the_latest_point_not_after_now_and_the_points_passed_before_it() {
-        assert_eq!(latest_point(100, 10 * SEC, 50), (100, 0));
-        assert_eq!(latest_point(0, 10 * SEC, 10_000), (10_000, 1));
-        assert_eq!(latest_point(0, 10 * SEC, 35_000), (30_000, 3));
+        let every = Schedule::every(10 * SEC);
+        assert_eq!(latest_point(&every, 100, 50), (100, 0));
+        assert_eq!(latest_point(&every, 0, 10_000), (10_000, 1));
+        assert_eq!(latest_point(&every, 0, 35_000), (30_000, 3));
+    }
+
+    /// Midnight, 1 January 2026, in ms since the Unix epoch.
+    #[cfg(feature = "cron")]
+    const MIDNIGHT: i64 = 1_767_225_600_000;
+
+    #[cfg(feature = "cron")]
+    #[test]
+    fn a_cron_due_time_further_ahead_than_its_occurrences_runs_at_the_next_one() {
+        let daily = Schedule::cron("0 0 3 * * *");
+        let s = |secs: i64| MIDNIGHT + secs * 1000;
+        let due = |due_ms: i64| sane_due(&record(s(3600), None), due_ms, &daily);
+        // Read at 01:00: today's 03:00 and tomorrow's (a due time written for another
+        // cadence, rounded up later) are as written, although both are more than any interval
+        // ahead.
+        assert_eq!(due(s(3 * 3600)), s(3 * 3600));
+        assert_eq!(due(s(27 * 3600)), s(27 * 3600));
+        // Further (a hand-edited year 9999): the next occurrence from the store's now.
+        assert_eq!(due(s(27 * 3600) + 1), s(3 * 3600));
+        assert_eq!(due(i64::MAX - 1), s(3 * 3600));
+    }
+
+    #[cfg(feature = "cron")]
+    #[test]
+    fn a_cron_key_runs_its_occurrences_on_the_stores_clock() {
+        let every_ten = Schedule::cron("*/10 * * * * *");
+        let s = |secs: i64| MIDNIGHT + secs * 1000;
+        // The first run ever, planned an initial delay of 25.5 s from 00:00:00, waits for
+        // 00:00:30.
+        let now = Instant::now();
+        let first = KeyTiming::first_read(
+            1,
+            clock(now, s(0)),
+            record(s(0), Some(s(25) + 500)),
+            &every_ten
+                .clone()
+                .initial_delay(Duration::from_millis(25_500)),
+        )
+        .unwrap();
+        assert_eq!(first.due.unwrap().ms, s(30));
+        // Due 00:00:30, read at 00:00:47: 00:00:40 runs at once (once), or 00:00:50 (skip).
+        let read = || (clock(now, s(47)), record(s(47), Some(s(30))));
+        let (at, rec) = read();
+        let once = KeyTiming::first_read(1, at, rec, &every_ten).unwrap();
+        assert_eq!(once.due, Some(Due { ms: s(40), at: now }));
+        let (at, rec) = read();
+        let skip = every_ten.clone().catch_up(CatchUp::Skip);
+        assert_eq!(
+            KeyTiming::first_read(1, at, rec, &skip)
+                .unwrap()
+                .due
+                .unwrap()
+                .ms,
+            s(50)
+        );
+        // The next occurrence after a run, however late it starts: never the grid of a
+        // late interval run, never an occurrence again.
+        let grace = Duration::from_millis(300);
+        assert_eq!(
+            once.next_after_run(&every_ten, s(40), s(47), grace),
+            Some((s(50), NextDue::At(s(50))))
+        );
+        assert_eq!(latest_point(&every_ten, s(30), s(47)), (s(40), 1));
+        assert_eq!(latest_point(&every_ten, s(30), s(29)), (s(30), 0));
+        // A point passed without a run (paused): the next occurrence after now.
+        let mut paused = once;
+        paused.pass(now + 6 * SEC, &every_ten);
+        assert_eq!(paused.due.unwrap().ms, s(60));
     }
 }

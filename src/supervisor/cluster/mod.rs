@@ -1,6 +1,7 @@
 //! The cluster schedule of one guarded job on this node: for each lease key it holds, when the
-//! key's next run is due on the cluster's grid, whether an operator paused or triggered it, and
-//! the runs under way whose starts the store committed.
+//! key's next run is due (on the cluster's grid for an interval job, at the next occurrence by
+//! the store's clock for a cron job), whether an operator paused or triggered it, and the runs
+//! under way whose starts the store committed.
 //!
 //! The key's record in the store is the schedule; this node follows it while it holds the key.
 //! On winning a key it reads the record (the elector does, [`RecordsRead`]) and converts the due
@@ -11,9 +12,19 @@
 //! at once or waits for the next grid point. A run that starts later than that margin after
 //! its point (a period caught up, a stalled process) moves the grid: the next run is due an
 //! interval less the margin after it, so that runs of a key, cluster-wide, never start closer
-//! than that (DESIGN.md's P6). From then on the node keeps the grid itself and
-//! only refreshes the conversion and the operator's marks from the elector's periodic reads; a
-//! read never moves a due time back, so a stale read cannot start a period twice.
+//! than that (DESIGN.md's P6).
+//!
+//! A cron job's points are its expression's occurrences, in the store's clock: each run is for
+//! the latest occurrence reached and writes the next one after it as the key's due time, so a
+//! new leader, whenever it takes over, neither repeats an occurrence nor skips one (unless
+//! `catch_up = "skip"` says so; a catch-up runs only the latest missed occurrence, once).
+//! A late run does not move them: they are the schedule. A due time that is no occurrence (the
+//! first run ever, planned `initial_delay` from the store's now; one written while the job had
+//! an interval) is rounded up to the next occurrence.
+//!
+//! Once it holds a key, the node keeps the key's points itself and only refreshes the
+//! conversion and the operator's marks from the elector's periodic reads; a read never moves a
+//! due time back, so a stale read cannot start a period twice.
 //!
 //! A run starts only once the [ledger](crate::guard::ledger) answered that the store committed
 //! its start; its end is reported with its outcome.
@@ -23,7 +34,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use key::{Due, KeyTiming, StoreClock, latest_point, millis};
+use key::{Due, KeyTiming, StoreClock, latest_point};
 
 use crate::guard::ledger::LedgerLine;
 use crate::guard::{HeldLease, RecordsRead, StartAnswer};
@@ -55,6 +66,8 @@ pub(crate) struct ClusterTiming {
 struct Starting {
     request: u64,
     keys: Vec<String>,
+    /// The keys asked for as an operator's trigger, with the trigger's time (store clock).
+    triggered: Vec<(String, i64)>,
     /// The local instant of the tick it is for.
     scheduled: Instant,
 }
@@ -106,8 +119,12 @@ impl ClusterTiming {
     }
 
     /// Takes in records the elector read; only those of keys `held` at the epoch they were read
-    /// for count.
+    /// for count. A key whose record could not be read is forgotten: no run of it starts until
+    /// a read succeeds again.
     pub(crate) fn records(&mut self, read: RecordsRead, held: &[HeldLease], schedule: &Schedule) {
+        for key in &read.unreadable {
+            self.keys.remove(key);
+        }
         for (epoch, record) in read.records {
             let holds = held
                 .iter()
@@ -149,6 +166,8 @@ impl ClusterTiming {
             .filter_map(|(_, timing)| {
                 let at = match (timing.trigger, busy) {
                     (Some(_), false) => Some(timing.clock.received),
+                    // Waits for the run under way to end (see `tick`).
+                    (_, true) if timing.waiting => None,
                     _ => timing.due.filter(|_| enabled).map(|due| due.at),
                 }?;
                 Some(timing.blocked_until.map_or(at, |blocked| blocked.max(at)))
@@ -163,19 +182,23 @@ impl ClusterTiming {
     }
 
     /// The tick at `now`: asks the ledger to start a run for the keys that are due or
-    /// triggered, if `may_start`; passes the due points of paused keys (and, when a run is in
-    /// flight, of every key) without a run.
+    /// triggered, if `may_start`; passes the due points of paused keys, and of keys whose own
+    /// run is in flight, without a run. A due key that only the job's runs for other keys hold
+    /// back (`job_full`: the job runs as many runs as it may) waits for them.
     pub(crate) fn tick(
         &mut self,
         now: Instant,
         may_start: bool,
+        job_full: bool,
         schedule: &Schedule,
     ) -> ClusterTick {
         let mut outcome = ClusterTick::default();
         let mut starts = Vec::new();
-        let interval = schedule.tick_interval();
         let history = self.history;
         let busy = self.starting.is_some();
+        let runs = &self.runs;
+        // The job's own runs (or a start) hold it, rather than the host's run slots.
+        let job_busy = busy || job_full;
         for (key, timing) in &mut self.keys {
             if busy && self.starting.as_ref().is_some_and(|s| s.keys.contains(key)) {
                 continue;
@@ -189,6 +212,17 @@ impl ClusterTiming {
                 continue;
             }
             if !triggered && (timing.paused || !may_start || busy) {
+                let own_run = runs
+                    .iter()
+                    .any(|(_, keys)| keys.iter().any(|run| run.key == *key));
+                if !timing.paused && job_busy && !own_run {
+                    // Another key's run (or start) of the job is under way: this key starts
+                    // when it ends, late, and its grid moves. Passing its point instead would
+                    // starve a partition whose siblings' runs on this node cover its phase
+                    // (DESIGN's P7).
+                    timing.waiting = true;
+                    continue;
+                }
                 // Not run: the grid moves on (a fixed-delay key waits a whole interval).
                 outcome.skipped |= !timing.paused;
                 timing.pass(now, schedule);
@@ -197,41 +231,26 @@ impl ClusterTiming {
             let now_ms = timing.clock.store_ms(now);
             let (scheduled_ms, next_due) = match (schedule.mode, due) {
                 (ScheduleMode::FixedRate, Some(due)) => {
-                    let (point, missed) = latest_point(due.ms, interval, now_ms);
+                    let (point, missed) = latest_point(schedule, due.ms, now_ms);
                     // The job's missed ticks: the keys of a partitioned job miss the same
                     // points, which count once.
                     outcome.missed = outcome.missed.max(missed);
-                    // Late beyond the conversion's margin and the job's own jitter (a period
-                    // caught up, a stall): the grid goes on from this run, so that the next one
-                    // is still an interval (less the margin) after it. On time, jitter
-                    // included: the grid's next point, so jitter never moves the grid.
                     let grace = self.lease_ttl / 10;
-                    let allowed = millis(grace)
-                        .saturating_add(millis(schedule.jitter))
-                        .saturating_add(1);
-                    let next = if now_ms.saturating_sub(point) > allowed {
-                        let next = now_ms.saturating_add(millis(interval - grace));
-                        (next, NextDue::After(interval - grace))
-                    } else {
-                        let next = point.saturating_add(millis(interval));
-                        match timing.anchor_ms {
-                            None => (
-                                next,
-                                NextDue::OnGrid {
-                                    anchor_ms: point,
-                                    interval,
-                                },
-                            ),
-                            Some(_) => (next, NextDue::At(next)),
-                        }
+                    let Some((next_ms, next_due)) =
+                        timing.next_after_run(schedule, point, now_ms, grace)
+                    else {
+                        tracing::warn!(key = %key, "the cron schedule has no occurrence after this one: the key runs no more");
+                        timing.due = None;
+                        continue;
                     };
-                    timing.next_after_start = Some(next.0);
-                    (point, next.1)
+                    timing.next_after_start = Some(next_ms);
+                    (point, next_due)
                 }
                 (ScheduleMode::FixedRate, None) => (now_ms, NextDue::Unchanged),
-                (ScheduleMode::FixedDelay, due) => {
-                    (due.map_or(now_ms, |due| due.ms), NextDue::After(interval))
-                }
+                (ScheduleMode::FixedDelay, due) => (
+                    due.map_or(now_ms, |due| due.ms),
+                    NextDue::After(schedule.tick_interval()),
+                ),
             };
             starts.push(RunStart {
                 key: key.clone(),
@@ -247,10 +266,16 @@ impl ClusterTiming {
         }
         self.last_request += 1;
         let keys = starts.iter().map(|s| s.key.clone()).collect();
+        let triggered = starts
+            .iter()
+            .filter(|s| s.triggered)
+            .filter_map(|s| Some((s.key.clone(), self.keys.get(&s.key)?.trigger?)))
+            .collect();
         if self.ledger.start(self.last_request, starts) {
             self.starting = Some(Starting {
                 request: self.last_request,
                 keys,
+                triggered,
                 scheduled: now,
             });
             outcome.asked = true;
@@ -287,7 +312,11 @@ impl ClusterTiming {
                 .find(|lease| lease.key() == key && lease.epoch() == timing.epoch);
             match (committed, lease) {
                 (Some(committed), Some(lease)) => {
-                    timing.began(now, schedule);
+                    let trigger = starting
+                        .triggered
+                        .iter()
+                        .find_map(|(k, at)| (*k == key).then_some(*at));
+                    timing.began(now, schedule, trigger);
                     run.leases.push(lease.clone());
                     run.keys.push(RunKey {
                         key,
