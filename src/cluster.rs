@@ -10,6 +10,14 @@
 //! node. An unguarded job (`leader = "none"`) has no record: pause it per process with
 //! [`HostHandle::pause`](crate::HostHandle::pause).
 //!
+//! A job is named as its hosts register it; its records are those of its lease keys (`job` for
+//! a `global` job, `job@group` for each group of a `cluster` job, `job#p` for each partition of
+//! a `partitioned` one: see [`job_of_key`]), and a command acts on all of them.
+//! [`ClusterControl::status`] reads the whole cluster at once: every job's view, every lease with
+//! its holder, epoch and expiry, and the live members of the partitioned jobs. The admin
+//! endpoint's `GET /api/cluster` and the `loopjob` command (feature `cli`) are built on it, and
+//! show it in the schema of `cluster::json` (features `admin` or `cli`).
+//!
 //! ```
 //! use std::sync::Arc;
 //! use std::time::Duration;
@@ -31,12 +39,17 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::BTreeMap;
+#[cfg(any(feature = "admin", feature = "cli"))]
+pub mod json;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 
 use crate::status::ClusterView;
-use crate::store::{LeaseStore, RunRecord, ScheduleRecord, StoreError};
+use crate::store::{
+    LeaseStatus, LeaseStore, Member, RunRecord, ScheduleRecord, StoreError, StoreOptions,
+};
 
 /// Reads and steers guarded jobs' cluster schedules in a store, without a host.
 ///
@@ -66,6 +79,25 @@ pub enum ClusterError {
         /// The jobs that have records, comma-separated (`none` if there are none).
         known: String,
     },
+}
+
+/// What the store knows of the cluster, read by [`ClusterControl::status`]: every guarded job's
+/// cluster schedule, every lease, and the live members of every partitioned job.
+///
+/// The store knows a node only through what it writes there: the leases it holds, and (for a
+/// partitioned job, whose nodes share its partitions) its membership heartbeat. A node that
+/// runs a `cluster` or `global` job without leading it leaves no trace in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClusterStatus {
+    /// Every guarded job that has schedule records, by name.
+    pub jobs: BTreeMap<String, ClusterView>,
+    /// Every lease in the store, held or not, sorted by key: each with its last holder, epoch
+    /// and expiry (see [`job_of_key`] for the job a key belongs to).
+    pub leases: Vec<LeaseStatus>,
+    /// The live members of each partitioned job, by job name; a job whose members all
+    /// expired has an empty list.
+    pub members: BTreeMap<String, Vec<Member>>,
 }
 
 /// An operator's command on a key's record.
@@ -107,6 +139,17 @@ impl ClusterControl {
         Ok(ClusterControl::new(crate::store::open(url)?))
     }
 
+    /// Opens the store at `url` with `options` (a table prefix, an operation timeout), as
+    /// [`store::open_with`](crate::store::open_with) does.
+    pub fn open_with(url: &str, options: StoreOptions) -> Result<Self, ClusterError> {
+        Ok(ClusterControl::new(crate::store::open_with(url, options)?))
+    }
+
+    /// The store's backend: `memory`, `sqlite`, `postgres`, `mysql` or `redis`.
+    pub fn backend(&self) -> &'static str {
+        self.store.backend()
+    }
+
     /// Names who gives the commands (a user, a tool), as the records' operator marks show it.
     pub fn operator(mut self, name: impl Into<String>) -> Self {
         self.operator = name.into();
@@ -118,7 +161,7 @@ impl ClusterControl {
         let mut by_job: BTreeMap<String, Vec<ScheduleRecord>> = BTreeMap::new();
         for record in self.store.list_schedules("").await? {
             by_job
-                .entry(job_of(&record.key).to_owned())
+                .entry(job_of_key(&record.key).to_owned())
                 .or_default()
                 .push(record);
         }
@@ -126,6 +169,45 @@ impl ClusterControl {
             .into_iter()
             .map(|(job, records)| (job, ClusterView::from_records(records)))
             .collect())
+    }
+
+    /// Everything the store knows of the cluster: every guarded job's view, every lease, and
+    /// the live members of every partitioned job (see [`ClusterStatus`]). Two listings, and
+    /// one members read per partitioned job.
+    pub async fn status(&self) -> Result<ClusterStatus, ClusterError> {
+        let jobs = self.jobs().await?;
+        let leases = self.store.list("").await?;
+        let members = self.members_of(&jobs, &leases).await?;
+        Ok(ClusterStatus {
+            jobs,
+            leases,
+            members,
+        })
+    }
+
+    /// The live members of every partitioned job, by job name: the nodes that share its
+    /// partitions. Other jobs have no members in the store (see [`ClusterStatus`]).
+    pub async fn members(&self) -> Result<BTreeMap<String, Vec<Member>>, ClusterError> {
+        Ok(self.status().await?.members)
+    }
+
+    /// The members of each partitioned job among `jobs` and the jobs of `leases`.
+    async fn members_of(
+        &self,
+        jobs: &BTreeMap<String, ClusterView>,
+        leases: &[LeaseStatus],
+    ) -> Result<BTreeMap<String, Vec<Member>>, ClusterError> {
+        let keys = jobs
+            .values()
+            .flat_map(|view| view.records.iter().map(|record| record.key.as_str()))
+            .chain(leases.iter().map(|status| status.lease.key.as_str()));
+        let partitioned: BTreeSet<&str> = keys.filter_map(partitioned_job).collect();
+        let mut members = BTreeMap::new();
+        for job in partitioned {
+            let scope = crate::guard::membership_scope(job);
+            members.insert(job.to_owned(), self.store.members(&scope).await?);
+        }
+        Ok(members)
     }
 
     /// The cluster view of the job named `name`: next due time, last run, operator marks, and
@@ -195,7 +277,7 @@ impl ClusterControl {
             .list_schedules(name)
             .await?
             .into_iter()
-            .filter(|record| job_of(&record.key) == name)
+            .filter(|record| job_of_key(&record.key) == name)
             .collect();
         if !records.is_empty() {
             return Ok(records);
@@ -221,18 +303,32 @@ impl fmt::Debug for ClusterControl {
     }
 }
 
-/// The job a lease key belongs to: `job#3` and `job@group` belong to `job` (see
-/// [`guard`](crate::guard)'s key table).
-fn job_of(key: &str) -> &str {
-    if let Some((job, partition)) = key.rsplit_once('#') {
-        if !partition.is_empty() && partition.bytes().all(|b| b.is_ascii_digit()) {
-            return job;
-        }
+/// The job a lease key belongs to: `job#3` (a partition) and `job@group` (a `cluster` job's
+/// group) belong to `job`; a `global` job's key is its name (see [`guard`](crate::guard)'s key
+/// table). This is how [`ClusterControl`] finds a job's keys by its name.
+///
+/// ```
+/// use loopjob::cluster::job_of_key;
+///
+/// assert_eq!(job_of_key("report@eu-west"), "report");
+/// assert_eq!(job_of_key("sync#12"), "sync");
+/// assert_eq!(job_of_key("nightly"), "nightly");
+/// ```
+pub fn job_of_key(key: &str) -> &str {
+    if let Some(job) = partitioned_job(key) {
+        return job;
     }
     match key.rsplit_once('@') {
         Some((job, _)) => job,
         None => key,
     }
+}
+
+/// The job of a partition's key (`sync` for `sync#12`); `None` for any other key.
+fn partitioned_job(key: &str) -> Option<&str> {
+    let (job, partition) = key.rsplit_once('#')?;
+    let is_number = !partition.is_empty() && partition.bytes().all(|b| b.is_ascii_digit());
+    is_number.then_some(job)
 }
 
 #[cfg(test)]
@@ -241,9 +337,84 @@ mod tests {
 
     #[test]
     fn keys_map_to_their_jobs() {
-        assert_eq!(job_of("report"), "report");
-        assert_eq!(job_of("report@eu-west"), "report");
-        assert_eq!(job_of("sync#12"), "sync");
-        assert_eq!(job_of("odd#name"), "odd#name");
+        assert_eq!(job_of_key("report"), "report");
+        assert_eq!(job_of_key("report@eu-west"), "report");
+        assert_eq!(job_of_key("sync#12"), "sync");
+        assert_eq!(job_of_key("odd#name"), "odd#name");
+        assert_eq!(partitioned_job("sync#12"), Some("sync"));
+        assert_eq!(partitioned_job("sync#members"), None);
+        assert_eq!(partitioned_job("report@eu"), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn status_lists_jobs_leases_and_the_partitioned_jobs_members() {
+        use crate::store::{MemoryStore, NextDue, Plan};
+        use std::time::Duration;
+
+        let store = Arc::new(MemoryStore::new());
+        let ttl = Duration::from_secs(15);
+        let keys = [
+            "report@eu".to_owned(),
+            "sync#0".to_owned(),
+            "sync#1".to_owned(),
+        ];
+        let won = store.try_acquire("web-1/a", &keys, ttl).await.unwrap();
+        let plans: Vec<Plan> = won
+            .iter()
+            .map(|lease| Plan {
+                key: lease.key.clone(),
+                epoch: lease.epoch,
+                next_due: NextDue::After(Duration::from_secs(60)),
+                only_if_unset: true,
+            })
+            .collect();
+        store.plan("web-1/a", &plans).await.unwrap();
+        store
+            .heartbeat("sync#members", "web-1/a", ttl)
+            .await
+            .unwrap();
+        store
+            .heartbeat("sync#members", "web-2/b", ttl)
+            .await
+            .unwrap();
+        // A lease that no guarded job holds (a `LeaderElector`'s) is listed too.
+        store
+            .try_acquire("tool", &["migrations".to_owned()], ttl)
+            .await
+            .unwrap();
+
+        let control = ClusterControl::new(store);
+        let status = control.status().await.unwrap();
+        assert_eq!(
+            status.jobs.keys().collect::<Vec<_>>(),
+            ["report", "sync"],
+            "{status:?}"
+        );
+        assert_eq!(status.jobs["sync"].records.len(), 2);
+        let leases: Vec<(&str, &str)> = status
+            .leases
+            .iter()
+            .map(|s| (s.lease.key.as_str(), s.lease.holder.as_str()))
+            .collect();
+        assert_eq!(
+            leases,
+            [
+                ("migrations", "tool"),
+                ("report@eu", "web-1/a"),
+                ("sync#0", "web-1/a"),
+                ("sync#1", "web-1/a")
+            ]
+        );
+        let members: Vec<&str> = status.members["sync"]
+            .iter()
+            .map(|m| m.member.as_str())
+            .collect();
+        assert_eq!(members, ["web-1/a", "web-2/b"]);
+        assert_eq!(
+            status.members.len(),
+            1,
+            "only partitioned jobs have members"
+        );
+        assert_eq!(control.members().await.unwrap(), status.members);
     }
 }

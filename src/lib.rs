@@ -37,7 +37,8 @@
 //! ```
 //!
 //! An interval job is timed by the monotonic clock; a cron job (feature `cron`) by the wall
-//! clock of its time zone, read through the host's [`WallClock`].
+//! clock of its time zone: an unguarded one reads its node's, through the host's
+//! [`WallClock`], a guarded one the lease store's (below).
 //!
 //! Data flows one way: [`settings`] are read and validated, the [`HostBuilder`] checks every job
 //! (against the [`limits`]) before anything starts, the host spreads one supervisor per job over
@@ -47,20 +48,23 @@
 //! commits each guarded run's start to the lease [`store`] before the run begins, and records its
 //! end. Each run gets a fresh [`JobContext`]; a [`HostHandle`] watches and steers the jobs.
 //!
-//! A guarded interval job is one job of the cluster: its timing, pause state and run history
-//! live in the store beside its lease (its *cluster schedule*, see [`store::schedule`]), so
-//! whichever replica leads runs it on one grid, through failovers, deploys and restarts;
-//! [`cluster::ClusterControl`] reads and steers it from a store URL, without a host. (A guarded
-//! cron job follows its leader's wall clock for now.)
+//! A guarded job is one job of the cluster: its timing, pause state and run history live in
+//! the store beside its lease (its *cluster schedule*, see [`store::schedule`]), so whichever
+//! replica leads runs it on one grid (an interval job) or at each occurrence of its expression
+//! by the store's clock (a cron job), through failovers, deploys and restarts;
+//! [`cluster::ClusterControl`] reads and steers it from a store URL, without a host.
 //!
 //! | module | what it is for |
 //! |---|---|
 //! | [`settings`] | TOML files and environment variables, validated, every problem at once |
 //! | [`guard`] | leadership: one replica per group, one globally, or partitions shared out; the elector's safety argument ([`guard::elector`]); [`LeaderElector`] for code that is not a job |
-//! | [`cluster`] | a guarded job's cluster schedule from a store URL: records, history, pause, resume, trigger |
-//! | [`store`] | lease stores (memory, SQLite, PostgreSQL, MySQL, Redis), the contract they keep, and each lease key's schedule record and run history ([`store::schedule`]) |
+//! | [`cluster`] | a guarded job's cluster schedule from a store URL: records, history, pause, resume, trigger; the whole cluster's status (jobs, leases, members) and its JSON schema (`cluster::json`, features `admin` or `cli`) |
+//! | [`store`] | lease stores (memory, SQLite, PostgreSQL, MySQL, Redis, etcd), the contract they keep, and each lease key's schedule record and run history ([`store::schedule`]) |
 //! | [`limits`] | the bounds every duration and count is checked against |
 //! | `admin` | an HTTP admin endpoint and dashboard (feature `admin`) |
+//!
+//! The `loopjob` command (feature `cli`, `src/bin/loopjob.rs`) shows and steers a cluster's
+//! guarded jobs from a store URL, without a host: a thin layer over [`cluster`].
 //!
 //! The library never prints: it logs through `tracing` (a span `loopjob.run` per attempt with
 //! the job, run id and attempt) and, with the `metrics` feature, counts through `metrics`.

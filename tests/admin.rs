@@ -575,3 +575,163 @@ async fn while_the_host_shuts_down_the_probes_answer_503_and_the_server_stops_af
     host.host.await.expect("the host stops");
     assert!(reqwest::get(format!("{base}/healthz")).await.is_err());
 }
+
+/// A node `node` on `store` with a global job `shared` and a job `spread` partitioned in two.
+async fn cluster_node(node: &str, store: Arc<dyn loopjob::store::LeaseStore>) -> Running {
+    let builder = Host::builder()
+        .node(loopjob::NodeIdentity::new(node, "g"))
+        .store(store)
+        .job_fn("shared", hourly(), |_ctx| async { Ok(()) })
+        .leadership("shared", Leadership::new(LeaderMode::Global))
+        .job_fn("spread", hourly(), |_ctx| async { Ok(()) })
+        .leadership(
+            "spread",
+            Leadership::new(LeaderMode::Partitioned).partitions(2),
+        )
+        .admin(any_port().token(TOKEN));
+    Running::start(builder).await
+}
+
+/// `GET /api/cluster` once `ready` holds for it (within 10 s).
+async fn cluster_page(host: &Running, ready: impl Fn(&Value) -> bool) -> Value {
+    let mut page = Value::Null;
+    for _ in 0..200 {
+        let (status, body) = host.get("/api/cluster", None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        page = json(&body);
+        if ready(&page) {
+            return page;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the cluster did not settle within 10 s: {page}");
+}
+
+#[tokio::test]
+async fn api_cluster_shows_the_jobs_leases_and_members_that_two_hosts_share() {
+    let store = Arc::new(MemoryStore::new());
+    let a = cluster_node("node-a", store.clone()).await;
+    let b = cluster_node("node-b", store).await;
+    // Settled: both jobs' records written, and both nodes members of the partitioned job.
+    let settled = |page: &Value| {
+        page["jobs"].as_array().map_or(0, Vec::len) == 2
+            && page["jobs"][1]["keys"].as_array().map_or(0, Vec::len) == 2
+            && page["members"].as_array().map_or(0, Vec::len) == 2
+    };
+    let page = cluster_page(&a, settled).await;
+    assert_eq!(page["store"], "memory");
+    assert!(page["now_ms"].as_u64().expect("now_ms") > 1_600_000_000_000);
+
+    let shared = &page["jobs"][0];
+    assert_eq!(shared["name"], "shared");
+    assert_eq!(shared["paused"], false);
+    assert!(shared["next_due_ms"].is_i64(), "{shared}");
+    assert_eq!(shared["keys"][0]["key"], "shared");
+    assert!(shared["keys"][0]["read_at_ms"].is_i64());
+    assert_eq!(page["jobs"][1]["name"], "spread");
+
+    let leases = page["leases"].as_array().expect("leases");
+    let keys: Vec<&str> = leases.iter().map(|l| l["key"].as_str().unwrap()).collect();
+    assert_eq!(keys, ["shared", "spread#0", "spread#1"], "{page}");
+    let lease = &leases[0];
+    assert_eq!(lease["job"], "shared");
+    assert_eq!(lease["held"], true);
+    assert!(lease["epoch"].as_u64().unwrap() >= 1);
+    assert!(lease["remaining_ms"].as_u64().unwrap() > 0);
+    assert!(lease["expires_ms"].is_i64());
+    let holder = lease["holder"].as_str().unwrap();
+    assert!(
+        holder.starts_with("node-a/") || holder.starts_with("node-b/"),
+        "{holder}"
+    );
+
+    let members: Vec<&str> = page["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .inspect(|m| assert_eq!(m["job"], "spread"))
+        .map(|m| m["member"].as_str().unwrap())
+        .collect();
+    assert!(members[0].starts_with("node-a/"), "{members:?}");
+    assert!(members[1].starts_with("node-b/"), "{members:?}");
+
+    // Node B sees the same cluster, and a pause given on A.
+    let (status, _) = a.post("/api/jobs/shared/pause", Some(TOKEN)).await;
+    assert_eq!(status, StatusCode::OK);
+    let on_b = cluster_page(&b, |page| page["jobs"][0]["paused"] == true).await;
+    // (The partitions may move to B meanwhile, as the two nodes share them out.)
+    let shared_on_b = &on_b["leases"][0];
+    assert_eq!(shared_on_b["key"], "shared");
+    assert_eq!(shared_on_b["holder"], lease["holder"], "the same holder");
+    assert_eq!(shared_on_b["epoch"], lease["epoch"]);
+    let mark = &on_b["jobs"][0]["keys"][0]["paused"];
+    assert!(mark["by"].is_string() && mark["at_ms"].is_i64(), "{mark}");
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn api_cluster_is_503_with_the_store_error_while_health_stays_up() {
+    let store = faulty_store::FaultyStore::new(Arc::new(MemoryStore::new()), true);
+    let host = guarded_host("outaged", store.clone()).await;
+    assert_eq!(host.get("/api/cluster", None).await.0, StatusCode::OK);
+
+    store.cut(true);
+    let (status, body) = host.get("/api/cluster", None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let error = json(&body)["error"].as_str().expect("an error").to_owned();
+    assert!(error.contains("the lease store failed"), "{error}");
+    assert_eq!(host.get("/healthz", None).await.0, StatusCode::OK);
+
+    store.cut(false);
+    assert_eq!(host.get("/api/cluster", None).await.0, StatusCode::OK);
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn api_cluster_is_503_when_the_store_does_not_answer_within_the_probe_timeout() {
+    let store = faulty_store::FaultyStore::new(Arc::new(MemoryStore::new()), true);
+    let builder = Host::builder()
+        .store(store.clone())
+        .job_fn("stalled", hourly(), |_ctx| async { Ok(()) })
+        .leadership("stalled", Leadership::new(LeaderMode::Global))
+        .admin(any_port().store_probe_timeout(Duration::from_millis(200)));
+    let host = Running::start(builder).await;
+    store.silence_lists(true);
+    let (status, body) = host.get("/api/cluster", None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let error = json(&body)["error"].as_str().expect("an error").to_owned();
+    assert!(error.contains("did not answer within 200ms"), "{error}");
+    assert_eq!(host.get("/healthz", None).await.0, StatusCode::OK);
+    store.silence_lists(false);
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn api_cluster_is_404_on_a_host_without_guarded_jobs() {
+    let host = Running::start(one_job("alone", any_port())).await;
+    let (status, body) = host.get("/api/cluster", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let error = json(&body)["error"].as_str().expect("an error").to_owned();
+    assert!(error.contains("no lease store"), "{error}");
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn api_cluster_needs_the_token_when_reads_do() {
+    let builder = Host::builder()
+        .store(Arc::new(MemoryStore::new()))
+        .job_fn("closed", hourly(), |_ctx| async { Ok(()) })
+        .leadership("closed", Leadership::new(LeaderMode::Global))
+        .admin(any_port().token(TOKEN).token_for_reads(true));
+    let host = Running::start(builder).await;
+    let (status, body) = host.get("/api/cluster", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(json(&body)["error"].is_string());
+    let wrong = host.get("/api/cluster", Some("wrong")).await.0;
+    assert_eq!(wrong, StatusCode::UNAUTHORIZED);
+    let (status, body) = host.get("/api/cluster", Some(TOKEN)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(json(&body)["store"], "memory");
+    host.stop().await;
+}

@@ -23,7 +23,7 @@
 //!
 //! Errors are `{ "error": "what went wrong and what to do" }` with the status code.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use axum::Json;
 use axum::http::{StatusCode, header};
@@ -31,8 +31,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use tokio::time::Instant;
 
+use crate::cluster::json::unix_ms;
+pub use crate::cluster::json::{Run, RunsPage};
 use crate::status::{ClusterView, JobCounters, JobState, JobStatus, LeadershipStatus, RunOutcome};
-use crate::store::{RunRecord, RunResult};
 use crate::{ControlError, Triggered};
 
 /// `GET /api/jobs`: this node's jobs.
@@ -89,59 +90,6 @@ pub struct ClusterSchedule {
     pub last_run: Option<Run>,
     /// Why the store could not be read (then the other fields are empty).
     pub error: Option<String>,
-}
-
-/// One run from a guarded job's history in the store.
-#[derive(Debug, Clone, Serialize)]
-pub struct Run {
-    /// The lease key it ran under.
-    pub key: String,
-    /// The node (holder) that ran it.
-    pub holder: String,
-    /// The lease epoch it ran under.
-    pub epoch: u64,
-    /// When it started.
-    pub started_ms: i64,
-    /// When it ended; `null` while it runs, or if its holder never said.
-    pub ended_ms: Option<i64>,
-    /// How long it took, once it ended.
-    pub duration_ms: Option<i64>,
-    /// `succeeded`, `failed`, `panicked`, `timed_out` or `cancelled`; `null` while it runs.
-    pub outcome: Option<&'static str>,
-    /// Attempts made.
-    pub attempts: u32,
-    /// The last attempt's error.
-    pub error: Option<String>,
-    /// Whether an operator's trigger started it.
-    pub triggered: bool,
-}
-
-/// `GET /api/jobs/{name}/runs`: a guarded job's newest runs, newest first.
-#[derive(Debug, Clone, Serialize)]
-pub struct RunsPage {
-    /// The job's name.
-    pub job: String,
-    /// Its runs, newest first.
-    pub runs: Vec<Run>,
-}
-
-impl From<RunRecord> for Run {
-    fn from(run: RunRecord) -> Self {
-        Run {
-            duration_ms: run
-                .ended_ms
-                .map(|ended| ended.saturating_sub(run.started_ms)),
-            outcome: run.outcome.map(RunResult::as_str),
-            key: run.key,
-            holder: run.holder,
-            epoch: run.epoch,
-            started_ms: run.started_ms,
-            ended_ms: run.ended_ms,
-            attempts: run.attempts,
-            error: run.error,
-            triggered: run.triggered,
-        }
-    }
 }
 
 impl ClusterSchedule {
@@ -355,11 +303,6 @@ impl Times {
         };
         wall.map_or(0, unix_ms)
     }
-}
-
-fn unix_ms(time: SystemTime) -> u64 {
-    let since = time.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
-    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The name of a state in the JSON.

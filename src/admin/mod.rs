@@ -24,7 +24,8 @@
 //! used, so a page on another site cannot act with a visitor's credentials. Request paths and
 //! bodies are bounded. The token is never logged and never shown by `Debug`.
 //!
-//! The JSON types below are the schema of the answers.
+//! The JSON types below are the schema of the answers; `/api/cluster` and the runs share theirs
+//! with the `loopjob` command's `--json` (see [`cluster::json`](crate::cluster::json)).
 //!
 //! # Endpoints
 //!
@@ -35,13 +36,15 @@
 //! | `GET /readyz` | no | 200 once every job has started and the store answers, else 503 |
 //! | `GET /metrics` | with `token_for_reads` | Prometheus text |
 //! | `GET /api/jobs` | with `token_for_reads` | [`JobsPage`] |
+//! | `GET /api/cluster` | with `token_for_reads` | [`ClusterPage`]: the cluster from the lease store (every guarded job's schedule, every lease, the partitioned jobs' members); 404 on a host without guarded jobs |
 //! | `GET /api/jobs/{name}/runs?limit=N` | with `token_for_reads` | [`RunsPage`]: a guarded job's history (N from 1 to 1000, default 20) |
 //! | `POST /api/jobs/{name}/trigger`, `/pause`, `/resume`, `/cancel` | yes | [`ActionDone`] |
 //!
 //! Errors answer `{"error": "..."}`: 400 for a bad query, 401 for a missing or wrong token, 403
-//! when changes are disabled, 404 for an unknown job, 409 for the history of a job that is not
-//! guarded, 413 and 414 for a body or path too large, 503 when the host no longer runs or the
-//! lease store fails (the probes and the rest of the page stay up).
+//! when changes are disabled, 404 for an unknown job (or `/api/cluster` on a host without a
+//! lease store), 409 for the history of a job that is not guarded, 413 and 414 for a body or
+//! path too large, 503 when the host no longer runs or the lease store fails or does not answer
+//! within the probe timeout (the probes and the rest of the page stay up).
 //!
 //! For a guarded job, pause, resume and trigger act on its cluster schedule through
 //! [`HostHandle`](crate::HostHandle): they hold cluster-wide, whichever node leads.
@@ -54,6 +57,9 @@ mod options;
 mod routes;
 mod server;
 
+pub use crate::cluster::json::{
+    ClusterJob, ClusterMember, ClusterPage, KeyRecord, Mark, StoreLease,
+};
 pub use api::{
     ActionDone, ClusterSchedule, Counters, JobView, JobsPage, LastRun, Leadership, Lease, Probe,
     RECENT_RUNS, Run, RunsPage,

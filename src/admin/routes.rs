@@ -18,6 +18,8 @@ use super::api::{
 use super::auth::Access;
 use super::dashboard;
 use super::metrics::MetricsSource;
+use crate::cluster::ClusterControl;
+use crate::cluster::json::ClusterPage;
 use crate::status::JobState;
 use crate::store::LeaseStore;
 use crate::{ControlError, HostHandle};
@@ -50,6 +52,7 @@ pub(crate) fn router(state: AdminState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/api/jobs", get(jobs))
+        .route("/api/cluster", get(cluster))
         .route("/api/jobs/{name}/runs", get(runs))
         .route("/api/jobs/{name}/trigger", post(trigger))
         .route("/api/jobs/{name}/pause", post(pause))
@@ -188,6 +191,37 @@ async fn jobs(
         now_ms: times.now_ms(),
         jobs: futures_util::future::join_all(views).await,
     }))
+}
+
+/// The cluster from the store: 404 for a host without a store (none of its jobs is guarded),
+/// 503 with the store's error when it fails or does not answer within the probe timeout.
+async fn cluster(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+) -> Result<Json<ClusterPage>, ApiError> {
+    state.access.check_read(&headers)?;
+    let Some(store) = state.store.clone() else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "this host has no lease store (none of its jobs is guarded), so it has no cluster \
+             view; see /api/jobs",
+        ));
+    };
+    let backend = store.backend();
+    let control = ClusterControl::new(store);
+    let unavailable = |message: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message);
+    match tokio::time::timeout(state.store_probe_timeout, control.status()).await {
+        Ok(Ok(status)) => Ok(Json(ClusterPage::new(
+            backend,
+            status,
+            state.handle.wall_now(),
+        ))),
+        Ok(Err(error)) => Err(unavailable(format!("the lease store failed: {error}"))),
+        Err(_) => Err(unavailable(format!(
+            "the lease store did not answer within {}",
+            humantime::format_duration(state.store_probe_timeout)
+        ))),
+    }
 }
 
 /// Adds a guarded job's cluster schedule and recent runs, read from the store within the probe
