@@ -1,19 +1,23 @@
-//! The checker: reads what a chaos run left (the fenced journal, the nodes' lines, the faults,
-//! the store's lease rows, the processes' exits) and states every breach of DESIGN's P1–P5,
-//! plus the figures docs/RELIABILITY.md reports.
+//! The checker: reads what a chaos run left (the fenced journal, the nodes' lines, the faults
+//! and operator commands, the store's lease rows and run history, the processes' exits) and
+//! states every breach of DESIGN's P1–P8 (P6–P8 in `schedule.rs`), plus the figures
+//! docs/RELIABILITY.md reports.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use loopjob::store::LeaseStatus;
+use loopjob::store::{LeaseStatus, RunRecord};
 
-use crate::clock::ms;
+use crate::clock::{StoreTime, ms};
 use crate::faults::{Fault, Kind};
 use crate::harness::NodeOutcome;
 use crate::journal::Written;
 use crate::lines::{Counters, Line};
-use crate::node::{INTERVAL, RETRY_EVERY, TTL};
+use crate::node::{INTERVAL, PARTITIONS, RENEW_EVERY, RETRY_EVERY, TTL};
+use crate::operator::{Command, Event, Source};
+use crate::schedule;
+use crate::skew::{self, NodeClock};
 
 /// P4: a run in flight when its process was frozen past its lease's deadline must have stopped
 /// (token cancelled, or ended) within this long of SIGCONT. DESIGN says "a few milliseconds";
@@ -25,6 +29,11 @@ pub const P4_BOUND: Duration = Duration::from_millis(50);
 /// added to every takeover bound, and the report shows how much of it was used.
 pub const P5_SLACK: Duration = Duration::from_millis(250);
 
+/// How far a node's `on_acquired` line may trail the grant it reports (the event channel and
+/// stdout, on a loaded host): two grants of a key this close may show in either order (a
+/// partition handed on at once, say).
+pub const LINE_LAG: Duration = Duration::from_millis(50);
+
 /// Everything the checker reads.
 pub struct Evidence {
     pub backend: &'static str,
@@ -34,7 +43,17 @@ pub struct Evidence {
     pub lines: Vec<Line>,
     pub bad_lines: Vec<String>,
     pub faults: Vec<Fault>,
-    pub kinds: &'static [Kind],
+    pub kinds: Vec<Kind>,
+    pub events: Vec<Event>,
+    /// Every key's runs, as the store's history keeps them.
+    pub history: Vec<RunRecord>,
+    /// Store stalls the suite did not inject, (start, end): see `stalls.rs`.
+    pub stalls: Vec<(u64, u64)>,
+    /// The jumping node's wall clock steps: (when, the offset it stepped to).
+    pub clock_jumps: Vec<(u64, &'static str)>,
+    pub store_time: StoreTime,
+    /// When `owners_at_end` was read, just before shutdown.
+    pub observed_until: u64,
     pub outcomes: Vec<NodeOutcome>,
     pub store_rows: Result<Vec<LeaseStatus>, String>,
     /// key → (node, epoch) just before shutdown.
@@ -47,6 +66,15 @@ pub struct Evidence {
 pub struct Report {
     pub violations: Vec<String>,
     pub text: String,
+}
+
+/// How much of `[from, to)` the intervals cover (overlaps counted once each).
+fn overlap(intervals: &[(u64, u64)], from: u64, to: u64) -> Duration {
+    let ns: u64 = intervals
+        .iter()
+        .map(|&(s, t)| t.min(to).saturating_sub(s.max(from)))
+        .sum();
+    Duration::from_nanos(ns)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -86,6 +114,14 @@ pub fn check(e: &Evidence) -> Report {
             .iter()
             .any(|&(n, s, c)| n == node && s < to && from < c)
     };
+    // A store that forgot its leases (a restart without persistence) lets a node take a key
+    // whose old holder still believes in it until its next renewal: like a pause, only
+    // fencing keeps the two runs apart.
+    let forgotten_during = |from: u64, to: u64| {
+        e.faults
+            .iter()
+            .any(|f| f.forgets && f.start < to && from < f.end + RENEW_EVERY.as_nanos() as u64)
+    };
 
     // --- Loud failure on an empty run -----------------------------------------------------
     if e.faults.is_empty() {
@@ -94,12 +130,45 @@ pub fn check(e: &Evidence) -> Report {
     if e.journal.is_empty() {
         v.push("no run was journaled: this run proves nothing".to_owned());
     }
-    for kind in e.kinds {
+    for kind in &e.kinds {
         if !e.faults.iter().any(|f| f.kind == *kind) {
             v.push(format!(
                 "no {kind} fault was injected (run longer, or check the harness)"
             ));
         }
+    }
+    for (command, source) in [
+        (Command::Pause, Source::Node),
+        (Command::Pause, Source::Store),
+        (Command::Resume, Source::Node),
+        (Command::Resume, Source::Store),
+        (Command::Trigger, Source::Node),
+        (Command::Trigger, Source::Store),
+    ] {
+        let from_store = source == Source::Store;
+        if !e
+            .events
+            .iter()
+            .any(|ev| ev.command == command && (ev.by == "store") == from_store)
+        {
+            v.push(format!(
+                "no {command} was given from {} (run longer, or check the harness)",
+                if from_store {
+                    "the store URL"
+                } else {
+                    "a node"
+                }
+            ));
+        }
+    }
+    for ev in e.events.iter().filter(|ev| ev.error.is_some()) {
+        v.push(format!(
+            "{} of {} by {} failed: {}",
+            ev.command,
+            ev.job,
+            ev.by,
+            ev.error.as_deref().unwrap_or_default()
+        ));
     }
     for bad in &e.bad_lines {
         v.push(bad.clone());
@@ -176,7 +245,9 @@ pub fn check(e: &Evidence) -> Report {
             let ((e1, t1, n1), (e2, t2, _)) = (pair[0], pair[1]);
             if e1 == e2 {
                 v.push(format!("P1: {key} epoch {e1} was granted twice"));
-            } else if t1 > t2 && !paused_during(n1, t2.saturating_sub(100_000_000), t1) {
+            } else if t1 > t2 + LINE_LAG.as_nanos() as u64
+                && !paused_during(n1, t2.saturating_sub(100_000_000), t1)
+            {
                 v.push(format!(
                     "P1: {key}: epoch {e2} was reported {:.1} ms before epoch {e1}",
                     ms(t2, t1)
@@ -216,7 +287,8 @@ pub fn check(e: &Evidence) -> Report {
                 }
                 let (a_, b_) = (&a.entry, &b.entry);
                 let paused = paused_during(&a_.node, a_.start_ns, a_.end_ns)
-                    || paused_during(&b_.node, b_.start_ns, b_.end_ns);
+                    || paused_during(&b_.node, b_.start_ns, b_.end_ns)
+                    || forgotten_during(a_.start_ns, a_.end_ns);
                 let overlap = ms(b_.start_ns, a_.end_ns.min(b_.end_ns));
                 if !paused {
                     v.push(format!(
@@ -286,10 +358,17 @@ pub fn check(e: &Evidence) -> Report {
         for w in e.journal.iter().filter(|w| w.entry.node == node) {
             let run = &w.entry;
             if run.start_ns < f.start && run.end_ns >= f.end {
-                in_flight.insert((run.job.as_str(), run.run_id, run.end_ns));
+                in_flight.insert((run.job.as_str(), run.run_id, run.end_ns, run.cancelled));
             }
         }
-        for (job, run_id, end) in in_flight {
+        for (job, run_id, end, saw_cancel) in in_flight {
+            // The freeze outlasted the lease: the run, woken, must have seen its cancellation
+            // before it finished its step (the context checks the deadline itself).
+            if !saw_cancel {
+                v.push(format!(
+                    "P4: {node} {job} run {run_id} finished its step after SIGCONT without seeing that its lease's deadline had passed"
+                ));
+            }
             let cancelled = cancel_at.get(&(node, job, run_id)).copied();
             if let Some(t) = cancelled {
                 token_cancel_ms.push(ms(f.end, t));
@@ -310,32 +389,70 @@ pub fn check(e: &Evidence) -> Report {
     let mut kept: BTreeMap<Kind, usize> = BTreeMap::new();
     let mut slack_used: f64 = 0.0;
     let mut frozen_writers = 0usize;
+    // The store stalls that no injected store-wide fault explains.
+    let uninjected: Vec<(u64, u64)> = e
+        .stalls
+        .iter()
+        .copied()
+        .filter(|&(s, t)| {
+            !e.faults
+                .iter()
+                .any(|f| f.kind.is_store_wide() && f.start < t && s < f.end)
+        })
+        .collect();
+    let mut store_wide: Vec<(u64, u64)> = uninjected.clone();
     for (index, f) in e.faults.iter().enumerate() {
         // A takeover belongs to this fault only if it came before the next fault began.
         let window_end = e.faults.get(index + 1).map_or(u64::MAX, |next| next.start);
-        // On SQLite a node frozen inside a write transaction (the cluster schedule's starts and
-        // ends are transactions of a few statements) holds the database's write lock, so no
-        // node can take anything until it resumes: SQLite has no server to abort it. Such a
-        // freeze is store-wide, like a held lock, and is seen as one: no lease was granted to
-        // anyone while it lasted. Its takeover is timed from SIGCONT.
+        // A node frozen inside a write transaction can stop the store for everyone: on SQLite
+        // it holds the file's write lock, which no server can take back; on PostgreSQL it was
+        // seen once too (see docs/RELIABILITY.md). Such a freeze is store-wide, like a held
+        // lock, and is recognised by what it did: no lease was granted to anyone while it
+        // lasted, and another node lost a lease of its own to stalled renewals. Its takeover
+        // is timed from SIGCONT.
         let froze_the_store = f.kind == Kind::Stop
-            && e.backend == "sqlite"
             && !acqs
                 .values()
                 .flatten()
-                .any(|(_, t, _)| *t > f.start && *t < f.end);
+                .any(|(_, t, _)| *t > f.start && *t < f.end)
+            && e.lines.iter().any(|l| {
+                matches!(l, Line::Lost { node, t, .. }
+                    if Some(node.as_str()) != f.node.as_deref()
+                        && *t > f.start
+                        && *t < f.end + TTL.as_nanos() as u64)
+            });
         if froze_the_store {
             frozen_writers += 1;
         }
-        let store_wide = f.kind.is_store_wide() || froze_the_store;
-        let from = if store_wide { f.end } else { f.start };
-        let bound = if store_wide {
+        let is_store_wide = f.kind.is_store_wide() || froze_the_store;
+        if is_store_wide {
+            store_wide.push((f.start, f.end));
+        }
+        let from = if is_store_wide { f.end } else { f.start };
+        let bound = if f.forgets {
+            // The store is back, empty: each holder learns it lost its leases at its next
+            // renewal, and they are taken again at the next retry. A holder whose connection
+            // broke in the restart may wait on its client's reconnection first, which sends
+            // calls to a dead connection through the proxy until it notices: one more retry
+            // period with the elector's backoff (two), measured at 1.4 s once
+            // (docs/RELIABILITY.md, item 11).
+            Duration::from_nanos(f.end - f.start) + RENEW_EVERY + 3 * RETRY_EVERY
+        } else if is_store_wide {
             // The database is back: the elector's backoff (doubling from retry_every, and never
             // longer than the outage it grew during) then one retry.
             Duration::from_nanos(f.end - f.start) + RETRY_EVERY
         } else {
-            TTL + RETRY_EVERY + f.added_latency
+            TTL + RETRY_EVERY + f.added_latency + f.expiry_lag
         };
+        // A stall of the store the suite did not inject, while the key waited for its new
+        // owner, holds every node back as an outage would: the bound grows by twice its
+        // length (the outage, and the backoff it leaves).
+        let bound = bound
+            + 2 * overlap(
+                &uninjected,
+                from,
+                from + (bound + P5_SLACK).as_nanos() as u64,
+            );
         for (key, epoch) in &f.held {
             let class = if key.contains('#') {
                 "partition"
@@ -408,6 +525,48 @@ pub fn check(e: &Evidence) -> Report {
             v.push(format!("P5: {key} had no owner at the end of the run"));
         }
     }
+    // Every node reaches the store again after its faults: the last read each surviving node
+    // made through its store succeeded. (A Redis node whose connection never came back after a
+    // cut failed every call for the rest of its run.)
+    let mut last_probe: BTreeMap<&str, (u64, bool)> = BTreeMap::new();
+    let (mut probes_ok, mut probes_failed) = (0usize, 0usize);
+    for line in &e.lines {
+        if let Line::Store { node, ok, t } = line {
+            if *ok {
+                probes_ok += 1;
+            } else {
+                probes_failed += 1;
+            }
+            if last_probe.get(node.as_str()).is_none_or(|(t0, _)| t > t0) {
+                last_probe.insert(node, (*t, *ok));
+            }
+        }
+    }
+    for o in e.outcomes.iter().filter(|o| !o.killed) {
+        match last_probe.get(o.name.as_str()) {
+            Some((_, true)) => {}
+            Some((t, false)) => v.push(format!(
+                "P5: {}'s last store read ({:.1} s before the end) failed: it did not get back to the store",
+                o.name,
+                ms(*t, e.observed_until) / 1e3
+            )),
+            None => v.push(format!("P5: {} never read the store", o.name)),
+        }
+    }
+
+    // --- P6–P8 the cluster schedule ---------------------------------------------------------
+    let schedule = schedule::check(
+        &schedule::Input {
+            lines: &e.lines,
+            history: &e.history,
+            faults: &e.faults,
+            store_wide: &store_wide,
+            events: &e.events,
+            store_time: e.store_time,
+            observed_until: e.observed_until,
+        },
+        v,
+    );
 
     // --- Processes and tick accounting ------------------------------------------------------
     let mut starts: BTreeMap<&str, u64> = BTreeMap::new();
@@ -476,8 +635,14 @@ pub fn check(e: &Evidence) -> Report {
             skipped_total += c.skipped;
             // A guarded job ticks only while its node holds a key (its keys' cluster schedule
             // times it), so a node accounts for at most the ticks due while it ran; the ticks
-            // between SIGTERM and the exit line are not ticked.
-            if accounted > expected + 3 + (expected / 100) {
+            // between SIGTERM and the exit line are not ticked. Each key has its own grid, so
+            // a node ticks the partitioned job for each partition it holds.
+            let keys = if job == "part" {
+                i64::from(PARTITIONS)
+            } else {
+                1
+            };
+            if accounted > keys * expected + 3 + (expected / 100) {
                 v.push(format!(
                     "ticks: {} {job}: {accounted} ticks accounted (runs {} skipped {} not-leader {} missed {}) for ~{expected} due",
                     o.name, c.runs, c.skipped, c.not_leader, c.missed
@@ -526,6 +691,22 @@ pub fn check(e: &Evidence) -> Report {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    let clocks: Vec<(&str, NodeClock)> = e
+        .outcomes
+        .iter()
+        .map(|node| (node.name.as_str(), node.clock))
+        .collect();
+    let (skewed, wrong_clocks) = skew::observed(&e.lines, &clocks, &e.clock_jumps);
+    v.extend(wrong_clocks);
+    let _ = writeln!(
+        out,
+        "node clocks (libfaketime): {}",
+        if skewed.is_empty() {
+            "every node on the host's".to_owned()
+        } else {
+            skewed.join(", ")
+        }
+    );
     let _ = writeln!(
         out,
         "runs checked: {} ({} journal writes over {} keys); lease grants seen: {grants}",
@@ -556,16 +737,54 @@ pub fn check(e: &Evidence) -> Report {
     }
     let _ = writeln!(
         out,
-        "  every lease: largest excess over lease_ttl + retry_every (+ latency): {:.0} ms (slack {} ms)",
+        "  every lease: largest excess over lease_ttl + retry_every (+ latency, + the store's expiry lag): {:.0} ms (slack {} ms)",
         slack_used.max(0.0),
         P5_SLACK.as_millis()
     );
     if frozen_writers > 0 {
         let _ = writeln!(
             out,
-            "  sigstop of a node inside an SQLite write transaction (store-wide, timed from SIGCONT): {frozen_writers}"
+            "  sigstop of a node inside a write transaction that stalled the store (store-wide, timed from SIGCONT): {frozen_writers}"
         );
     }
+    let longest = uninjected
+        .iter()
+        .map(|&(s, t)| ms(s, t))
+        .fold(0.0, f64::max);
+    let _ = writeln!(
+        out,
+        "store stalls the suite did not inject (a harness write over {} ms): {}, {:.0} ms in all, longest {longest:.0} ms",
+        crate::stalls::STALL.as_millis(),
+        uninjected.len(),
+        uninjected
+            .iter()
+            .map(|&(s, t)| ms(s, t))
+            .fold(0.0, |a, b| a + b)
+    );
+    let _ = writeln!(
+        out,
+        "store reads by the nodes (one a second): {probes_ok} ok, {probes_failed} failed (during faults); every surviving node's last one ok"
+    );
+    schedule.report(&mut out);
+    let mut commands: BTreeMap<(Command, &str), usize> = BTreeMap::new();
+    for ev in &e.events {
+        let by = if ev.by == "store" {
+            "store URL"
+        } else {
+            "node"
+        };
+        *commands.entry((ev.command, by)).or_default() += 1;
+    }
+    let _ = writeln!(
+        out,
+        "operator commands: {} ({} given again after a failed attempt)",
+        commands
+            .iter()
+            .map(|((c, by), n)| format!("{c} by {by} {n}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        e.events.iter().filter(|ev| ev.attempts > 1).count()
+    );
     let _ = writeln!(
         out,
         "P4 after SIGCONT, ms: lease marked lost {}",

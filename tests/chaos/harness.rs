@@ -1,5 +1,6 @@
 //! The cluster of node processes: starting them (this test binary, re-executed to run only the
-//! ignored `chaos_node` test), reading their lines, signalling them, and their proxies.
+//! ignored `chaos_node` test), reading their lines, signalling them, giving them operator
+//! commands (a line on their stdin), and their proxies.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -7,39 +8,16 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, Command};
 
+use crate::backend::Backend;
 use crate::clock::mono_ns;
 use crate::lines::Line;
+use crate::netns::Netns;
 use crate::node::NodeConfig;
-use crate::proxy::{Proxy, upstream_of};
-
-/// Where the lease store is.
-#[derive(Debug, Clone)]
-pub enum Backend {
-    /// PostgreSQL at this URL; every node reaches it through its own proxy.
-    Postgres(String),
-    /// One SQLite file shared by every node.
-    Sqlite(PathBuf),
-}
-
-impl Backend {
-    pub fn label(&self) -> &'static str {
-        match self {
-            Backend::Postgres(_) => "postgres",
-            Backend::Sqlite(_) => "sqlite",
-        }
-    }
-
-    /// The store URL the harness itself uses (never through a proxy).
-    pub fn direct_url(&self) -> String {
-        match self {
-            Backend::Postgres(url) => url.clone(),
-            Backend::Sqlite(path) => format!("sqlite://{}", path.display()),
-        }
-    }
-}
+use crate::proxy::{Proxy, rewrite_all, upstream_of, upstreams_of};
+use crate::skew::{NodeClock, Skew};
 
 /// Everything the nodes printed, and who holds what as far as their lines tell.
 #[derive(Default)]
@@ -87,7 +65,14 @@ pub struct NodeProc {
     pub group: String,
     pub pid: i32,
     child: Child,
-    pub proxy: Option<Proxy>,
+    /// Where operator commands go (see `node.rs`).
+    stdin: Option<ChildStdin>,
+    /// Its proxies to the store: one per host of the store URL (etcd lists every member), none
+    /// if the store is not proxied.
+    pub proxies: Vec<Proxy>,
+    /// Whether it runs in the network namespace (`netns.rs`).
+    pub in_netns: bool,
+    pub clock: NodeClock,
     stderr: tokio::task::JoinHandle<String>,
     /// Set once the process is known to be gone.
     pub exit: Option<ExitStatus>,
@@ -98,30 +83,47 @@ pub struct NodeProc {
 /// What a node left behind, for the checker.
 pub struct NodeOutcome {
     pub name: String,
+    pub clock: NodeClock,
     pub killed: bool,
     pub exit: Option<ExitStatus>,
     pub stderr: String,
 }
 
 pub struct Cluster {
-    pub backend: Backend,
+    pub backend: Arc<dyn Backend>,
     pub table_prefix: String,
     pub journal_url: String,
     pub journal_name: String,
     pub log_dir: PathBuf,
     pub nodes: BTreeMap<String, NodeProc>,
     pub seen: Arc<Mutex<Seen>>,
+    /// Skewed node clocks, where the store allows them.
+    pub skew: Option<Skew>,
+    /// The network namespace one node runs in (a proxied store only), and the proxy through
+    /// which that node reaches the journal.
+    pub netns: Option<Netns>,
+    journal_proxy: Option<Proxy>,
     next_index: usize,
 }
 
 impl Cluster {
-    pub fn new(
-        backend: Backend,
+    pub async fn new(
+        backend: Arc<dyn Backend>,
         table_prefix: String,
         journal_url: String,
         journal_name: String,
         log_dir: PathBuf,
     ) -> Cluster {
+        let skew = Skew::new(backend.own_clock(), &log_dir, backend.label());
+        let netns = if backend.proxied() {
+            Netns::create(backend.label())
+        } else {
+            None
+        };
+        let journal_proxy = match &netns {
+            Some(netns) => Some(Proxy::start_at(netns.journal_ip, upstream_of(&journal_url)).await),
+            None => None,
+        };
         Cluster {
             backend,
             table_prefix,
@@ -130,6 +132,9 @@ impl Cluster {
             log_dir,
             nodes: BTreeMap::new(),
             seen: Arc::new(Mutex::new(Seen::default())),
+            skew,
+            netns,
+            journal_proxy,
             next_index: 1,
         }
     }
@@ -138,27 +143,67 @@ impl Cluster {
         self.seen.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Starts a node in `group`; returns its name.
+    /// The live node in the network namespace, if any.
+    pub fn in_netns(&self) -> Option<String> {
+        self.nodes
+            .values()
+            .find(|node| node.in_netns && node.exit.is_none() && !node.killed)
+            .map(|node| node.name.clone())
+    }
+
+    /// Starts a node in `group`, with its clock (`skew.rs`), in the network namespace if no
+    /// live node is there; returns its name.
     pub async fn start_node(&mut self, group: &str) -> String {
         let name = format!("n{}", self.next_index);
-        self.next_index += 1;
-        let (store_url, proxy) = match &self.backend {
-            Backend::Postgres(url) => {
-                let proxy = Proxy::start(upstream_of(url)).await;
-                (proxy.rewrite(url), Some(proxy))
+        let netns = self.netns.as_ref().filter(|_| self.in_netns().is_none());
+        let (clock, clock_env) = match &self.skew {
+            Some(skew) => {
+                let clock = NodeClock::of_node(self.next_index);
+                (clock, skew.env(&name, clock))
             }
-            Backend::Sqlite(_) => (self.backend.direct_url(), None),
+            None => (NodeClock::Host, Vec::new()),
+        };
+        self.next_index += 1;
+        let url = self.backend.url();
+        let mut proxies = Vec::new();
+        if self.backend.proxied() {
+            for upstream in upstreams_of(&url) {
+                proxies.push(match netns {
+                    Some(netns) => Proxy::start_at(netns.store_ip, upstream).await,
+                    None => Proxy::start(upstream).await,
+                });
+            }
+        }
+        let store_url = if proxies.is_empty() {
+            url
+        } else {
+            rewrite_all(&url, &proxies)
+        };
+        let journal_url = match (netns, &self.journal_proxy) {
+            (Some(_), Some(journal)) => journal.rewrite(&self.journal_url),
+            _ => self.journal_url.clone(),
         };
         let config = NodeConfig {
             name: name.clone(),
             group: group.to_owned(),
             store_url,
             table_prefix: self.table_prefix.clone(),
-            journal_url: self.journal_url.clone(),
+            journal_url,
             journal_name: self.journal_name.clone(),
         };
         let exe = std::env::current_exe().expect("the test binary's path");
-        let mut child = Command::new(exe)
+        // `ip netns exec` enters the namespace and execs the node: the pid is the node's.
+        let mut command = match netns {
+            Some(netns) => {
+                let [program, args @ ..] = netns.exec();
+                let mut command = Command::new(program);
+                command.args(args).arg(exe);
+                command
+            }
+            None => Command::new(exe),
+        };
+        let in_netns = netns.is_some();
+        let mut child = command
             .args([
                 "--ignored",
                 "--exact",
@@ -167,14 +212,16 @@ impl Cluster {
                 "--test-threads=1",
             ])
             .envs(config.to_env())
+            .envs(clock_env)
             .env("RUST_LOG", "loopjob=info")
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .expect("start a node process");
         let pid = child.id().expect("a started child has a pid") as i32;
+        let stdin = child.stdin.take();
         let stdout = child.stdout.take().expect("piped stdout");
         let mut stderr = child.stderr.take().expect("piped stderr");
         let seen = self.seen.clone();
@@ -208,7 +255,10 @@ impl Cluster {
                 group: group.to_owned(),
                 pid,
                 child,
-                proxy,
+                stdin,
+                proxies,
+                in_netns,
+                clock,
                 stderr,
                 exit: None,
                 killed: false,
@@ -236,13 +286,26 @@ impl Cluster {
         t
     }
 
+    /// Gives `node` an operator command line (`pause global`); false if it could not be written
+    /// (the node is gone).
+    pub async fn tell(&mut self, node: &str, line: &str) -> bool {
+        let Some(stdin) = self.nodes.get_mut(node).and_then(|n| n.stdin.as_mut()) else {
+            return false;
+        };
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .is_ok()
+            && stdin.flush().await.is_ok()
+    }
+
     /// SIGKILLs `node` and reaps it; returns the time of the kill.
     pub async fn kill(&mut self, node: &str) -> u64 {
         let t = self.signal(node, libc::SIGKILL);
         let proc_ = self.nodes.get_mut(node).expect("known node");
         proc_.killed = true;
         proc_.exit = proc_.child.wait().await.ok();
-        proc_.proxy = None;
+        proc_.proxies.clear();
         t
     }
 
@@ -250,6 +313,10 @@ impl Cluster {
     /// returns what each left behind.
     pub async fn shutdown(mut self, grace: Duration) -> Vec<NodeOutcome> {
         for name in self.live() {
+            // The node's stdin reader is a blocking read its runtime would wait for at exit.
+            if let Some(node) = self.nodes.get_mut(&name) {
+                node.stdin = None;
+            }
             self.signal(&name, libc::SIGCONT);
             self.signal(&name, libc::SIGTERM);
         }
@@ -267,6 +334,7 @@ impl Cluster {
             let stderr = node.stderr.await.unwrap_or_default();
             outcomes.push(NodeOutcome {
                 name: node.name,
+                clock: node.clock,
                 killed: node.killed,
                 exit: node.exit,
                 stderr,

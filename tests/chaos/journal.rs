@@ -93,13 +93,6 @@ impl Journal {
         Ok(())
     }
 
-    /// Drops the lease tables a PostgreSQL chaos run used (the store has no drop of its own).
-    pub async fn drop_lease_tables(&self, prefix: &str) -> Result<(), sqlx::Error> {
-        let sql = format!("DROP TABLE IF EXISTS {prefix}leases, {prefix}members");
-        self.pool.execute(sql.as_str()).await?;
-        Ok(())
-    }
-
     /// The fenced write: accepted iff `entry.epoch` is at least the key's high-water epoch.
     pub async fn write(&self, entry: &Entry) -> Result<bool, sqlx::Error> {
         let sql = format!(

@@ -30,6 +30,30 @@ pub enum Line {
         epoch: u64,
         t: u64,
     },
+    /// A run's body began: `tick` is when its tick asked for it, `t` when the body began.
+    Run {
+        node: String,
+        tick: u64,
+        t: u64,
+        /// The leases it holds, (key, epoch).
+        leases: Vec<(String, u64)>,
+    },
+    /// An operator's command given through the node's handle.
+    Op {
+        node: String,
+        command: String,
+        job: String,
+        sent: u64,
+        done: u64,
+        /// `None` when it succeeded, else the error.
+        error: Option<String>,
+    },
+    /// The node's periodic read of a schedule record through its store.
+    Store {
+        node: String,
+        ok: bool,
+        t: u64,
+    },
     Cancel {
         node: String,
         job: String,
@@ -47,6 +71,14 @@ pub enum Line {
         job: String,
         counters: Counters,
         t: u64,
+    },
+    /// The node's own clocks beside the host's (`skew.rs`): its monotonic clock at the host's
+    /// `t`, and its wall clock's distance from the host's in ms.
+    Clock {
+        node: String,
+        t: u64,
+        own: u64,
+        wall_offset_ms: i64,
     },
 }
 
@@ -81,6 +113,37 @@ fn parse(rest: &str) -> Option<Line> {
             epoch: n(3)?,
             t: n(4)?,
         },
+        "RUN" => Line::Run {
+            node: s(1)?,
+            tick: n(4)?,
+            t: n(5)?,
+            leases: match f.get(6) {
+                None | Some(&"") => Vec::new(),
+                Some(list) => list
+                    .split(',')
+                    .map(|lease| {
+                        let (key, epoch) = lease.rsplit_once(':')?;
+                        Some((key.to_owned(), epoch.parse().ok()?))
+                    })
+                    .collect::<Option<_>>()?,
+            },
+        },
+        "OP" => Line::Op {
+            node: s(1)?,
+            command: s(2)?,
+            job: s(3)?,
+            sent: n(4)?,
+            done: n(5)?,
+            error: match *f.get(6)? {
+                "ok" => None,
+                _ => Some(f[7.min(f.len())..].join(" ")),
+            },
+        },
+        "STORE" => Line::Store {
+            node: s(1)?,
+            ok: f.get(2)? == &"ok",
+            t: n(3)?,
+        },
         "CANCEL" => Line::Cancel {
             node: s(1)?,
             job: s(2)?,
@@ -106,6 +169,12 @@ fn parse(rest: &str) -> Option<Line> {
                 dropped: n(9)?,
             },
             t: n(10)?,
+        },
+        "CLOCK" => Line::Clock {
+            node: s(1)?,
+            t: n(2)?,
+            own: n(3)?,
+            wall_offset_ms: f.get(4)?.parse().ok()?,
         },
         _ => return None,
     })

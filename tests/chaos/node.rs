@@ -6,10 +6,23 @@
 //! LJ START <node> <pid> <t>                       host about to run
 //! LJ ACQ <node> <key> <epoch> <t>                 on_acquired
 //! LJ LOST <node> <key> <epoch> <t>                the lease's lost() completed (elector-side)
+//! LJ RUN <node> <job> <run_id> <tick> <t> <key>:<epoch>[,<key>:<epoch>…]
+//!                                                 a run's body began (tick: when it was asked for)
 //! LJ CANCEL <node> <job> <run_id> <t>             the run's token was cancelled while it ran
+//! LJ OP <node> <command> <job> <sent> <done> <ok|error…>
+//!                                                 an operator's command the harness asked for
+//! LJ STORE <node> <ok|error> <t>                  the node read a schedule record (every second)
 //! LJ JERR <node> <key> <epoch> <error>            a journal write failed
 //! LJ EXIT <node> <job> <runs> <skipped> <not_leader> <missed> <failures> <panics> <dropped> <t>
 //! ```
+//!
+//! Every job is guarded, so it runs on the cluster schedule: its ticks come from its keys'
+//! schedule records in the store, and the store keeps every run's committed start in the key's
+//! history (kept whole: `history` is the largest allowed).
+//!
+//! The harness gives operator commands through the node's stdin, one line each:
+//! `pause <job>`, `resume <job>`, `trigger <job>`; the node calls its `HostHandle` (which
+//! writes the command to the job's schedule records) and answers with an `OP` line.
 //!
 //! It reads its configuration from `LOOPJOB_CHAOS_*` variables set by the harness; without
 //! them the test is a no-op, so `--include-ignored` does not break.
@@ -19,19 +32,26 @@ use std::time::Duration;
 
 use loopjob::store::{StoreOptions, open_with};
 use loopjob::{
-    HeldLease, Host, JobContext, JobError, LeaderMode, Leadership, LoopJob, LostReason,
+    HeldLease, Host, HostHandle, JobContext, JobError, LeaderMode, Leadership, LoopJob, LostReason,
     NodeIdentity, Schedule,
 };
 
-use crate::clock::mono_ns;
+use crate::clock::{mono_ns, process_clocks};
 use crate::journal::{Entry, Journal};
 
 /// Lease timing of every guarded job in a chaos run.
 pub const TTL: Duration = Duration::from_secs(2);
 pub const RENEW_EVERY: Duration = Duration::from_millis(600);
 pub const RETRY_EVERY: Duration = Duration::from_millis(300);
-pub const INTERVAL: Duration = Duration::from_millis(200);
+/// Long enough beside the cluster schedule's margin (a tenth of the ttl, 200 ms) that P6's
+/// `interval − ε` says something: two runs of a key closer than ~750 ms are a violation.
+pub const INTERVAL: Duration = Duration::from_secs(1);
+/// A run's work: shorter than the interval, so that a key's next point is never skipped for a
+/// run still under way (P7's bound has no room for a skipped point on top of a fault).
+pub const WORK_MS: std::ops::RangeInclusive<u64> = 50..=800;
 pub const PARTITIONS: u32 = 6;
+/// Every run stays in its key's history for the checker (the most the store allows).
+pub const HISTORY: u32 = 100_000;
 /// Store calls give up after this; well under the ttl, above a slow round trip.
 pub const OPERATION_TIMEOUT: Duration = Duration::from_millis(1500);
 
@@ -117,10 +137,12 @@ impl LoopJob for ChaosJob {
             .with_renew_every(RENEW_EVERY)
             .retry_every(RETRY_EVERY)
             .partitions(PARTITIONS)
+            .history(HISTORY)
     }
 
     async fn execute(&self, ctx: &JobContext) -> Result<(), JobError> {
         let start_ns = mono_ns();
+        let tick_ns = start_ns.saturating_sub(ctx.scheduled_at().elapsed().as_nanos() as u64);
         let leases: Vec<(String, u64)> = match self.mode {
             LeaderMode::Partitioned => ctx
                 .partitions()
@@ -133,23 +155,34 @@ impl LoopJob for ChaosJob {
                 .into_iter()
                 .collect(),
         };
-        // P4: note when the run's token is cancelled, from a task of its own so the time is
-        // taken the moment the token fires, whatever the run is doing.
-        let token = ctx.token().clone();
+        let keys: Vec<String> = leases.iter().map(|(k, e)| format!("{k}:{e}")).collect();
+        line!(
+            "RUN {} {} {} {tick_ns} {start_ns} {}",
+            self.node,
+            self.name,
+            ctx.run_id(),
+            keys.join(",")
+        );
+        // P4: note when the run observes its cancellation, from a task of its own so the time
+        // is taken the moment it can, whatever the run is doing. A clone of the context (not
+        // of its raw token) also sees the lease's deadline pass by itself, as the run does.
+        let watched = ctx.clone();
         let finished = Arc::new(tokio::sync::Notify::new());
         let (node, job, run_id) = (self.node.clone(), self.name, ctx.run_id());
         let watcher_finished = finished.clone();
         tokio::spawn(async move {
             tokio::select! {
-                _ = token.cancelled() => line!("CANCEL {node} {job} {run_id} {}", mono_ns()),
+                _ = watched.cancelled() => line!("CANCEL {node} {job} {run_id} {}", mono_ns()),
                 _ = watcher_finished.notified() => {}
             }
         });
-        // The work: 40–260 ms against a 200 ms interval, so some ticks find it still running.
-        let work = Duration::from_millis(fastrand::u64(40..=260));
+        let work = Duration::from_millis(fastrand::u64(WORK_MS));
+        // The cancellation first: woken from a freeze with both ready, the run must see that
+        // its lease is gone rather than finish its step (P4 checks `cancelled` below).
         tokio::select! {
-            _ = tokio::time::sleep(work) => {}
+            biased;
             _ = ctx.cancelled() => {}
+            _ = tokio::time::sleep(work) => {}
         }
         let end_ns = mono_ns();
         let cancelled = ctx.is_cancelled();
@@ -239,6 +272,9 @@ pub async fn run() {
     }
     let host = builder.build().expect("build the node's host");
     let handle = host.handle();
+    tokio::spawn(obey_operator(handle.clone(), node.clone()));
+    tokio::spawn(probe_store(handle.clone(), node.clone()));
+    tokio::spawn(show_clocks(node.clone()));
     line!("START {node} {} {}", std::process::id(), mono_ns());
     let _report = host.run().await;
     let now = mono_ns();
@@ -255,5 +291,53 @@ pub async fn run() {
             c.panics,
             c.dropped
         );
+    }
+}
+
+/// Prints the node's own clocks beside the host's every second, so that the checker sees the
+/// skew `skew.rs` gave it take effect.
+async fn show_clocks(node: Arc<str>) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        every.tick().await;
+        let (own, wall_offset_ms) = process_clocks();
+        line!("CLOCK {node} {} {own} {wall_offset_ms}", mono_ns());
+    }
+}
+
+/// Reads the harness's operator commands from stdin and gives each through the host's handle.
+async fn obey_operator(handle: HostHandle, node: Arc<str>) {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let Some((command, job)) = line.trim().split_once(' ') else {
+            continue;
+        };
+        let sent = mono_ns();
+        let result = match command {
+            "pause" => handle.pause(job).await,
+            "resume" => handle.resume(job).await,
+            "trigger" => handle.trigger(job).await.map(drop),
+            _ => continue,
+        };
+        let done = mono_ns();
+        let outcome = match result {
+            Ok(()) => "ok".to_owned(),
+            Err(error) => format!("error {}", error.to_string().replace('\n', " ")),
+        };
+        line!("OP {node} {command} {job} {sent} {done} {outcome}");
+    }
+}
+
+/// Reads the global job's schedule record through the node's store every second, and says
+/// whether it could: a node whose store connection never comes back after a fault shows here.
+async fn probe_store(handle: HostHandle, node: Arc<str>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let outcome = match handle.schedule("global").await {
+            Ok(_) => "ok",
+            Err(_) => "error",
+        };
+        line!("STORE {node} {outcome} {}", mono_ns());
     }
 }
