@@ -1,7 +1,7 @@
 //! Lease store benchmark: acquire, renew and release cost per backend, renew cost per lease for
-//! batches of 1, 100 and 1000, and the cluster schedule's `start_runs` / `end_runs` for batches
-//! of 1, 100 and 1000 keys with the SQL statements each sends, beside a raw sqlx `SELECT 1`
-//! round trip measured in the same run.
+//! batches of 1, 100 and 1000, a membership heartbeat, and the cluster schedule's `start_runs`
+//! / `end_runs` for batches of 1, 100 and 1000 keys with the SQL statements each sends, beside
+//! a raw sqlx `SELECT 1` round trip measured in the same run.
 //!
 //! `cargo bench --all-features --bench store`. PostgreSQL and MySQL run when
 //! `LOOPJOB_TEST_POSTGRES_URL` / `LOOPJOB_TEST_MYSQL_URL` are set, and are skipped otherwise.
@@ -137,6 +137,26 @@ async fn bench_store(store: Arc<dyn LeaseStore>, baseline: Option<Measured>) -> 
             .await,
         );
     }
+    // A partitioned job's membership: each node's heartbeat, with three members live.
+    for other in ["m2", "m3"] {
+        store
+            .heartbeat("bench", other, TTL)
+            .await
+            .expect("heartbeat");
+    }
+    let heartbeat = || async {
+        let members = store
+            .heartbeat("bench", "m1", TTL)
+            .await
+            .expect("heartbeat");
+        assert_eq!(members.len(), 3);
+    };
+    let mut beat = measure("heartbeat (3 members live)", 1, || async {
+        timed(heartbeat()).await.1
+    })
+    .await;
+    beat.statements = Some(statements(heartbeat()).await.1);
+    results.push(beat);
     results.extend(bench_schedule(&store).await);
     results
 }
@@ -286,10 +306,11 @@ async fn main() {
         Ok(url) => {
             let store = loopjob::store::MySqlStore::connect_lazy(&url, options()).expect("mysql");
             let pool = store.pool().clone();
-            let baseline = measure("SELECT 1 (raw sqlx)", 1, || async {
+            let mut baseline = measure("SELECT 1 (raw sqlx)", 1, || async {
                 timed(sqlx::query("SELECT 1").execute(&pool)).await.1
             })
             .await;
+            baseline.statements = Some(statements(sqlx::query("SELECT 1").execute(&pool)).await.1);
             report("mysql", &bench_store(Arc::new(store), Some(baseline)).await);
             let prefix = options().get_table_prefix().to_owned();
             let drop = format!(

@@ -35,6 +35,21 @@ pub struct Counting {
     pub released: Mutex<Option<Instant>>,
     /// When the last renew or acquire call that kept or won a lease was sent.
     pub last_kept: Mutex<Option<Instant>>,
+    /// After the first win: the first record read (when it was sent and answered, and how far ahead of the
+    /// store's clock the first record's due time was), and the first committed start (when it
+    /// was sent, and when it answered).
+    pub takeover: Mutex<Takeover>,
+}
+
+/// When a new holder's steps after its win happened (see [`Counting::takeover`]).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Takeover {
+    pub read_sent: Option<Instant>,
+    pub read: Option<Instant>,
+    /// The first record's `next_due_ms − read_at_ms`, in milliseconds.
+    pub due_ahead_ms: Option<i64>,
+    pub start_sent: Option<Instant>,
+    pub started: Option<Instant>,
 }
 
 impl Counting {
@@ -53,6 +68,7 @@ impl Counting {
             won: watch::channel(None).0,
             released: Mutex::new(None),
             last_kept: Mutex::new(None),
+            takeover: Mutex::new(Takeover::default()),
         })
     }
 
@@ -164,7 +180,17 @@ impl LeaseStore for Counting {
     }
     async fn schedules(&self, keys: &[String]) -> Result<Vec<ScheduleRecord>, StoreError> {
         self.reads.fetch_add(1, Ordering::SeqCst);
-        self.inner.schedules(keys).await
+        let sent = Instant::now();
+        let read = self.inner.schedules(keys).await;
+        let mut takeover = self.takeover.lock().unwrap();
+        if self.won.borrow().is_some() && takeover.read.is_none() {
+            takeover.read_sent = Some(sent);
+            takeover.read = Some(Instant::now());
+            let first = read.as_ref().ok().and_then(|records| records.first());
+            takeover.due_ahead_ms =
+                first.and_then(|record| Some(record.next_due_ms? - record.read_at_ms));
+        }
+        read
     }
     async fn list_schedules(&self, prefix: &str) -> Result<Vec<ScheduleRecord>, StoreError> {
         self.others.fetch_add(1, Ordering::SeqCst);
@@ -180,7 +206,14 @@ impl LeaseStore for Counting {
         starts: &[RunStart],
     ) -> Result<Vec<StartedRun>, StoreError> {
         self.starts.fetch_add(1, Ordering::SeqCst);
-        self.inner.start_runs(holder, starts).await
+        let sent = Instant::now();
+        let started = self.inner.start_runs(holder, starts).await;
+        let mut takeover = self.takeover.lock().unwrap();
+        if started.as_ref().is_ok_and(|runs| !runs.is_empty()) && takeover.started.is_none() {
+            takeover.start_sent = Some(sent);
+            takeover.started = Some(Instant::now());
+        }
+        started
     }
     async fn end_runs(&self, holder: &str, ends: &[RunEnd]) -> Result<Vec<String>, StoreError> {
         self.ends.fetch_add(1, Ordering::SeqCst);
