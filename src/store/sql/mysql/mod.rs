@@ -48,8 +48,14 @@ const MAX_KEYS_PER_STATEMENT: usize = 20_000;
 /// holder's own renewal of those leases waits for it too (a few milliseconds; MySQL has no lock
 /// that blocks a takeover but not a renewal, as PostgreSQL's store uses).
 ///
-/// Connections set `time_zone = '+00:00'` and `innodb_lock_wait_timeout` to the operation
-/// timeout (in whole seconds, at least 1).
+/// Connections set `time_zone = '+00:00'`, `innodb_lock_wait_timeout` to the operation
+/// timeout (in whole seconds, at least 1) and, on MariaDB, `idle_transaction_timeout` to the
+/// operation timeout rounded up to whole seconds: the server then ends a schedule write whose
+/// client froze inside it (SIGSTOP, a suspended VM, a network gone silent), which would
+/// otherwise keep the lease row locked, and every takeover waiting, until the connection ends.
+/// MySQL 8 has no timeout for an idle transaction alone: there a frozen holder's takeover can
+/// come late by as long as the server takes to notice the connection is gone. Set the same on
+/// a pool you pass to [`MySqlStore::with_pool`].
 #[derive(Debug)]
 pub struct MySqlStore {
     pool: MySqlPool,
@@ -71,11 +77,23 @@ impl MySqlStore {
         let connect = MySqlConnectOptions::from_str(&url)
             .map_err(|error| StoreError::invalid("MySQL URL", error.to_string()))?
             .timezone(Some("+00:00".to_owned()));
-        let lock_wait = options.get_operation_timeout().as_secs().max(1);
+        let timeout = options.get_operation_timeout();
+        let lock_wait = timeout.as_secs().max(1);
+        // Whole seconds, never shorter than a call may take.
+        let idle = timeout.as_millis().div_ceil(1000).max(1);
         let pool = pool_options(&options)
             .after_connect(move |connection: &mut sqlx::MySqlConnection, _| {
                 Box::pin(async move {
-                    let set = format!("SET SESSION innodb_lock_wait_timeout = {lock_wait}");
+                    // A schedule write is a short transaction holding its lease row's lock: a
+                    // client frozen inside one (a paused VM, SIGSTOP, a silent network) would
+                    // keep every other node from taking the lease until its connection ends.
+                    // MariaDB (10.3 on) ends a transaction idle for as long as any one call may
+                    // take; MySQL reads the executable comment as a comment and has no such
+                    // timeout.
+                    let set = format!(
+                        "SET SESSION innodb_lock_wait_timeout = {lock_wait} \
+                         /*M!100300 , idle_transaction_timeout = {idle} */"
+                    );
                     connection.execute(set.as_str()).await.map(drop)
                 })
             })
