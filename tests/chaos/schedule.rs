@@ -217,6 +217,8 @@ pub struct Figures {
     pub triggers: usize,
     pub triggered_runs: usize,
     pub triggers_pending: usize,
+    /// Triggers no run served before the store forgot them (a restart without persistence).
+    pub triggers_forgotten: usize,
 }
 
 pub fn check(input: &Input, v: &mut Vec<String>) -> Figures {
@@ -415,11 +417,17 @@ pub fn check(input: &Input, v: &mut Vec<String>) -> Figures {
                 .flatten()
                 .filter(|r| r.triggered && r.committed.is_some_and(|t| from <= t && t < until))
                 .count();
+            // A store that forgets its records (a restart without persistence) forgets a
+            // trigger no run has served yet, as it forgets a pause.
+            let forgotten = input.faults.iter().any(|f| {
+                f.forgets && trigger.sent <= f.start && f.start < trigger.sent + serve_within
+            });
             match served {
                 1 => {}
                 0 if trigger.sent + serve_within > input.observed_until => {
                     fig.triggers_pending += 1
                 }
+                0 if forgotten => fig.triggers_forgotten += 1,
                 n => v.push(format!(
                     "trigger of {} by {} at {:.1} s: {key} ran {n} times for it (once expected)",
                     trigger.job,
@@ -487,8 +495,8 @@ impl Figures {
         );
         let _ = writeln!(
             out,
-            "triggers: {} keys triggered, each ran once ({} still pending at the end)",
-            self.triggers, self.triggers_pending
+            "triggers: {} keys triggered, each ran once ({} still pending at the end, {} forgotten by a store restart before a run served them)",
+            self.triggers, self.triggers_pending, self.triggers_forgotten
         );
     }
 }
