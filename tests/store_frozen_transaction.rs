@@ -35,33 +35,44 @@ fn options(prefix: &str) -> StoreOptions {
         .operation_timeout(OPERATION_TIMEOUT)
 }
 
-/// Node `b` polls for `key` (every 100 ms, as a follower would) while `a`'s frozen transaction
-/// is held, and answers how long after the lease's expiry it took the key; it panics if `b`
-/// never took it while the transaction was held.
-async fn takeover_past_expiry(b: &dyn LeaseStore, key: &str, expires: Instant) -> Duration {
-    let keys = [key.to_owned()];
+/// Node `a` takes a key, then `freeze` opens a transaction holding a schedule write's lock on
+/// its lease row and answers it; node `b` polls for the key (every 100 ms, as a follower
+/// would) while that transaction is held, and must take it once the lease has expired.
+async fn frozen_holder_loses_its_key<Frozen>(
+    a: &dyn LeaseStore,
+    b: &dyn LeaseStore,
+    freeze: impl Future<Output = Frozen>,
+) {
+    let keys = ["k".to_owned()];
+    let won = a.try_acquire("a", &keys, TTL).await.unwrap();
+    let expires = Instant::now() + TTL;
+    assert_eq!(won.len(), 1, "a takes the free key");
+    let frozen = freeze.await;
+
     let give_up = Instant::now() + FROZEN_FOR;
     loop {
         match b.try_acquire("b", &keys, TTL).await {
-            Ok(won) if !won.is_empty() => return Instant::now().saturating_duration_since(expires),
+            Ok(won) if !won.is_empty() => break,
             Ok(_) => {}
             // A takeover that waited on the lock until the server's lock timeout.
             Err(error) => eprintln!("b's takeover failed: {error}"),
         }
         assert!(
             Instant::now() < give_up,
-            "node b never took {key} while a transaction of its frozen holder was open \
+            "node b never took the key while a transaction of its frozen holder was open \
              ({FROZEN_FOR:?}): the server kept the frozen transaction's lock"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let late = Instant::now().saturating_duration_since(expires);
+    eprintln!("b took the key {late:?} after a's lease expired");
+    drop(frozen);
 }
 
 #[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_ends_a_frozen_holders_transaction() {
     use loopjob::store::PostgresStore;
-    use sqlx::Connection;
 
     let Some(url) = database_url::database_url(
         "LOOPJOB_TEST_POSTGRES_URL",
@@ -73,20 +84,14 @@ async fn postgres_ends_a_frozen_holders_transaction() {
     let a = PostgresStore::connect_lazy(&url, options(&prefix)).unwrap();
     let b = PostgresStore::connect_lazy(&url, options(&prefix)).unwrap();
     a.initialise().await.unwrap();
-    let won = a.try_acquire("a", &["k".to_owned()], TTL).await.unwrap();
-    let expires = Instant::now() + TTL;
-    assert_eq!(won.len(), 1, "a takes the free key");
-
     // The lock a schedule write takes on its lease row (see store/sql/postgres/schedule.rs).
-    let mut connection = a.pool().acquire().await.unwrap();
-    let mut frozen = connection.begin().await.unwrap();
     let lock = format!("SELECT 1 FROM \"{prefix}leases\" WHERE lease_key = 'k' FOR KEY SHARE");
-    sqlx::query(&lock).execute(&mut *frozen).await.unwrap();
-
-    let late = takeover_past_expiry(&b, "k", expires).await;
-    eprintln!("b took the key {late:?} after a's lease expired");
-    drop(frozen);
-    drop(connection);
+    let freeze = async {
+        let mut frozen = a.pool().begin().await.unwrap();
+        sqlx::query(&lock).execute(&mut *frozen).await.unwrap();
+        frozen
+    };
+    frozen_holder_loses_its_key(&a, &b, freeze).await;
     test_prefix::drop_prefix(&url, &prefix).await;
 }
 
@@ -94,7 +99,6 @@ async fn postgres_ends_a_frozen_holders_transaction() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mariadb_ends_a_frozen_holders_transaction() {
     use loopjob::store::MySqlStore;
-    use sqlx::Connection;
 
     let Some(url) = database_url::database_url(
         "LOOPJOB_TEST_MYSQL_URL",
@@ -115,19 +119,13 @@ async fn mariadb_ends_a_frozen_holders_transaction() {
         eprintln!("SKIPPED the frozen-transaction test: {version} is not MariaDB");
         return;
     }
-    let won = a.try_acquire("a", &["k".to_owned()], TTL).await.unwrap();
-    let expires = Instant::now() + TTL;
-    assert_eq!(won.len(), 1, "a takes the free key");
-
     // The lock a schedule write takes on its lease row (see store/sql/mysql/schedule.rs).
-    let mut connection = a.pool().acquire().await.unwrap();
-    let mut frozen = connection.begin().await.unwrap();
     let lock = format!("SELECT 1 FROM `{prefix}leases` WHERE lease_key = 'k' FOR UPDATE");
-    sqlx::query(&lock).execute(&mut *frozen).await.unwrap();
-
-    let late = takeover_past_expiry(&b, "k", expires).await;
-    eprintln!("b took the key {late:?} after a's lease expired");
-    drop(frozen);
-    drop(connection);
+    let freeze = async {
+        let mut frozen = a.pool().begin().await.unwrap();
+        sqlx::query(&lock).execute(&mut *frozen).await.unwrap();
+        frozen
+    };
+    frozen_holder_loses_its_key(&a, &b, freeze).await;
     test_prefix::drop_prefix(&url, &prefix).await;
 }
