@@ -553,8 +553,9 @@ struct Trial {
 }
 
 /// The follower's steps from holding the lease to its first run, each from the fault (the
-/// record's due time: how far ahead of the store's clock the record read said it was), and how
-/// long its two store calls on the way took.
+/// record's due time: how far ahead of the store's clock the record read said it was), how
+/// long its two store calls on the way took, and the first run less the wait for that due
+/// time, which the key's grid asks for: the handover's own time.
 #[derive(Default)]
 struct Steps {
     read_sent: Vec<Duration>,
@@ -562,6 +563,7 @@ struct Steps {
     due_ahead: Vec<Duration>,
     start_sent: Vec<Duration>,
     started: Vec<Duration>,
+    started_less_wait: Vec<Duration>,
     read_took: Vec<Duration>,
     start_took: Vec<Duration>,
 }
@@ -578,12 +580,17 @@ impl Steps {
                 .into_iter()
                 .collect()
         };
+        let started: Option<Duration> = takeover.started.map(|at| at - fault_at);
         Steps {
             read_sent: since(takeover.read_sent),
             read: since(takeover.read),
             due_ahead: ahead.into_iter().collect(),
             start_sent: since(takeover.start_sent),
-            started: since(takeover.started),
+            started: started.into_iter().collect(),
+            started_less_wait: started
+                .map(|started| started.saturating_sub(ahead.unwrap_or_default()))
+                .into_iter()
+                .collect(),
             read_took: took(takeover.read_sent, takeover.read),
             start_took: took(takeover.start_sent, takeover.started),
         }
@@ -595,6 +602,7 @@ impl Steps {
         self.due_ahead.extend(more.due_ahead);
         self.start_sent.extend(more.start_sent);
         self.started.extend(more.started);
+        self.started_less_wait.extend(more.started_less_wait);
         self.read_took.extend(more.read_took);
         self.start_took.extend(more.start_took);
     }
@@ -606,6 +614,7 @@ impl Steps {
             &mut self.due_ahead,
             &mut self.start_sent,
             &mut self.started,
+            &mut self.started_less_wait,
             &mut self.read_took,
             &mut self.start_took,
         ] {
@@ -624,6 +633,10 @@ impl Steps {
             ),
             ("start sent", &self.start_sent),
             ("start committed", &self.started),
+            (
+                "start committed less the wait for the due time",
+                &self.started_less_wait,
+            ),
             ("the read took", &self.read_took),
             ("the start took", &self.start_took),
         ]
