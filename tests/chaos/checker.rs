@@ -696,7 +696,13 @@ pub fn check(e: &Evidence) -> Report {
         .iter()
         .map(|node| (node.name.as_str(), node.clock))
         .collect();
-    let (skewed, wrong_clocks) = skew::observed(&e.lines, &clocks, &e.clock_jumps);
+    let stops: Vec<(&str, u64, u64)> = e
+        .faults
+        .iter()
+        .filter(|f| f.kind == Kind::Stop)
+        .filter_map(|f| Some((f.node.as_deref()?, f.start, f.end)))
+        .collect();
+    let (skewed, wrong_clocks) = skew::observed(&e.lines, &clocks, &e.clock_jumps, &stops);
     v.extend(wrong_clocks);
     let _ = writeln!(
         out,

@@ -140,11 +140,14 @@ impl Skew {
 
 /// What the nodes' `CLOCK` lines show: a part of the report per skewed node, and a violation
 /// for each whose clock was not what it was given (a run that skewed nothing proves nothing).
-/// `steps` are the jumping node's wall clock steps, (when, offset).
+/// `steps` are the jumping node's wall clock steps, (when, offset); `stops` the windows in
+/// which a node was stopped (SIGSTOP to SIGCONT), (node, from, to), during which it reads no
+/// clock.
 pub fn observed(
     lines: &[Line],
     clocks: &[(&str, NodeClock)],
     steps: &[(u64, &str)],
+    stops: &[(&str, u64, u64)],
 ) -> (Vec<String>, Vec<String>) {
     let (mut seen, mut violations) = (Vec::new(), Vec::new());
     for &(node, clock) in clocks.iter().filter(|(_, c)| *c != NodeClock::Host) {
@@ -179,11 +182,18 @@ pub fn observed(
         }
         let mut part = format!("{node} {clock} (×{rate:.3} seen");
         if clock == NodeClock::Jumping {
-            // A step is read within a second and printed within another.
+            // A step is read within a second and printed within another, counted from when
+            // the node could first read it: a node stopped across the step reads it only
+            // once it is continued.
             for &(at, offset) in steps {
+                let readable = stops
+                    .iter()
+                    .filter(|(n, from, to)| *n == node && *from <= at + 2_500_000_000 && at < *to)
+                    .map(|(_, _, to)| *to)
+                    .fold(at, u64::max);
                 let after: Vec<i64> = readings
                     .iter()
-                    .filter(|r| r.0 > at + 2_500_000_000)
+                    .filter(|r| r.0 > readable + 2_500_000_000)
                     .map(|r| r.2)
                     .collect();
                 let Some(&shown) = after.first() else {
