@@ -60,23 +60,40 @@ impl Kind {
         )
     }
 
-    /// How long the fault lasts, drawn from `rng`.
-    fn length(self, rng: &mut Rng) -> Duration {
+    /// How long the fault lasts, drawn from `rng`: from the soak's ranges, or from the bounded
+    /// run's shorter ones, which keep each fault's meaning (a freeze outlasts the ttl, a cut or
+    /// a partition is sometimes shorter than it, an outage longer) and take less of CI's time.
+    fn length(self, pace: Pace, rng: &mut Rng) -> Duration {
+        let soak = pace == Pace::Soak;
         let ms = match self {
             Kind::Kill => 0,
-            Kind::Stop => (TTL + Duration::from_millis(rng.u64(500..=1500))).as_millis() as u64,
+            Kind::Stop => {
+                let over_ttl = if soak { 500..=1500 } else { 300..=800 };
+                (TTL + Duration::from_millis(rng.u64(over_ttl))).as_millis() as u64
+            }
             // Sometimes shorter than the ttl (the node may keep its leases), mostly longer.
-            Kind::Cut | Kind::Partition => rng.u64(1000..=3500),
-            Kind::Slow => rng.u64(3000..=4500),
-            Kind::DbOutage | Kind::DbLock => rng.u64(2500..=3500),
+            Kind::Cut | Kind::Partition | Kind::MemberCut if soak => rng.u64(1000..=3500),
+            Kind::Cut | Kind::Partition | Kind::MemberCut => rng.u64(1200..=2800),
+            Kind::Slow if soak => rng.u64(3000..=4500),
+            Kind::Slow => rng.u64(2500..=3200),
+            Kind::DbOutage | Kind::DbLock if soak => rng.u64(2500..=3500),
+            Kind::DbOutage | Kind::DbLock => rng.u64(2200..=2800),
             // The time the server is down; starting it again takes its own.
-            Kind::Restart | Kind::CleanRestart => rng.u64(200..=1500),
+            Kind::Restart | Kind::CleanRestart if soak => rng.u64(200..=1500),
+            Kind::Restart | Kind::CleanRestart => rng.u64(200..=1000),
             // How long the killed member stays down before it starts again.
-            Kind::LeaderKill | Kind::FollowerKill => rng.u64(500..=2500),
-            Kind::MemberCut => rng.u64(1000..=3500),
+            Kind::LeaderKill | Kind::FollowerKill if soak => rng.u64(500..=2500),
+            Kind::LeaderKill | Kind::FollowerKill => rng.u64(500..=1500),
         };
         Duration::from_millis(ms)
     }
+}
+
+/// How long faults last: a soak draws from wide ranges, CI's bounded run from short ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pace {
+    Bounded,
+    Soak,
 }
 
 impl fmt::Display for Kind {
@@ -126,8 +143,8 @@ impl Fault {
     pub fn settle(&self, rng: &mut Rng) -> Duration {
         let length = Duration::from_nanos(self.end - self.start);
         let takeover_after_end = if self.forgets {
-            // Each holder learns of the loss at its next renewal.
-            length + RENEW_EVERY + RETRY_EVERY
+            // Each holder learns of the loss at its next renewal; see the checker's P5 bound.
+            length + RENEW_EVERY + 3 * RETRY_EVERY
         } else if self.kind.is_store_wide() {
             length + RETRY_EVERY
         } else {
@@ -182,9 +199,10 @@ pub async fn inject(
     cluster: &mut Cluster,
     kind: Kind,
     node: Option<String>,
+    pace: Pace,
     rng: &mut Rng,
 ) -> Fault {
-    let length = kind.length(rng);
+    let length = kind.length(pace, rng);
     let forgets = cluster.backend.forgets_on(kind);
     if kind.is_store_wide() {
         let held_all: Vec<(String, u64)> = cluster

@@ -62,10 +62,14 @@ use crate::operator::{Command, Source};
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const NODES: usize = 4;
-/// The bounded run's length per backend, when `LOOPJOB_SOAK` is unset. A run goes on until
-/// every fault kind and every operator command was given once (about 35 s on PostgreSQL, less
-/// on the backends with fewer kinds), so this is a floor: five backends in under three minutes.
-const CI_RUN: Duration = Duration::from_secs(25);
+/// The bounded run's nominal length per backend, when `LOOPJOB_SOAK` is unset: the clock
+/// jumps are spread over it. A run goes on until every fault kind and every operator command
+/// was given once (about 30 s on PostgreSQL, less on the backends with fewer kinds), so this
+/// is only a floor.
+const CI_RUN: Duration = Duration::from_secs(20);
+/// The longest the nodes get to take every key before the first fault (they take them in well
+/// under a second).
+const FIRST_OWNERS: Duration = Duration::from_secs(4);
 /// The longest a fault and the wait after it take; no fault starts later than this before the
 /// run's end.
 const LONGEST_SLOT: Duration = Duration::from_millis(8500);
@@ -147,15 +151,16 @@ fn postgres_url() -> Option<String> {
     database_url::database_url("LOOPJOB_TEST_POSTGRES_URL", "the chaos suite")
 }
 
-fn run_length() -> Duration {
+/// How long the run lasts at least, and how long its faults last.
+fn run_length() -> (Duration, faults::Pace) {
     match std::env::var("LOOPJOB_SOAK") {
         Ok(minutes) => {
             let minutes: f64 = minutes
                 .parse()
                 .expect("LOOPJOB_SOAK is a number of minutes, such as 30 or 0.5");
-            Duration::from_secs_f64(minutes * 60.0)
+            (Duration::from_secs_f64(minutes * 60.0), faults::Pace::Soak)
         }
-        Err(_) => CI_RUN,
+        Err(_) => (CI_RUN, faults::Pace::Bounded),
     }
 }
 
@@ -252,7 +257,8 @@ async fn chaos(backend: Arc<dyn Backend>, journal_url: &str) {
         cluster.start_node(if i % 2 == 0 { "a" } else { "b" }).await;
     }
     let began = mono_ns();
-    let until = began + run_length().as_nanos() as u64;
+    let (length, pace) = run_length();
+    let until = began + length.as_nanos() as u64;
     // The jumping node's wall clock steps at a quarter, a half and three quarters of the run.
     let clock_jumps = Arc::new(std::sync::Mutex::new(Vec::new()));
     let jumping = cluster.skew.clone().zip(
@@ -268,7 +274,14 @@ async fn chaos(backend: Arc<dyn Backend>, journal_url: &str) {
         skew.jumps(node, at, clock_jumps.clone())
     });
     let stall_probe = stalls::StallProbe::start(store.clone());
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    let first_owners = tokio::time::Instant::now() + FIRST_OWNERS;
+    while cluster.seen().owners.len() < expected_keys.len()
+        && tokio::time::Instant::now() < first_owners
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Then one interval, so that every job is running on its grid when the faults begin.
+    tokio::time::sleep(node::INTERVAL).await;
 
     // A partition needs the network namespace, which a host may not allow (`netns.rs`).
     let kinds: Vec<faults::Kind> = backend
@@ -283,8 +296,9 @@ async fn chaos(backend: Arc<dyn Backend>, journal_url: &str) {
     let mut history = Vec::new();
     // Every fault comes with an operator's command: a pause around it (always around a kill, so
     // that a pause meets a restart; never around a fault that makes the store forget), resumed
-    // halfway through the wait after it, or else a trigger there.
-    let mut pause_next = rng.bool();
+    // halfway through the wait after it, or else a trigger there; as many of each as the
+    // kills allow (a tie is drawn), so that a bounded run covers both soon.
+    let (mut pauses, mut triggers) = (0usize, 0usize);
     let mut pause_from = if rng.bool() {
         Source::Node
     } else {
@@ -321,11 +335,14 @@ async fn chaos(backend: Arc<dyn Backend>, journal_url: &str) {
         let pause = match kind {
             faults::Kind::Kill => true,
             _ if backend.forgets_on(kind) => false,
-            _ => {
-                pause_next = !pause_next;
-                !pause_next
-            }
+            _ if pauses == triggers => rng.bool(),
+            _ => pauses < triggers,
         };
+        if pause {
+            pauses += 1;
+        } else {
+            triggers += 1;
+        }
         let give = async |cluster: &mut Cluster,
                           command,
                           job,
@@ -366,8 +383,14 @@ async fn chaos(backend: Arc<dyn Backend>, journal_url: &str) {
         if backend.forgets_on(kind) {
             history.extend(read_history(store.as_ref(), &expected_keys).await);
         }
-        let fault =
-            faults::inject(&mut cluster, kind, target.map(|(node, _)| node), &mut rng).await;
+        let fault = faults::inject(
+            &mut cluster,
+            kind,
+            target.map(|(node, _)| node),
+            pace,
+            &mut rng,
+        )
+        .await;
         eprintln!(
             "chaos {label}: {:>7.1} s {} {:?} for {:.0} ms, holding {:?}",
             ms(began, fault.start) / 1e3,
