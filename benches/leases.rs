@@ -30,6 +30,8 @@
 
 #[path = "support/counting_store.rs"]
 mod counting_store;
+#[path = "../tests/support/sqlite_file.rs"]
+mod sqlite_file;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -52,8 +54,12 @@ const FO_RENEW: Duration = Duration::from_millis(300);
 const FO_RETRY: Duration = Duration::from_millis(200);
 /// The guarded job's interval in the failover trials: "running" follows "holding" closely.
 const FO_INTERVAL: Duration = Duration::from_millis(10);
-/// Graceful handover target on PostgreSQL, fault to the new leader's first run (issue 12).
+/// Graceful handover target, fault to the new leader's first run: PostgreSQL (issue 12), Redis
+/// and etcd (issue 16).
 const HANDOVER_TARGET: Duration = Duration::from_millis(10);
+/// Graceful handover target on SQLite, whose followers hear of a release through the release
+/// bell (issue 18).
+const SQLITE_HANDOVER_TARGET: Duration = Duration::from_millis(50);
 /// How often every job runs in the store-call measurement: once per renew period.
 const CALLS_INTERVAL: Duration = Duration::from_secs(1);
 /// The longest any one wait may take before the bench gives up with an error.
@@ -332,9 +338,7 @@ impl Backend {
             }
             _ => {
                 let path = self.url.trim_start_matches("sqlite://");
-                for suffix in ["", "-wal", "-shm"] {
-                    let _ = std::fs::remove_file(format!("{path}{suffix}"));
-                }
+                sqlite_file::remove(std::path::Path::new(path));
             }
         }
     }
@@ -759,22 +763,21 @@ struct Failover {
 }
 
 impl Failover {
-    fn target(&self, backend: &str) -> Option<Duration> {
+    fn target(&self, backend: &str) -> Duration {
         match self.fault {
-            Fault::Crash => Some(FO_TTL + FO_RETRY),
-            Fault::Graceful if matches!(backend, "postgres" | "redis" | "etcd") => {
-                Some(HANDOVER_TARGET)
-            }
-            Fault::Graceful => None,
+            Fault::Crash => FO_TTL + FO_RETRY,
+            Fault::Graceful if backend == "sqlite" => SQLITE_HANDOVER_TARGET,
+            Fault::Graceful => HANDOVER_TARGET,
         }
     }
 
-    fn pass(&self, backend: &str) -> Option<bool> {
+    fn pass(&self, backend: &str) -> bool {
         let p99 = percentile(&self.runs, 0.99);
-        self.target(backend).map(|target| match self.fault {
+        let target = self.target(backend);
+        match self.fault {
             Fault::Crash => p99 <= target,
             Fault::Graceful => p99 < target,
-        })
+        }
     }
 }
 
@@ -863,10 +866,8 @@ fn report(
             }
         }
         for f in failovers {
-            let target = f
-                .target(name)
-                .map_or("null".to_owned(), |t| format!("{:.1}", ms(t)));
-            let pass = f.pass(name).map_or("null".to_owned(), |p| p.to_string());
+            let target = format!("{:.1}", ms(f.target(name)));
+            let pass = f.pass(name);
             let released = |p: f64| {
                 if f.released.is_empty() {
                     "null".to_owned()
@@ -957,10 +958,9 @@ fn report(
         );
         println!("|---|---:|---:|---:|---:|---|---|");
         for f in failovers {
-            let target = match (f.fault, f.target(name)) {
-                (Fault::Crash, Some(t)) => format!("≤ ttl + retry_every = {:.0} ms", ms(t)),
-                (Fault::Graceful, Some(t)) => format!("< {:.0} ms", ms(t)),
-                (_, None) => "none (reference: polls, ≤ retry_every)".to_owned(),
+            let target = match f.fault {
+                Fault::Crash => format!("≤ ttl + retry_every = {:.0} ms", ms(f.target(name))),
+                Fault::Graceful => format!("< {:.0} ms", ms(f.target(name))),
             };
             let released = if f.released.is_empty() {
                 "–".to_owned()
@@ -980,7 +980,7 @@ fn report(
                 ms(percentile(&f.runs, 0.99)),
                 ms(f.runs[0]),
                 ms(f.runs[f.runs.len() - 1]),
-                f.pass(name).map_or("–", pass_fail)
+                pass_fail(f.pass(name))
             );
         }
         println!("\nThe follower's steps from the fault, p50 / p99 (ms):\n");

@@ -9,6 +9,8 @@
 
 #[path = "support/database_url.rs"]
 mod database_url;
+#[path = "support/sqlite_file.rs"]
+mod sqlite_file;
 
 use std::process::Output;
 use std::sync::Arc;
@@ -307,9 +309,7 @@ async fn every_command_on_sqlite() {
     let path = dir.join(format!("loopjob-cli-{}.db", std::process::id()));
     let _ = std::fs::remove_file(&path);
     every_command(&format!("sqlite://{}", path.display()), "loopjob_").await;
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-    }
+    sqlite_file::remove(&path);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,6 +7,8 @@
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 #[path = "support/database_url.rs"]
 mod database_url;
+#[path = "support/sqlite_file.rs"]
+mod sqlite_file;
 #[path = "support/test_prefix.rs"]
 mod test_prefix;
 
@@ -217,7 +219,7 @@ async fn sqlite_each_cron_occurrence_once_through_a_handover() {
     let path = std::env::temp_dir().join(format!("loopjob-cron-{}.db", std::process::id()));
     let url = format!("sqlite://{}", path.display());
     each_cron_occurrence_once_through_a_handover(&url, "cc_").await;
-    let _ = std::fs::remove_file(&path);
+    sqlite_file::remove(&path);
 }
 
 #[cfg(all(feature = "postgres", feature = "cron"))]
@@ -247,7 +249,7 @@ async fn sqlite_one_grid_through_restarts_and_a_durable_pause() {
     let path = std::env::temp_dir().join(format!("loopjob-cluster-{}.db", std::process::id()));
     let url = format!("sqlite://{}", path.display());
     one_grid_through_restarts_and_a_durable_pause(&url, "cs_").await;
-    let _ = std::fs::remove_file(&path);
+    sqlite_file::remove(&path);
 }
 
 #[cfg(feature = "postgres")]

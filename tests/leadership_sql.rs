@@ -5,6 +5,8 @@
 
 #[path = "support/database_url.rs"]
 mod database_url;
+#[path = "support/sqlite_file.rs"]
+mod sqlite_file;
 #[path = "support/test_prefix.rs"]
 mod test_prefix;
 
@@ -163,7 +165,7 @@ async fn sqlite_failover_and_handover() {
     let path = std::env::temp_dir().join(format!("loopjob-leadership-{}.db", std::process::id()));
     let url = format!("sqlite://{}", path.display());
     failover_and_handover(&url, "lt_").await;
-    let _ = std::fs::remove_file(&path);
+    sqlite_file::remove(&path);
 }
 
 #[cfg(feature = "postgres")]

@@ -13,6 +13,8 @@
 
 #[path = "support/database_url.rs"]
 mod database_url;
+#[path = "support/sqlite_file.rs"]
+mod sqlite_file;
 #[path = "support/test_prefix.rs"]
 mod test_prefix;
 
@@ -202,9 +204,7 @@ fn sqlite_schedule_rows_never_panic_and_errors_name_the_key() {
             })
         })
         .unwrap();
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-    }
+    sqlite_file::remove(&path);
 }
 
 // --- Hosts over hand-edited rows ------------------------------------------------------------
@@ -508,9 +508,7 @@ async fn sqlite_hosts_over_hand_edited_rows() {
         }
     })
     .await;
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-    }
+    sqlite_file::remove(&path);
 }
 
 #[cfg(feature = "postgres")]

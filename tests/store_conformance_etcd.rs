@@ -15,6 +15,8 @@ mod backends;
 mod database_url;
 #[path = "store_conformance/schedule.rs"]
 mod schedule;
+#[path = "support/sqlite_file.rs"]
+mod sqlite_file;
 #[path = "store_conformance/suite.rs"]
 mod suite;
 #[path = "support/test_prefix.rs"]

@@ -9,6 +9,8 @@
 mod database_url;
 #[path = "support/proxy.rs"]
 mod proxy;
+#[path = "support/sqlite_file.rs"]
+mod sqlite_file;
 #[path = "support/test_prefix.rs"]
 mod test_prefix;
 
@@ -288,7 +290,5 @@ async fn sqlite_write_lock_held_elsewhere() {
         outcome.unwrap_or_else(|error| panic!("sqlite after the lock: {name}: {error}"));
     }
     drop(other);
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-    }
+    sqlite_file::remove(&path);
 }

@@ -8,6 +8,8 @@
 
 #[path = "support/database_url.rs"]
 mod database_url;
+#[path = "support/sqlite_file.rs"]
+mod sqlite_file;
 #[path = "support/test_prefix.rs"]
 mod test_prefix;
 
@@ -238,9 +240,7 @@ fn sqlite_rows_never_panic_and_errors_name_the_key() {
         (store, Raw::Sqlite(pool))
     });
     run(&runtime, &*store, &raw, "rp_", true, 200);
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-    }
+    sqlite_file::remove(&path);
 }
 
 #[test]
@@ -287,7 +287,5 @@ fn sqlite_mistyped_row_names_its_key() {
             "{error}"
         );
     });
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-    }
+    sqlite_file::remove(&path);
 }

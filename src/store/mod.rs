@@ -16,7 +16,7 @@
 //! | backend | type | feature | for | notifications | schedule writes |
 //! |---|---|---|---|---|---|
 //! | `memory` | [`MemoryStore`] | always | one process, tests | yes | in memory, Tokio's clock |
-//! | `sqlite://PATH` | `SqliteStore` | `sqlite` (default) | many processes on one host | no (poll) | one `BEGIN IMMEDIATE` transaction |
+//! | `sqlite://PATH` | `SqliteStore` | `sqlite` (default) | many processes on one host | yes (Unix datagrams beside the file) | one `BEGIN IMMEDIATE` transaction |
 //! | `postgres://…` | `PostgresStore` | `postgres` | many hosts | yes (LISTEN/NOTIFY) | one transaction, arrays (`unnest`) |
 //! | `mysql://…`, `mariadb://…` | `MySqlStore` | `mysql` | many hosts (MySQL 8, MariaDB 10.11) | no (poll) | one `READ COMMITTED` transaction |
 //! | `redis://host:6379/N` | `RedisStore` | `redis` | many hosts sharing one Redis (not across a failover: see its docs) | yes (pub/sub) | one Lua script |
@@ -425,7 +425,8 @@ pub trait LeaseStore: Send + Sync + fmt::Debug + 'static {
     async fn history(&self, key: &str, limit: u32) -> Result<Vec<RunRecord>, StoreError>;
 
     /// A subscription to releases and operator commands, for backends that can push them
-    /// (memory, PostgreSQL, Redis, etcd); `None` where followers and holders must poll. A notice only hints:
+    /// (memory, SQLite on a file, PostgreSQL, Redis, etcd); `None` where followers and holders
+    /// must poll (MySQL). A notice only hints:
     /// that a key may be free now (it wakes a follower early and never replaces
     /// [`LeaseStore::try_acquire`]), or that a key's record changed (its holder re-reads it with
     /// [`LeaseStore::schedules`]).

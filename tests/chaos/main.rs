@@ -42,6 +42,8 @@ mod operator;
 mod proxy;
 mod schedule;
 mod skew;
+#[path = "../support/sqlite_file.rs"]
+mod sqlite_file;
 mod stalls;
 
 use std::sync::Arc;

@@ -182,9 +182,7 @@ mod sqlite {
 
     impl Drop for Sqlite {
         fn drop(&mut self) {
-            for suffix in ["", "-wal", "-shm"] {
-                let _ = std::fs::remove_file(format!("{}{suffix}", self.path.display()));
-            }
+            crate::sqlite_file::remove(&self.path);
         }
     }
 

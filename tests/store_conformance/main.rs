@@ -11,6 +11,8 @@ mod backends;
 #[path = "../support/database_url.rs"]
 mod database_url;
 mod schedule;
+#[path = "../support/sqlite_file.rs"]
+mod sqlite_file;
 mod suite;
 #[path = "../support/test_prefix.rs"]
 mod test_prefix;

@@ -29,9 +29,7 @@ impl Sqlite {
     }
 
     fn remove_files(&self) {
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", self.path.display()));
-        }
+        crate::sqlite_file::remove(&self.path);
     }
 }
 

@@ -1,8 +1,10 @@
 //! The SQLite lease store: many processes sharing one database file on one host.
 
+mod bell;
 mod schedule;
 
 use std::str::FromStr;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -10,15 +12,20 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{Executor, Row};
+use tokio::sync::broadcast;
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use self::bell::Bell;
 
 use super::schedule::{self as shared, Command, Upserts};
 use super::{
     MEMBER_RETENTION_MS, StoreRow, Tables, backend_error, bounded, lease, leases, members,
     pool_options, repeat, statuses, ttl,
 };
+use crate::store::notify::BACKLOG;
 use crate::store::{
-    Lease, LeaseRef, LeaseStatus, LeaseStore, Member, Plan, RunEnd, RunRecord, RunStart,
-    ScheduleRecord, StartedRun, StoreError, StoreOptions, args,
+    Lease, LeaseRef, LeaseStatus, LeaseStore, Member, Plan, ReleaseNotice, ReleaseNotifications,
+    RunEnd, RunRecord, RunStart, ScheduleRecord, StartedRun, StoreError, StoreOptions, args,
 };
 
 /// The host's clock in milliseconds since the Unix epoch (SQLite keeps 'now' fixed within one
@@ -46,6 +53,13 @@ const MAX_LEASES_PER_STATEMENT: usize = 16_000;
 /// Schedule writes (plan, starts, ends, operator commands) are each one `BEGIN IMMEDIATE`
 /// transaction of a few statements, whatever the batch's size.
 ///
+/// Releases and operator commands are pushed to the stores of every process on the host that
+/// use the same file, through Unix datagram sockets in a directory beside it
+/// (`<file>-loopjob/`): a follower takes a released lease at once instead of at its next retry,
+/// and a holder obeys a pause at once. See [`LeaseStore::release_notifications`]; where the
+/// sockets cannot be used (an in-memory database, a path over 86 bytes, not Unix), followers
+/// poll every retry period as before.
+///
 /// > **Note:** SQLite on a network file system (NFS, SMB) does not lock reliably: keep the file on
 /// > a local disk, and use PostgreSQL or MySQL for replicas on several hosts.
 #[derive(Debug)]
@@ -55,6 +69,12 @@ pub struct SqliteStore {
     /// The schedule's upserts of whole rows, built once from the table names.
     upserts: Upserts,
     timeout: Duration,
+    /// The release bell of the database file, once the file exists (see `bell.rs`).
+    bell: OnceLock<Bell>,
+    /// The notices of this store's listener, once someone subscribed.
+    releases: OnceLock<broadcast::Sender<ReleaseNotice>>,
+    stop_listener: CancellationToken,
+    _stop_on_drop: DropGuard,
 }
 
 impl SqliteStore {
@@ -86,12 +106,46 @@ impl SqliteStore {
     /// bounded by [`StoreOptions::operation_timeout`].
     pub fn with_pool(pool: SqlitePool, options: StoreOptions) -> Result<Self, StoreError> {
         let tables = Tables::new(options.get_table_prefix(), '"')?;
+        let stop_listener = CancellationToken::new();
         Ok(SqliteStore {
             pool,
             upserts: Upserts::new(&tables, schedule::on_conflict),
             tables,
             timeout: options.get_operation_timeout(),
+            bell: OnceLock::new(),
+            releases: OnceLock::new(),
+            _stop_on_drop: stop_listener.clone().drop_guard(),
+            stop_listener,
         })
+    }
+
+    /// The database file's release bell, if it can have one (see `bell.rs`). Looked for again
+    /// until the file exists: a lazily connected store creates it at its first statement.
+    fn bell(&self) -> Option<&Bell> {
+        if let Some(bell) = self.bell.get() {
+            return Some(bell);
+        }
+        let options = self.pool.connect_options();
+        let bell = Bell::new(options.get_filename(), &self.tables.leases_plain)?;
+        Some(self.bell.get_or_init(|| bell))
+    }
+
+    /// Tells the stores of every process using this file of `notices` (hints only).
+    fn ring(&self, notices: impl IntoIterator<Item = ReleaseNotice>) {
+        if let Some(bell) = self.bell() {
+            bell.ring(notices);
+        }
+    }
+
+    async fn command(
+        &self,
+        command: Command,
+        key: &str,
+        by: &str,
+    ) -> Result<ScheduleRecord, StoreError> {
+        let record = shared::command_with(self, command, key, by).await?;
+        self.ring([ReleaseNotice::Commanded(record.key.clone())]);
+        Ok(record)
     }
 
     /// The pool this store uses.
@@ -293,22 +347,24 @@ impl LeaseStore for SqliteStore {
         for chunk in leases.chunks(MAX_LEASES_PER_STATEMENT) {
             let sql = format!(
                 "{} UPDATE {} SET expires_at = {NOW} \
-                 WHERE holder = ? AND expires_at > {NOW} AND {MATCHES_REFS}",
+                 WHERE holder = ? AND expires_at > {NOW} AND {MATCHES_REFS} \
+                 RETURNING lease_key",
                 refs_cte(chunk.len()),
                 self.tables.leases,
             );
-            bounded("release", self.timeout, async {
-                let mut query = sqlx::query(&sql);
+            let released: Vec<String> = bounded("release", self.timeout, async {
+                let mut query = sqlx::query_scalar(&sql);
                 for (key, epoch) in chunk {
                     query = query.bind(*key).bind(*epoch);
                 }
                 query
                     .bind(holder)
-                    .execute(&self.pool)
+                    .fetch_all(&self.pool)
                     .await
                     .map_err(backend_error("release"))
             })
             .await?;
+            self.ring(released.into_iter().map(ReleaseNotice::Released));
         }
         Ok(())
     }
@@ -409,18 +465,36 @@ impl LeaseStore for SqliteStore {
     }
 
     async fn pause(&self, key: &str, by: &str) -> Result<ScheduleRecord, StoreError> {
-        shared::command_with(self, Command::Pause, key, by).await
+        self.command(Command::Pause, key, by).await
     }
 
     async fn resume(&self, key: &str, by: &str) -> Result<ScheduleRecord, StoreError> {
-        shared::command_with(self, Command::Resume, key, by).await
+        self.command(Command::Resume, key, by).await
     }
 
     async fn trigger(&self, key: &str, by: &str) -> Result<ScheduleRecord, StoreError> {
-        shared::command_with(self, Command::Trigger, key, by).await
+        self.command(Command::Trigger, key, by).await
     }
 
     async fn history(&self, key: &str, limit: u32) -> Result<Vec<RunRecord>, StoreError> {
         self.read_history(key, limit).await
+    }
+
+    fn release_notifications(&self) -> Option<ReleaseNotifications> {
+        if let Some(sender) = self.releases.get() {
+            return Some(ReleaseNotifications::new(sender.subscribe()));
+        }
+        let bell = self.bell()?;
+        if tokio::runtime::Handle::try_current().is_err() {
+            tracing::warn!("release notifications need a Tokio runtime; falling back to polling");
+            return None;
+        }
+        let sender = broadcast::channel(BACKLOG).0;
+        if let Err(error) = bell.listen(sender.clone(), self.stop_listener.clone()) {
+            tracing::debug!(%error, "cannot listen on the SQLite store's release bell; followers poll");
+            return None;
+        }
+        let sender = self.releases.get_or_init(|| sender);
+        Some(ReleaseNotifications::new(sender.subscribe()))
     }
 }
