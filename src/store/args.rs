@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::record::Due;
-use super::schedule::{MAX_ERROR_LEN, NextDue, Plan, RunEnd, RunResult, RunStart};
+use super::schedule::{MAX_ERROR_LEN, NextDue, Plan, RunEnd, RunRecord, RunResult, RunStart};
 use super::{LeaseRef, MAX_NAME_LEN, StoreError};
 
 /// The longest ttl a store accepts.
@@ -56,6 +56,32 @@ pub(crate) fn lease_refs(leases: &[LeaseRef]) -> Result<Vec<(&str, i64)>, StoreE
     checked.sort_unstable();
     checked.dedup();
     Ok(checked)
+}
+
+/// The checked arguments of [`LeaseStore::try_acquire_free_for`].
+///
+/// [`LeaseStore::try_acquire_free_for`]: super::LeaseStore::try_acquire_free_for
+pub(crate) struct CheckedAcquire<'a> {
+    pub(crate) holder: &'a str,
+    /// Sorted, without duplicates.
+    pub(crate) keys: Vec<&'a str>,
+    pub(crate) ttl_ms: i64,
+    pub(crate) free_for_ms: i64,
+}
+
+/// Checks the arguments of an acquisition.
+pub(crate) fn acquire<'a>(
+    holder: &'a str,
+    keys: &'a [String],
+    ttl: Duration,
+    free_for: Duration,
+) -> Result<CheckedAcquire<'a>, StoreError> {
+    Ok(CheckedAcquire {
+        holder: name("holder", holder)?,
+        keys: self::keys(keys)?,
+        ttl_ms: ttl_ms(ttl)?,
+        free_for_ms: free_for_ms(free_for)?,
+    })
 }
 
 /// The ttl in whole milliseconds: at least 1 ms, at most a year.
@@ -219,6 +245,26 @@ pub(crate) struct CheckedStart<'a> {
     pub(crate) due: Due,
     pub(crate) triggered: bool,
     pub(crate) history_limit: i64,
+}
+
+impl CheckedStart<'_> {
+    /// The history entry of the run this start begins, as `holder` started it at store time
+    /// `started_ms` with sequence number `seq`.
+    pub(crate) fn run(&self, holder: &str, seq: i64, started_ms: i64) -> RunRecord {
+        RunRecord {
+            key: self.key.to_owned(),
+            seq,
+            holder: holder.to_owned(),
+            epoch: self.epoch as u64,
+            scheduled_ms: self.scheduled,
+            started_ms,
+            ended_ms: None,
+            outcome: None,
+            attempts: 0,
+            error: None,
+            triggered: self.triggered,
+        }
+    }
 }
 
 /// The starts, checked and sorted by key; starts with impossible epochs are dropped.

@@ -205,10 +205,12 @@ impl LeaseStore for MemoryStore {
         ttl: Duration,
         free_for: Duration,
     ) -> Result<Vec<Lease>, StoreError> {
-        let holder = args::name("holder", holder)?;
-        let keys = args::keys(keys)?;
-        let ttl = args::ttl_ms(ttl)?;
-        let free_for = args::free_for_ms(free_for)?;
+        let args::CheckedAcquire {
+            holder,
+            keys,
+            ttl_ms: ttl,
+            free_for_ms: free_for,
+        } = args::acquire(holder, keys, ttl, free_for)?;
         let now = self.now_ms();
         let mut state = self.state();
         let mut won = Vec::new();
@@ -393,19 +395,7 @@ impl LeaseStore for MemoryStore {
             else {
                 continue;
             };
-            schedule.runs.push_back(RunRecord {
-                key: start.key.to_owned(),
-                seq,
-                holder: holder.to_owned(),
-                epoch: start.epoch as u64,
-                scheduled_ms: start.scheduled,
-                started_ms: now,
-                ended_ms: None,
-                outcome: None,
-                attempts: 0,
-                error: None,
-                triggered: start.triggered,
-            });
+            schedule.runs.push_back(start.run(holder, seq, now));
             let oldest_kept = schedule.record.oldest_kept();
             while schedule
                 .runs

@@ -782,10 +782,12 @@ impl LeaseStore for EtcdStore {
         ttl: Duration,
         free_for: Duration,
     ) -> Result<Vec<Lease>, StoreError> {
-        let holder = args::name("holder", holder)?;
-        let keys = args::keys(keys)?;
-        let ttl = args::ttl_ms(ttl)?;
-        let free_for = args::free_for_ms(free_for)?;
+        let args::CheckedAcquire {
+            holder,
+            keys,
+            ttl_ms: ttl,
+            free_for_ms: free_for,
+        } = args::acquire(holder, keys, ttl, free_for)?;
         if keys.is_empty() {
             return Ok(Vec::new());
         }
@@ -1196,19 +1198,7 @@ impl LeaseStore for EtcdStore {
                 else {
                     continue;
                 };
-                let run = RunRecord {
-                    key: start.key.to_owned(),
-                    seq,
-                    holder: holder.to_owned(),
-                    epoch: start.epoch as u64,
-                    scheduled_ms: start.scheduled,
-                    started_ms: now,
-                    ended_ms: None,
-                    outcome: None,
-                    attempts: 0,
-                    error: None,
-                    triggered: start.triggered,
-                };
+                let run = start.run(holder, seq, now);
                 // The history keeps runs oldest_kept..=seq: delete the ones before.
                 let trim = TxnOp::delete(
                     self.layout.runs(start.key),

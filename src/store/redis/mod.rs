@@ -291,10 +291,12 @@ impl LeaseStore for RedisStore {
         ttl: Duration,
         free_for: Duration,
     ) -> Result<Vec<Lease>, StoreError> {
-        let holder = args::name("holder", holder)?;
-        let keys = args::keys(keys)?;
-        let ttl = args::ttl_ms(ttl)?;
-        let free_for = args::free_for_ms(free_for)?;
+        let args::CheckedAcquire {
+            holder,
+            keys,
+            ttl_ms: ttl,
+            free_for_ms: free_for,
+        } = args::acquire(holder, keys, ttl, free_for)?;
         if keys.is_empty() {
             return Ok(Vec::new());
         }

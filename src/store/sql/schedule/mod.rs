@@ -254,19 +254,7 @@ async fn start_runs(
             continue;
         };
         records.push((start.key, record));
-        runs.push(RunRecord {
-            key: start.key.to_owned(),
-            seq,
-            holder: holder.to_owned(),
-            epoch: start.epoch as u64,
-            scheduled_ms: start.scheduled,
-            started_ms: now,
-            ended_ms: None,
-            outcome: None,
-            attempts: 0,
-            error: None,
-            triggered: start.triggered,
-        });
+        runs.push(start.run(holder, seq, now));
     }
     records.sort_unstable_by_key(|(key, _)| *key);
     runs.sort_unstable_by(|a, b| a.key.cmp(&b.key));

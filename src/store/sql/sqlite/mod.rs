@@ -257,13 +257,15 @@ impl LeaseStore for SqliteStore {
         &self,
         holder: &str,
         keys: &[String],
-        ttl_: Duration,
+        ttl: Duration,
         free_for: Duration,
     ) -> Result<Vec<Lease>, StoreError> {
-        let holder = args::name("holder", holder)?;
-        let keys = args::keys(keys)?;
-        let ttl = ttl(ttl_)?;
-        let free_for = args::free_for_ms(free_for)?;
+        let args::CheckedAcquire {
+            holder,
+            keys,
+            ttl_ms: ttl,
+            free_for_ms: free_for,
+        } = args::acquire(holder, keys, ttl, free_for)?;
         let mut won = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(MAX_LEASES_PER_STATEMENT) {
             // One upsert creates missing keys and takes over expired or own ones. If any key's
