@@ -30,11 +30,13 @@ pub struct JobStatus {
     /// The job's name.
     pub name: String,
     /// For a guarded job, once the elector has reported on it: what it holds.
-    pub leadership: Option<LeadershipStatus>,
+    /// Boxed, like `cluster`.
+    pub leadership: Option<Box<LeadershipStatus>>,
     /// For a guarded job, while this node holds a key of it: the cluster's view, from the
     /// key's schedule record as last read (every retry period). On any node,
-    /// [`HostHandle::schedule`](crate::HostHandle::schedule) reads it from the store.
-    pub cluster: Option<ClusterView>,
+    /// [`HostHandle::schedule`](crate::HostHandle::schedule) reads it from the store. Boxed:
+    /// every job keeps a status, and most are not guarded.
+    pub cluster: Option<Box<ClusterView>>,
 }
 
 /// A guarded job as the cluster sees it, from its keys' schedule records: when it is due next,

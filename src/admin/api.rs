@@ -355,7 +355,7 @@ impl JobView {
             counters: Counters::from(status.counters),
             leadership: status
                 .leadership
-                .map(|leadership| Leadership::new(leadership, times)),
+                .map(|leadership| Leadership::new(*leadership, times)),
             cluster: None,
             recent_runs: Vec::new(),
         }

@@ -382,7 +382,7 @@ impl HostBuilder {
                 schedule: registration.schedule,
                 token: token.clone(),
                 shutdown_grace: self.shutdown_grace,
-                guard,
+                guard: guard.map(Box::new),
                 clock: self.wall_clock.clone(),
                 slots: slots.clone(),
             });

@@ -27,7 +27,7 @@ impl Supervisor {
                 let guard = self.guard.as_mut()?;
                 let held = guard.state.borrow().held();
                 guard.cluster.records(read, &held, &self.schedule);
-                self.shared.status().cluster = guard.cluster.view();
+                self.shared.status().cluster = guard.cluster.view().map(Box::new);
                 ticking.status_dirty = true;
                 None
             }

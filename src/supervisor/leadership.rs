@@ -159,7 +159,7 @@ pub(super) enum GuardChange {
 }
 
 /// The next change of a guarded job's leadership; never, for an unguarded one.
-pub(super) async fn next_change(guard: &mut Option<Guard>) -> Option<GuardChange> {
+pub(super) async fn next_change(guard: &mut Option<Box<Guard>>) -> Option<GuardChange> {
     match guard {
         Some(guard) if guard.held_back.is_some() => guard.held_back.take().map(GuardChange::Notice),
         Some(guard) => tokio::select! {

@@ -73,8 +73,9 @@ pub(crate) struct Supervisor {
     /// The host's token, cancelled when it shuts down: the parent of the job's runs' tokens.
     pub(crate) token: CancellationToken,
     pub(crate) shutdown_grace: Duration,
-    /// For a guarded job: its leadership, from the elector.
-    pub(crate) guard: Option<Guard>,
+    /// For a guarded job: its leadership, from the elector. Boxed: most jobs are not guarded,
+    /// and every job's loop keeps this field for its whole life.
+    pub(crate) guard: Option<Box<Guard>>,
     /// The host's wall clock, which an unguarded cron job's occurrences are read on.
     pub(crate) clock: Arc<dyn WallClock>,
     /// The host's slots for runs in flight, when it limits them (`max_parallel_runs`).
