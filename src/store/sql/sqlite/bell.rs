@@ -247,4 +247,21 @@ mod tests {
         assert_eq!(notice(b"Xapp_leases\0key", "app_leases"), None);
         assert_eq!(notice(b"Rapp_leases", "app_leases"), None);
     }
+
+    #[test]
+    fn no_bell_for_a_missing_file_or_a_path_too_long_for_a_socket() {
+        assert!(Bell::new(Path::new(":memory:"), "app_leases").is_none());
+        let dir = std::env::temp_dir().join(format!("ljbell-long-{}", std::process::id()));
+        let deep = dir.join("d".repeat(MAX_DIR_LEN));
+        std::fs::create_dir_all(&deep).unwrap();
+        let (short, long) = (dir.join("jobs.db"), deep.join("jobs.db"));
+        std::fs::write(&short, b"").unwrap();
+        std::fs::write(&long, b"").unwrap();
+        // (A temporary directory with a long path of its own has no short path to try.)
+        if short.as_os_str().len() + "-loopjob".len() <= MAX_DIR_LEN {
+            assert!(Bell::new(&short, "app_leases").is_some());
+        }
+        assert!(Bell::new(&long, "app_leases").is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
