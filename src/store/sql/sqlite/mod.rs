@@ -137,6 +137,7 @@ impl SqliteStore {
         }
     }
 
+    /// Writes an operator's command, then rings it to the key's holder wherever it runs.
     async fn command(
         &self,
         command: Command,
