@@ -58,30 +58,22 @@ pub(crate) fn lease_refs(leases: &[LeaseRef]) -> Result<Vec<(&str, i64)>, StoreE
     Ok(checked)
 }
 
-/// The checked arguments of [`LeaseStore::try_acquire_free_for`].
+/// The checked arguments of [`LeaseStore::try_acquire_free_for`]: the holder, the keys (sorted,
+/// without duplicates), the ttl and the `free_for` wait in milliseconds.
 ///
 /// [`LeaseStore::try_acquire_free_for`]: super::LeaseStore::try_acquire_free_for
-pub(crate) struct CheckedAcquire<'a> {
-    pub(crate) holder: &'a str,
-    /// Sorted, without duplicates.
-    pub(crate) keys: Vec<&'a str>,
-    pub(crate) ttl_ms: i64,
-    pub(crate) free_for_ms: i64,
-}
-
-/// Checks the arguments of an acquisition.
 pub(crate) fn acquire<'a>(
     holder: &'a str,
     keys: &'a [String],
     ttl: Duration,
     free_for: Duration,
-) -> Result<CheckedAcquire<'a>, StoreError> {
-    Ok(CheckedAcquire {
-        holder: name("holder", holder)?,
-        keys: self::keys(keys)?,
-        ttl_ms: ttl_ms(ttl)?,
-        free_for_ms: free_for_ms(free_for)?,
-    })
+) -> Result<(&'a str, Vec<&'a str>, i64, i64), StoreError> {
+    Ok((
+        name("holder", holder)?,
+        self::keys(keys)?,
+        ttl_ms(ttl)?,
+        free_for_ms(free_for)?,
+    ))
 }
 
 /// The ttl in whole milliseconds: at least 1 ms, at most a year.

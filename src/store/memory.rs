@@ -205,12 +205,7 @@ impl LeaseStore for MemoryStore {
         ttl: Duration,
         free_for: Duration,
     ) -> Result<Vec<Lease>, StoreError> {
-        let args::CheckedAcquire {
-            holder,
-            keys,
-            ttl_ms: ttl,
-            free_for_ms: free_for,
-        } = args::acquire(holder, keys, ttl, free_for)?;
+        let (holder, keys, ttl, free_for) = args::acquire(holder, keys, ttl, free_for)?;
         let now = self.now_ms();
         let mut state = self.state();
         let mut won = Vec::new();

@@ -273,12 +273,7 @@ impl LeaseStore for MySqlStore {
         ttl: Duration,
         free_for: Duration,
     ) -> Result<Vec<Lease>, StoreError> {
-        let args::CheckedAcquire {
-            holder,
-            keys,
-            ttl_ms: ttl,
-            free_for_ms: free_for,
-        } = args::acquire(holder, keys, ttl, free_for)?;
+        let (holder, keys, ttl, free_for) = args::acquire(holder, keys, ttl, free_for)?;
         let mut won = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(MAX_KEYS_PER_STATEMENT) {
             let rows = bounded(

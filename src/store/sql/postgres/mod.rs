@@ -209,12 +209,7 @@ impl LeaseStore for PostgresStore {
         ttl: Duration,
         free_for: Duration,
     ) -> Result<Vec<Lease>, StoreError> {
-        let args::CheckedAcquire {
-            holder,
-            keys,
-            ttl_ms: ttl,
-            free_for_ms: free_for,
-        } = args::acquire(holder, keys, ttl, free_for)?;
+        let (holder, keys, ttl, free_for) = args::acquire(holder, keys, ttl, free_for)?;
         if keys.is_empty() {
             return Ok(Vec::new());
         }

@@ -261,12 +261,7 @@ impl LeaseStore for SqliteStore {
         ttl: Duration,
         free_for: Duration,
     ) -> Result<Vec<Lease>, StoreError> {
-        let args::CheckedAcquire {
-            holder,
-            keys,
-            ttl_ms: ttl,
-            free_for_ms: free_for,
-        } = args::acquire(holder, keys, ttl, free_for)?;
+        let (holder, keys, ttl, free_for) = args::acquire(holder, keys, ttl, free_for)?;
         let mut won = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(MAX_LEASES_PER_STATEMENT) {
             // One upsert creates missing keys and takes over expired or own ones. If any key's
