@@ -68,7 +68,7 @@ const NODES: usize = 4;
 /// jumps are spread over it. A run goes on until every fault kind and every operator command
 /// was given once (about 30 s on PostgreSQL, less on the backends with fewer kinds), so this
 /// is only a floor.
-const CI_RUN: Duration = Duration::from_secs(20);
+const CI_RUN: Duration = Duration::from_secs(24);
 /// The longest the nodes get to take every key before the first fault (they take them in well
 /// under a second).
 const FIRST_OWNERS: Duration = Duration::from_secs(4);

@@ -184,8 +184,10 @@ pub fn observed(
         if clock == NodeClock::Jumping {
             // A step is read within a second and printed within another, counted from when
             // the node could first read it: a node stopped across the step reads it only
-            // once it is continued.
-            for &(at, offset) in steps {
+            // once it is continued. Only readings before the next step show this one; a step
+            // with none (its node was stopped until just before the next) cannot be told.
+            for (index, &(at, offset)) in steps.iter().enumerate() {
+                let next_step = steps.get(index + 1).map_or(u64::MAX, |&(next, _)| next);
                 let readable = stops
                     .iter()
                     .filter(|(n, from, to)| *n == node && *from <= at + 2_500_000_000 && at < *to)
@@ -193,7 +195,7 @@ pub fn observed(
                     .fold(at, u64::max);
                 let after: Vec<i64> = readings
                     .iter()
-                    .filter(|r| r.0 > readable + 2_500_000_000)
+                    .filter(|r| r.0 > readable + 2_500_000_000 && r.0 < next_step)
                     .map(|r| r.2)
                     .collect();
                 let Some(&shown) = after.first() else {
@@ -217,4 +219,54 @@ pub fn observed(
         seen.push(part);
     }
     (seen, violations)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u64 = 1_000_000_000;
+    const HOUR_MS: i64 = 3_600_000;
+
+    /// The jumping node `n4`'s readings, one a second from 0 to 20 s, each with the offset a
+    /// function of its time gives.
+    fn readings(offset_at: impl Fn(u64) -> i64) -> Vec<Line> {
+        (0..=20)
+            .map(|second| Line::Clock {
+                node: "n4".to_owned(),
+                t: second * S + S / 2,
+                own: second * S + S / 2,
+                wall_offset_ms: offset_at(second * S + S / 2),
+            })
+            .collect()
+    }
+
+    fn violations(lines: &[Line], stops: &[(&str, u64, u64)]) -> Vec<String> {
+        let steps = [(5 * S, "+1h"), (10 * S, "-1h"), (15 * S, "+0")];
+        observed(lines, &[("n4", NodeClock::Jumping)], &steps, stops).1
+    }
+
+    #[test]
+    fn a_step_is_checked_only_by_readings_before_the_next_one() {
+        let stepped = |t: u64| match t {
+            t if t < 5 * S => 0,
+            t if t < 10 * S => HOUR_MS,
+            t if t < 15 * S => -HOUR_MS,
+            _ => 0,
+        };
+        assert!(violations(&readings(stepped), &[]).is_empty());
+        // Stopped until 7 s: the +1h step has no reading 2.5 s after that and before the next
+        // step, so it cannot be told (CI's seed 1796310836126895403 reported it as wrong).
+        let stopped = [("n4", 4 * S, 7 * S + S / 2)];
+        assert!(violations(&readings(stepped), &stopped).is_empty());
+        // A step the node never took is a violation.
+        let missed_minus = |t: u64| {
+            if (5 * S..10 * S).contains(&t) {
+                HOUR_MS
+            } else {
+                0
+            }
+        };
+        assert_eq!(violations(&readings(missed_minus), &[]).len(), 1);
+    }
 }
