@@ -29,13 +29,13 @@ pub struct JobStatus {
     pub counters: JobCounters,
     /// The job's name.
     pub name: String,
-    /// For a guarded job, once the elector has reported on it: what it holds.
-    /// Boxed, like `cluster`.
+    /// For a guarded job, once the elector has reported on it: what it holds. Boxed: every job
+    /// keeps a status, and most are not guarded.
     pub leadership: Option<Box<LeadershipStatus>>,
     /// For a guarded job, while this node holds a key of it: the cluster's view, from the
     /// key's schedule record as last read (every retry period). On any node,
-    /// [`HostHandle::schedule`](crate::HostHandle::schedule) reads it from the store. Boxed:
-    /// every job keeps a status, and most are not guarded.
+    /// [`HostHandle::schedule`](crate::HostHandle::schedule) reads it from the store. Boxed,
+    /// like `leadership`.
     pub cluster: Option<Box<ClusterView>>,
 }
 

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use loopjob::store::{
-    LeaseStore, NextDue, Plan, ReleaseNotice, ReleaseNotifications, SqliteStore, StoreOptions,
+    Lease, LeaseStore, NextDue, Plan, ReleaseNotice, ReleaseNotifications, SqliteStore,
+    StoreOptions,
 };
 
 const LONG: Duration = Duration::from_secs(60);
@@ -58,6 +59,17 @@ async fn next(notices: &mut ReleaseNotifications) -> Option<ReleaseNotice> {
         .flatten()
 }
 
+/// Takes `key` for `holder` and releases it; answers the lease it held.
+async fn take_and_release(store: &dyn LeaseStore, holder: &str, key: &str) -> Lease {
+    let lease = store
+        .try_acquire(holder, &[key.to_owned()], LONG)
+        .await
+        .unwrap()
+        .remove(0);
+    store.release(holder, &[lease.to_ref()]).await.unwrap();
+    lease
+}
+
 fn sockets(dir: &Path) -> usize {
     std::fs::read_dir(dir).map_or(0, |entries| entries.count())
 }
@@ -71,12 +83,7 @@ async fn a_follower_hears_a_release_and_a_holder_hears_commands_from_another_sto
         .release_notifications()
         .expect("a store on a database file has release notifications");
 
-    let lease = leader
-        .try_acquire("n1", &["global".to_owned()], LONG)
-        .await
-        .unwrap()
-        .remove(0);
-    leader.release("n1", &[lease.to_ref()]).await.unwrap();
+    let lease = take_and_release(&*leader, "n1", "global").await;
     assert_eq!(
         next(&mut notices).await,
         Some(ReleaseNotice::Released("global".to_owned()))
@@ -116,12 +123,7 @@ async fn stores_with_other_tables_in_the_same_file_do_not_hear_each_other() {
     let ours = database.open("ours_").await;
     let theirs = database.open("theirs_").await;
     let mut notices = ours.release_notifications().unwrap();
-    let lease = theirs
-        .try_acquire("n1", &["global".to_owned()], LONG)
-        .await
-        .unwrap()
-        .remove(0);
-    theirs.release("n1", &[lease.to_ref()]).await.unwrap();
+    take_and_release(&*theirs, "n1", "global").await;
     assert_eq!(next(&mut notices).await, None);
 }
 
@@ -138,12 +140,7 @@ async fn a_socket_left_by_a_dead_process_is_removed_and_the_store_drops_its_own(
     drop(std::os::unix::net::UnixDatagram::bind(&dead).unwrap());
     assert_eq!(sockets(&database.bell_dir()), 2);
 
-    let lease = store
-        .try_acquire("n1", &["k".to_owned()], LONG)
-        .await
-        .unwrap()
-        .remove(0);
-    store.release("n1", &[lease.to_ref()]).await.unwrap();
+    take_and_release(&*store, "n1", "k").await;
     assert_eq!(
         next(&mut notices).await,
         Some(ReleaseNotice::Released("k".to_owned())),
@@ -168,4 +165,20 @@ async fn an_in_memory_database_has_no_bell() {
     let store = SqliteStore::connect_lazy("sqlite::memory:", StoreOptions::default()).unwrap();
     store.initialise().await.unwrap();
     assert!(store.release_notifications().is_none());
+}
+
+#[tokio::test]
+async fn a_bell_that_cannot_be_made_leaves_followers_to_poll_and_releases_work() {
+    let database = Database::new("nodir");
+    // Something that is not a directory where the bell's directory would be.
+    std::fs::write(database.bell_dir(), b"").unwrap();
+    let store = database.open("app_").await;
+    let follower = database.open("app_").await;
+    assert!(follower.release_notifications().is_none());
+    take_and_release(&*store, "n1", "k").await;
+    let won = follower
+        .try_acquire("n2", &["k".to_owned()], LONG)
+        .await
+        .unwrap();
+    assert_eq!(won.len(), 1, "the release was committed");
 }
