@@ -80,25 +80,41 @@ fn holds(status: &JobStatus) -> bool {
         .is_some_and(|l| !l.leases.is_empty())
 }
 
-/// Waits (at most 15 s) until `node` holds the lease; returns how long that took.
-async fn until_leading(node: &Node) -> Duration {
+/// Waits (at most 15 s) until `node` holds the lease; returns how long that took. A node that
+/// does not take over fails the test with what the store says of the lease, the node's status,
+/// and how far the wall clock moved against the monotonic one (the SQLite store times leases
+/// by the host's wall clock, so a clock stepped back delays a takeover).
+async fn until_leading(node: &Node, store: &dyn LeaseStore) -> Duration {
     let started = Instant::now();
-    timeout(
+    let wall_started = std::time::SystemTime::now();
+    if timeout(
         Duration::from_secs(15),
         node.handle.wait_for("fenced", holds),
     )
     .await
-    .expect("took over within 15 s")
-    .unwrap();
-    started.elapsed()
+    .is_ok()
+    {
+        return started.elapsed();
+    }
+    let wall = wall_started.elapsed().unwrap_or_default();
+    panic!(
+        "did not take over within 15 s\n\
+         store's leases: {:?}\n\
+         node's status: {:?}\n\
+         wall clock moved {wall:?} while the monotonic clock moved {:?}",
+        store.list("").await,
+        node.handle.status("fenced").map(|s| s.leadership),
+        started.elapsed(),
+    );
 }
 
 async fn failover_and_handover(url: &str, prefix: &str) {
     let open = || open_with(url, StoreOptions::default().table_prefix(prefix)).unwrap();
     let runs = Arc::new(Mutex::new(Vec::new()));
 
+    let observer = open();
     let a = start("a", open(), &runs);
-    until_leading(&a).await;
+    until_leading(&a, &*observer).await;
     let b = start("b", open(), &runs);
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert!(
@@ -110,7 +126,7 @@ async fn failover_and_handover(url: &str, prefix: &str) {
     // (its last renewal was at most 400 ms before, so expiry is at least 1.6 s away).
     a.handle.shutdown();
     a.task.await.unwrap();
-    let handover = until_leading(&b).await;
+    let handover = until_leading(&b, &*observer).await;
     assert!(
         handover < TTL - Duration::from_millis(400),
         "handover took {handover:?}: the release did not work"
@@ -121,7 +137,7 @@ async fn failover_and_handover(url: &str, prefix: &str) {
     tokio::time::sleep(Duration::from_millis(300)).await;
     b.task.abort();
     let _ = b.task.await;
-    until_leading(&c).await;
+    until_leading(&c, &*observer).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     c.handle.shutdown();
     c.task.await.unwrap();

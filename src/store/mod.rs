@@ -59,6 +59,11 @@
 //!    `EtcdStore` leaves expiry to etcd's leases (the cluster's clock, counted from a keep-alive
 //!    sent during the call); etcd has no clock to read, so the times it reports, and those in
 //!    its schedule records, are the calling node's clock (see its docs).
+//!    The store's clock may drift but must not be *stepped*: a step back delays every takeover
+//!    by the step, and a step forward frees leases early, while their holders still run (the
+//!    epoch then tells their writes apart). NTP daemons slew rather than step once a host is
+//!    up; for `SqliteStore` the store's clock is the host's wall
+//!    clock, so this holds of the host.
 //! 2. **Every successful acquisition increments the key's epoch**, strictly and forever, also
 //!    when the holder already held the key. Lease rows are never deleted, so an epoch is never
 //!    issued twice: it is a fencing token that downstream systems can compare. A key's first
