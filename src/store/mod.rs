@@ -62,8 +62,8 @@
 //!    The store's clock may drift but must not be *stepped*: a step back delays every takeover
 //!    by the step, and a step forward frees leases early, while their holders still run (the
 //!    epoch then tells their writes apart). NTP daemons slew rather than step once a host is
-//!    up; for `SqliteStore` the store's clock is the host's wall
-//!    clock, so this holds of the host.
+//!    up; for `SqliteStore` the store's clock is the host's wall clock, so this holds of the
+//!    host.
 //! 2. **Every successful acquisition increments the key's epoch**, strictly and forever, also
 //!    when the holder already held the key. Lease rows are never deleted, so an epoch is never
 //!    issued twice: it is a fencing token that downstream systems can compare. A key's first
