@@ -96,15 +96,14 @@ async fn until_leading(node: &Node, store: &dyn LeaseStore) -> Duration {
     {
         return started.elapsed();
     }
-    let wall = wall_started.elapsed().unwrap_or_default();
+    let (wall, monotonic) = (wall_started.elapsed(), started.elapsed());
     panic!(
         "did not take over within 15 s\n\
          store's leases: {:?}\n\
          node's status: {:?}\n\
-         wall clock moved {wall:?} while the monotonic clock moved {:?}",
+         wall clock moved {wall:?} while the monotonic clock moved {monotonic:?}",
         store.list("").await,
         node.handle.status("fenced").map(|s| s.leadership),
-        started.elapsed(),
     );
 }
 

@@ -297,14 +297,36 @@ pub(crate) async fn bounded<T>(
     }
 }
 
-/// The pool settings every SQL store uses: bounded waits, tested connections.
+/// The pool settings every SQL store uses: bounded waits, tested connections, and two
+/// connections kept open (see [`WARM_CONNECTIONS`]).
 pub(crate) fn pool_options<DB: sqlx::Database>(options: &StoreOptions) -> PoolOptions<DB> {
     PoolOptions::new()
         .max_connections(options.get_max_connections())
-        .min_connections(0)
+        .min_connections(WARM_CONNECTIONS.min(options.get_max_connections()))
         .acquire_timeout(options.get_operation_timeout())
         .test_before_acquire(true)
         .idle_timeout(Some(Duration::from_secs(600)))
+}
+
+/// The connections a pool keeps open, however idle: two, because back-to-back calls (a
+/// takeover's acquisition, record read and start; a holder's last end and its release) would
+/// otherwise open a new connection for the second call. sqlx pings a connection on its way back
+/// to the pool, so the one a call just used is not free at once; opening another costs several
+/// milliseconds (TCP, authentication), which was the tail of a graceful handover. The pool
+/// keeps them with `min_connections`, and [`open_warm`] opens them at `initialise`.
+const WARM_CONNECTIONS: u32 = 2;
+
+/// Opens the pool's warm connections now (see [`WARM_CONNECTIONS`]), so that the first
+/// takeover does not pay for them. A connection that cannot be opened is the next call's error.
+pub(crate) async fn open_warm<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) {
+    let wanted = pool.options().get_min_connections() as usize;
+    let mut held = Vec::with_capacity(wanted);
+    while held.len() < wanted {
+        match pool.acquire().await {
+            Ok(connection) => held.push(connection),
+            Err(_) => break,
+        }
+    }
 }
 
 /// The ttl in milliseconds, checked.

@@ -15,7 +15,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::schedule::{self as shared, Command};
 use super::{
-    CORRUPT_ROW, MEMBER_RETENTION_MS, StoreRow, Tables, backend_error, bounded, members,
+    CORRUPT_ROW, MEMBER_RETENTION_MS, StoreRow, Tables, backend_error, bounded, members, open_warm,
     pool_options, statuses, ttl,
 };
 use crate::store::notify::BACKLOG;
@@ -197,7 +197,9 @@ impl LeaseStore for PostgresStore {
             for table in schedule::create_tables(&self.tables) {
                 tx.execute(table.as_str()).await.map_err(&error)?;
             }
-            tx.commit().await.map_err(&error)
+            tx.commit().await.map_err(&error)?;
+            open_warm(&self.pool).await;
+            Ok(())
         })
         .await
     }

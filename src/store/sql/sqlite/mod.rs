@@ -20,7 +20,7 @@ use self::bell::Bell;
 use super::schedule::{self as shared, Command, Upserts};
 use super::{
     MEMBER_RETENTION_MS, StoreRow, Tables, backend_error, bounded, lease, leases, members,
-    pool_options, repeat, statuses, ttl,
+    open_warm, pool_options, repeat, statuses, ttl,
 };
 use crate::store::notify::BACKLOG;
 use crate::store::{
@@ -248,10 +248,11 @@ impl LeaseStore for SqliteStore {
             self.pool
                 .execute(sql.as_str())
                 .await
-                .map_err(backend_error("initialise"))
+                .map_err(backend_error("initialise"))?;
+            open_warm(&self.pool).await;
+            Ok(())
         })
-        .await?;
-        Ok(())
+        .await
     }
 
     async fn try_acquire_free_for(
