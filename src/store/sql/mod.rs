@@ -313,7 +313,8 @@ pub(crate) fn pool_options<DB: sqlx::Database>(options: &StoreOptions) -> PoolOp
 /// otherwise open a new connection for the second call. sqlx pings a connection on its way back
 /// to the pool, so the one a call just used is not free at once; opening another costs several
 /// milliseconds (TCP, authentication), which was the tail of a graceful handover. The pool
-/// keeps them with `min_connections`, and [`open_warm`] opens them at `initialise`.
+/// keeps them with `min_connections`, and [`open_warm`] opens them at `initialise`. A burst
+/// may still open a third, which the pool then keeps until it idles out.
 const WARM_CONNECTIONS: u32 = 2;
 
 /// Opens the pool's warm connections now (see [`WARM_CONNECTIONS`]), so that the first
@@ -387,5 +388,23 @@ mod tests {
             .to_string();
         assert!(err.contains("job#1") && err.contains("-3"), "{err}");
         assert!(raw(Some("a"), Some(0)).check(&tables).is_ok());
+    }
+
+    /// `initialise` opens the warm connections: two, or one when the limit is one.
+    #[cfg(feature = "sqlite")]
+    #[tokio::test]
+    async fn initialise_opens_the_warm_connections() {
+        use crate::store::{LeaseStore, SqliteStore};
+        let dir = std::env::temp_dir().join(format!("loopjob-warm-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (max, warm) in [(8, 2), (1, 1)] {
+            let url = format!("sqlite://{}/max{max}.db", dir.display());
+            let options = StoreOptions::default().max_connections(max);
+            let store = SqliteStore::connect_lazy(&url, options).unwrap();
+            assert_eq!(store.pool().size(), 0, "no I/O before the first call");
+            store.initialise().await.unwrap();
+            assert_eq!(store.pool().size(), warm, "max_connections {max}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
