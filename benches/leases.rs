@@ -57,6 +57,8 @@ const FO_INTERVAL: Duration = Duration::from_millis(10);
 /// Graceful handover target, fault to the new leader's first run: PostgreSQL (issue 12), Redis
 /// and etcd (issue 16).
 const HANDOVER_TARGET: Duration = Duration::from_millis(10);
+/// How many of the slowest trials the report breaks down step by step.
+const SLOWEST_SHOWN: usize = 5;
 /// Graceful handover target on SQLite, whose followers hear of a release through the release
 /// bell (issue 18).
 const SQLITE_HANDOVER_TARGET: Duration = Duration::from_millis(50);
@@ -554,6 +556,8 @@ struct Trial {
     /// Graceful only: when the leader's release call answered.
     released: Option<Duration>,
     steps: Steps,
+    /// Every step of this trial from the fault, leader's and follower's, in one line.
+    breakdown: String,
 }
 
 /// The follower's steps from holding the lease to its first run, each from the fault (the
@@ -743,14 +747,63 @@ async fn trial(backend: &Backend, fault: Fault, index: usize) -> Trial {
         Fault::Crash => None,
         Fault::Graceful => *leader_store.released.lock().unwrap(),
     };
-    let steps = Steps::of(*follower_store.takeover.lock().unwrap(), fault_at);
+    let takeover = *follower_store.takeover.lock().unwrap();
+    let breakdown = breakdown(&leader_store, takeover, held_at, ran_at, fault_at);
+    let steps = Steps::of(takeover, fault_at);
     stop(follower).await;
     Trial {
         holds: held_at - fault_at,
         runs: ran_at - fault_at,
         released: released.map(|at| at - fault_at),
         steps,
+        breakdown,
     }
+}
+
+/// One trial's steps from the fault, in milliseconds, in the order they happened.
+fn breakdown(
+    leader: &Counting,
+    takeover: counting_store::Takeover,
+    held_at: Instant,
+    ran_at: Instant,
+    fault_at: Instant,
+) -> String {
+    // Instants before the fault (a run end, a release of an earlier trial) show as negative.
+    let since = |at: Instant| {
+        if at >= fault_at {
+            ms(at - fault_at)
+        } else {
+            -ms(fault_at - at)
+        }
+    };
+    let mut steps: Vec<(&str, Instant)> = [
+        (
+            "leader's last start answered",
+            *leader.last_started.lock().unwrap(),
+        ),
+        ("leader's last end answered", *leader.ended.lock().unwrap()),
+        ("release sent", *leader.release_sent.lock().unwrap()),
+        ("release answered", *leader.released.lock().unwrap()),
+        ("holds", Some(held_at)),
+        ("read sent", takeover.read_sent),
+        ("read answered", takeover.read),
+        ("start sent", takeover.start_sent),
+        ("start committed", takeover.started),
+        ("runs", Some(ran_at)),
+    ]
+    .into_iter()
+    .filter_map(|(name, at)| Some((name, at?)))
+    .collect();
+    steps.sort_by_key(|(_, at)| *at);
+    let due = takeover
+        .due_ahead_ms
+        .map(|ms| format!(" (due {ms} ms ahead)"))
+        .unwrap_or_default();
+    let steps: Vec<String> = steps
+        .iter()
+        .map(|(name, at)| format!("{name} {:.1}", since(*at)))
+        .collect();
+    format!("{}{due}", steps.join(", "))
 }
 
 struct Failover {
@@ -760,6 +813,8 @@ struct Failover {
     runs: Vec<Duration>,
     released: Vec<Duration>,
     steps: Steps,
+    /// The breakdowns of the trials slowest less the grid's wait, slowest first.
+    slowest: Vec<(Duration, String)>,
 }
 
 impl Failover {
@@ -786,8 +841,17 @@ async fn failover(backend: &Backend, fault: Fault, trials: usize) -> Failover {
     let mut runs = Vec::with_capacity(trials);
     let mut released = Vec::new();
     let mut steps = Steps::default();
+    let mut slowest = Vec::new();
     for index in 0..trials {
         let trial = trial(backend, fault, index).await;
+        // The handover's own time, less the wait for the key's grid, where it was measured.
+        let own = trial
+            .steps
+            .started_less_wait
+            .first()
+            .copied()
+            .unwrap_or(trial.runs);
+        slowest.push((own, trial.breakdown));
         holds.push(trial.holds);
         runs.push(trial.runs);
         released.extend(trial.released);
@@ -797,6 +861,8 @@ async fn failover(backend: &Backend, fault: Fault, trials: usize) -> Failover {
     runs.sort();
     released.sort();
     steps.sort();
+    slowest.sort_by_key(|(runs, _)| std::cmp::Reverse(*runs));
+    slowest.truncate(SLOWEST_SHOWN);
     Failover {
         fault,
         trials,
@@ -804,6 +870,7 @@ async fn failover(backend: &Backend, fault: Fault, trials: usize) -> Failover {
         runs,
         released,
         steps,
+        slowest,
     }
 }
 
@@ -990,6 +1057,15 @@ fn report(
                 f.fault.name().replace('_', " "),
                 f.steps.summary()
             );
+        }
+        println!(
+            "\nThe slowest trials (first run less the wait for the grid), every step from the \
+             fault (ms):\n"
+        );
+        for f in failovers {
+            for (_, breakdown) in &f.slowest {
+                println!("- {}: {breakdown}", f.fault.name().replace('_', " "));
+            }
         }
     }
 }

@@ -380,6 +380,55 @@ async fn a_run_whose_start_cannot_be_committed_does_not_start() {
     assert!(status.counters.not_started >= 1, "{status:?}");
 }
 
+/// A host that stops while a run's start is on its way to the store neither waits for that
+/// start nor lets it commit: the run would never begin, and its period would be lost to the
+/// cluster. The next leader runs that period at once instead.
+#[tokio::test(start_paused = true)]
+async fn a_start_in_flight_at_shutdown_is_dropped_and_the_next_leader_runs_its_period() {
+    let memory = Arc::new(MemoryStore::new());
+    let line = FaultyStore::new(memory.clone(), true);
+    let journal = Journal::new();
+    let a = Node::start("a", line.clone(), Schedule::every(SEC), global(), &journal);
+    journal.until(SEC + ms(500)).await;
+    let b = Node::start(
+        "b",
+        memory.clone(),
+        Schedule::every(SEC),
+        global(),
+        &journal,
+    );
+    // a's start of the 2 s run takes 800 ms to commit; a stops 100 ms into it.
+    line.slow_starts(ms(800));
+    journal.until(2 * SEC + ms(100)).await;
+    let stopping = Instant::now();
+    a.stop().await;
+    assert_eq!(
+        Instant::now() - stopping,
+        Duration::ZERO,
+        "the shutdown waited for the start"
+    );
+    journal.until(2 * SEC + ms(900)).await;
+    let history = b.handle.history("beat", 10).await.unwrap();
+    b.stop().await;
+
+    let runs = journal.runs();
+    assert_eq!(runs.len(), 3, "{runs:?}");
+    assert_eq!(
+        (runs[0].0, runs[1].0, runs[2].0),
+        ("a", "a", "b"),
+        "{runs:?}"
+    );
+    assert!(runs[2].1 < 2 * SEC + ms(200), "{runs:?}");
+    // Three runs in the history, each ended: none was started and left behind.
+    assert_eq!(history.len(), 3, "{history:?}");
+    assert!(
+        history
+            .iter()
+            .all(|run| run.outcome == Some(RunResult::Succeeded)),
+        "{history:?}"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn operator_calls_name_what_is_wrong() {
     let store: Arc<dyn LeaseStore> = Arc::new(MemoryStore::new());

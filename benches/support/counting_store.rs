@@ -31,8 +31,12 @@ pub struct Counting {
     pub plans: AtomicU64,
     pub renew_latency: Mutex<Vec<Duration>>,
     won: watch::Sender<Option<Instant>>,
-    /// When the last release call answered.
+    /// When the last release call was sent and when it answered.
+    pub release_sent: Mutex<Option<Instant>>,
     pub released: Mutex<Option<Instant>>,
+    /// When the last run-start and run-end calls answered.
+    pub last_started: Mutex<Option<Instant>>,
+    pub ended: Mutex<Option<Instant>>,
     /// When the last renew or acquire call that kept or won a lease was sent.
     pub last_kept: Mutex<Option<Instant>>,
     /// After the first win: the first record read (when it was sent and answered, and how far ahead of the
@@ -66,7 +70,10 @@ impl Counting {
             plans: AtomicU64::new(0),
             renew_latency: Mutex::new(Vec::new()),
             won: watch::channel(None).0,
+            release_sent: Mutex::new(None),
             released: Mutex::new(None),
+            last_started: Mutex::new(None),
+            ended: Mutex::new(None),
             last_kept: Mutex::new(None),
             takeover: Mutex::new(Takeover::default()),
         })
@@ -157,6 +164,7 @@ impl LeaseStore for Counting {
     }
     async fn release(&self, holder: &str, leases: &[LeaseRef]) -> Result<(), StoreError> {
         self.releases.fetch_add(1, Ordering::SeqCst);
+        *self.release_sent.lock().unwrap() = Some(Instant::now());
         let released = self.inner.release(holder, leases).await;
         *self.released.lock().unwrap() = Some(Instant::now());
         released
@@ -208,6 +216,7 @@ impl LeaseStore for Counting {
         self.starts.fetch_add(1, Ordering::SeqCst);
         let sent = Instant::now();
         let started = self.inner.start_runs(holder, starts).await;
+        *self.last_started.lock().unwrap() = Some(Instant::now());
         let mut takeover = self.takeover.lock().unwrap();
         if started.as_ref().is_ok_and(|runs| !runs.is_empty()) && takeover.started.is_none() {
             takeover.start_sent = Some(sent);
@@ -217,7 +226,9 @@ impl LeaseStore for Counting {
     }
     async fn end_runs(&self, holder: &str, ends: &[RunEnd]) -> Result<Vec<String>, StoreError> {
         self.ends.fetch_add(1, Ordering::SeqCst);
-        self.inner.end_runs(holder, ends).await
+        let ended = self.inner.end_runs(holder, ends).await;
+        *self.ended.lock().unwrap() = Some(Instant::now());
+        ended
     }
     async fn pause(&self, key: &str, by: &str) -> Result<ScheduleRecord, StoreError> {
         self.others.fetch_add(1, Ordering::SeqCst);

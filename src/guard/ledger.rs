@@ -11,11 +11,18 @@
 //! The ledger stops once every supervisor has stopped (their lines are dropped) and it has sent
 //! what they queued; the host stops the elector, which releases the leases, only after that, so
 //! the last ends are still written under the leases they ran under.
+//!
+//! Starts are another matter: once the host is stopping, no run begins, so a start still queued
+//! is not sent and one in flight is dropped (an SQL store's transaction then rolls back, unless
+//! its commit was already on its way). Committed, such a start would take the key's period from
+//! the next leader without running it, and the release, which waits for the ledger, would wait
+//! for its commit: a graceful handover that fell during a start paid for it twice.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::notice::{GuardNotice, StartAnswer};
 use crate::store::{LeaseStore, RunEnd, RunStart};
@@ -93,8 +100,9 @@ impl Ledger {
         (ledger, sender)
     }
 
-    /// Sends batches until every line is dropped and the queue is empty.
-    pub(crate) async fn run(mut self) {
+    /// Sends batches until every line is dropped and the queue is empty. Once `stopping` (the
+    /// host's shutdown token) is cancelled, only ends are sent.
+    pub(crate) async fn run(mut self, stopping: CancellationToken) {
         while let Some(first) = self.requests.recv().await {
             // Let the other shards queue what they are starting in this same instant.
             tokio::task::yield_now().await;
@@ -102,13 +110,13 @@ impl Ledger {
             while let Ok(more) = self.requests.try_recv() {
                 batch.push(more);
             }
-            self.send(batch).await;
+            self.send(batch, &stopping).await;
         }
     }
 
     /// Ends first, so that a key's history reads in order; then starts, answered to each
-    /// requester.
-    async fn send(&self, batch: Vec<Request>) {
+    /// requester, unless the host stops first.
+    async fn send(&self, batch: Vec<Request>, stopping: &CancellationToken) {
         let mut ends = Vec::new();
         let mut starts = Vec::new();
         let mut requesters = Vec::new();
@@ -147,11 +155,20 @@ impl Ledger {
         if starts.is_empty() {
             return;
         }
-        let answer = self.store.start_runs(&self.holder, &starts).await;
+        let answer = tokio::select! {
+            biased;
+            () = stopping.cancelled() => {
+                tracing::debug!(runs = starts.len(), "run starts not committed: the host is stopping");
+                None
+            }
+            answer = self.store.start_runs(&self.holder, &starts) => Some(answer),
+        };
         let started = match answer {
-            Ok(started) => started,
-            Err(error) => {
-                tracing::warn!(%error, runs = starts.len(), "committing run starts failed; those runs do not start");
+            Some(Ok(started)) => started,
+            failed => {
+                if let Some(Err(error)) = failed {
+                    tracing::warn!(%error, runs = starts.len(), "committing run starts failed; those runs do not start");
+                }
                 for (request, reply, _) in requesters {
                     let _ = reply.send(GuardNotice::Started(StartAnswer {
                         request,

@@ -557,7 +557,7 @@ impl Host {
             Some(GuardTasks { elector, ledger }) => {
                 let stop = elector.stop_token();
                 let elector = AbortOnDropHandle::new(tokio::spawn(elector.run()));
-                let ledger = AbortOnDropHandle::new(tokio::spawn(ledger.run()));
+                let ledger = AbortOnDropHandle::new(tokio::spawn(ledger.run(token.clone())));
                 (Some((stop, elector)), Some(ledger))
             }
             None => (None, None),
@@ -606,7 +606,7 @@ impl Host {
             }
         }
         // The ledger stops once the supervisors have, with their last run ends written while
-        // the leases are still held.
+        // the leases are still held; it sends no start once the token is cancelled.
         if let Some(ledger) = ledger {
             if let Err(error) = ledger.await {
                 tracing::error!(%error, "the run ledger failed; the last runs' ends may be missing from their records");
