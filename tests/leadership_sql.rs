@@ -195,6 +195,59 @@ async fn postgres_failover_and_handover() {
     on_shared_server(&url, "lt_pg").await;
 }
 
+/// A PostgreSQL store's connections have planned a takeover's statements by the time
+/// `initialise` returns, and keep every plan: a new leader's first run waits for no planning.
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_connections_plan_a_takeovers_statements_ahead() {
+    let Some(url) = database_url::database_url(
+        "LOOPJOB_TEST_POSTGRES_URL",
+        "statement planning on PostgreSQL",
+    ) else {
+        return;
+    };
+    let prefix = test_prefix::run_prefix(&url, "lt_plan").await;
+    let options = StoreOptions::default().table_prefix(prefix.clone());
+    let store = loopjob::store::PostgresStore::connect_lazy(&url, options).unwrap();
+    store.initialise().await.unwrap();
+    // Both connections the pool keeps, held at once so that each is asked.
+    let mut connections = Vec::new();
+    for _ in 0..2 {
+        connections.push(store.pool().acquire().await.unwrap());
+    }
+    for connection in &mut connections {
+        let (mode, seqscan): (String, String) = sqlx::query_as(
+            "SELECT current_setting('plan_cache_mode'), current_setting('enable_seqscan')",
+        )
+        .fetch_one(&mut **connection)
+        .await
+        .unwrap();
+        assert_eq!(
+            (mode.as_str(), seqscan.as_str()),
+            ("force_generic_plan", "off")
+        );
+        let planned: Vec<String> = sqlx::query_scalar(
+            "SELECT statement FROM pg_prepared_statements WHERE generic_plans > 0 \
+             AND strpos(statement, $1) > 0",
+        )
+        .bind(&prefix)
+        .fetch_all(&mut **connection)
+        .await
+        .unwrap();
+        // The acquisition, the release, the record read, and the start's fenced read, record
+        // and run writes, and history trim.
+        assert_eq!(planned.len(), 7, "{planned:#?}");
+        for statement in ["INSERT INTO", "pg_notify", "FOR UPDATE", "DELETE FROM"] {
+            assert!(
+                planned.iter().any(|sql| sql.contains(statement)),
+                "no planned statement has {statement}: {planned:#?}"
+            );
+        }
+    }
+    drop(connections);
+    test_prefix::drop_prefix(&url, &prefix).await;
+}
+
 #[cfg(feature = "mysql")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_failover_and_handover() {

@@ -318,8 +318,11 @@ pub(crate) fn pool_options<DB: sqlx::Database>(options: &StoreOptions) -> PoolOp
 const WARM_CONNECTIONS: u32 = 2;
 
 /// Opens the pool's warm connections now (see [`WARM_CONNECTIONS`]), so that the first
-/// takeover does not pay for them. A connection that cannot be opened is the next call's error.
-pub(crate) async fn open_warm<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) {
+/// takeover does not pay for them, and returns them (dropped, they go back to the pool). A
+/// connection that cannot be opened is the next call's error.
+pub(crate) async fn open_warm<DB: sqlx::Database>(
+    pool: &sqlx::Pool<DB>,
+) -> Vec<sqlx::pool::PoolConnection<DB>> {
     let wanted = pool.options().get_min_connections() as usize;
     let mut held = Vec::with_capacity(wanted);
     while held.len() < wanted {
@@ -328,6 +331,7 @@ pub(crate) async fn open_warm<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) {
             Err(_) => break,
         }
     }
+    held
 }
 
 /// The ttl in milliseconds, checked.

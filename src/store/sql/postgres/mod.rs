@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgRow};
-use sqlx::{Executor, Row};
+use sqlx::{Connection, Executor, Row};
 use tokio::sync::broadcast;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
@@ -46,14 +46,29 @@ const NOW: &str = "floor(extract(epoch from statement_timestamp()) * 1000)::bigi
 ///
 /// Each connection sets `statement_timeout` and `idle_in_transaction_session_timeout` to the
 /// operation timeout, so the server also abandons a call that the client gave up on, or a
-/// schedule write whose client froze while it held a lease row's lock, and `plan_cache_mode = force_custom_plan`: a
-/// cached generic plan guesses 10 rows for `unnest` of an array parameter and, on a table without
-/// statistics yet, joined a 1000-lease renewal by nested loop (190 ms instead of 4 ms); planning
-/// each call with the real arrays costs about 0.1 ms. Set all three on a pool you pass to
-/// [`PostgresStore::with_pool`].
+/// schedule write whose client froze while it held a lease row's lock.
+///
+/// Each connection also plans every statement once and keeps the plan (`plan_cache_mode =
+/// force_generic_plan`). Planning one of these statements costs the server 0.4–0.6 ms,
+/// several times its execution (0.05–0.25 ms), and a graceful handover runs seven in series:
+/// planned once, the handover's median halved (see docs/BENCHMARKS.md). `initialise` plans the
+/// seven (the acquisition, the release, the record read, and the start's transaction) on the
+/// two connections the pool keeps open, which it keeps for good (no `max_lifetime`), so a node
+/// that has followed for days takes over with them planned. Other connections plan each
+/// statement at its first use: preparing or planning them as they open made a connection
+/// opened in a burst, on a takeover's path, slower to open than that saved.
+///
+/// A generic plan guesses 10 rows for `unnest` of an array parameter, which once joined a
+/// 1000-lease renewal to a sequential scan in a nested loop (190 ms): `enable_seqscan = off`
+/// keeps every join of a batch on the primary keys, so a batch of N keys is N index lookups (a
+/// 1000-lease renewal 7.8–8.4 ms at p50, against 5.9 ms when planned for its arrays; one lease
+/// 1.0 ms against 1.6 ms). Set these two settings and the two timeouts on a pool you pass to
+/// [`PostgresStore::with_pool`], and no `max_lifetime`.
 #[derive(Debug)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// The statements of a takeover, planned ahead by `initialise`.
+    hot_statements: Arc<[(String, usize)]>,
     tables: Tables,
     timeout: Duration,
     releases: OnceLock<broadcast::Sender<ReleaseNotice>>,
@@ -65,9 +80,8 @@ impl PostgresStore {
     /// A store for `url` (`postgres://user:password@host:port/database?…`), connecting lazily:
     /// no I/O happens until the first call. Must be called within a Tokio runtime.
     ///
-    /// Each connection of its pool prepares, as it opens, the statements a node taking over a
-    /// lease key waits for on the way to its first run (the record read and the run start's),
-    /// which saves a round trip per statement there.
+    /// `initialise` plans the statements a node taking over a lease key waits for on the way
+    /// to its first run on the connections the pool keeps open (see [`PostgresStore`]).
     pub fn connect_lazy(url: &str, options: StoreOptions) -> Result<Self, StoreError> {
         let timeout_ms = options.get_operation_timeout().as_millis().to_string();
         let connect = PgConnectOptions::from_str(url)
@@ -80,33 +94,30 @@ impl PostgresStore {
                 // taking the lease. The server ends such a transaction once it has been idle
                 // for as long as any one call may take.
                 ("idle_in_transaction_session_timeout", timeout_ms.as_str()),
-                // See the type's docs: a generic plan can join a large batch quadratically.
-                ("plan_cache_mode", "force_custom_plan"),
+                // See the type's docs: planned once, never joined to a sequential scan.
+                ("plan_cache_mode", "force_generic_plan"),
+                ("enable_seqscan", "off"),
             ]);
-        let statements = schedule::hot_statements(&Tables::new(options.get_table_prefix(), '"')?);
-        let statements = Arc::new(statements);
         let pool = pool_options(&options)
             // One more for the release listener.
             .max_connections(options.get_max_connections().saturating_add(1))
-            .after_connect(move |connection, _| {
-                let statements = statements.clone();
-                Box::pin(async move {
-                    prepare(connection, &statements[..]).await;
-                    Ok(())
-                })
-            })
+            // The connections `initialise` planned ahead are kept for good, not replaced by
+            // cold ones every 30 minutes (sqlx's default); a broken one is still replaced.
+            .max_lifetime(None)
             .connect_lazy_with(connect);
         PostgresStore::with_pool(pool, options)
     }
 
     /// A store on a pool you already have. The pool's own timeouts and size apply; every call is
-    /// still bounded by [`StoreOptions::operation_timeout`]. Its connections prepare statements
-    /// when they first run them (see [`PostgresStore::connect_lazy`]).
+    /// still bounded by [`StoreOptions::operation_timeout`]. `initialise` plans a takeover's
+    /// statements on the connections it keeps open; connections the pool opens later plan them
+    /// when they first run them.
     pub fn with_pool(pool: PgPool, options: StoreOptions) -> Result<Self, StoreError> {
         let tables = Tables::new(options.get_table_prefix(), '"')?;
         let stop_listener = CancellationToken::new();
         Ok(PostgresStore {
             pool,
+            hot_statements: hot_statements(&tables),
             tables,
             timeout: options.get_operation_timeout(),
             releases: OnceLock::new(),
@@ -125,15 +136,84 @@ impl PostgresStore {
     }
 }
 
-/// Prepares `statements` on a new connection, so that their first use costs one round trip, not
-/// two (see [`schedule::hot_statements`]). Before `initialise` has created the tables they
-/// cannot be prepared: the connection then parses each when it first runs it, as without this.
-async fn prepare(connection: &mut PgConnection, statements: &[String]) {
-    for sql in statements {
-        if let Err(error) = connection.prepare(sql.as_str()).await {
-            tracing::debug!(%error, "schedule statements not prepared ahead: parsed at first use");
-            return;
+/// Takes over the expired keys `$2` (and creates the missing ones) for the holder `$1`, with
+/// the ttl `$3` and the free-for time `$4`, in milliseconds.
+fn acquire_sql(tables: &Tables) -> String {
+    let t = &tables.leases;
+    // Corrupted rows among the keys stop the whole call before anything is written, so an
+    // error never hides leases won in the same call. A key that another holder creates at
+    // the same time conflicts on the primary key or on the epochs index (whichever the
+    // insert meets first): `ON CONFLICT DO NOTHING` names no target so that both mean
+    // "taken by the other" rather than an error.
+    format!(
+        "WITH clock AS (SELECT {NOW} AS now_ms), \
+         input AS (SELECT unnest($2::text[]) AS lease_key), \
+         bad AS (SELECT t.lease_key, t.holder, t.epoch, t.expires_at FROM {t} t \
+                 JOIN input i ON t.lease_key = i.lease_key WHERE {CORRUPT_ROW}), \
+         taken AS (UPDATE {t} t SET holder = $1, epoch = t.epoch + 1, \
+                   expires_at = clock.now_ms + $3 FROM input i, clock \
+                   WHERE t.lease_key = i.lease_key \
+                   AND (t.expires_at <= clock.now_ms - $4 OR t.holder = $1) \
+                   AND NOT EXISTS (SELECT 1 FROM bad) \
+                   RETURNING t.lease_key, t.holder, t.epoch, t.expires_at), \
+         created AS (INSERT INTO {t} (lease_key, holder, epoch, expires_at) \
+                     SELECT i.lease_key, $1, 1, clock.now_ms + $3 FROM input i, clock \
+                     WHERE NOT EXISTS (SELECT 1 FROM bad) \
+                     ON CONFLICT DO NOTHING \
+                     RETURNING lease_key, holder, epoch, expires_at) \
+         SELECT * FROM bad UNION ALL SELECT * FROM taken UNION ALL SELECT * FROM created"
+    )
+}
+
+/// Releases the leases `$2` at the epochs `$3` of the holder `$1`, notifying on the channel `$4`.
+fn release_sql(tables: &Tables) -> String {
+    // NOTIFY is transactional: listeners hear of the release when it commits.
+    //
+    // The commit does not wait for its WAL to reach the disk (`synchronous_commit = off`
+    // for this transaction alone), which takes a disk flush off every graceful handover.
+    // A release lost in a server crash only leaves the lease to expire, as a holder's crash
+    // does; and a follower's acquisition of the released key is a durable commit later in
+    // the same WAL, whose flush writes the release with it.
+    format!(
+        "WITH clock AS (SELECT {NOW} AS now_ms, \
+             set_config('synchronous_commit', 'off', true) AS commit_mode), \
+         released AS (UPDATE {} t SET expires_at = clock.now_ms \
+             FROM clock, unnest($2::text[], $3::bigint[]) AS r(lease_key, epoch) \
+             WHERE t.lease_key = r.lease_key AND t.epoch = r.epoch AND t.holder = $1 \
+             AND t.expires_at > clock.now_ms RETURNING t.lease_key) \
+         SELECT count(pg_notify($4, lease_key)) FROM released",
+        tables.leases
+    )
+}
+
+/// The statements of a takeover, with their numbers of parameters: the acquisition, the
+/// record read, the start's (and the end's) transaction, and the release.
+fn hot_statements(tables: &Tables) -> Arc<[(String, usize)]> {
+    let mut statements = vec![(acquire_sql(tables), 4), (release_sql(tables), 4)];
+    statements.extend(schedule::hot_statements(tables));
+    statements.into()
+}
+
+/// Prepares and plans `statements` on `connection` (see [`PostgresStore`]): each runs once
+/// with every parameter NULL, which matches no row, in a transaction that is rolled back. The
+/// connection keeps the plans.
+async fn plan_ahead(connection: &mut PgConnection, statements: &[(String, usize)]) {
+    let planned = async {
+        for (sql, _) in statements {
+            connection.prepare(sql.as_str()).await?;
         }
+        let mut tx = connection.begin().await?;
+        for (sql, parameters) in statements {
+            let mut query = sqlx::query(sql);
+            for _ in 0..*parameters {
+                query = query.bind(None::<i64>);
+            }
+            query.execute(&mut *tx).await?;
+        }
+        tx.rollback().await
+    };
+    if let Err(error) = planned.await {
+        tracing::debug!(%error, "statements not planned ahead: planned at first use");
     }
 }
 
@@ -198,7 +278,9 @@ impl LeaseStore for PostgresStore {
                 tx.execute(table.as_str()).await.map_err(&error)?;
             }
             tx.commit().await.map_err(&error)?;
-            open_warm(&self.pool).await;
+            for mut connection in open_warm(&self.pool).await {
+                plan_ahead(&mut connection, &self.hot_statements).await;
+            }
             Ok(())
         })
         .await
@@ -215,30 +297,7 @@ impl LeaseStore for PostgresStore {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let t = &self.tables.leases;
-        // Corrupted rows among the keys stop the whole call before anything is written, so an
-        // error never hides leases won in the same call. A key that another holder creates at
-        // the same time conflicts on the primary key or on the epochs index (whichever the
-        // insert meets first): `ON CONFLICT DO NOTHING` names no target so that both mean
-        // "taken by the other" rather than an error.
-        let sql = format!(
-            "WITH clock AS (SELECT {NOW} AS now_ms), \
-             input AS (SELECT unnest($2::text[]) AS lease_key), \
-             bad AS (SELECT t.lease_key, t.holder, t.epoch, t.expires_at FROM {t} t \
-                     JOIN input i ON t.lease_key = i.lease_key WHERE {CORRUPT_ROW}), \
-             taken AS (UPDATE {t} t SET holder = $1, epoch = t.epoch + 1, \
-                       expires_at = clock.now_ms + $3 FROM input i, clock \
-                       WHERE t.lease_key = i.lease_key \
-                       AND (t.expires_at <= clock.now_ms - $4 OR t.holder = $1) \
-                       AND NOT EXISTS (SELECT 1 FROM bad) \
-                       RETURNING t.lease_key, t.holder, t.epoch, t.expires_at), \
-             created AS (INSERT INTO {t} (lease_key, holder, epoch, expires_at) \
-                         SELECT i.lease_key, $1, 1, clock.now_ms + $3 FROM input i, clock \
-                         WHERE NOT EXISTS (SELECT 1 FROM bad) \
-                         ON CONFLICT DO NOTHING \
-                         RETURNING lease_key, holder, epoch, expires_at) \
-             SELECT * FROM bad UNION ALL SELECT * FROM taken UNION ALL SELECT * FROM created"
-        );
+        let sql = acquire_sql(&self.tables);
         let rows = bounded("try_acquire", self.timeout, async {
             sqlx::query(&sql)
                 .bind(holder)
@@ -296,23 +355,7 @@ impl LeaseStore for PostgresStore {
             return Ok(());
         }
         let (keys, epochs): (Vec<&str>, Vec<i64>) = leases.into_iter().unzip();
-        // NOTIFY is transactional: listeners hear of the release when it commits.
-        //
-        // The commit does not wait for its WAL to reach the disk (`synchronous_commit = off`
-        // for this transaction alone), which takes a disk flush off every graceful handover.
-        // A release lost in a server crash only leaves the lease to expire, as a holder's crash
-        // does; and a follower's acquisition of the released key is a durable commit later in
-        // the same WAL, whose flush writes the release with it.
-        let sql = format!(
-            "WITH clock AS (SELECT {NOW} AS now_ms, \
-                 set_config('synchronous_commit', 'off', true) AS commit_mode), \
-             released AS (UPDATE {} t SET expires_at = clock.now_ms \
-                 FROM clock, unnest($2::text[], $3::bigint[]) AS r(lease_key, epoch) \
-                 WHERE t.lease_key = r.lease_key AND t.epoch = r.epoch AND t.holder = $1 \
-                 AND t.expires_at > clock.now_ms RETURNING t.lease_key) \
-             SELECT count(pg_notify($4, lease_key)) FROM released",
-            self.tables.leases
-        );
+        let sql = release_sql(&self.tables);
         bounded("release", self.timeout, async {
             sqlx::query(&sql)
                 .bind(holder)

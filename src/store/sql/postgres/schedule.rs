@@ -56,17 +56,15 @@ fn excluded(columns: &[&str]) -> String {
 }
 
 /// The statements a new leader's first run waits for: the read of its keys' records, and those
-/// of the start's (and the end's) transaction. Each new connection of the store's pool prepares
-/// them as it opens (see [`PostgresStore::connect_lazy`]), so that a node taking over a key does
-/// not wait for the server to parse each of them, a round trip apiece, on the way to its first
-/// run. The calls below run the same text, which the connection then finds prepared.
-pub(super) fn hot_statements(tables: &Tables) -> [String; 5] {
+/// of the start's (and the end's) transaction, each with its number of parameters, which
+/// `initialise` plans ahead (see [`super::plan_ahead`]).
+pub(super) fn hot_statements(tables: &Tables) -> [(String, usize); 5] {
     [
-        read_sql(tables),
-        fenced_sql(tables),
-        write_records_sql(tables),
-        write_runs_sql(tables),
-        trim_sql(tables),
+        (read_sql(tables), 1),
+        (fenced_sql(tables), 4),
+        (write_records_sql(tables), 9),
+        (write_runs_sql(tables), 11),
+        (trim_sql(tables), 1),
     ]
 }
 
