@@ -210,11 +210,23 @@ async fn postgres_connections_plan_a_takeovers_statements_ahead() {
     let options = StoreOptions::default().table_prefix(prefix.clone());
     let store = loopjob::store::PostgresStore::connect_lazy(&url, options).unwrap();
     store.initialise().await.unwrap();
-    // Both connections the pool keeps, held at once so that each is asked.
+    // The release listener keeps one of the pool's connections (it says `Missed` once it
+    // listens); a takeover's back-to-back calls then find two more, planned, without opening
+    // one on their way.
+    let mut notices = store.release_notifications().unwrap();
+    assert_eq!(
+        notices.recv().await,
+        Some(loopjob::store::ReleaseNotice::Missed)
+    );
     let mut connections = Vec::new();
     for _ in 0..2 {
         connections.push(store.pool().acquire().await.unwrap());
     }
+    assert_eq!(
+        store.pool().size(),
+        3,
+        "a connection was opened for the calls"
+    );
     for connection in &mut connections {
         let (mode, seqscan): (String, String) = sqlx::query_as(
             "SELECT current_setting('plan_cache_mode'), current_setting('enable_seqscan')",

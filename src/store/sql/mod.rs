@@ -314,7 +314,8 @@ pub(crate) fn pool_options<DB: sqlx::Database>(options: &StoreOptions) -> PoolOp
 /// to the pool, so the one a call just used is not free at once; opening another costs several
 /// milliseconds (TCP, authentication), which was the tail of a graceful handover. The pool
 /// keeps them with `min_connections`, and [`open_warm`] opens them at `initialise`. A burst
-/// may still open a third, which the pool then keeps until it idles out.
+/// may still open a third, which the pool then keeps until it idles out. (PostgreSQL keeps one
+/// more, which its release listener holds for good.)
 const WARM_CONNECTIONS: u32 = 2;
 
 /// Opens the pool's warm connections now (see [`WARM_CONNECTIONS`]), so that the first

@@ -53,8 +53,9 @@ const NOW: &str = "floor(extract(epoch from statement_timestamp()) * 1000)::bigi
 /// several times its execution (0.05–0.25 ms), and a graceful handover runs seven in series:
 /// planned once, the handover's median halved (see docs/BENCHMARKS.md). `initialise` plans the
 /// seven (the acquisition, the release, the record read, and the start's transaction) on the
-/// two connections the pool keeps open, which it keeps for good (no `max_lifetime`), so a node
-/// that has followed for days takes over with them planned. Other connections plan each
+/// connections the pool keeps open (two for calls and the release listener's), which it keeps
+/// for good (no `max_lifetime`), so a node that has followed for days takes over with them
+/// planned. Other connections plan each
 /// statement at its first use: preparing or planning them as they open made a connection
 /// opened in a burst, on a takeover's path, slower to open than that saved.
 ///
@@ -98,9 +99,13 @@ impl PostgresStore {
                 ("plan_cache_mode", "force_generic_plan"),
                 ("enable_seqscan", "off"),
             ]);
-        let pool = pool_options(&options)
-            // One more for the release listener.
+        let pool = pool_options(&options);
+        // One more for the release listener, which keeps one of the pool's connections for
+        // good: the two kept for calls are two besides it.
+        let kept = pool.get_min_connections().saturating_add(1);
+        let pool = pool
             .max_connections(options.get_max_connections().saturating_add(1))
+            .min_connections(kept)
             // The connections `initialise` planned ahead are kept for good, not replaced by
             // cold ones every 30 minutes (sqlx's default); a broken one is still replaced.
             .max_lifetime(None)
