@@ -768,7 +768,7 @@ fn breakdown(
     ran_at: Instant,
     fault_at: Instant,
 ) -> String {
-    // Instants before the fault (a run end, a release of an earlier trial) show as negative.
+    // Instants before the fault (the leader's last start or end) show as negative.
     let since = |at: Instant| {
         if at >= fault_at {
             ms(at - fault_at)

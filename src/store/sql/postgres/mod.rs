@@ -55,9 +55,9 @@ const NOW: &str = "floor(extract(epoch from statement_timestamp()) * 1000)::bigi
 /// seven (the acquisition, the release, the record read, and the start's transaction) on the
 /// connections the pool keeps open (two for calls and the release listener's), which it keeps
 /// for good (no `max_lifetime`), so a node that has followed for days takes over with them
-/// planned. Other connections plan each
-/// statement at its first use: preparing or planning them as they open made a connection
-/// opened in a burst, on a takeover's path, slower to open than that saved.
+/// planned. Other connections plan each statement at its first use: preparing or planning
+/// them as they open made a connection opened in a burst, on a takeover's path, slower to open
+/// than that saved.
 ///
 /// A generic plan guesses 10 rows for `unnest` of an array parameter, which once joined a
 /// 1000-lease renewal to a sequential scan in a nested loop (190 ms): `enable_seqscan = off`
@@ -204,6 +204,8 @@ fn hot_statements(tables: &Tables) -> Arc<[(String, usize)]> {
 /// connection keeps the plans.
 async fn plan_ahead(connection: &mut PgConnection, statements: &[(String, usize)]) {
     let planned = async {
+        // Prepared first, the server infers each parameter's type from the statement; a NULL
+        // bound then fits any of them.
         for (sql, _) in statements {
             connection.prepare(sql.as_str()).await?;
         }
