@@ -83,11 +83,16 @@ pub trait LoopJob: Send + Sync + 'static {
     fn execute(&self, ctx: &JobContext) -> impl Future<Output = Result<(), JobError>> + Send;
 
     /// Called once when the job's supervisor starts, before the first tick.
+    ///
+    /// Polled in the job's shard, like a run (so it must not block the thread either); a panic
+    /// in it is caught and logged, and the job goes on.
     fn on_started(&self) -> impl Future<Output = ()> + Send {
         async {}
     }
 
-    /// Called once when the job's supervisor stops, after its last run ended or was dropped.
+    /// Called once when the job's supervisor stops, after its last run ended or was dropped;
+    /// dropped if it takes longer than the shutdown grace. Polled and guarded like
+    /// [`LoopJob::on_started`].
     fn on_stopped(&self) -> impl Future<Output = ()> + Send {
         async {}
     }

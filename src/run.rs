@@ -21,7 +21,7 @@ use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::job::{ErasedJob, JobContext, JobError, RunFuture, RunToken};
+use crate::job::{ErasedJob, JobContext, JobError, RunToken};
 use crate::run_slots::Slot;
 use crate::schedule::{Schedule, after};
 use crate::status::RunOutcome;
@@ -215,7 +215,7 @@ enum Attempts {
 }
 
 /// An attempt's execution: the job's future, in its span, with panics caught.
-type Execution = tracing::instrument::Instrumented<CatchUnwind>;
+type Execution = tracing::instrument::Instrumented<CatchUnwind<Result<(), JobError>>>;
 
 /// Begins an attempt: calls the job, which makes its future (polled by the caller).
 fn begin_attempt(job: &Arc<dyn ErasedJob>, ctx: JobContext) -> Execution {
@@ -310,13 +310,14 @@ fn outcome_of(result: Result<Result<(), JobError>, Box<dyn Any + Send>>) -> RunO
     }
 }
 
-/// Polls a run future and turns a panic inside it into an `Err` with the panic's payload.
+/// Polls a boxed future (a run, or a job's hook) and turns a panic inside it into an `Err`
+/// with the panic's payload.
 ///
 /// After a panic the inner future is never polled again: the output is ready.
-struct CatchUnwind(RunFuture);
+pub(crate) struct CatchUnwind<T>(pub(crate) Pin<Box<dyn Future<Output = T> + Send>>);
 
-impl Future for CatchUnwind {
-    type Output = Result<Result<(), JobError>, Box<dyn Any + Send>>;
+impl<T> Future for CatchUnwind<T> {
+    type Output = Result<T, Box<dyn Any + Send>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let run = &mut self.get_mut().0;
@@ -364,17 +365,21 @@ impl InFlight {
         self.runs.push(run);
     }
 
-    /// Completes with the report of the next run to end; pending forever while there is none.
-    /// Cancel-safe: a run that has not ended stays in the set.
-    pub(crate) fn next_report(&mut self) -> impl Future<Output = RunReport> + '_ {
-        std::future::poll_fn(|cx| {
-            for index in 0..self.runs.len() {
-                if let Poll::Ready(report) = self.runs[index].as_mut().poll(cx) {
-                    drop(self.runs.swap_remove(index));
-                    return Poll::Ready(report);
-                }
+    /// The report of the next run to end, if one has; pending while none has (forever while
+    /// there is none). A run that has not ended stays in the set.
+    pub(crate) fn poll_next_report(&mut self, cx: &mut Context<'_>) -> Poll<RunReport> {
+        for index in 0..self.runs.len() {
+            if let Poll::Ready(report) = self.runs[index].as_mut().poll(cx) {
+                drop(self.runs.swap_remove(index));
+                return Poll::Ready(report);
             }
-            Poll::Pending
-        })
+        }
+        Poll::Pending
+    }
+
+    /// Completes with the report of the next run to end (see [`InFlight::poll_next_report`]).
+    /// Cancel-safe.
+    pub(crate) fn next_report(&mut self) -> impl Future<Output = RunReport> + '_ {
+        std::future::poll_fn(|cx| self.poll_next_report(cx))
     }
 }

@@ -18,6 +18,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
@@ -46,17 +47,18 @@ impl RunSlots {
         self.0.clone().try_acquire_owned().ok()
     }
 
-    /// A tick that waits for a slot.
-    pub(crate) fn wait(&self, scheduled: Instant, next_tick: Option<Instant>) -> WaitingTick {
+    /// A tick that waits for a slot; boxed, since few ticks ever wait and every job's loop keeps
+    /// a place for one.
+    pub(crate) fn wait(&self, scheduled: Instant, next_tick: Option<Instant>) -> Box<WaitingTick> {
         let semaphore = self.0.clone();
-        WaitingTick {
+        Box::new(WaitingTick {
             scheduled,
             next_tick,
             slot: Box::pin(async move {
                 // The semaphore is never closed, so this never fails.
                 semaphore.acquire_owned().await.ok()
             }),
-        }
+        })
     }
 }
 
@@ -77,20 +79,26 @@ impl std::fmt::Debug for WaitingTick {
     }
 }
 
-/// Completes when the waiting tick (if any) gets its slot; pending forever while none waits.
-/// Cancel-safe: the tick keeps its place in the queue.
-pub(crate) async fn slot_for(waiting: &mut Option<WaitingTick>) -> Slot {
+/// The slot of the waiting tick (if any), once it has one; pending while none waits. The tick
+/// keeps its place in the queue until then.
+pub(crate) fn poll_slot(
+    waiting: &mut Option<Box<WaitingTick>>,
+    cx: &mut Context<'_>,
+) -> Poll<Slot> {
     let Some(tick) = waiting else {
-        return std::future::pending().await;
+        return Poll::Pending;
     };
-    match tick.slot.as_mut().await {
-        Some(slot) => slot,
-        None => std::future::pending().await,
+    match tick.slot.as_mut().poll(cx) {
+        Poll::Ready(Some(slot)) => Poll::Ready(slot),
+        // `None` never comes: the semaphore is never closed.
+        Poll::Ready(None) | Poll::Pending => Poll::Pending,
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::future::poll_fn;
+
     use super::*;
 
     #[tokio::test]
@@ -102,12 +110,12 @@ mod tests {
         let mut first = Some(slots.wait(now, None));
         let mut second = Some(slots.wait(now, None));
         drop(held);
-        let slot = slot_for(&mut first).await;
+        let slot = poll_fn(|cx| poll_slot(&mut first, cx)).await;
         assert!(
             slots.try_take().is_none(),
             "the freed slot went to the first waiter"
         );
         drop(slot);
-        let _ = slot_for(&mut second).await;
+        let _ = poll_fn(|cx| poll_slot(&mut second, cx)).await;
     }
 }

@@ -15,7 +15,7 @@ use crate::handle::ClusterLine;
 use crate::identity::NodeIdentity;
 use crate::settings::LeaderMode;
 use crate::store::LeaseStore;
-use crate::supervisor::{ClusterTiming, Guard};
+use crate::supervisor::{ClusterTiming, Guard, StateChanges};
 
 /// The guarded jobs of a host being built.
 pub(crate) struct Guarding {
@@ -87,6 +87,7 @@ impl Guarding {
             initial_delay: Some(registration.schedule.initial_delay),
         });
         let guard = Guard {
+            state_changes: StateChanges::new(state_rx.clone()),
             state: state_rx,
             events: events_rx,
             held_back: None,

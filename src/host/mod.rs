@@ -438,7 +438,7 @@ impl HostBuilder {
         if self.max_parallel_runs == Some(0) {
             problems.push(BuildProblem::NoRunSlots);
         }
-        let mut first_of_name = std::collections::HashMap::new();
+        let mut first_of_name = std::collections::HashMap::with_capacity(self.registrations.len());
         for (index, registration) in self.registrations.iter().enumerate() {
             if registration.name.trim().is_empty() {
                 problems.push(BuildProblem::EmptyName {

@@ -270,17 +270,23 @@ impl Leadership {
                 return None;
             }
             let per_ttl = self.lease_ttl / MAX_POLLS_PER_TTL;
-            let (least, why) = if field == "retry_every" && per_ttl > DEFAULT_RETRY_EVERY {
-                (
-                    DEFAULT_RETRY_EVERY,
-                    String::from("the default, for a lease_ttl this long"),
-                )
+            let by_default = field == "retry_every" && per_ttl > DEFAULT_RETRY_EVERY;
+            let least = if by_default {
+                DEFAULT_RETRY_EVERY
             } else {
-                let why = format!(
+                per_ttl
+            };
+            // The reason is written only for a problem: every job is checked at build.
+            if every >= least {
+                return None;
+            }
+            let why = if by_default {
+                String::from("the default, for a lease_ttl this long")
+            } else {
+                format!(
                     "lease_ttl / {MAX_POLLS_PER_TTL}: at most {MAX_POLLS_PER_TTL} store calls \
                      per lease_ttl, see loopjob::limits::MAX_POLLS_PER_TTL"
-                );
-                (per_ttl, why)
+                )
             };
             at_least(field, every, least, &why)
         })

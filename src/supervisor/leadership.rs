@@ -1,12 +1,20 @@
 //! A guarded job's side of leadership: the changes its elector reports, recorded in its status
 //! and handed to its hooks in order, and the release of its leases at a clean shutdown.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tokio_util::task::AbortOnDropHandle;
 
 use super::{Guard, Supervisor, Ticking};
 use crate::guard::{GuardNotice, GuardState, LeadershipEvent};
+use crate::job::ErasedJob;
 use crate::metrics;
-use crate::run::panic_message;
+use crate::run::{CatchUnwind, panic_message};
 
 impl Supervisor {
     /// The elector reported a change: record it, with every other change already queued, in
@@ -55,20 +63,7 @@ impl Supervisor {
         let name = self.shared.name.clone();
         // The hooks run in the order of the changes: after those of the changes before.
         let before = ticking.hooks.take();
-        ticking.hooks = Some(tokio::spawn(async move {
-            if let Some(before) = before {
-                let _ = before.await;
-            }
-            for event in events {
-                let hook = job.clone().on_leadership(event);
-                if let Err(error) = tokio::spawn(hook).await {
-                    if error.is_panic() {
-                        let message = panic_message(error.into_panic());
-                        tracing::error!(job = %name, panic = %message, "leadership hook panicked");
-                    }
-                }
-            }
-        }));
+        ticking.hooks = Some(tokio::spawn(call_hooks(job, name, before, events)));
     }
 
     /// The elector changed what the job holds without an event (a partitioned job's place
@@ -131,20 +126,32 @@ impl Supervisor {
             return;
         }
         self.record_leadership(&events, Some(&GuardState::empty()));
-        let job = self.job.clone();
-        let hooks = AbortOnDropHandle::new(tokio::spawn(async move {
-            if let Some(before) = before {
-                let _ = before.await;
-            }
-            for event in events {
-                job.clone().on_leadership(event).await;
-            }
-        }));
+        let hooks = call_hooks(self.job.clone(), self.shared.name.clone(), before, events);
+        let hooks = AbortOnDropHandle::new(tokio::spawn(hooks));
         match tokio::time::timeout(self.shutdown_grace, hooks).await {
-            Ok(joined) => self.log_hook_panic("on_lost", joined),
+            Ok(_) => {}
             Err(_) => {
                 tracing::warn!(job = %self.shared.name, grace = ?self.shutdown_grace, "on_lost did not finish within the shutdown grace and was dropped")
             }
+        }
+    }
+}
+
+/// Calls the job's leadership hooks for `events`, in order, after the hooks of the changes
+/// before (`before`); a hook that panics is logged and the next one is called.
+async fn call_hooks(
+    job: Arc<dyn ErasedJob>,
+    name: Arc<str>,
+    before: Option<JoinHandle<()>>,
+    events: Vec<LeadershipEvent>,
+) {
+    if let Some(before) = before {
+        let _ = before.await;
+    }
+    for event in events {
+        if let Err(panic) = CatchUnwind(job.clone().on_leadership(event)).await {
+            let message = panic_message(panic);
+            tracing::error!(job = %name, panic = %message, "leadership hook panicked");
         }
     }
 }
@@ -158,15 +165,59 @@ pub(super) enum GuardChange {
     State,
 }
 
-/// The next change of a guarded job's leadership; never, for an unguarded one.
-pub(super) async fn next_change(guard: &mut Option<Box<Guard>>) -> Option<GuardChange> {
-    match guard {
-        Some(guard) if guard.held_back.is_some() => guard.held_back.take().map(GuardChange::Notice),
-        Some(guard) => tokio::select! {
-            biased;
-            notice = guard.events.recv() => notice.map(GuardChange::Notice),
-            changed = guard.state.changed() => changed.ok().map(|()| GuardChange::State),
-        },
-        None => std::future::pending().await,
+/// The next change of a guarded job's leadership, if one came; pending while none has, and
+/// always for an unguarded job.
+pub(super) fn poll_change(
+    guard: &mut Option<Box<Guard>>,
+    cx: &mut Context<'_>,
+) -> Poll<GuardChange> {
+    let Some(guard) = guard else {
+        return Poll::Pending;
+    };
+    if let Some(notice) = guard.held_back.take() {
+        return Poll::Ready(GuardChange::Notice(notice));
+    }
+    // A closed line (the elector stopped) stays pending: shutdown comes as a command.
+    if let Poll::Ready(Some(notice)) = guard.events.poll_recv(cx) {
+        return Poll::Ready(GuardChange::Notice(notice));
+    }
+    if guard.state_changes.poll_changed(cx).is_ready() {
+        return Poll::Ready(GuardChange::State);
+    }
+    Poll::Pending
+}
+
+/// Tells when a guarded job's leadership state changed: `watch::Receiver::changed` is a
+/// future, and the job's loop polls its sources in place, so the future is kept here, on a
+/// receiver of its own (the loop reads the state through its own receiver).
+///
+/// A change that came with a leadership event is seen here too: the loop then records the
+/// same state once more, which changes nothing.
+pub(crate) struct StateChanges(Pin<Box<dyn Future<Output = Option<StateReceiver>> + Send + Sync>>);
+
+type StateReceiver = watch::Receiver<GuardState>;
+
+impl StateChanges {
+    pub(crate) fn new(mut receiver: StateReceiver) -> Self {
+        StateChanges(Box::pin(async move {
+            receiver.changed().await.ok()?;
+            Some(receiver)
+        }))
+    }
+
+    /// Ready once the state changed since the last time it was; pending forever once the
+    /// elector is gone.
+    fn poll_changed(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        match self.0.as_mut().poll(cx) {
+            Poll::Ready(Some(receiver)) => {
+                *self = StateChanges::new(receiver);
+                Poll::Ready(())
+            }
+            Poll::Ready(None) => {
+                self.0 = Box::pin(std::future::pending());
+                Poll::Pending
+            }
+            Poll::Pending => Poll::Pending,
+        }
     }
 }

@@ -18,6 +18,7 @@
 //! is written under one per-job lock once per turn, and watchers are woken once per turn, only
 //! if any watch. `benches/supervisor.rs` measures it against a raw tokio interval loop.
 
+use std::any::Any;
 use std::future::poll_fn;
 use std::pin::pin;
 use std::sync::Arc;
@@ -27,23 +28,23 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::AbortOnDropHandle;
 
 use crate::clock::WallClock;
 use crate::control::{Command, JobShared, Triggered};
 use crate::guard::{GuardNotice, GuardState, RunLeases};
 use crate::job::{ErasedJob, JobContext, RunToken};
-use crate::run_slots::{RunSlots, Slot, WaitingTick, slot_for};
+use crate::run_slots::{RunSlots, Slot, WaitingTick, poll_slot};
 
 mod leadership;
 mod slots;
 
 use crate::metrics;
-use crate::run::{InFlight, Run, RunReport, Started, panic_message};
+use crate::run::{CatchUnwind, InFlight, Run, RunReport, Started, panic_message};
 use crate::schedule::{Schedule, ScheduleMode, after};
 use crate::shard::JobTimer;
 use crate::status::{JobCounters, JobReport, JobState, JobStatus, RunOutcome};
-use leadership::{GuardChange, next_change};
+pub(crate) use leadership::StateChanges;
+use leadership::{GuardChange, poll_change};
 use slots::NoFreeSlot;
 
 mod cron;
@@ -57,6 +58,8 @@ mod guarded;
 /// keys and the answers to its starts; and its cluster schedule.
 pub(crate) struct Guard {
     pub(crate) state: watch::Receiver<GuardState>,
+    /// Completes when `state` changes (see [`leadership::StateChanges`]).
+    pub(crate) state_changes: StateChanges,
     pub(crate) events: mpsc::UnboundedReceiver<GuardNotice>,
     /// A notice taken off `events` while draining leadership changes, to be handled next.
     pub(crate) held_back: Option<GuardNotice>,
@@ -110,7 +113,7 @@ struct Ticking {
     /// The task calling the leadership hooks of the last changes, which the next ones wait for.
     hooks: Option<tokio::task::JoinHandle<()>>,
     /// A tick that found none of the host's slots free, waiting for one.
-    waiting: Option<WaitingTick>,
+    waiting: Option<Box<WaitingTick>>,
 }
 
 impl Supervisor {
@@ -145,28 +148,46 @@ impl Supervisor {
             let waker = poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
             loop {
                 timer.set(ticking.fire_at.filter(|_| !ticking.paused));
-                let started = tokio::select! {
-                    biased;
-                    next = &mut command => {
+                // Each source is polled in place, in this order (an operator's command first):
+                // nothing is made per turn, and the loop's future keeps no futures of its own
+                // beyond the command's.
+                let event = poll_fn(|cx| {
+                    if let Poll::Ready(next) = command.as_mut().poll(cx) {
+                        return Poll::Ready(Event::Command(next));
+                    }
+                    if let Poll::Ready(report) = ticking.runs.poll_next_report(cx) {
+                        return Poll::Ready(Event::RunEnded(report));
+                    }
+                    if let Poll::Ready(change) = poll_change(&mut self.guard, cx) {
+                        return Poll::Ready(Event::Guard(change));
+                    }
+                    if let Poll::Ready(slot) = poll_slot(&mut ticking.waiting, cx) {
+                        return Poll::Ready(Event::SlotFreed(slot));
+                    }
+                    timer.poll_elapsed(cx).map(Event::Tick)
+                })
+                .await;
+                let started = match event {
+                    Event::Command(next) => {
                         command.set(shared.next_command());
                         if matches!(next, Command::Shutdown) {
                             break;
                         }
                         self.obey(next, &mut ticking)
                     }
-                    report = ticking.runs.next_report(), if !ticking.runs.is_empty() => {
+                    Event::RunEnded(report) => {
                         self.finished(report, &mut ticking);
                         None
                     }
-                    Some(change) = next_change(&mut self.guard) => match change {
-                        GuardChange::Notice(notice) => self.guard_notice(notice, &mut ticking),
-                        GuardChange::State => {
-                            self.guard_state_changed(&mut ticking);
-                            None
-                        }
-                    },
-                    slot = slot_for(&mut ticking.waiting) => self.slot_freed(slot, &mut ticking),
-                    now = poll_fn(|cx| timer.poll_elapsed(cx)) => self.tick(&mut ticking, now),
+                    Event::Guard(GuardChange::Notice(notice)) => {
+                        self.guard_notice(notice, &mut ticking)
+                    }
+                    Event::Guard(GuardChange::State) => {
+                        self.guard_state_changed(&mut ticking);
+                        None
+                    }
+                    Event::SlotFreed(slot) => self.slot_freed(slot, &mut ticking),
+                    Event::Tick(now) => self.tick(&mut ticking, now),
                 };
                 if let Some(run) = started {
                     // Polled at once: a run that ends straight away is done in this turn.
@@ -531,40 +552,50 @@ impl Supervisor {
         }
     }
 
-    /// Calls `on_started` in its own task, so that a panic is logged and not fatal. Returns
+    /// Calls `on_started`, polled in the job's own loop (no task: a host of 100,000 jobs would
+    /// spawn 100,000 of them before the first tick), with a panic caught and logged. Returns
     /// `false` if the host shut down before it finished.
     async fn started(&self) -> bool {
-        let hook = AbortOnDropHandle::new(tokio::spawn(self.job.clone().on_started()));
+        let hook = CatchUnwind(self.job.clone().on_started());
         tokio::select! {
-            joined = hook => {
-                self.log_hook_panic("on_started", joined);
+            // The hook first: the common one (none) ends in its first poll, before the token
+            // would register a waiter.
+            biased;
+            finished = hook => {
+                self.log_hook_panic("on_started", finished);
                 true
             }
             _ = self.token.cancelled() => false,
         }
     }
 
-    /// Calls `on_stopped` in its own task, bounded by the shutdown grace.
+    /// Calls `on_stopped` like `on_started`, bounded by the shutdown grace.
     async fn stopped(&self) {
-        let hook = AbortOnDropHandle::new(tokio::spawn(self.job.clone().on_stopped()));
+        let hook = CatchUnwind(self.job.clone().on_stopped());
         match tokio::time::timeout(self.shutdown_grace, hook).await {
-            Ok(joined) => self.log_hook_panic("on_stopped", joined),
+            Ok(finished) => self.log_hook_panic("on_stopped", finished),
             Err(_) => {
                 tracing::warn!(job = %self.shared.name, grace = ?self.shutdown_grace, "on_stopped did not finish within the shutdown grace and was dropped")
             }
         }
     }
 
-    fn log_hook_panic(&self, hook: &'static str, joined: Result<(), tokio::task::JoinError>) {
-        if let Err(error) = joined {
-            let message = if error.is_panic() {
-                panic_message(error.into_panic())
-            } else {
-                error.to_string()
-            };
+    fn log_hook_panic(&self, hook: &'static str, finished: Result<(), Box<dyn Any + Send>>) {
+        if let Err(panic) = finished {
+            let message = panic_message(panic);
             tracing::error!(job = %self.shared.name, hook, panic = %message, "lifecycle hook panicked");
         }
     }
+}
+
+/// What woke the loop, one at a time.
+enum Event {
+    Command(Command),
+    RunEnded(RunReport),
+    Guard(GuardChange),
+    SlotFreed(Slot),
+    /// The tick timer fired; the instant it was found passed.
+    Tick(Instant),
 }
 
 /// The leases a run starts with (and the token that tells it they were lost), and its place
