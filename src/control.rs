@@ -1,5 +1,6 @@
 //! What a job's supervisor, its runs and the [`HostHandle`](crate::HostHandle) share: the job's
-//! name and resources, its status, and the operator's commands.
+//! name, its status, and the operator's commands; and what every job of the host shares
+//! ([`HostShared`]: the node, the resources, the host's token and limits), kept once per host.
 //!
 //! One allocation per job, so that a tick touches as little memory as it can (with ten thousand
 //! jobs, every separate allocation a tick reads is a likely cache miss), and no channel either
@@ -13,8 +14,9 @@
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::task::{Poll, Waker};
+use std::time::Duration;
 
 use atomic_waker::AtomicWaker;
 use tokio::sync::{Notify, oneshot};
@@ -22,8 +24,10 @@ use tokio_util::sync::CancellationToken;
 
 use std::sync::Arc;
 
+use crate::clock::WallClock;
 use crate::identity::NodeIdentity;
 use crate::job::Resources;
+use crate::run_slots::RunSlots;
 use crate::status::{JobState, JobStatus};
 
 /// An operator's request to a job, with the channel its answer goes back on.
@@ -54,6 +58,30 @@ pub enum Triggered {
     Requested,
 }
 
+/// What every job of one host shares, kept once for all of them.
+pub(crate) struct HostShared {
+    pub(crate) node: Arc<NodeIdentity>,
+    pub(crate) resources: Resources,
+    /// The host's token, cancelled when it shuts down: the parent of the runs' tokens.
+    pub(crate) token: CancellationToken,
+    /// How long a stopping job waits for its runs and its hooks.
+    pub(crate) shutdown_grace: Duration,
+    /// The host's wall clock, which cron occurrences and a job's first tick are read on.
+    pub(crate) clock: Arc<dyn WallClock>,
+    /// The host's slots for runs in flight, when it limits them (`max_parallel_runs`).
+    pub(crate) slots: Option<RunSlots>,
+}
+
+impl std::fmt::Debug for HostShared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostShared")
+            .field("node", &self.node)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .field("slots", &self.slots)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What a job's supervisor, its runs and the handle share.
 ///
 /// `repr(C)` keeps the fields in the order written: what every tick reads (the command flag,
@@ -69,10 +97,11 @@ pub(crate) struct JobShared {
     pub(crate) name: Arc<str>,
     status: Mutex<JobStatus>,
     /// The token the job's runs hold until one of them is cancelled (see
-    /// [`RunToken`](crate::job::RunToken)): a child of the host's token.
-    pub(crate) runs_token: CancellationToken,
-    pub(crate) node: Arc<NodeIdentity>,
-    pub(crate) resources: Arc<Resources>,
+    /// [`RunToken`](crate::job::RunToken)): a child of the host's token, made the first time
+    /// it is asked for. Most runs never ask, and a child token is an allocation and a lock on
+    /// the host's token: a host of 100,000 such jobs makes none.
+    runs_token: OnceLock<CancellationToken>,
+    pub(crate) host: Arc<HostShared>,
     /// Woken when the status changed, if `watchers` says anyone waits.
     status_changed: Notify,
     /// `None` once the supervisor has stopped: commands are refused from then on.
@@ -81,18 +110,11 @@ pub(crate) struct JobShared {
 }
 
 impl JobShared {
-    pub(crate) fn new(
-        name: Arc<str>,
-        node: Arc<NodeIdentity>,
-        resources: Arc<Resources>,
-        status: JobStatus,
-        runs_token: CancellationToken,
-    ) -> Self {
+    pub(crate) fn new(name: Arc<str>, host: Arc<HostShared>, status: JobStatus) -> Self {
         JobShared {
-            runs_token,
+            runs_token: OnceLock::new(),
+            host,
             name,
-            node,
-            resources,
             status: Mutex::new(status),
             status_changed: Notify::new(),
             watchers: AtomicUsize::new(0),
@@ -100,6 +122,12 @@ impl JobShared {
             command_queued: AtomicBool::new(false),
             supervisor: AtomicWaker::new(),
         }
+    }
+
+    /// The token the job's runs hold until one of them is cancelled.
+    pub(crate) fn runs_token(&self) -> &CancellationToken {
+        self.runs_token
+            .get_or_init(|| self.host.token.child_token())
     }
 
     /// The status, to read or change. A change is seen by watchers after

@@ -222,7 +222,7 @@ impl RunToken {
     /// The token itself; `job` is the record of the job the run belongs to.
     pub(crate) fn get<'a>(&'a self, job: &'a JobShared) -> &'a CancellationToken {
         match self {
-            RunToken::Job => &job.runs_token,
+            RunToken::Job => job.runs_token(),
             RunToken::Own(token) => token,
         }
     }
@@ -321,7 +321,7 @@ impl JobContext {
 
     /// The node this run executes on.
     pub fn node(&self) -> &NodeIdentity {
-        &self.job.node
+        &self.job.host.node
     }
 
     /// A shared resource registered on the builder with
@@ -336,7 +336,7 @@ impl JobContext {
     /// }
     /// ```
     pub fn resource<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
-        self.job.resources.get::<T>()
+        self.job.host.resources.get::<T>()
     }
 
     /// The lease of a `cluster` or `global` job, held for this run; `None` for other jobs.

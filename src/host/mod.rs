@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::clock::{SystemClock, WallClock};
-use crate::control::{Command, JobShared};
+use crate::control::{Command, HostShared, JobShared};
 use crate::handle::{HostHandle, JobControl};
 use crate::identity::NodeIdentity;
 use crate::job::{Erased, ErasedJob, FnJob, JobContext, JobError, LoopJob, Resources};
@@ -345,8 +345,14 @@ impl HostBuilder {
 
         let token = CancellationToken::new();
         let node = Arc::new(self.node.unwrap_or_else(NodeIdentity::from_env));
-        let resources = Arc::new(self.resources);
-        let slots = self.max_parallel_runs.map(RunSlots::new);
+        let host = Arc::new(HostShared {
+            node: node.clone(),
+            resources: self.resources,
+            token: token.clone(),
+            shutdown_grace: self.shutdown_grace,
+            clock: self.wall_clock.clone(),
+            slots: self.max_parallel_runs.map(RunSlots::new),
+        });
         let mut supervisors = Vec::with_capacity(self.registrations.len());
         let mut controls = Vec::with_capacity(self.registrations.len());
         #[cfg(feature = "admin")]
@@ -364,10 +370,8 @@ impl HostBuilder {
             let status = initial_status(&registration.name, &registration.schedule);
             let shared = Arc::new(JobShared::new(
                 registration.name.clone(),
-                node.clone(),
-                resources.clone(),
+                host.clone(),
                 status,
-                token.child_token(),
             ));
             controls.push(JobControl {
                 name: registration.name,
@@ -380,11 +384,7 @@ impl HostBuilder {
                 job: registration.job,
                 shared,
                 schedule: registration.schedule,
-                token: token.clone(),
-                shutdown_grace: self.shutdown_grace,
                 guard: guard.map(Box::new),
-                clock: self.wall_clock.clone(),
-                slots: slots.clone(),
             });
         }
         let guard_tasks = guarding.and_then(Guarding::into_tasks);

@@ -110,7 +110,7 @@ mod with_cron {
                     self.skipped(ticking, "run in flight");
                 } else if let Some(leadership) = self.leadership() {
                     let scheduled = at_local(occurrence);
-                    match (self.free_slot(), &self.slots) {
+                    match (self.free_slot(), &self.shared.host.slots) {
                         (Ok(slot), _) => {
                             run = Some(
                                 self.new_run(ticking, scheduled, now, next_tick, leadership, slot),
@@ -188,7 +188,7 @@ mod with_cron {
         }
 
         fn wall_now(&self) -> Timestamp {
-            Timestamp::try_from(self.clock.now()).unwrap_or(Timestamp::UNIX_EPOCH)
+            Timestamp::try_from(self.shared.host.clock.now()).unwrap_or(Timestamp::UNIX_EPOCH)
         }
     }
 

@@ -128,10 +128,10 @@ impl Supervisor {
         self.record_leadership(&events, Some(&GuardState::empty()));
         let hooks = call_hooks(self.job.clone(), self.shared.name.clone(), before, events);
         let hooks = AbortOnDropHandle::new(tokio::spawn(hooks));
-        match tokio::time::timeout(self.shutdown_grace, hooks).await {
+        match tokio::time::timeout(self.shared.host.shutdown_grace, hooks).await {
             Ok(_) => {}
             Err(_) => {
-                tracing::warn!(job = %self.shared.name, grace = ?self.shutdown_grace, "on_lost did not finish within the shutdown grace and was dropped")
+                tracing::warn!(job = %self.shared.name, grace = ?self.shared.host.shutdown_grace, "on_lost did not finish within the shutdown grace and was dropped")
             }
         }
     }

@@ -23,17 +23,14 @@ use std::future::poll_fn;
 use std::pin::pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep_until};
-use tokio_util::sync::CancellationToken;
 
-use crate::clock::WallClock;
 use crate::control::{Command, JobShared, Triggered};
 use crate::guard::{GuardNotice, GuardState, RunLeases};
 use crate::job::{ErasedJob, JobContext, RunToken};
-use crate::run_slots::{RunSlots, Slot, WaitingTick, poll_slot};
+use crate::run_slots::{Slot, WaitingTick, poll_slot};
 
 mod leadership;
 mod slots;
@@ -73,16 +70,9 @@ pub(crate) struct Supervisor {
     pub(crate) shared: Arc<JobShared>,
     /// The job's schedule, read on every tick; runs get it from here too.
     pub(crate) schedule: Schedule,
-    /// The host's token, cancelled when it shuts down: the parent of the job's runs' tokens.
-    pub(crate) token: CancellationToken,
-    pub(crate) shutdown_grace: Duration,
     /// For a guarded job: its leadership, from the elector. Boxed: most jobs are not guarded,
     /// and every job's loop keeps this field for its whole life.
     pub(crate) guard: Option<Box<Guard>>,
-    /// The host's wall clock, which an unguarded cron job's occurrences are read on.
-    pub(crate) clock: Arc<dyn WallClock>,
-    /// The host's slots for runs in flight, when it limits them (`max_parallel_runs`).
-    pub(crate) slots: Option<RunSlots>,
 }
 
 /// The loop's changing state, apart from what the status already holds.
@@ -133,7 +123,9 @@ impl Supervisor {
             }
             // A guarded job's first tick comes from its keys' records.
             if self.schedule.enabled && self.guard.is_none() && !self.start_cron(&mut ticking) {
-                let first = self.schedule.first_tick(Instant::now(), self.clock.now());
+                let first = self
+                    .schedule
+                    .first_tick(Instant::now(), self.shared.host.clock.now());
                 self.set_next_tick(&mut ticking, Some(first));
             }
             self.publish(&mut ticking);
@@ -239,7 +231,7 @@ impl Supervisor {
         if !self.may_start(ticking) {
             self.skipped(ticking, "run in flight");
         } else if let Some(leadership) = self.leadership() {
-            match (self.free_slot(), &self.slots) {
+            match (self.free_slot(), &self.shared.host.slots) {
                 (Ok(slot), _) => {
                     run =
                         Some(self.new_run(ticking, scheduled, now, next_on_grid, leadership, slot))
@@ -337,7 +329,7 @@ impl Supervisor {
     fn finished(&mut self, report: RunReport, ticking: &mut Ticking) {
         if report.cancelled_own_token && self.overlap_limit() == 1 {
             // The shared token was cancelled for that run only: the next run needs a fresh one.
-            ticking.runs_token = RunToken::child_of(&self.token);
+            ticking.runs_token = RunToken::child_of(&self.shared.host.token);
         }
         if let Some(guard) = &mut self.guard {
             guard.cluster.ended(&report, &self.schedule);
@@ -453,7 +445,7 @@ impl Supervisor {
             Command::CancelRuns(reply) => {
                 let cancelled = ticking.runs.len();
                 ticking.runs_token.get(&self.shared).cancel();
-                ticking.runs_token = RunToken::child_of(&self.token);
+                ticking.runs_token = RunToken::child_of(&self.shared.host.token);
                 tracing::info!(job = %self.shared.name, cancelled, "runs cancelled by operator");
                 let _ = reply.send(cancelled);
             }
@@ -519,7 +511,7 @@ impl Supervisor {
     async fn stop(mut self, mut ticking: Ticking, in_flight: usize) -> JobReport {
         self.shared.close();
         let dropped_before = ticking.counters.dropped;
-        let grace_end = after(Instant::now(), self.shutdown_grace);
+        let grace_end = after(Instant::now(), self.shared.host.shutdown_grace);
         while !ticking.runs.is_empty() {
             tokio::select! {
                 report = ticking.runs.next_report() => self.finished(report, &mut ticking),
@@ -528,7 +520,7 @@ impl Supervisor {
         }
         let overdue = ticking.runs.len() as u64;
         if overdue > 0 {
-            tracing::warn!(job = %self.shared.name, overdue, grace = ?self.shutdown_grace, "runs still in flight after the shutdown grace were dropped");
+            tracing::warn!(job = %self.shared.name, overdue, grace = ?self.shared.host.shutdown_grace, "runs still in flight after the shutdown grace were dropped");
             ticking.runs = InFlight::default();
             ticking.count(|c| {
                 c.failures += overdue;
@@ -565,17 +557,17 @@ impl Supervisor {
                 self.log_hook_panic("on_started", finished);
                 true
             }
-            _ = self.token.cancelled() => false,
+            _ = self.shared.host.token.cancelled() => false,
         }
     }
 
     /// Calls `on_stopped` like `on_started`, bounded by the shutdown grace.
     async fn stopped(&self) {
         let hook = CatchUnwind(self.job.clone().on_stopped());
-        match tokio::time::timeout(self.shutdown_grace, hook).await {
+        match tokio::time::timeout(self.shared.host.shutdown_grace, hook).await {
             Ok(finished) => self.log_hook_panic("on_stopped", finished),
             Err(_) => {
-                tracing::warn!(job = %self.shared.name, grace = ?self.shutdown_grace, "on_stopped did not finish within the shutdown grace and was dropped")
+                tracing::warn!(job = %self.shared.name, grace = ?self.shared.host.shutdown_grace, "on_stopped did not finish within the shutdown grace and was dropped")
             }
         }
     }

@@ -13,7 +13,7 @@ impl Supervisor {
     /// The slot a run starting now takes: none when the host sets no limit, or an error when
     /// every slot is taken.
     pub(super) fn free_slot(&self) -> Result<Option<Slot>, NoFreeSlot> {
-        match &self.slots {
+        match &self.shared.host.slots {
             None => Ok(None),
             Some(slots) => slots.try_take().map(Some).ok_or(NoFreeSlot),
         }
@@ -21,7 +21,11 @@ impl Supervisor {
 
     /// Whether a run could take a slot now (always, when the host sets no limit).
     pub(super) fn slots_free(&self) -> bool {
-        self.slots.as_ref().is_none_or(RunSlots::has_free)
+        self.shared
+            .host
+            .slots
+            .as_ref()
+            .is_none_or(RunSlots::has_free)
     }
 
     /// A tick passed without a run, for `reason`: it is counted as skipped.
