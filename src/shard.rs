@@ -11,18 +11,21 @@
 //! run that blocks the thread (synchronous work without `spawn_blocking`, which is a mistake
 //! under tokio in any case) delays the other jobs of its shard until it yields. To keep that
 //! small, jobs are spread over up to [`MAX_SHARDS`] shards: a host with at most that many jobs
-//! gives each job a shard of its own.
+//! gives each job a shard of its own. A shard of one job is just that job's task with a tokio
+//! timer of its own: the heap and the `FuturesUnordered` would only add to each tick's cost
+//! and to the job's memory.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::future::{Future, poll_fn};
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
+use futures_util::future::Either;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
-use tokio::time::{Instant, sleep_until};
+use tokio::time::{Instant, Sleep, sleep_until};
 
 use crate::status::JobReport;
 use crate::supervisor::Supervisor;
@@ -40,7 +43,13 @@ pub(crate) fn jobs_per_shard(jobs: usize) -> usize {
 ///
 /// The jobs' futures are made here, before the shard is spawned, so that they are allocated
 /// where the host is built rather than spread over the worker threads' allocators.
-pub(crate) fn run(supervisors: Vec<Supervisor>) -> impl Future<Output = Vec<JobReport>> + Send {
+pub(crate) fn run(mut supervisors: Vec<Supervisor>) -> impl Future<Output = Vec<JobReport>> + Send {
+    if supervisors.len() == 1 {
+        if let Some(alone) = supervisors.pop() {
+            let running = alone.run(JobTimer::alone());
+            return Either::Left(async move { vec![running.await] });
+        }
+    }
     let timers = Arc::new(Timers::default());
     let running: FuturesUnordered<_> = supervisors
         .into_iter()
@@ -50,7 +59,7 @@ pub(crate) fn run(supervisors: Vec<Supervisor>) -> impl Future<Output = Vec<JobR
             supervisor.run(timer).map(move |report| (position, report))
         })
         .collect();
-    drive(running, timers)
+    Either::Right(drive(running, timers))
 }
 
 /// Polls the shard's jobs as they are woken, wakes those whose ticks are due, and keeps the
@@ -165,23 +174,38 @@ impl Ord for Deadline {
     }
 }
 
-/// A job's tick timer: like tokio's `Sleep`, but kept in its shard's [`Timers`].
-///
-/// A deadline that was moved leaves its old entry in the heap; when that entry comes due it
-/// wakes the job for nothing, which costs one poll and is rarer than a move.
+/// A job's tick timer: like tokio's `Sleep`, but kept in its shard's [`Timers`], or, for a job
+/// alone in its shard, a tokio timer of its own.
 pub(crate) struct JobTimer {
-    timers: Arc<Timers>,
     deadline: Option<Instant>,
-    /// The deadline that has an entry in the heap, if any.
+    /// The deadline that has an entry in the heap, or that the job's own timer is set to.
     registered: Option<Instant>,
+    clock: TimerClock,
+}
+
+enum TimerClock {
+    /// A shard's heap. A deadline that was moved leaves its old entry in the heap; when that
+    /// entry comes due it wakes the job for nothing, which costs one poll and is rarer than a
+    /// move.
+    Shard(Arc<Timers>),
+    /// The job's own timer.
+    Alone(Pin<Box<Sleep>>),
 }
 
 impl JobTimer {
     fn new(timers: Arc<Timers>) -> Self {
         JobTimer {
-            timers,
             deadline: None,
             registered: None,
+            clock: TimerClock::Shard(timers),
+        }
+    }
+
+    fn alone() -> Self {
+        JobTimer {
+            deadline: None,
+            registered: None,
+            clock: TimerClock::Alone(Box::pin(sleep_until(Instant::now()))),
         }
     }
 
@@ -196,21 +220,37 @@ impl JobTimer {
         let Some(at) = self.deadline else {
             return Poll::Pending;
         };
-        let mut timers = self.timers.lock();
-        let now = timers.now.unwrap_or_else(Instant::now);
-        if now >= at {
-            self.deadline = None;
-            self.registered = None;
-            return Poll::Ready(now);
+        let passed = match &mut self.clock {
+            TimerClock::Shard(timers) => {
+                let mut timers = timers.lock();
+                let now = timers.now.unwrap_or_else(Instant::now);
+                if now < at && self.registered != Some(at) {
+                    timers.heap.push(Reverse(Deadline {
+                        at,
+                        job: cx.waker().clone(),
+                    }));
+                    self.registered = Some(at);
+                }
+                (now >= at).then_some(now)
+            }
+            TimerClock::Alone(sleep) => {
+                // Read first: a tokio timer rounds its deadline up to the next millisecond.
+                let now = Instant::now();
+                if now < at && self.registered != Some(at) {
+                    sleep.as_mut().reset(at);
+                    self.registered = Some(at);
+                }
+                (now >= at || sleep.as_mut().poll(cx).is_ready()).then_some(now.max(at))
+            }
+        };
+        match passed {
+            Some(now) => {
+                self.deadline = None;
+                self.registered = None;
+                Poll::Ready(now)
+            }
+            None => Poll::Pending,
         }
-        if self.registered != Some(at) {
-            timers.heap.push(Reverse(Deadline {
-                at,
-                job: cx.waker().clone(),
-            }));
-            self.registered = Some(at);
-        }
-        Poll::Pending
     }
 }
 

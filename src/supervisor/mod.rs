@@ -13,10 +13,11 @@
 //! only once the store committed its start.
 //!
 //! The loop is the hot path of a host with thousands of jobs, so it is written to touch little
-//! memory per tick: the futures it waits on are made once for its whole life, a run that
-//! finishes at once is polled in the same turn that starts it (no task is spawned), the status
-//! is written under one per-job lock once per turn, and watchers are woken once per turn, only
-//! if any watch. `benches/supervisor.rs` measures it against a raw tokio interval loop.
+//! memory per tick: it polls its sources in place and keeps no future but the command's (a
+//! `select!` would keep one per source in every job's future), a run that finishes at once is
+//! polled in the same turn that starts it (no task is spawned), the status is written under one
+//! per-job lock once per turn, and watchers are woken once per turn, only if any watch.
+//! `benches/supervisor.rs` measures it against a raw tokio interval loop.
 
 use std::any::Any;
 use std::future::poll_fn;
