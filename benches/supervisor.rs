@@ -392,15 +392,29 @@ impl Recorder {
 // Process measurements
 
 fn rss_bytes() -> u64 {
+    statm_pages(1) * page_bytes()
+}
+
+/// Resident memory that is not backed by a file: RSS without the executable's code and data
+/// pages, which the first use of a library's code faults in once (about 1 MB for loopjob's),
+/// whatever the number of jobs.
+fn anonymous_bytes() -> u64 {
+    statm_pages(1).saturating_sub(statm_pages(2)) * page_bytes()
+}
+
+/// Field `index` of /proc/self/statm: 1 is resident pages, 2 resident file-backed pages.
+fn statm_pages(index: usize) -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").expect("/proc/self/statm");
-    let pages: u64 = statm
+    statm
         .split_whitespace()
-        .nth(1)
+        .nth(index)
         .and_then(|field| field.parse().ok())
-        .expect("resident pages in /proc/self/statm");
+        .expect("page counts in /proc/self/statm")
+}
+
+fn page_bytes() -> u64 {
     // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64;
-    pages * page
+    unsafe { libc::sysconf(libc::_SC_PAGESIZE) as u64 }
 }
 
 /// User plus system CPU time of the whole process, in seconds.
@@ -435,6 +449,8 @@ struct Figures {
     cpu_s: f64,
     rss_per_job_bytes: f64,
     rss_end_per_job_bytes: f64,
+    /// Like `rss_per_job_bytes`, without file-backed pages (see [`anonymous_bytes`]).
+    anon_per_job_bytes: f64,
     heap_per_job_bytes: f64,
     heap_end_per_job_bytes: f64,
     allocs_per_execution: f64,
@@ -464,6 +480,7 @@ impl Figures {
                 "\"rss_end_per_job_bytes\":{:.1}",
                 self.rss_end_per_job_bytes
             ),
+            format!("\"anon_per_job_bytes\":{:.1}", self.anon_per_job_bytes),
             format!("\"start_ms\":{:.1}", self.start_ms),
             format!("\"first_runs_ms\":{:.1}", self.first_runs_ms),
         ];
@@ -512,6 +529,7 @@ impl Figures {
                 "cpu_s" => figures.cpu_s = number(),
                 "rss_per_job_bytes" => figures.rss_per_job_bytes = number(),
                 "rss_end_per_job_bytes" => figures.rss_end_per_job_bytes = number(),
+                "anon_per_job_bytes" => figures.anon_per_job_bytes = number(),
                 "heap_per_job_bytes" => figures.heap_per_job_bytes = number(),
                 "heap_end_per_job_bytes" => figures.heap_end_per_job_bytes = number(),
                 "allocs_per_execution" => figures.allocs_per_execution = number(),
@@ -572,6 +590,7 @@ fn child(options: &Options, system: Subject) {
         tokio::time::sleep_until(base).await;
         COUNT_ALLOCS.store(options.allocs, Relaxed);
         let rss_before = rss_bytes();
+        let anon_before = anonymous_bytes();
         let heap_before = LIVE_BYTES.load(Relaxed);
         let by_size_before: Vec<i64> = LIVE_BY_SIZE.iter().map(|c| c.load(Relaxed)).collect();
         let spawn_started = std::time::Instant::now();
@@ -621,6 +640,7 @@ fn child(options: &Options, system: Subject) {
         let recorder = recorder();
         tokio::time::sleep_until(base + Duration::from_nanos(recorder.window_start)).await;
         let rss_start = rss_bytes();
+        let anon_start = anonymous_bytes();
         let heap_start = LIVE_BYTES.load(Relaxed);
         let allocs_start = ALLOCS.load(Relaxed);
         if options.allocs {
@@ -677,6 +697,7 @@ fn child(options: &Options, system: Subject) {
             cpu_s: cpu_end - cpu_start,
             rss_per_job_bytes: per_job(rss_start.saturating_sub(rss_before)),
             rss_end_per_job_bytes: per_job(rss_end.saturating_sub(rss_before)),
+            anon_per_job_bytes: per_job(anon_start.saturating_sub(anon_before)),
             heap_per_job_bytes: if options.allocs {
                 per_job(heap_start.saturating_sub(heap_before))
             } else {
@@ -846,6 +867,11 @@ fn print_side_by_side(results: &[Figures]) {
             "RSS per job at end (B)",
             Box::new(|f| format!("{:.0}", f.rss_end_per_job_bytes)),
             Box::new(|t, l| format!("{:+.0}", l.rss_end_per_job_bytes - t.rss_end_per_job_bytes)),
+        ),
+        (
+            "anonymous memory per job (B)",
+            Box::new(|f| format!("{:.0}", f.anon_per_job_bytes)),
+            Box::new(|t, l| format!("{:+.0}", l.anon_per_job_bytes - t.anon_per_job_bytes)),
         ),
         (
             "startup (ms)",

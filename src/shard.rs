@@ -46,8 +46,9 @@ pub(crate) fn jobs_per_shard(jobs: usize) -> usize {
 pub(crate) fn run(mut supervisors: Vec<Supervisor>) -> impl Future<Output = Vec<JobReport>> + Send {
     if supervisors.len() == 1 {
         if let Some(alone) = supervisors.pop() {
-            let running = alone.run(JobTimer::alone());
-            return Either::Left(async move { vec![running.await] });
+            // `map`, not an `async` block, which would keep the job's future twice.
+            let running = alone.run(JobTimer::alone()).map(|report| vec![report]);
+            return Either::Left(running);
         }
     }
     let timers = Arc::new(Timers::default());
@@ -234,7 +235,8 @@ impl JobTimer {
                 (now >= at).then_some(now)
             }
             TimerClock::Alone(sleep) => {
-                // Read first: a tokio timer rounds its deadline up to the next millisecond.
+                // A deadline already passed is served now, without asking the timer, which
+                // rounds deadlines up to the next millisecond.
                 let now = Instant::now();
                 if now < at && self.registered != Some(at) {
                     sleep.as_mut().reset(at);

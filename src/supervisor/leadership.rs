@@ -128,11 +128,9 @@ impl Supervisor {
         self.record_leadership(&events, Some(&GuardState::empty()));
         let hooks = call_hooks(self.job.clone(), self.shared.name.clone(), before, events);
         let hooks = AbortOnDropHandle::new(tokio::spawn(hooks));
-        match tokio::time::timeout(self.shared.host.shutdown_grace, hooks).await {
-            Ok(_) => {}
-            Err(_) => {
-                tracing::warn!(job = %self.shared.name, grace = ?self.shared.host.shutdown_grace, "on_lost did not finish within the shutdown grace and was dropped")
-            }
+        let grace = self.shared.host.shutdown_grace;
+        if tokio::time::timeout(grace, hooks).await.is_err() {
+            tracing::warn!(job = %self.shared.name, ?grace, "on_lost did not finish within the shutdown grace and was dropped")
         }
     }
 }
