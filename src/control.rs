@@ -12,10 +12,9 @@
 //! and only when someone is watching.
 
 use std::collections::VecDeque;
-use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
-use std::task::{Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use atomic_waker::AtomicWaker;
@@ -179,38 +178,30 @@ impl JobShared {
         Ok(())
     }
 
-    /// The next queued command, waiting for one. Cancel-safe. While no command is queued, a
-    /// poll costs two atomic operations and no lock.
-    pub(crate) async fn next_command(&self) -> Command {
-        // The waker is registered again only when it changed, which for a task's own future
-        // is never: most polls then read one flag and nothing else.
-        let mut registered: Option<Waker> = None;
-        poll_fn(|cx| {
-            if !registered
-                .as_ref()
-                .is_some_and(|waker| waker.will_wake(cx.waker()))
-            {
-                self.supervisor.register(cx.waker());
-                registered = Some(cx.waker().clone());
+    /// The next queued command, if one is; otherwise the task is woken when one is queued.
+    ///
+    /// The waker is registered on every poll: a sender's wake takes it out, and a wake can come
+    /// after the command it announced was already taken (the flag is set before the wake), so
+    /// a registration kept from an earlier poll may be gone. That costs a few atomic operations
+    /// and no lock (the waker is cloned only when it changed).
+    pub(crate) fn poll_command(&self, cx: &mut Context<'_>) -> Poll<Command> {
+        self.supervisor.register(cx.waker());
+        if !self.command_queued.load(Ordering::SeqCst) {
+            return Poll::Pending;
+        }
+        let mut commands = lock(&self.commands);
+        let queue = commands.as_mut();
+        match queue.and_then(VecDeque::pop_front) {
+            Some(command) => {
+                let more = commands.as_ref().is_some_and(|queue| !queue.is_empty());
+                self.command_queued.store(more, Ordering::SeqCst);
+                Poll::Ready(command)
             }
-            if !self.command_queued.load(Ordering::SeqCst) {
-                return Poll::Pending;
+            None => {
+                self.command_queued.store(false, Ordering::SeqCst);
+                Poll::Pending
             }
-            let mut commands = lock(&self.commands);
-            let queue = commands.as_mut();
-            match queue.and_then(VecDeque::pop_front) {
-                Some(command) => {
-                    let more = commands.as_ref().is_some_and(|queue| !queue.is_empty());
-                    self.command_queued.store(more, Ordering::SeqCst);
-                    Poll::Ready(command)
-                }
-                None => {
-                    self.command_queued.store(false, Ordering::SeqCst);
-                    Poll::Pending
-                }
-            }
-        })
-        .await
+        }
     }
 
     /// Refuses every later command; those still queued are dropped, so their senders learn the
@@ -240,4 +231,79 @@ impl Drop for Watching<'_> {
 /// plain field update).
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::task::{Wake, Waker};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::clock::SystemClock;
+    use crate::schedule::Schedule;
+
+    /// A waker that counts its wakes.
+    #[derive(Default)]
+    struct Wakes(AtomicUsize);
+
+    impl Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn job() -> JobShared {
+        let host = Arc::new(HostShared {
+            node: Arc::new(NodeIdentity::new("node", "group")),
+            resources: Resources::default(),
+            token: CancellationToken::new(),
+            shutdown_grace: Duration::from_secs(1),
+            clock: Arc::new(SystemClock),
+            slots: None,
+        });
+        let schedule = Schedule::every(Duration::from_secs(1));
+        let status = crate::supervisor::initial_status("job", &schedule);
+        JobShared::new("job".into(), host, status)
+    }
+
+    /// A sender's wake can come after its command was taken (it sets the flag first): it then
+    /// takes the supervisor's registration for nothing. The next poll must register again, or
+    /// the next command would wake nobody.
+    #[test]
+    fn a_late_wake_does_not_leave_the_next_command_unannounced() {
+        let job = job();
+        let wakes = Arc::new(Wakes::default());
+        let waker = Waker::from(wakes.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(job.poll_command(&mut cx).is_pending());
+
+        // A command taken before its sender's wake; the supervisor polls on and waits; then
+        // the late wake comes.
+        lock(&job.commands)
+            .as_mut()
+            .unwrap()
+            .push_back(Command::Shutdown);
+        job.command_queued.store(true, Ordering::SeqCst);
+        assert!(matches!(
+            job.poll_command(&mut cx),
+            Poll::Ready(Command::Shutdown)
+        ));
+        assert!(job.poll_command(&mut cx).is_pending());
+        job.supervisor.wake();
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
+
+        // Woken for nothing, the supervisor polls again and waits.
+        assert!(job.poll_command(&mut cx).is_pending());
+        job.send(Command::Shutdown).unwrap();
+        assert_eq!(
+            wakes.0.load(Ordering::SeqCst),
+            2,
+            "the next command woke the supervisor"
+        );
+        assert!(matches!(
+            job.poll_command(&mut cx),
+            Poll::Ready(Command::Shutdown)
+        ));
+    }
 }

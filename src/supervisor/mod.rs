@@ -13,15 +13,14 @@
 //! only once the store committed its start.
 //!
 //! The loop is the hot path of a host with thousands of jobs, so it is written to touch little
-//! memory per tick: it polls its sources in place and keeps no future but the command's (a
-//! `select!` would keep one per source in every job's future), a run that finishes at once is
+//! memory per tick: it polls its sources in place and keeps no future of its own (a `select!`
+//! would keep one per source in every job's future), a run that finishes at once is
 //! polled in the same turn that starts it (no task is spawned), the status is written under one
 //! per-job lock once per turn, and watchers are woken once per turn, only if any watch.
 //! `benches/supervisor.rs` measures it against a raw tokio interval loop.
 
 use std::any::Any;
 use std::future::poll_fn;
-use std::pin::pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -131,21 +130,16 @@ impl Supervisor {
             }
             self.publish(&mut ticking);
 
-            // The futures that live across turns of the loop are made once: a tick then costs no
-            // waiter registration. Shutdown arrives as a command, so that one wake source serves
-            // both.
-            let shared = self.shared.clone();
-            let mut command = pin!(shared.next_command());
             // Runs are started with the job's own waker: one that is still under way wakes the
-            // job, which polls it in `runs.next_report()`.
+            // job, which polls it in `runs.poll_next_report`.
             let waker = poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
             loop {
                 timer.set(ticking.fire_at.filter(|_| !ticking.paused));
-                // Each source is polled in place, in this order (an operator's command first):
-                // nothing is made per turn, and the loop's future keeps no futures of its own
-                // beyond the command's.
+                // Each source is polled in place, in this order (an operator's command first:
+                // shutdown is one): nothing is made per turn, and the loop's future keeps no
+                // futures of its own.
                 let event = poll_fn(|cx| {
-                    if let Poll::Ready(next) = command.as_mut().poll(cx) {
+                    if let Poll::Ready(next) = self.shared.poll_command(cx) {
                         return Poll::Ready(Event::Command(next));
                     }
                     if let Poll::Ready(report) = ticking.runs.poll_next_report(cx) {
@@ -162,7 +156,6 @@ impl Supervisor {
                 .await;
                 let started = match event {
                     Event::Command(next) => {
-                        command.set(shared.next_command());
                         if matches!(next, Command::Shutdown) {
                             break;
                         }
