@@ -26,6 +26,8 @@ enum Hook {
 struct Hooked {
     leadership: Leadership,
     hooks: Arc<Mutex<Vec<Hook>>>,
+    /// Whether `on_acquired` panics after recording itself.
+    acquired_panics: bool,
 }
 
 impl LoopJob for Hooked {
@@ -46,6 +48,9 @@ impl LoopJob for Hooked {
             .lock()
             .unwrap()
             .push(Hook::Acquired(lease.key().into()));
+        if self.acquired_panics {
+            panic!("deliberate panic in on_acquired");
+        }
     }
     async fn on_lost(&self, lease: &HeldLease, reason: &LostReason) {
         assert!(!lease.is_held(), "a lease reported lost is not held");
@@ -114,6 +119,7 @@ async fn a_clean_shutdown_calls_on_lost_with_released_before_on_stopped_and_logs
     let job = Hooked {
         leadership: Leadership::new(LeaderMode::Global),
         hooks: hooks.clone(),
+        acquired_panics: false,
     };
     let ((report, taken_over), lines) = logged(async {
         let host = host(store.clone(), "a", job);
@@ -143,6 +149,48 @@ async fn a_clean_shutdown_calls_on_lost_with_released_before_on_stopped_and_logs
     assert_eq!(count(&lines, "INFO", "leases released"), 1, "{lines:#?}");
 }
 
+/// A leadership hook that panics is logged; the job keeps running and its later hooks are
+/// still called, in order.
+#[tokio::test(start_paused = true)]
+async fn a_panicking_leadership_hook_is_logged_and_the_job_and_its_later_hooks_go_on() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let store = Arc::new(MemoryStore::new());
+    let hooks = Arc::new(Mutex::new(Vec::new()));
+    let job = Hooked {
+        leadership: Leadership::new(LeaderMode::Global),
+        hooks: hooks.clone(),
+        acquired_panics: true,
+    };
+    let (report, lines) = logged(async {
+        let host = host(store.clone(), "a", job);
+        host.run_until(tokio::time::sleep(5 * SEC)).await
+    })
+    .await;
+    assert_eq!(
+        *hooks.lock().unwrap(),
+        [
+            Hook::Acquired("hooked".into()),
+            Hook::Lost("hooked".into(), LostReason::Released),
+            Hook::Stopped,
+        ]
+    );
+    let status = &report.job("hooked").unwrap().status;
+    assert!(
+        status.counters.succeeded >= 4,
+        "the job ran every second after its hook panicked: {:?}",
+        status.counters
+    );
+    let panicked: Vec<_> = lines
+        .iter()
+        .filter(|line| line.contains("ERROR") && line.contains("leadership hook panicked"))
+        .collect();
+    assert_eq!(panicked.len(), 1, "{lines:#?}");
+    assert!(
+        panicked[0].contains("deliberate panic in on_acquired"),
+        "{lines:#?}"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_largest_partitioned_job_is_acquired_at_once_logged_once_and_released_at_shutdown() {
     let _serial = ONE_AT_A_TIME.lock().await;
@@ -151,6 +199,7 @@ async fn the_largest_partitioned_job_is_acquired_at_once_logged_once_and_release
     let job = Hooked {
         leadership: Leadership::new(LeaderMode::Partitioned).partitions(MAX_PARTITIONS),
         hooks: hooks.clone(),
+        acquired_panics: false,
     };
     let ((held_at, report, taken_over), lines) = logged(async {
         let host = host(store.clone(), "a", job);
