@@ -64,6 +64,26 @@ impl LoopJob for Hooked {
     }
 }
 
+/// A job under `leadership`, and the list its hooks write to.
+fn hooked(leadership: Leadership, acquired_panics: bool) -> (Hooked, Arc<Mutex<Vec<Hook>>>) {
+    let hooks = Arc::new(Mutex::new(Vec::new()));
+    let job = Hooked {
+        leadership,
+        hooks: hooks.clone(),
+        acquired_panics,
+    };
+    (job, hooks)
+}
+
+/// What the hooks of a global job see when it wins its lease and its host stops cleanly.
+fn won_then_released() -> [Hook; 3] {
+    [
+        Hook::Acquired("hooked".into()),
+        Hook::Lost("hooked".into(), LostReason::Released),
+        Hook::Stopped,
+    ]
+}
+
 fn host(store: Arc<dyn LeaseStore>, node: &str, job: Hooked) -> Host {
     Host::builder()
         .node(NodeIdentity::new(node, "default"))
@@ -115,12 +135,7 @@ fn count(lines: &[String], level: &str, message: &str) -> usize {
 async fn a_clean_shutdown_calls_on_lost_with_released_before_on_stopped_and_logs_no_warning() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let store = Arc::new(MemoryStore::new());
-    let hooks = Arc::new(Mutex::new(Vec::new()));
-    let job = Hooked {
-        leadership: Leadership::new(LeaderMode::Global),
-        hooks: hooks.clone(),
-        acquired_panics: false,
-    };
+    let (job, hooks) = hooked(Leadership::new(LeaderMode::Global), false);
     let ((report, taken_over), lines) = logged(async {
         let host = host(store.clone(), "a", job);
         let report = host.run_until(tokio::time::sleep(5 * SEC)).await;
@@ -132,14 +147,7 @@ async fn a_clean_shutdown_calls_on_lost_with_released_before_on_stopped_and_logs
         (report, won.len())
     })
     .await;
-    assert_eq!(
-        *hooks.lock().unwrap(),
-        [
-            Hook::Acquired("hooked".into()),
-            Hook::Lost("hooked".into(), LostReason::Released),
-            Hook::Stopped,
-        ]
-    );
+    assert_eq!(*hooks.lock().unwrap(), won_then_released());
     let leadership = report.job("hooked").unwrap().status.leadership.clone();
     let leadership = leadership.expect("a guarded job reports its leadership");
     assert_eq!((leadership.acquired, leadership.lost), (1, 1));
@@ -155,25 +163,13 @@ async fn a_clean_shutdown_calls_on_lost_with_released_before_on_stopped_and_logs
 async fn a_panicking_leadership_hook_is_logged_and_the_job_and_its_later_hooks_go_on() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let store = Arc::new(MemoryStore::new());
-    let hooks = Arc::new(Mutex::new(Vec::new()));
-    let job = Hooked {
-        leadership: Leadership::new(LeaderMode::Global),
-        hooks: hooks.clone(),
-        acquired_panics: true,
-    };
+    let (job, hooks) = hooked(Leadership::new(LeaderMode::Global), true);
     let (report, lines) = logged(async {
         let host = host(store.clone(), "a", job);
         host.run_until(tokio::time::sleep(5 * SEC)).await
     })
     .await;
-    assert_eq!(
-        *hooks.lock().unwrap(),
-        [
-            Hook::Acquired("hooked".into()),
-            Hook::Lost("hooked".into(), LostReason::Released),
-            Hook::Stopped,
-        ]
-    );
+    assert_eq!(*hooks.lock().unwrap(), won_then_released());
     let status = &report.job("hooked").unwrap().status;
     assert!(
         status.counters.succeeded >= 4,
@@ -195,12 +191,10 @@ async fn a_panicking_leadership_hook_is_logged_and_the_job_and_its_later_hooks_g
 async fn the_largest_partitioned_job_is_acquired_at_once_logged_once_and_released_at_shutdown() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let store = Arc::new(MemoryStore::new());
-    let hooks = Arc::new(Mutex::new(Vec::new()));
-    let job = Hooked {
-        leadership: Leadership::new(LeaderMode::Partitioned).partitions(MAX_PARTITIONS),
-        hooks: hooks.clone(),
-        acquired_panics: false,
-    };
+    let (job, hooks) = hooked(
+        Leadership::new(LeaderMode::Partitioned).partitions(MAX_PARTITIONS),
+        false,
+    );
     let ((held_at, report, taken_over), lines) = logged(async {
         let host = host(store.clone(), "a", job);
         let handle = host.handle();
