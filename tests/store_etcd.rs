@@ -2,11 +2,12 @@
 //! calls keep working with one member of three down (also those in flight on it when it died),
 //! unreachable endpoints and a cluster without quorum are errors within the operation timeout
 //! that say what to fix, an operator's trigger whose answer was lost is not asked for twice,
-//! bad URLs and prefixes are named, and a URL's password never shows.
+//! calls that only read add nothing to etcd's log, bad URLs and prefixes are named, and a URL's
+//! password never shows.
 //!
 //! The test on the shared cluster runs when `LOOPJOB_TEST_ETCD_URL` is set (`.ci/run` sets it)
-//! and says plainly that it was skipped otherwise. The quorum and member tests start private
-//! three-member clusters and kill members; they say so when `etcd` is not installed.
+//! and says plainly that it was skipped otherwise. The quorum, member and log tests start
+//! private three-member clusters (and kill members); they say so when `etcd` is not installed.
 #![cfg(feature = "etcd")]
 
 #[path = "support/database_url.rs"]
@@ -332,6 +333,57 @@ async fn calls_in_flight_on_a_member_that_dies_are_sent_again() {
             Err(error) => panic!("a call in flight on the dead member: {error}"),
         }
     }
+}
+
+/// The calls that only read (a try for a key another node holds, the records, the history, the
+/// list) add no entry to etcd's raft log, which every member writes to its disk: they cost the
+/// cluster a read, not a write. (The store's reads used to nest each key's gets in a
+/// transaction of its own, which etcd takes for a write even when it holds only gets.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_that_only_read_add_nothing_to_etcds_log() {
+    let Some(cluster) = PrivateCluster::start("reads") else {
+        return;
+    };
+    let (leader, _) = cluster.leader_and_follower().await;
+    let store = EtcdStore::connect_lazy(&cluster.url(), StoreOptions::default()).unwrap();
+    let keys = ["k".to_owned()];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match store.try_acquire("a", &keys, LONG).await {
+            Ok(held) if held.len() == 1 => break,
+            answer => assert!(Instant::now() < deadline, "no start: {answer:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The first try of "b" grants its etcd lease (a write); later tries keep it alive.
+    assert!(
+        store
+            .try_acquire("b", &keys, LONG)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let leader_address = format!("127.0.0.1:{}", cluster.client_ports[leader]);
+    let mut leader_client = Client::connect([leader_address], None).await.unwrap();
+    let before = leader_client.status().await.unwrap().raft_index();
+    for _ in 0..5 {
+        assert!(
+            store
+                .try_acquire("b", &keys, LONG)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(store.schedules(&keys).await.unwrap().is_empty());
+        let history = store.history("k", 10).await;
+        assert!(
+            matches!(history, Err(StoreError::UnknownKey { .. })),
+            "{history:?}"
+        );
+        assert_eq!(store.list("").await.unwrap().len(), 1);
+    }
+    let after = leader_client.status().await.unwrap().raft_index();
+    assert_eq!(after, before, "entries added to the raft log by reads");
 }
 
 /// An operator's trigger whose answer was lost is not asked for again: the store sends a

@@ -1,11 +1,19 @@
 //! Batched transactions: how the etcd store reads and writes many keys in few round trips.
 //!
-//! etcd refuses a transaction of more than 128 operations (its `--max-txn-ops`), counting a
-//! nested transaction's operations against what its parent leaves. Each key's reads (or its
-//! guarded writes, at most [`MAX_OPS_PER_KEY`]) are one nested transaction, so one round trip
-//! carries up to 120 keys, and a key whose guard fails leaves the others' writes standing.
-//! Larger batches are split into round trips of 120 keys. Every request is sent again while
-//! its connection to the endpoint the client picked fails (see [`sent`]).
+//! etcd refuses a transaction of more than 128 operations (its `--max-txn-ops`) at any one
+//! level of nesting.
+//!
+//! - **Reads are flat**: up to 128 gets per transaction, the round trips of a larger batch
+//!   sent side by side. etcd serves a transaction of gets alone as a read, without a log entry
+//!   (a linearizable one first asks the leader how far it has committed). A transaction that
+//!   nests another, even of gets alone, is a write to etcd: it is appended to the raft log
+//!   and written to every member's disk, so a small read would cost as much as a write.
+//! - **Writes nest** each key's guarded writes (at most [`MAX_OPS_PER_KEY`]) in a transaction
+//!   of their own, so that one round trip carries up to 120 keys and a key whose guard fails
+//!   leaves the others' writes standing. Larger batches are split into round trips of 120 keys.
+//!
+//! Every request is sent again while its connection to the endpoint the client picked fails
+//! (see [`sent`]).
 
 use std::future::Future;
 use std::time::Duration;
@@ -90,49 +98,71 @@ fn keys_per_round_trip(always: &[TxnOp]) -> usize {
 }
 
 /// The reads of `items` (each a list of gets) and the cluster revision of the first round
-/// trip. `always` (writes of keys no item reads) ends the last round trip, so the reads see
-/// what was there before them. The answer has, per item and per get, the key-values found.
+/// trip. `always` (writes) ends the last round trip, which is sent once the others have been
+/// answered, so every read sees what was there before them. The answer has, per item and per
+/// get, the key-values found.
 pub(super) async fn read(
     client: &mut Client,
     always: Vec<TxnOp>,
     items: Vec<Vec<TxnOp>>,
 ) -> Result<(Vec<Vec<Vec<KeyValue>>>, i64), etcd_client::Error> {
-    let per_round_trip = keys_per_round_trip(&always);
-    let mut found = Vec::with_capacity(items.len());
-    let mut revision = 0;
-    let mut items = items.into_iter().peekable();
-    loop {
-        let mut ops: Vec<TxnOp> = items
-            .by_ref()
-            .take(per_round_trip)
-            .map(|gets| TxnOp::txn(Txn::new().and_then(gets)))
-            .collect();
-        let last = items.peek().is_none();
-        if last {
-            ops.extend(always.iter().cloned());
+    let client: &Client = client;
+    let mut round_trips = round_trips(items, always.len());
+    let last = round_trips.pop().unwrap_or_default();
+    let earlier = futures_util::future::try_join_all(
+        round_trips
+            .into_iter()
+            .map(|items| read_flat(client, Vec::new(), items)),
+    )
+    .await?;
+    let (last_found, last_revision) = read_flat(client, always, last).await?;
+    let revision = earlier
+        .first()
+        .map_or(last_revision, |(_, revision)| *revision);
+    let mut found: Vec<_> = earlier.into_iter().flat_map(|(found, _)| found).collect();
+    found.extend(last_found);
+    Ok((found, revision))
+}
+
+/// `items` split into round trips of at most [`MAX_TXN_OPS`] gets, with room in the last one
+/// for `always` operations; at least one round trip, perhaps empty.
+fn round_trips(items: Vec<Vec<TxnOp>>, always: usize) -> Vec<Vec<Vec<TxnOp>>> {
+    let mut round_trips = vec![Vec::new()];
+    let mut operations = 0;
+    for item in items {
+        if operations + item.len() > MAX_TXN_OPS {
+            round_trips.push(Vec::new());
+            operations = 0;
         }
-        let response = txn(client, Txn::new().and_then(ops)).await?;
-        if revision == 0 {
-            revision = response.header().map_or(0, |header| header.revision());
-        }
-        for nested in response.op_responses() {
-            let TxnOpResponse::Txn(nested) = nested else {
-                continue;
-            };
-            let gets = nested
-                .op_responses()
-                .into_iter()
-                .map(|get| match get {
-                    TxnOpResponse::Get(get) => get.kvs().to_vec(),
-                    _ => Vec::new(),
-                })
-                .collect();
-            found.push(gets);
-        }
-        if last {
-            return Ok((found, revision));
-        }
+        operations += item.len();
+        round_trips.last_mut().expect("never empty").push(item);
     }
+    if operations + always > MAX_TXN_OPS {
+        round_trips.push(Vec::new());
+    }
+    round_trips
+}
+
+/// One round trip of [`read`]: `items`' gets in one flat transaction, then `always`.
+async fn read_flat(
+    client: &Client,
+    always: Vec<TxnOp>,
+    items: Vec<Vec<TxnOp>>,
+) -> Result<(Vec<Vec<Vec<KeyValue>>>, i64), etcd_client::Error> {
+    let lengths: Vec<usize> = items.iter().map(Vec::len).collect();
+    let mut ops: Vec<TxnOp> = items.into_iter().flatten().collect();
+    ops.extend(always);
+    let response = txn(client, Txn::new().and_then(ops)).await?;
+    let revision = response.header().map_or(0, |header| header.revision());
+    let mut answers = response.op_responses().into_iter().map(|get| match get {
+        TxnOpResponse::Get(get) => get.kvs().to_vec(),
+        _ => Vec::new(),
+    });
+    let found = lengths
+        .into_iter()
+        .map(|length| answers.by_ref().take(length).collect())
+        .collect();
+    Ok((found, revision))
 }
 
 /// The writes of one key, made only if every guard still holds.
@@ -188,5 +218,45 @@ pub(super) async fn write(
         if items.peek().is_none() {
             return Ok(written);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gets(count: usize) -> Vec<TxnOp> {
+        (0..count)
+            .map(|i| TxnOp::get(vec![i as u8], None))
+            .collect()
+    }
+
+    fn shape(round_trips: &[Vec<Vec<TxnOp>>]) -> Vec<Vec<usize>> {
+        round_trips
+            .iter()
+            .map(|items| items.iter().map(Vec::len).collect())
+            .collect()
+    }
+
+    #[test]
+    fn reads_that_fit_are_one_round_trip() {
+        let items = vec![gets(2), gets(2), gets(1)];
+        assert_eq!(shape(&round_trips(items, 1)), vec![vec![2, 2, 1]]);
+        assert_eq!(
+            shape(&round_trips(Vec::new(), 0)),
+            vec![Vec::<usize>::new()]
+        );
+    }
+
+    #[test]
+    fn larger_reads_split_between_items_and_leave_room_for_the_writes() {
+        // 64 items of two gets fill one transaction exactly; the writes need another.
+        let items = (0..64).map(|_| gets(2)).collect();
+        assert_eq!(shape(&round_trips(items, 0)), vec![vec![2; 64]]);
+        let items = (0..64).map(|_| gets(2)).collect();
+        assert_eq!(shape(&round_trips(items, 1)), vec![vec![2; 64], vec![]]);
+        // An item is never split: 42 items of three gets fit in 128, 43 would not.
+        let items = (0..50).map(|_| gets(3)).collect();
+        assert_eq!(shape(&round_trips(items, 1)), vec![vec![3; 42], vec![3; 8]]);
     }
 }

@@ -47,8 +47,8 @@ use super::{
 ///
 /// - **One etcd lease per node and ttl.** A holder's keys taken with the same ttl (in whole
 ///   seconds) ride on one etcd lease, granted on first use: [`LeaseStore::renew`] is one
-///   keep-alive of that lease, plus one read per 120 keys to answer which keys are still held
-///   at their epochs. A call with another ttl uses (and a renew moves the keys to) the
+///   keep-alive of that lease, plus a read of the keys to answer which are still held at
+///   their epochs (one round trip per 64 keys, sent side by side). A call with another ttl uses (and a renew moves the keys to) the
 ///   holder's lease for that ttl.
 /// - **Expiry is etcd's.** A key is held while its marker `P held/KEY`, attached to the
 ///   holder's etcd lease, exists; etcd deletes it when the lease runs out, by the cluster
@@ -59,9 +59,13 @@ use super::{
 ///   countdown first, unless it was restarted so recently that the rounding still covers the
 ///   ttl from the call. Renewals and fenced writes also refuse a key whose holder's ttl has
 ///   passed by its own clock although etcd still keeps it: the holder no longer counts on it.
-/// - **Acquisition** reads the keys from the member it asks, then writes in a transaction
-///   per 120 keys, each key's writes guarded by the revisions at which its row and marker were
-///   read: a key that changed in between (or a stale read) is simply not won.
+/// - **Acquisition** reads the keys and, beside the read, restarts the countdown of the
+///   holder's etcd lease (a keep-alive, which etcd's leader answers from memory; a grant if
+///   the holder has none), then writes in a transaction per 120 keys, each key's writes
+///   guarded by the revisions at which its row and marker were read: a key that changed in
+///   between is simply not won.
+/// - **Reads are reads to etcd**: transactions of plain gets, which etcd answers without a log
+///   entry (see `batch`); only writes go through its raft log and every member's disk.
 /// - **Epochs grow from etcd's revision.** A key's first epoch is the cluster's revision when
 ///   it was read (a large number); each acquisition adds one, guarded by the row's revision.
 ///   Lease rows are never deleted; if one is deleted by hand, the key's next first epoch is a
@@ -178,16 +182,6 @@ impl KeyState {
         let asked = expiries.get(&held.lease()).copied().unwrap_or(0);
         now < row.expires.max(asked)
     }
-}
-
-/// Which member answers a read of lease keys.
-#[derive(Debug, Clone, Copy)]
-enum Reads {
-    /// The member asked, from what it has applied: for acquisition, whose guarded writes fail
-    /// if the read was stale (see [`EtcdStore::local_lease_gets`]).
-    Local,
-    /// The member asked, once it has confirmed with the leader that it is current.
-    Current,
 }
 
 /// The keys read, with the expiries asked of the etcd leases they ride on.
@@ -359,16 +353,11 @@ impl EtcdStore {
         &self,
         client: &mut Client,
         operation: &'static str,
-        reads: Reads,
         always: Vec<TxnOp>,
         keys: &[&str],
         leases: &[i64],
     ) -> Result<LeaseStates, StoreError> {
-        let gets = match reads {
-            Reads::Local => Self::local_lease_gets,
-            Reads::Current => Self::lease_gets,
-        };
-        let items = keys.iter().map(|key| gets(self, key)).collect();
+        let items = keys.iter().map(|key| self.lease_gets(key)).collect();
         let (found, expiries, revision) = self
             .read_with_expiries(client, operation, always, items, leases)
             .await?;
@@ -387,17 +376,6 @@ impl EtcdStore {
     /// The gets of a key's lease: its marker, then its row (see [`EtcdStore::key_state`]).
     fn lease_gets(&self, key: &str) -> Vec<TxnOp> {
         vec![get(self.layout.held(key)), get(self.layout.row(key))]
-    }
-
-    /// [`EtcdStore::lease_gets`] answered by the member asked, without asking the leader
-    /// whether it is current: for acquisition, whose guarded writes fail if anything changed,
-    /// so a stale answer costs at most a missed chance, and contenders' reads stay local.
-    fn local_lease_gets(&self, key: &str) -> Vec<TxnOp> {
-        let local = || Some(GetOptions::new().with_serializable());
-        vec![
-            TxnOp::get(self.layout.held(key), local()),
-            TxnOp::get(self.layout.row(key), local()),
-        ]
     }
 
     /// A key's lease from the next two answers of `gets`, the answers to
@@ -537,7 +515,7 @@ impl EtcdStore {
         Ok(records)
     }
 
-    /// What fenced writes of `holder` need of each key, in one round trip (for up to 120
+    /// What fenced writes of `holder` need of each key, in one round trip (for up to 32
     /// keys): its lease, its record and, where a run's number is given, that run; with the
     /// expiries asked of the etcd leases the keys ride on.
     async fn read_fenced(
@@ -789,20 +767,23 @@ impl LeaseStore for EtcdStore {
         self.bounded("try_acquire", async {
             let mut client = self.client("try_acquire").await?;
             let (now, call) = (now_ms(), Instant::now());
+            // The holder's etcd lease is made ready beside the read (its countdown restarted,
+            // or a lease granted if it has none or it lapsed), so a key found free costs one
+            // more round trip, the write, not two: a follower taking over from a release is
+            // that much sooner. A follower that loses pays one keep-alive per try, which etcd's
+            // leader answers from memory. The countdown restarts before the keys are attached,
+            // so they live at least the ttl from the call.
+            let mut lease_client = client.clone();
+            let (read, lease) = tokio::join!(
+                self.read_leases(&mut client, "try_acquire", Vec::new(), &keys, &[]),
+                self.node_leases
+                    .refresh(&mut lease_client, holder, ttl, call),
+            );
             let LeaseStates {
                 mut states,
                 mut expiries,
                 revision,
-            } = self
-                .read_leases(
-                    &mut client,
-                    "try_acquire",
-                    Reads::Local,
-                    Vec::new(),
-                    &keys,
-                    &[],
-                )
-                .await?;
+            } = read?;
             if let Some(corrupt) = states.iter_mut().find_map(|state| state.corrupt.take()) {
                 return Err(corrupt);
             }
@@ -829,16 +810,11 @@ impl LeaseStore for EtcdStore {
                 .map(|(key, state)| (*key, state))
                 .collect();
             if free.is_empty() {
-                // Losing costs one read: no lease is kept alive, nothing is written.
+                // Losing writes nothing.
                 return Ok(Vec::new());
             }
-            // The countdown restarts before the keys are attached, so they live at least the
-            // ttl from the call; their guards make sure nothing changed since the read.
-            let lease = self
-                .node_leases
-                .refresh(&mut client, holder, ttl, call)
-                .await
-                .map_err(failed("try_acquire"))?;
+            // The writes' guards make sure nothing changed since the read.
+            let lease = lease.map_err(failed("try_acquire"))?;
             let expires = now.saturating_add(ttl);
             let (mut won, mut writes) = (Vec::new(), Vec::new());
             for (key, state) in free {
@@ -896,7 +872,7 @@ impl LeaseStore for EtcdStore {
             let mut known = self.node_leases.of(holder);
             known.push(lease);
             let mut read = self
-                .read_leases(&mut client, "renew", Reads::Current, always, &keys, &known)
+                .read_leases(&mut client, "renew", always, &keys, &known)
                 .await?;
             // Keys this store did not put on its leases (taken through another handle).
             let riding = riding_on(&read.states);
@@ -955,14 +931,7 @@ impl LeaseStore for EtcdStore {
             let mut client = self.client("release").await?;
             let keys: Vec<&str> = leases.iter().map(|(key, _)| *key).collect();
             let read = self
-                .read_leases(
-                    &mut client,
-                    "release",
-                    Reads::Current,
-                    Vec::new(),
-                    &keys,
-                    &[],
-                )
+                .read_leases(&mut client, "release", Vec::new(), &keys, &[])
                 .await?;
             let now = now_ms();
             let mut writes = Vec::new();
