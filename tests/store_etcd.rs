@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use etcd_client::{Client, DeleteOptions};
 use loopjob::store::{
-    EtcdStore, LeaseStore, NextDue, RunStart, StoreError, StoreOptions, open_with,
+    EtcdStore, LeaseStore, NextDue, RunEnd, RunResult, RunStart, StoreError, StoreOptions,
+    open_with,
 };
 
 const LONG: Duration = Duration::from_secs(60);
@@ -384,6 +385,107 @@ async fn calls_that_only_read_add_nothing_to_etcds_log() {
     }
     let after = leader_client.status().await.unwrap().raft_index();
     assert_eq!(after, before, "entries added to the raft log by reads");
+}
+
+/// How many transactions the members of `cluster` have been sent, by their metrics.
+async fn transactions(cluster: &PrivateCluster) -> u64 {
+    let mut total = 0;
+    for port in &cluster.client_ports {
+        let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        total += metrics
+            .lines()
+            .filter(|line| {
+                line.starts_with("grpc_server_started_total{")
+                    && line.contains("grpc_method=\"Txn\"")
+            })
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum::<u64>();
+    }
+    total
+}
+
+/// Once the store knows a key it holds (from the acquisition and the read of its record that
+/// a guard makes next), a run's start, its end and the key's release are one transaction
+/// each, not a read and then a transaction; and when another writer changed the record in
+/// between (an operator's trigger through another store), the write on what the store knew
+/// fails its guards, and the store reads and writes again: the start still counts the run
+/// after the trigger's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_known_keys_start_end_and_release_are_one_transaction_each() {
+    let Some(cluster) = PrivateCluster::start("known") else {
+        return;
+    };
+    let store = EtcdStore::connect_lazy(&cluster.url(), StoreOptions::default()).unwrap();
+    let keys = ["k".to_owned()];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let lease = loop {
+        match store.try_acquire("a", &keys, LONG).await {
+            Ok(mut held) if held.len() == 1 => break held.remove(0),
+            answer => assert!(Instant::now() < deadline, "no start: {answer:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let epoch = lease.epoch;
+    let start = RunStart {
+        key: "k".to_owned(),
+        epoch,
+        scheduled_ms: 0,
+        next_due: NextDue::After(LONG),
+        triggered: false,
+        history_limit: 10,
+    };
+    let end = |seq| RunEnd {
+        key: "k".to_owned(),
+        epoch,
+        seq,
+        outcome: RunResult::Succeeded,
+        attempts: 1,
+        error: None,
+        next_due: NextDue::Unchanged,
+    };
+    assert!(store.schedules(&keys).await.unwrap().is_empty());
+
+    let before = transactions(&cluster).await;
+    let started = store
+        .start_runs("a", std::slice::from_ref(&start))
+        .await
+        .unwrap();
+    assert_eq!(started.len(), 1);
+    assert_eq!(transactions(&cluster).await - before, 1, "a known start");
+    let before = transactions(&cluster).await;
+    let ended = store.end_runs("a", &[end(started[0].seq)]).await.unwrap();
+    assert_eq!(ended, ["k"]);
+    assert_eq!(transactions(&cluster).await - before, 1, "a known end");
+
+    let operator = EtcdStore::connect_lazy(&cluster.url(), StoreOptions::default()).unwrap();
+    operator.trigger("k", "ops").await.unwrap();
+    let before = transactions(&cluster).await;
+    let triggered = RunStart {
+        triggered: true,
+        ..start
+    };
+    let started = store.start_runs("a", &[triggered]).await.unwrap();
+    assert_eq!(started.len(), 1, "the start after the trigger");
+    assert_eq!(started[0].seq, 2);
+    // The write on what was known, the read, the write.
+    assert_eq!(
+        transactions(&cluster).await - before,
+        3,
+        "a start after another's write"
+    );
+    let history = store.history("k", 10).await.unwrap();
+    assert_eq!(history.len(), 2, "{history:?}");
+
+    let before = transactions(&cluster).await;
+    store.release("a", &[lease.to_ref()]).await.unwrap();
+    assert_eq!(transactions(&cluster).await - before, 1, "a known release");
+    let taken = store.try_acquire("b", &keys, LONG).await.unwrap();
+    assert_eq!(taken.len(), 1, "the released key is free");
 }
 
 /// An operator's trigger whose answer was lost is not asked for again: the store sends a

@@ -173,9 +173,8 @@ pub(super) struct Guarded {
 }
 
 impl Guarded {
-    /// Writes made only if `key` is unchanged since it was read as `read` (or still absent).
-    pub(super) fn unchanged(mut self, key: Vec<u8>, read: Option<&KeyValue>) -> Self {
-        let revision = read.map_or(0, KeyValue::mod_revision);
+    /// Writes made only if `key` was last changed at `revision` (0: it is still absent).
+    pub(super) fn unchanged(mut self, key: Vec<u8>, revision: i64) -> Self {
         self.guards
             .push(Compare::mod_revision(key, CompareOp::Equal, revision));
         self
@@ -187,13 +186,20 @@ impl Guarded {
     }
 }
 
+/// The revision at which a key was last changed as `read` shows it, 0 for a key not found
+/// (what [`Guarded::unchanged`] compares).
+pub(super) fn revision(read: Option<&KeyValue>) -> i64 {
+    read.map_or(0, KeyValue::mod_revision)
+}
+
 /// Makes each item's writes where its guards hold, with `always` (writes of keys no item
-/// writes) in every round trip, so at least one; answers per item whether it was written.
+/// writes) in every round trip, so at least one; answers per item the revision at which its
+/// writes were made (that of every key it wrote), or `None` where a guard failed.
 pub(super) async fn write(
     client: &mut Client,
     always: Vec<TxnOp>,
     items: Vec<Guarded>,
-) -> Result<Vec<bool>, etcd_client::Error> {
+) -> Result<Vec<Option<i64>>, etcd_client::Error> {
     let per_round_trip = keys_per_round_trip(&always);
     let mut written = Vec::with_capacity(items.len());
     let mut items = items.into_iter().peekable();
@@ -206,12 +212,13 @@ pub(super) async fn write(
                 .map(|item| TxnOp::txn(Txn::new().when(item.guards).and_then(item.writes))),
         );
         let response = txn(client, Txn::new().and_then(ops)).await?;
+        let revision = response.header().map_or(0, |header| header.revision());
         written.extend(
             response
                 .op_responses()
                 .into_iter()
                 .filter_map(|op| match op {
-                    TxnOpResponse::Txn(nested) => Some(nested.succeeded()),
+                    TxnOpResponse::Txn(nested) => Some(nested.succeeded().then_some(revision)),
                     _ => None,
                 }),
         );

@@ -3,12 +3,14 @@
 //!
 //! What a user relies on (the keys, where the epochs come from, what the clock is) is
 //! documented on [`EtcdStore`], where rustdoc shows it. `layout.rs` names the keys and reads
-//! their values, `batch.rs` reads and writes many keys per round trip, `node_lease.rs` keeps
-//! the node's etcd leases alive, `listen.rs` turns watch events into release notices, and
-//! `checks.rs` checks the URL and the key prefix.
+//! their values, `batch.rs` reads and writes many keys per round trip, `known.rs` keeps what
+//! the store last saw of its holders' keys so a fenced write need not read first,
+//! `node_lease.rs` keeps the node's etcd leases alive, `listen.rs` turns watch events into
+//! release notices, and `checks.rs` checks the URL and the key prefix.
 
 mod batch;
 mod checks;
+mod known;
 mod layout;
 mod listen;
 mod node_lease;
@@ -29,6 +31,7 @@ use tokio::sync::{OnceCell, broadcast};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use self::batch::Guarded;
+use self::known::{Fenced, Known, LeaseSeen, RecordSeen, RunSeen};
 use self::layout::{Layout, LeaseRow};
 use self::node_lease::NodeLeases;
 use super::notify::BACKLOG;
@@ -77,8 +80,11 @@ use super::{
 ///   reaches every store's watch, which wakes waiting followers at once.
 /// - **Schedule writes are fenced** by the same guards: the marker and the lease row unchanged
 ///   since they were read with the caller's holder and epoch, so the key was held, unexpired,
-///   at the epoch the caller names when the write committed. Each is a read and a transaction
-///   per 120 keys.
+///   at the epoch the caller names when the write committed. Each is one transaction per 120
+///   keys when the store knows the keys (from its own acquisition, the read of the records
+///   that follows it, and its last fenced write of each): a run's start and its end are one
+///   round trip each. Where it does not, or another writer changed a key since, it reads
+///   first (see `known.rs`).
 ///
 /// # The clock
 ///
@@ -126,6 +132,7 @@ pub struct EtcdStore {
     timeout: Duration,
     client: OnceCell<Client>,
     node_leases: NodeLeases,
+    known: Known,
     releases: OnceLock<broadcast::Sender<ReleaseNotice>>,
     stop_listener: CancellationToken,
     _stop_on_drop: DropGuard,
@@ -182,6 +189,18 @@ impl KeyState {
         let asked = expiries.get(&held.lease()).copied().unwrap_or(0);
         now < row.expires.max(asked)
     }
+
+    /// The key's lease as fenced writes see it, if it is held.
+    fn seen(&self) -> Option<LeaseSeen> {
+        let (held, row) = (self.held.as_ref()?, self.row.clone()?);
+        Some(LeaseSeen {
+            held_revision: held.mod_revision(),
+            held_by: String::from_utf8_lossy(held.value()).into_owned(),
+            etcd_lease: held.lease(),
+            row_revision: batch::revision(self.row_kv.as_ref()),
+            row,
+        })
+    }
 }
 
 /// The keys read, with the expiries asked of the etcd leases they ride on.
@@ -191,13 +210,14 @@ struct LeaseStates {
     revision: i64,
 }
 
-/// What a fenced schedule write reads of a key: its lease and its record (and, for an end,
-/// the run).
-struct Fenced {
-    lease: KeyState,
-    record_kv: Option<KeyValue>,
-    record: Option<Record>,
-    run: Option<(KeyValue, RunRecord)>,
+/// One fenced write of a key (see [`EtcdStore::fenced_writes`]): the caller's answer if it is
+/// made, the guarded write, and what it writes, for the store to know after.
+struct FencedWrite<T> {
+    answer: T,
+    write: Guarded,
+    record: Record,
+    /// The run written, by number, if any.
+    run: Option<(i64, RunRecord)>,
 }
 
 /// The system clock in ms since the Unix epoch: the store's clock (see [`EtcdStore`]).
@@ -314,6 +334,7 @@ impl EtcdStore {
             timeout,
             client: OnceCell::new(),
             node_leases: NodeLeases::default(),
+            known: Known::default(),
             releases: OnceLock::new(),
             _stop_on_drop: stop_listener.clone().drop_guard(),
             stop_listener,
@@ -471,8 +492,22 @@ impl EtcdStore {
     /// The guard of a key's lease: its marker and row unchanged since `state` was read.
     fn lease_guard(&self, key: &str, state: &KeyState) -> Guarded {
         Guarded::default()
-            .unchanged(self.layout.held(key), state.held.as_ref())
-            .unchanged(self.layout.row(key), state.row_kv.as_ref())
+            .unchanged(self.layout.held(key), batch::revision(state.held.as_ref()))
+            .unchanged(self.layout.row(key), batch::revision(state.row_kv.as_ref()))
+    }
+
+    /// The release of `key` whose marker and row were last changed at `revisions` (guarded on
+    /// them): the marker deleted, the row kept with the time it was freed.
+    fn release_write(&self, key: &str, revisions: (i64, i64), row: &LeaseRow, now: i64) -> Guarded {
+        let row = LeaseRow {
+            freed: Some(now),
+            ..row.clone()
+        };
+        Guarded::default()
+            .unchanged(self.layout.held(key), revisions.0)
+            .unchanged(self.layout.row(key), revisions.1)
+            .write(TxnOp::delete(self.layout.held(key), None))
+            .write(put(self.layout.row(key), row.to_json()))
     }
 
     /// Records the expiry asked of `lease`, for how long its keys have been free after it ends.
@@ -501,10 +536,18 @@ impl EtcdStore {
             .map_err(failed("schedules"))?;
         let mut records = Vec::new();
         for (key, gets) in keys.iter().zip(found) {
-            let Some(record) = gets.first().and_then(|kvs| kvs.first()) else {
+            let Some(record_kv) = gets.first().and_then(|kvs| kvs.first()) else {
+                self.known.record_read(key, RecordSeen::default());
                 continue;
             };
-            let record = layout::read_record(&self.tables.schedules, key, record.value())?;
+            let record = layout::read_record(&self.tables.schedules, key, record_kv.value())?;
+            self.known.record_read(
+                key,
+                RecordSeen {
+                    revision: record_kv.mod_revision(),
+                    record: Some(record.clone()),
+                },
+            );
             let last_run = gets
                 .get(1)
                 .and_then(|kvs| kvs.first())
@@ -539,39 +582,117 @@ impl EtcdStore {
             .read_with_expiries(client, operation, Vec::new(), items, &leases)
             .await?;
         let mut fenced = Vec::with_capacity(keys.len());
-        for ((key, _), gets) in keys.iter().zip(found) {
+        let mut riding = Vec::new();
+        for ((key, seq), gets) in keys.iter().zip(found) {
             let mut gets = gets.into_iter();
             let lease = self.key_state(key, &mut gets);
+            riding.extend(lease.held.as_ref().map(KeyValue::lease));
             let record_kv = gets.next().and_then(|mut kvs| kvs.pop());
             let run_kv = gets.next().and_then(|mut kvs| kvs.pop());
             let record = record_kv
                 .as_ref()
                 .map(|kv| layout::read_record(&self.tables.schedules, key, kv.value()))
                 .transpose()?;
-            let run = match run_kv {
-                Some(kv) => {
-                    let run = layout::read_run(&self.tables.runs, key, kv.value())?;
-                    Some((kv, run))
-                }
-                None => None,
+            let run = match (seq, run_kv) {
+                (Some(seq), Some(kv)) => Some(RunSeen {
+                    seq: *seq,
+                    revision: kv.mod_revision(),
+                    run: layout::read_run(&self.tables.runs, key, kv.value())?,
+                }),
+                _ => None,
             };
-            fenced.push(Fenced {
-                lease,
-                record_kv,
-                record,
+            let state = Fenced {
+                lease: lease.seen(),
+                record: RecordSeen {
+                    revision: batch::revision(record_kv.as_ref()),
+                    record,
+                },
                 run,
-            });
+            };
+            self.known.read(key, &state);
+            fenced.push(state);
         }
-        let held = fenced.iter().map(|state| &state.lease);
-        self.add_expiries(client, operation, riding_on(held), &mut expiries)
+        self.add_expiries(client, operation, riding, &mut expiries)
             .await?;
+        for (lease, expires) in &expiries {
+            self.known.expiry(*lease, *expires);
+        }
         Ok((fenced, expiries))
     }
 
-    /// The guard of a fenced write: the key's lease and record unchanged since read.
+    /// The guard of a fenced write: the key's lease and record unchanged since seen.
     fn fence(&self, key: &str, state: &Fenced) -> Guarded {
-        self.lease_guard(key, &state.lease)
-            .unchanged(self.layout.schedule(key), state.record_kv.as_ref())
+        let (held, row) = state
+            .lease
+            .as_ref()
+            .map_or((0, 0), |lease| (lease.held_revision, lease.row_revision));
+        Guarded::default()
+            .unchanged(self.layout.held(key), held)
+            .unchanged(self.layout.row(key), row)
+            .unchanged(self.layout.schedule(key), state.record.revision)
+    }
+
+    /// Makes fenced writes of `holder` to `keys` (each with the run an end names): from what
+    /// the store knows of them if it knows all of them, in one round trip, else after reading
+    /// them (see `known.rs`). A key whose write failed on what was known, or whose known state
+    /// did not let it write, is read and tried once more. `write` makes an item's write from
+    /// its state, or `None` where it may not write. Answers the answers of the writes made, in
+    /// the order of `keys`.
+    async fn fenced_writes<T>(
+        &self,
+        client: &mut Client,
+        operation: &'static str,
+        holder: &str,
+        keys: &[(&str, Option<i64>)],
+        write: impl Fn(usize, &Fenced, &HashMap<i64, i64>) -> Option<FencedWrite<T>>,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut answers = Vec::with_capacity(keys.len());
+        let mut pending: Vec<usize> = (0..keys.len()).collect();
+        let mut may_know = true;
+        while !pending.is_empty() {
+            let asked: Vec<(&str, Option<i64>)> =
+                pending.iter().map(|&index| keys[index]).collect();
+            let known = may_know.then(|| self.known.fenced(&asked)).flatten();
+            let from_known = known.is_some();
+            let (states, expiries) = match known {
+                Some(known) => known,
+                None => self.read_fenced(client, operation, holder, &asked).await?,
+            };
+            let (mut made, mut writes, mut again) = (Vec::new(), Vec::new(), Vec::new());
+            for (&index, state) in pending.iter().zip(&states) {
+                match write(index, state, &expiries) {
+                    Some(fenced) => {
+                        writes.push(fenced.write);
+                        made.push((index, fenced.answer, fenced.record, fenced.run));
+                    }
+                    None if from_known => again.push(index),
+                    None => {}
+                }
+            }
+            if !writes.is_empty() {
+                let written = batch::write(client, Vec::new(), writes)
+                    .await
+                    .map_err(failed(operation))?;
+                for ((index, answer, record, run), revision) in made.into_iter().zip(written) {
+                    let key = keys[index].0;
+                    let Some(revision) = revision else {
+                        self.known.forget(key);
+                        if from_known {
+                            again.push(index);
+                        }
+                        continue;
+                    };
+                    let run = run.map(|(seq, run)| RunSeen { seq, revision, run });
+                    self.known.wrote(key, revision, record, run);
+                    answers.push((index, answer));
+                }
+            }
+            again.sort_unstable();
+            pending = if from_known { again } else { Vec::new() };
+            may_know = false;
+        }
+        answers.sort_unstable_by_key(|(index, _)| *index);
+        Ok(answers.into_iter().map(|(_, answer)| answer).collect())
     }
 
     /// Applies an operator command to `key`'s record, retrying if a write came in between.
@@ -615,7 +736,7 @@ impl EtcdStore {
                 let now = now_ms();
                 apply(&mut record, by, now);
                 let write = Guarded::default()
-                    .unchanged(self.layout.schedule(key), Some(&record_kv))
+                    .unchanged(self.layout.schedule(key), record_kv.mod_revision())
                     .write(put(self.layout.schedule(key), layout::record_json(&record)))
                     .write(put(self.layout.command(key), token.as_str()));
                 let written = batch::write(&mut client, Vec::new(), vec![write])
@@ -625,12 +746,14 @@ impl EtcdStore {
                 // first send reached etcd, the second finds the record changed by it. Applying
                 // the command again would then repeat it: a trigger the leader has served
                 // since would run twice.
-                let written = written.first() == Some(&true)
+                let written = matches!(written.first(), Some(Some(_)))
                     || self
                         .command_written(&client, key, &token, record_kv.mod_revision())
                         .await
                         .map_err(failed(operation))?;
                 if written {
+                    // Its holder's next fenced write reads the record anew.
+                    self.known.forget(key);
                     return Ok(record.to_public(key, now, last_run));
                 }
             }
@@ -739,7 +862,7 @@ impl LeaseStore for EtcdStore {
                 .filter(|kv| layout::read_ms(kv.value()).is_none_or(|ms| ms < hour_ago))
                 .map(|kv| {
                     Guarded::default()
-                        .unchanged(kv.key().to_vec(), Some(kv))
+                        .unchanged(kv.key().to_vec(), kv.mod_revision())
                         .write(TxnOp::delete(kv.key().to_vec(), None))
                 })
                 .collect();
@@ -830,16 +953,21 @@ impl LeaseStore for EtcdStore {
                         .write(put(self.layout.row(key), row.to_json()))
                         .write(put_on(lease, self.layout.held(key), holder)),
                 );
-                won.push(row.lease(key, expires));
+                won.push((row.lease(key, expires), row));
             }
             let always = vec![self.record_expiry(lease, expires)];
             let written = batch::write(&mut client, always, writes)
                 .await
                 .map_err(self.failed_on(lease, "try_acquire"))?;
+            self.known.expiry(lease, expires);
             Ok(won
                 .into_iter()
                 .zip(written)
-                .filter_map(|(lease, written)| written.then_some(lease))
+                .filter_map(|((won, row), revision)| {
+                    self.known
+                        .leased(&won.key, LeaseSeen::written(holder, revision?, row));
+                    Some(won)
+                })
                 .collect())
         })
         .await
@@ -874,6 +1002,7 @@ impl LeaseStore for EtcdStore {
             let mut read = self
                 .read_leases(&mut client, "renew", always, &keys, &known)
                 .await?;
+            self.known.expiry(lease, expires);
             // Keys this store did not put on its leases (taken through another handle).
             let riding = riding_on(&read.states);
             self.add_expiries(&mut client, "renew", riding, &mut read.expiries)
@@ -881,16 +1010,21 @@ impl LeaseStore for EtcdStore {
             let (mut renewed, mut moved, mut moves) = (Vec::new(), Vec::new(), Vec::new());
             for ((key, epoch), state) in leases.iter().zip(&read.states) {
                 let (Some(held), Some(row)) = (&state.held, &state.row) else {
+                    self.known.forget(key);
                     continue;
                 };
                 if !state.holds(holder, *epoch) || !state.alive(&read.expiries, now) {
+                    self.known.forget(key);
                     continue;
                 }
                 if held.lease() == lease {
-                    // The keep-alive renewed it.
+                    // The keep-alive renewed it; what the store knows of it still holds.
                     renewed.push(row.lease(key, expires));
                     continue;
                 }
+                // Moved below: rare (a ttl changed), so simply read again before the next
+                // fenced write.
+                self.known.forget(key);
                 // Taken with another ttl: move it onto the lease of this one.
                 let row = LeaseRow {
                     lease,
@@ -912,7 +1046,7 @@ impl LeaseStore for EtcdStore {
                     moved
                         .into_iter()
                         .zip(written)
-                        .filter_map(|(lease, written)| written.then_some(lease)),
+                        .filter_map(|(lease, revision)| revision.and(Some(lease))),
                 );
                 renewed.sort_by(|a, b| a.key.cmp(&b.key));
             }
@@ -929,25 +1063,50 @@ impl LeaseStore for EtcdStore {
         }
         self.bounded("release", async {
             let mut client = self.client("release").await?;
+            let now = now_ms();
+            // A key whose lease the store knows is released in one round trip; one it does not
+            // know, or whose guards fail (it changed since), is read first.
             let keys: Vec<&str> = leases.iter().map(|(key, _)| *key).collect();
+            let (mut known, mut unknown, mut writes) = (Vec::new(), Vec::new(), Vec::new());
+            for ((key, epoch), seen) in leases.iter().zip(self.known.take(&keys)) {
+                match seen.filter(|lease| lease.holds(holder, *epoch)) {
+                    Some(lease) => {
+                        writes.push(self.release_write(
+                            key,
+                            (lease.held_revision, lease.row_revision),
+                            &lease.row,
+                            now,
+                        ));
+                        known.push((*key, *epoch));
+                    }
+                    None => unknown.push((*key, *epoch)),
+                }
+            }
+            if !writes.is_empty() {
+                let written = batch::write(&mut client, Vec::new(), writes)
+                    .await
+                    .map_err(failed("release"))?;
+                let failed = known.into_iter().zip(written);
+                unknown
+                    .extend(failed.filter_map(|(key, revision)| revision.is_none().then_some(key)));
+            }
+            if unknown.is_empty() {
+                return Ok(());
+            }
+            let keys: Vec<&str> = unknown.iter().map(|(key, _)| *key).collect();
             let read = self
                 .read_leases(&mut client, "release", Vec::new(), &keys, &[])
                 .await?;
-            let now = now_ms();
             let mut writes = Vec::new();
-            for ((key, epoch), state) in leases.iter().zip(&read.states) {
+            for ((key, epoch), state) in unknown.iter().zip(&read.states) {
                 let Some(row) = state.row.as_ref().filter(|_| state.holds(holder, *epoch)) else {
                     continue;
                 };
-                let row = LeaseRow {
-                    freed: Some(now),
-                    ..row.clone()
-                };
-                writes.push(
-                    self.lease_guard(key, state)
-                        .write(TxnOp::delete(self.layout.held(key), None))
-                        .write(put(self.layout.row(key), row.to_json())),
+                let revisions = (
+                    batch::revision(state.held.as_ref()),
+                    batch::revision(state.row_kv.as_ref()),
                 );
+                writes.push(self.release_write(key, revisions, row, now));
             }
             if !writes.is_empty() {
                 batch::write(&mut client, Vec::new(), writes)
@@ -1104,31 +1263,34 @@ impl LeaseStore for EtcdStore {
                 plans.iter().map(|plan| (plan.key, None)).collect();
             // The caller's view of its lease at the call: the guards fence the write.
             let now = now_ms();
-            let (states, expiries) = self.read_fenced(&mut client, "plan", holder, &keys).await?;
-            let (mut planned, mut writes) = (Vec::new(), Vec::new());
-            for (plan, state) in plans.iter().zip(&states) {
-                if !state.lease.holds(holder, plan.epoch) || !state.lease.alive(&expiries, now) {
-                    continue;
-                }
-                let mut record = state.record.clone().unwrap_or_default();
-                if plan.only_if_unset && record.next_due.is_some() {
-                    continue;
-                }
-                record.set_due(plan.due, now);
-                writes.push(self.fence(plan.key, state).write(put(
-                    self.layout.schedule(plan.key),
-                    layout::record_json(&record),
-                )));
-                planned.push(plan.key.to_owned());
-            }
-            let written = batch::write(&mut client, Vec::new(), writes)
-                .await
-                .map_err(failed("plan"))?;
-            Ok(planned
-                .into_iter()
-                .zip(written)
-                .filter_map(|(key, written)| written.then_some(key))
-                .collect())
+            self.fenced_writes(
+                &mut client,
+                "plan",
+                holder,
+                &keys,
+                |index, state, expiries| {
+                    let plan = &plans[index];
+                    if !state.holds(holder, plan.epoch) || !state.alive(expiries, now) {
+                        return None;
+                    }
+                    let mut record = state.record.record.clone().unwrap_or_default();
+                    if plan.only_if_unset && record.next_due.is_some() {
+                        return None;
+                    }
+                    record.set_due(plan.due, now);
+                    let write = self.fence(plan.key, state).write(put(
+                        self.layout.schedule(plan.key),
+                        layout::record_json(&record),
+                    ));
+                    Some(FencedWrite {
+                        answer: plan.key.to_owned(),
+                        write,
+                        record,
+                        run: None,
+                    })
+                },
+            )
+            .await
         })
         .await
     }
@@ -1149,51 +1311,48 @@ impl LeaseStore for EtcdStore {
                 starts.iter().map(|start| (start.key, None)).collect();
             // The caller's view of its lease at the call: the guards fence the write.
             let now = now_ms();
-            let (states, expiries) = self
-                .read_fenced(&mut client, "start_runs", holder, &keys)
-                .await?;
-            let (mut started, mut writes) = (Vec::new(), Vec::new());
-            for (start, state) in starts.iter().zip(&states) {
-                if !state.lease.holds(holder, start.epoch) || !state.lease.alive(&expiries, now) {
-                    continue;
-                }
-                let mut record = state.record.clone().unwrap_or_default();
-                let Some(seq) = record.start(start.due, start.triggered, start.history_limit, now)
-                else {
-                    continue;
-                };
-                let run = start.run(holder, seq, now);
-                // The history keeps runs oldest_kept..=seq: delete the ones before.
-                let trim = TxnOp::delete(
-                    self.layout.runs(start.key),
-                    Some(
-                        DeleteOptions::new()
-                            .with_range(self.layout.run(start.key, record.oldest_kept())),
-                    ),
-                );
-                writes.push(
-                    self.fence(start.key, state)
+            self.fenced_writes(
+                &mut client,
+                "start_runs",
+                holder,
+                &keys,
+                |index, state, expiries| {
+                    let start = &starts[index];
+                    if !state.holds(holder, start.epoch) || !state.alive(expiries, now) {
+                        return None;
+                    }
+                    let mut record = state.record.record.clone().unwrap_or_default();
+                    let seq = record.start(start.due, start.triggered, start.history_limit, now)?;
+                    let run = start.run(holder, seq, now);
+                    // The history keeps runs oldest_kept..=seq: delete the ones before.
+                    let trim = TxnOp::delete(
+                        self.layout.runs(start.key),
+                        Some(
+                            DeleteOptions::new()
+                                .with_range(self.layout.run(start.key, record.oldest_kept())),
+                        ),
+                    );
+                    let write = self
+                        .fence(start.key, state)
                         .write(put(
                             self.layout.schedule(start.key),
                             layout::record_json(&record),
                         ))
                         .write(put(self.layout.run(start.key, seq), layout::run_json(&run)))
-                        .write(trim),
-                );
-                started.push(StartedRun {
-                    key: start.key.to_owned(),
-                    seq,
-                    started_ms: now,
-                });
-            }
-            let written = batch::write(&mut client, Vec::new(), writes)
-                .await
-                .map_err(failed("start_runs"))?;
-            Ok(started
-                .into_iter()
-                .zip(written)
-                .filter_map(|(run, written)| written.then_some(run))
-                .collect())
+                        .write(trim);
+                    Some(FencedWrite {
+                        answer: StartedRun {
+                            key: start.key.to_owned(),
+                            seq,
+                            started_ms: now,
+                        },
+                        write,
+                        record,
+                        run: Some((seq, run)),
+                    })
+                },
+            )
+            .await
         })
         .await
     }
@@ -1210,46 +1369,49 @@ impl LeaseStore for EtcdStore {
                 ends.iter().map(|end| (end.key, Some(end.seq))).collect();
             // The caller's view of its lease at the call: the guards fence the write.
             let now = now_ms();
-            let (states, expiries) = self
-                .read_fenced(&mut client, "end_runs", holder, &keys)
-                .await?;
-            let (mut ended, mut writes) = (Vec::new(), Vec::new());
-            for (end, state) in ends.iter().zip(&states) {
-                if !state.lease.holds(holder, end.epoch) || !state.lease.alive(&expiries, now) {
-                    continue;
-                }
-                let Some(mut record) = state.record.clone() else {
-                    continue;
-                };
-                record.set_due(end.due, now);
-                let mut write = self.fence(end.key, state).write(put(
-                    self.layout.schedule(end.key),
-                    layout::record_json(&record),
-                ));
-                if let Some((run_kv, run)) = &state.run {
-                    if run.epoch as i64 == end.epoch {
-                        let mut run = run.clone();
+            self.fenced_writes(
+                &mut client,
+                "end_runs",
+                holder,
+                &keys,
+                |index, state, expiries| {
+                    let end = &ends[index];
+                    if !state.holds(holder, end.epoch) || !state.alive(expiries, now) {
+                        return None;
+                    }
+                    let mut record = state.record.record.clone()?;
+                    record.set_due(end.due, now);
+                    let mut write = self.fence(end.key, state).write(put(
+                        self.layout.schedule(end.key),
+                        layout::record_json(&record),
+                    ));
+                    let mut ended_run = None;
+                    if let Some(seen) = state
+                        .run
+                        .as_ref()
+                        .filter(|seen| seen.run.epoch as i64 == end.epoch)
+                    {
+                        let mut run = seen.run.clone();
                         // Never before its start, even if this node's clock is behind.
                         run.ended_ms.get_or_insert(now.max(run.started_ms));
                         run.outcome = Some(end.outcome);
                         run.attempts = u32::try_from(end.attempts).unwrap_or(u32::MAX);
                         run.error.clone_from(&end.error);
+                        let run_key = self.layout.run(end.key, seen.seq);
                         write = write
-                            .unchanged(run_kv.key().to_vec(), Some(run_kv))
-                            .write(put(run_kv.key().to_vec(), layout::run_json(&run)));
+                            .unchanged(run_key.clone(), seen.revision)
+                            .write(put(run_key, layout::run_json(&run)));
+                        ended_run = Some((seen.seq, run));
                     }
-                }
-                writes.push(write);
-                ended.push(end.key.to_owned());
-            }
-            let written = batch::write(&mut client, Vec::new(), writes)
-                .await
-                .map_err(failed("end_runs"))?;
-            Ok(ended
-                .into_iter()
-                .zip(written)
-                .filter_map(|(key, written)| written.then_some(key))
-                .collect())
+                    Some(FencedWrite {
+                        answer: end.key.to_owned(),
+                        write,
+                        record,
+                        run: ended_run,
+                    })
+                },
+            )
+            .await
         })
         .await
     }
