@@ -319,8 +319,8 @@ pub(crate) fn pool_options<DB: sqlx::Database>(options: &StoreOptions) -> PoolOp
 const WARM_CONNECTIONS: u32 = 2;
 
 /// Opens the pool's warm connections now (see [`WARM_CONNECTIONS`]), so that the first
-/// takeover does not pay for them, and returns them (dropped, they go back to the pool). A
-/// connection that cannot be opened is the next call's error.
+/// takeover does not pay for them, and returns them (for [`give_back`]). A connection that
+/// cannot be opened is the next call's error.
 pub(crate) async fn open_warm<DB: sqlx::Database>(
     pool: &sqlx::Pool<DB>,
 ) -> Vec<sqlx::pool::PoolConnection<DB>> {
@@ -333,6 +333,22 @@ pub(crate) async fn open_warm<DB: sqlx::Database>(
         }
     }
     held
+}
+
+/// Gives the connections [`open_warm`] opened back to `pool`, and waits (a second at most)
+/// until they are idle there. sqlx gives a dropped connection back from a task of its own,
+/// after a ping; a caller that acquires before that (the PostgreSQL release listener, right
+/// after `initialise`) would find none idle and open another.
+pub(crate) async fn give_back<DB: sqlx::Database>(
+    pool: &sqlx::Pool<DB>,
+    connections: Vec<sqlx::pool::PoolConnection<DB>>,
+) {
+    let wanted = connections.len();
+    drop(connections);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    while pool.num_idle() < wanted && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
 }
 
 /// The ttl in milliseconds, checked.

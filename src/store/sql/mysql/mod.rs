@@ -13,8 +13,8 @@ use sqlx::{Executor, Row};
 
 use super::schedule::{self as shared, Command, Upserts};
 use super::{
-    CORRUPT_ROW, MEMBER_RETENTION_MS, StoreRow, Tables, backend_error, bounded, lease, leases,
-    members, open_warm, pool_options, repeat, statuses, ttl,
+    CORRUPT_ROW, MEMBER_RETENTION_MS, StoreRow, Tables, backend_error, bounded, give_back, lease,
+    leases, members, open_warm, pool_options, repeat, statuses, ttl,
 };
 use crate::store::{
     Lease, LeaseRef, LeaseStatus, LeaseStore, Member, Plan, RunEnd, RunRecord, RunStart,
@@ -260,7 +260,7 @@ impl LeaseStore for MySqlStore {
             for table in schedule::create_tables(&self.tables) {
                 self.pool.execute(table.as_str()).await.map_err(&error)?;
             }
-            open_warm(&self.pool).await;
+            give_back(&self.pool, open_warm(&self.pool).await).await;
             Ok(())
         })
         .await?;

@@ -15,8 +15,8 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::schedule::{self as shared, Command};
 use super::{
-    CORRUPT_ROW, MEMBER_RETENTION_MS, StoreRow, Tables, backend_error, bounded, members, open_warm,
-    pool_options, statuses, ttl,
+    CORRUPT_ROW, MEMBER_RETENTION_MS, StoreRow, Tables, backend_error, bounded, give_back, members,
+    open_warm, pool_options, statuses, ttl,
 };
 use crate::store::notify::BACKLOG;
 use crate::store::{
@@ -285,9 +285,11 @@ impl LeaseStore for PostgresStore {
                 tx.execute(table.as_str()).await.map_err(&error)?;
             }
             tx.commit().await.map_err(&error)?;
-            for mut connection in open_warm(&self.pool).await {
-                plan_ahead(&mut connection, &self.hot_statements).await;
+            let mut warm = open_warm(&self.pool).await;
+            for connection in &mut warm {
+                plan_ahead(connection, &self.hot_statements).await;
             }
+            give_back(&self.pool, warm).await;
             Ok(())
         })
         .await
@@ -500,8 +502,12 @@ impl LeaseStore for PostgresStore {
             tracing::warn!("release notifications need a Tokio runtime; falling back to polling");
             return None;
         };
+        // The first caller's receiver is made before the listener starts, so it hears the
+        // listener's first `Missed` however soon that comes.
+        let mut first = None;
         let sender = self.releases.get_or_init(|| {
-            let sender = broadcast::channel(BACKLOG).0;
+            let (sender, receiver) = broadcast::channel(BACKLOG);
+            first = Some(receiver);
             runtime.spawn(listen(
                 self.pool.clone(),
                 Channels {
@@ -514,7 +520,8 @@ impl LeaseStore for PostgresStore {
             ));
             sender
         });
-        Some(ReleaseNotifications::new(sender.subscribe()))
+        let receiver = first.unwrap_or_else(|| sender.subscribe());
+        Some(ReleaseNotifications::new(receiver))
     }
 }
 

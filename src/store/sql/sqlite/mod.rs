@@ -19,8 +19,8 @@ use self::bell::Bell;
 
 use super::schedule::{self as shared, Command, Upserts};
 use super::{
-    MEMBER_RETENTION_MS, StoreRow, Tables, backend_error, bounded, lease, leases, members,
-    open_warm, pool_options, repeat, statuses, ttl,
+    MEMBER_RETENTION_MS, StoreRow, Tables, backend_error, bounded, give_back, lease, leases,
+    members, open_warm, pool_options, repeat, statuses, ttl,
 };
 use crate::store::notify::BACKLOG;
 use crate::store::{
@@ -249,7 +249,7 @@ impl LeaseStore for SqliteStore {
                 .execute(sql.as_str())
                 .await
                 .map_err(backend_error("initialise"))?;
-            open_warm(&self.pool).await;
+            give_back(&self.pool, open_warm(&self.pool).await).await;
             Ok(())
         })
         .await
