@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use etcd_client::{Client, DeleteOptions};
 use loopjob::store::{
-    EtcdStore, LeaseStore, NextDue, RunEnd, RunResult, RunStart, StoreError, StoreOptions,
+    EtcdStore, Lease, LeaseStore, NextDue, RunEnd, RunResult, RunStart, StoreError, StoreOptions,
     open_with,
 };
 
@@ -212,6 +212,23 @@ impl PrivateCluster {
     }
 }
 
+/// The lease of `key` that holder "a" takes first on a private cluster just started: until
+/// every member listens, the calls the client sends to one that does not yet fail.
+async fn first_lease(store: &EtcdStore, key: &str) -> Lease {
+    let keys = [key.to_owned()];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match store.try_acquire("a", &keys, LONG).await {
+            Ok(mut held) if held.len() == 1 => return held.remove(0),
+            answer => assert!(
+                Instant::now() < deadline,
+                "the private cluster did not start: {answer:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 impl Drop for PrivateCluster {
     fn drop(&mut self) {
         for member in &mut self.members {
@@ -231,31 +248,19 @@ async fn one_member_down_is_fine_and_no_quorum_an_error_within_the_timeout() {
     let options = StoreOptions::default().operation_timeout(timeout);
     let store = EtcdStore::connect_lazy(&cluster.url(), options).unwrap();
     let keys = ["k".to_owned()];
-    // Until every member listens, calls the client sends to one that does not yet fail.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let held = loop {
-        match store.try_acquire("a", &keys, LONG).await {
-            Ok(held) => break held,
-            Err(error) => assert!(
-                Instant::now() < deadline,
-                "the private cluster did not start: {error}"
-            ),
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    assert_eq!(held.len(), 1);
+    let held = first_lease(&store, "k").await;
 
     // One member down: the others keep a majority. If it led raft, calls fail (transiently,
     // within the timeout) until the others have elected a leader; from then on every call
     // succeeds (calls the client sends to the dead member's endpoint are sent again).
     cluster.kill(2);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while let Err(error) = store.renew("a", &[held[0].to_ref()], LONG).await {
+    while let Err(error) = store.renew("a", &[held.to_ref()], LONG).await {
         assert!(error.is_transient(), "{error}");
         assert!(Instant::now() < deadline, "no majority answered: {error}");
     }
     for _ in 0..20 {
-        let renewed = store.renew("a", &[held[0].to_ref()], LONG).await.unwrap();
+        let renewed = store.renew("a", &[held.to_ref()], LONG).await.unwrap();
         assert_eq!(renewed.len(), 1);
     }
 
@@ -264,10 +269,7 @@ async fn one_member_down_is_fine_and_no_quorum_an_error_within_the_timeout() {
     // leader), and once it has stepped down, the error says what is wrong.
     loop {
         let started = Instant::now();
-        let err = store
-            .renew("a", &[held[0].to_ref()], LONG)
-            .await
-            .unwrap_err();
+        let err = store.renew("a", &[held.to_ref()], LONG).await.unwrap_err();
         assert!(started.elapsed() < timeout * 2, "{err}");
         assert!(err.is_transient(), "{err}");
         let message = err.to_string();
@@ -302,15 +304,7 @@ async fn calls_in_flight_on_a_member_that_dies_are_sent_again() {
     let url = cluster.url().replace(&direct, &proxy.addr().to_string());
     let options = StoreOptions::default().operation_timeout(Duration::from_secs(10));
     let store = std::sync::Arc::new(EtcdStore::connect_lazy(&url, options).unwrap());
-    let keys = ["k".to_owned()];
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let held = loop {
-        match store.try_acquire("a", &keys, LONG).await {
-            Ok(held) => break held.into_iter().next().unwrap(),
-            Err(error) => assert!(Instant::now() < deadline, "no start: {error}"),
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let held = first_lease(&store, "k").await;
     // With the leader frozen, the follower takes the requests it gets and waits for the
     // leader; then it dies (before the others could elect a new leader), and the leader comes
     // back: it and the last member are a majority.
@@ -348,14 +342,7 @@ async fn calls_that_only_read_add_nothing_to_etcds_log() {
     let (leader, _) = cluster.leader_and_follower().await;
     let store = EtcdStore::connect_lazy(&cluster.url(), StoreOptions::default()).unwrap();
     let keys = ["k".to_owned()];
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match store.try_acquire("a", &keys, LONG).await {
-            Ok(held) if held.len() == 1 => break,
-            answer => assert!(Instant::now() < deadline, "no start: {answer:?}"),
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    first_lease(&store, "k").await;
     // The first try of "b" grants its etcd lease (a write); later tries keep it alive.
     assert!(
         store
@@ -422,14 +409,7 @@ async fn a_known_keys_start_end_and_release_are_one_transaction_each() {
     };
     let store = EtcdStore::connect_lazy(&cluster.url(), StoreOptions::default()).unwrap();
     let keys = ["k".to_owned()];
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let lease = loop {
-        match store.try_acquire("a", &keys, LONG).await {
-            Ok(mut held) if held.len() == 1 => break held.remove(0),
-            answer => assert!(Instant::now() < deadline, "no start: {answer:?}"),
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let lease = first_lease(&store, "k").await;
     let epoch = lease.epoch;
     let start = RunStart {
         key: "k".to_owned(),
