@@ -127,16 +127,16 @@ pub(super) async fn read(
 /// `items` split into round trips of at most [`MAX_TXN_OPS`] gets, with room in the last one
 /// for `always` operations; at least one round trip, perhaps empty.
 fn round_trips(items: Vec<Vec<TxnOp>>, always: usize) -> Vec<Vec<Vec<TxnOp>>> {
-    let mut round_trips = vec![Vec::new()];
-    let mut operations = 0;
+    let (mut round_trips, mut current, mut operations) = (Vec::new(), Vec::new(), 0);
     for item in items {
         if operations + item.len() > MAX_TXN_OPS {
-            round_trips.push(Vec::new());
+            round_trips.push(std::mem::take(&mut current));
             operations = 0;
         }
         operations += item.len();
-        round_trips.last_mut().expect("never empty").push(item);
+        current.push(item);
     }
+    round_trips.push(current);
     if operations + always > MAX_TXN_OPS {
         round_trips.push(Vec::new());
     }

@@ -632,26 +632,31 @@ impl EtcdStore {
             .unchanged(self.layout.schedule(key), state.record.revision)
     }
 
-    /// Makes fenced writes of `holder` to `keys` (each with the run an end names): from what
-    /// the store knows of them if it knows all of them, in one round trip, else after reading
-    /// them (see `known.rs`). A key whose write failed on what was known, or whose known state
-    /// did not let it write, is read and tried once more. `write` makes an item's write from
-    /// its state, or `None` where it may not write. Answers the answers of the writes made, in
-    /// the order of `keys`.
+    /// Makes fenced writes of `holder` to `keys` (each with the epoch the caller holds it at
+    /// and the run an end names): from what the store knows of them if it knows all of them,
+    /// in one round trip, else after reading them (see `known.rs`). A key is written only if
+    /// `holder` holds it at that epoch, unexpired at `now` (the caller's view of its lease at
+    /// the call; the guards fence the write). A key whose write failed on what was known, or
+    /// whose known state did not let it write, is read and tried once more. `write` makes an
+    /// item's write from its state, or `None` where it has nothing to write. Answers the
+    /// answers of the writes made, in the order of `keys`.
     async fn fenced_writes<T>(
         &self,
         client: &mut Client,
         operation: &'static str,
         holder: &str,
-        keys: &[(&str, Option<i64>)],
-        write: impl Fn(usize, &Fenced, &HashMap<i64, i64>) -> Option<FencedWrite<T>>,
+        keys: &[(&str, i64, Option<i64>)],
+        now: i64,
+        write: impl Fn(usize, &Fenced) -> Option<FencedWrite<T>>,
     ) -> Result<Vec<T>, StoreError> {
         let mut answers = Vec::with_capacity(keys.len());
         let mut pending: Vec<usize> = (0..keys.len()).collect();
         let mut may_know = true;
         while !pending.is_empty() {
-            let asked: Vec<(&str, Option<i64>)> =
-                pending.iter().map(|&index| keys[index]).collect();
+            let asked: Vec<(&str, Option<i64>)> = pending
+                .iter()
+                .map(|&index| (keys[index].0, keys[index].2))
+                .collect();
             let known = may_know.then(|| self.known.fenced(&asked)).flatten();
             let from_known = known.is_some();
             let (states, expiries) = match known {
@@ -660,7 +665,9 @@ impl EtcdStore {
             };
             let (mut made, mut writes, mut again) = (Vec::new(), Vec::new(), Vec::new());
             for (&index, state) in pending.iter().zip(&states) {
-                match write(index, state, &expiries) {
+                let epoch = keys[index].1;
+                let fenced = state.holds(holder, epoch) && state.alive(&expiries, now);
+                match fenced.then(|| write(index, state)).flatten() {
                     Some(fenced) => {
                         writes.push(fenced.write);
                         made.push((index, fenced.answer, fenced.record, fenced.run));
@@ -1259,37 +1266,29 @@ impl LeaseStore for EtcdStore {
         }
         self.bounded("plan", async {
             let mut client = self.client("plan").await?;
-            let keys: Vec<(&str, Option<i64>)> =
-                plans.iter().map(|plan| (plan.key, None)).collect();
-            // The caller's view of its lease at the call: the guards fence the write.
+            let keys: Vec<(&str, i64, Option<i64>)> = plans
+                .iter()
+                .map(|plan| (plan.key, plan.epoch, None))
+                .collect();
             let now = now_ms();
-            self.fenced_writes(
-                &mut client,
-                "plan",
-                holder,
-                &keys,
-                |index, state, expiries| {
-                    let plan = &plans[index];
-                    if !state.holds(holder, plan.epoch) || !state.alive(expiries, now) {
-                        return None;
-                    }
-                    let mut record = state.record.record.clone().unwrap_or_default();
-                    if plan.only_if_unset && record.next_due.is_some() {
-                        return None;
-                    }
-                    record.set_due(plan.due, now);
-                    let write = self.fence(plan.key, state).write(put(
-                        self.layout.schedule(plan.key),
-                        layout::record_json(&record),
-                    ));
-                    Some(FencedWrite {
-                        answer: plan.key.to_owned(),
-                        write,
-                        record,
-                        run: None,
-                    })
-                },
-            )
+            self.fenced_writes(&mut client, "plan", holder, &keys, now, |index, state| {
+                let plan = &plans[index];
+                let mut record = state.record.record.clone().unwrap_or_default();
+                if plan.only_if_unset && record.next_due.is_some() {
+                    return None;
+                }
+                record.set_due(plan.due, now);
+                let write = self.fence(plan.key, state).write(put(
+                    self.layout.schedule(plan.key),
+                    layout::record_json(&record),
+                ));
+                Some(FencedWrite {
+                    answer: plan.key.to_owned(),
+                    write,
+                    record,
+                    run: None,
+                })
+            })
             .await
         })
         .await
@@ -1307,20 +1306,19 @@ impl LeaseStore for EtcdStore {
         }
         self.bounded("start_runs", async {
             let mut client = self.client("start_runs").await?;
-            let keys: Vec<(&str, Option<i64>)> =
-                starts.iter().map(|start| (start.key, None)).collect();
-            // The caller's view of its lease at the call: the guards fence the write.
+            let keys: Vec<(&str, i64, Option<i64>)> = starts
+                .iter()
+                .map(|start| (start.key, start.epoch, None))
+                .collect();
             let now = now_ms();
             self.fenced_writes(
                 &mut client,
                 "start_runs",
                 holder,
                 &keys,
-                |index, state, expiries| {
+                now,
+                |index, state| {
                     let start = &starts[index];
-                    if !state.holds(holder, start.epoch) || !state.alive(expiries, now) {
-                        return None;
-                    }
                     let mut record = state.record.record.clone().unwrap_or_default();
                     let seq = record.start(start.due, start.triggered, start.history_limit, now)?;
                     let run = start.run(holder, seq, now);
@@ -1365,20 +1363,19 @@ impl LeaseStore for EtcdStore {
         }
         self.bounded("end_runs", async {
             let mut client = self.client("end_runs").await?;
-            let keys: Vec<(&str, Option<i64>)> =
-                ends.iter().map(|end| (end.key, Some(end.seq))).collect();
-            // The caller's view of its lease at the call: the guards fence the write.
+            let keys: Vec<(&str, i64, Option<i64>)> = ends
+                .iter()
+                .map(|end| (end.key, end.epoch, Some(end.seq)))
+                .collect();
             let now = now_ms();
             self.fenced_writes(
                 &mut client,
                 "end_runs",
                 holder,
                 &keys,
-                |index, state, expiries| {
+                now,
+                |index, state| {
                     let end = &ends[index];
-                    if !state.holds(holder, end.epoch) || !state.alive(expiries, now) {
-                        return None;
-                    }
                     let mut record = state.record.record.clone()?;
                     record.set_due(end.due, now);
                     let mut write = self.fence(end.key, state).write(put(
