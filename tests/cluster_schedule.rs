@@ -620,6 +620,36 @@ async fn jitter_delays_runs_without_moving_the_grid() {
     }
 }
 
+/// A job whose interval is far shorter than the renew period runs at every point of its grid.
+/// Its due times were converted from the elector's last read of the record, whose margin (a
+/// tenth of the time since that read) grew through the renew period until it passed the
+/// interval: one point in three was passed without a run. Each committed start's answer now
+/// converts the next due time afresh, so every run is late by a tenth of one interval at most.
+#[tokio::test(start_paused = true)]
+async fn a_short_interval_runs_at_every_point_however_old_the_last_record_read_is() {
+    let store: Arc<dyn LeaseStore> = Arc::new(MemoryStore::new());
+    let journal = Journal::new();
+    let every = ms(100);
+    let slow_reads = global().with_renew_every(2 * SEC).retry_every(2 * SEC);
+    let a = Node::start("a", store, Schedule::every(every), slow_reads, &journal);
+    journal.until(6 * SEC + ms(50)).await;
+    a.stop().await;
+
+    let starts = journal.starts();
+    // A tenth of the wait, and the store's whole milliseconds.
+    let margin = every / 10 + ms(1);
+    assert_eq!(starts.len(), 61, "{starts:?}");
+    for pair in starts.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap + margin >= every && gap <= every + margin,
+            "runs at {:?} and {:?}: a gap of {gap:?} (all: {starts:?})",
+            pair[0],
+            pair[1]
+        );
+    }
+}
+
 /// Two partitions held by one node, on grids half a run apart: the run of one is under way
 /// when the other falls due. The other starts when that run ends (late, so its grid moves)
 /// rather than passing its point, which starved it for as long as its sibling's runs covered

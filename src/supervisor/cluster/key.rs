@@ -63,6 +63,18 @@ impl StoreClock {
         self.received + ahead + ahead.min(self.margin_cap) / 10
     }
 
+    /// Of two conversions, the one made from the later answer. Both are true (each store time
+    /// was read no later than its `received`), and the later one's margin covers less drift:
+    /// the margin grows with the time since the answer, so that a conversion kept for a whole
+    /// renew period would make a short interval's runs late enough to pass grid points.
+    pub(super) fn fresher(self, other: StoreClock) -> StoreClock {
+        if other.received >= self.received {
+            other
+        } else {
+            self
+        }
+    }
+
     /// The store time at the local instant `at`, never ahead of the store's clock.
     pub(super) fn store_ms(&self, at: Instant) -> i64 {
         let since = at.saturating_duration_since(self.received).as_millis();
@@ -146,7 +158,9 @@ impl KeyTiming {
     /// conversion are refreshed; the due time stays this node's (a fixed-rate one is converted
     /// again with the fresher clock).
     pub(super) fn refresh(&mut self, clock: StoreClock, record: ScheduleRecord, fixed_rate: bool) {
-        self.clock = clock;
+        // The read may have been answered before the last start was (which gave a clock too).
+        self.clock = self.clock.fresher(clock);
+        let clock = self.clock;
         // A fixed-rate due time is a grid point in the store's clock: if the fresher clock says
         // it comes later here (this clock runs fast), wait for it. Never earlier.
         // A due time the store's clock had already reached at this read is not early anywhere:
@@ -169,11 +183,24 @@ impl KeyTiming {
         self.record = record;
     }
 
-    /// A run began under this key at `now`; `served` is the time of the operator's trigger it
-    /// was asked for, if it was. That trigger, and any older one, is served. A trigger read
-    /// while a scheduled start was being committed is still pending in the store (the start
-    /// did not clear it) and runs next; the due time moves on.
-    pub(super) fn began(&mut self, now: Instant, schedule: &Schedule, served: Option<i64>) {
+    /// A run began under this key at `now`, once the store answered that it committed the start
+    /// at `started_ms` (its clock): the next due time is converted from that answer, the
+    /// freshest there is. `served` is the time of the operator's trigger it was asked for, if
+    /// it was. That trigger, and any older one, is served. A trigger read while a scheduled
+    /// start was being committed is still pending in the store (the start did not clear it) and
+    /// runs next; the due time moves on.
+    pub(super) fn began(
+        &mut self,
+        now: Instant,
+        started_ms: i64,
+        schedule: &Schedule,
+        served: Option<i64>,
+    ) {
+        self.clock = self.clock.fresher(StoreClock {
+            received: now,
+            read_at_ms: started_ms,
+            ..self.clock
+        });
         if let Some(served) = served {
             self.served_trigger = Some(self.served_trigger.map_or(served, |s| s.max(served)));
             self.trigger = self.trigger.filter(|at| *at > served);

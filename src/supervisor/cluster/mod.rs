@@ -8,7 +8,10 @@
 //! time, in the store's clock, to a local instant measured from when the answer was
 //! *received*, plus a margin of a tenth of the wait (at most a tenth of the lease ttl, like the
 //! lease deadline's): the store's clock reached the due time no sooner, so a run never starts
-//! early. A due time already past is a period nobody ran: [`CatchUp`] says whether it runs once
+//! early. Every committed start answers with the store's time of the start, which converts the
+//! next due time afresh: the margin covers the drift since the last answer, not since the
+//! elector's last read, which can be a renew period old (a tenth of that made runs of a short
+//! interval late by more than the interval, and passed one point in three). A due time already past is a period nobody ran: [`CatchUp`] says whether it runs once
 //! at once or waits for the next grid point. A run that starts later than that margin after
 //! its point (a period caught up, a stalled process) moves the grid: the next run is due an
 //! interval less the margin after it, so that runs of a key, cluster-wide, never start closer
@@ -316,7 +319,7 @@ impl ClusterTiming {
                         .triggered
                         .iter()
                         .find_map(|(k, at)| (*k == key).then_some(*at));
-                    timing.began(now, schedule, trigger);
+                    timing.began(now, committed.started_ms, schedule, trigger);
                     run.leases.push(lease.clone());
                     run.keys.push(RunKey {
                         key,
