@@ -18,7 +18,11 @@
 //! 2. **Crash failover** (the leader's host task is aborted: nothing is released) and
 //!    **graceful handover** (`HostHandle::shutdown`, which releases), each over `--trials`
 //!    independent trials with fresh hosts, fresh store connections and a fresh key: the time
-//!    from the fault until the follower holds the lease, and until its job's first run.
+//!    from the fault until the follower holds the lease, and until its job's first run. The
+//!    job runs every 10 ms on the key's cluster grid, so the new leader may have to wait for
+//!    the key's next point (no leader may run sooner); the graceful target is judged on the
+//!    handover's own time, the first run less that wait (the due time the record read found
+//!    ahead of the store's clock).
 //! 3. The baseline: a raw `SELECT 1` through the same kind of sqlx pool (Redis: `PING` on one
 //!    multiplexed connection, as the store uses).
 //!
@@ -553,6 +557,9 @@ impl Fault {
 struct Trial {
     holds: Duration,
     runs: Duration,
+    /// The first run less the wait for the key's due time that the record read found ahead:
+    /// the handover's own time.
+    runs_less_wait: Duration,
     /// Graceful only: when the leader's release call answered.
     released: Option<Duration>,
     steps: Steps,
@@ -750,10 +757,12 @@ async fn trial(backend: &Backend, fault: Fault, index: usize) -> Trial {
     let takeover = *follower_store.takeover.lock().unwrap();
     let breakdown = breakdown(&leader_store, takeover, held_at, ran_at, fault_at);
     let steps = Steps::of(takeover, fault_at);
+    let grid_wait = Duration::from_millis(takeover.due_ahead_ms.unwrap_or(0).max(0) as u64);
     stop(follower).await;
     Trial {
         holds: held_at - fault_at,
         runs: ran_at - fault_at,
+        runs_less_wait: (ran_at - fault_at).saturating_sub(grid_wait),
         released: released.map(|at| at - fault_at),
         steps,
         breakdown,
@@ -811,6 +820,8 @@ struct Failover {
     trials: usize,
     holds: Vec<Duration>,
     runs: Vec<Duration>,
+    /// Each trial's first run less the wait for the key's grid: the handover's own time.
+    own: Vec<Duration>,
     released: Vec<Duration>,
     steps: Steps,
     /// The breakdowns of the trials slowest less the grid's wait, slowest first.
@@ -826,12 +837,15 @@ impl Failover {
         }
     }
 
+    /// A crash is judged from the fault to the first run; a graceful handover by its own time,
+    /// the first run less the wait for the key's due time. The job runs every 10 ms on the
+    /// cluster's grid, so its next point may lie up to 10 ms after the fault, and no leader may
+    /// run it sooner: that wait is the schedule's, not the handover's.
     fn pass(&self, backend: &str) -> bool {
-        let p99 = percentile(&self.runs, 0.99);
         let target = self.target(backend);
         match self.fault {
-            Fault::Crash => p99 <= target,
-            Fault::Graceful => p99 < target,
+            Fault::Crash => percentile(&self.runs, 0.99) <= target,
+            Fault::Graceful => percentile(&self.own, 0.99) < target,
         }
     }
 }
@@ -839,26 +853,22 @@ impl Failover {
 async fn failover(backend: &Backend, fault: Fault, trials: usize) -> Failover {
     let mut holds = Vec::with_capacity(trials);
     let mut runs = Vec::with_capacity(trials);
+    let mut own = Vec::with_capacity(trials);
     let mut released = Vec::new();
     let mut steps = Steps::default();
     let mut slowest = Vec::new();
     for index in 0..trials {
         let trial = trial(backend, fault, index).await;
-        // The handover's own time, less the wait for the key's grid, where it was measured.
-        let own = trial
-            .steps
-            .started_less_wait
-            .first()
-            .copied()
-            .unwrap_or(trial.runs);
-        slowest.push((own, trial.breakdown));
+        slowest.push((trial.runs_less_wait, trial.breakdown));
         holds.push(trial.holds);
         runs.push(trial.runs);
+        own.push(trial.runs_less_wait);
         released.extend(trial.released);
         steps.extend(trial.steps);
     }
     holds.sort();
     runs.sort();
+    own.sort();
     released.sort();
     steps.sort();
     slowest.sort_by_key(|(runs, _)| std::cmp::Reverse(*runs));
@@ -868,6 +878,7 @@ async fn failover(backend: &Backend, fault: Fault, trials: usize) -> Failover {
         trials,
         holds,
         runs,
+        own,
         released,
         steps,
         slowest,
@@ -948,8 +959,9 @@ fn report(
                  \"job_interval_ms\":{},\"released_p50_ms\":{},\"released_p99_ms\":{},\
                  \"holds_p50_ms\":{:.1},\"holds_p99_ms\":{:.1},\"holds_min_ms\":{:.1},\
                  \"holds_max_ms\":{:.1},\"runs_p50_ms\":{:.1},\"runs_p99_ms\":{:.1},\
-                 \"runs_min_ms\":{:.1},\"runs_max_ms\":{:.1},\"target_ms\":{target},\
-                 \"target_pass\":{pass}}}",
+                 \"runs_min_ms\":{:.1},\"runs_max_ms\":{:.1},\
+                 \"runs_less_grid_wait_p50_ms\":{:.1},\"runs_less_grid_wait_p99_ms\":{:.1},\
+                 \"target_ms\":{target},\"target_pass\":{pass}}}",
                 f.fault.name(),
                 f.trials,
                 FO_TTL.as_millis(),
@@ -966,6 +978,8 @@ fn report(
                 ms(percentile(&f.runs, 0.99)),
                 ms(f.runs[0]),
                 ms(f.runs[f.runs.len() - 1]),
+                ms(percentile(&f.own, 0.50)),
+                ms(percentile(&f.own, 0.99)),
             );
         }
         return;
@@ -1021,13 +1035,19 @@ fn report(
         println!(
             "| fault | leader's release answered p50 / p99 (ms) | follower holds the lease \
              p50 / p99 (ms) | follower's first run p50 / p99 (ms) | first run min / max (ms) \
-             | target (first run p99) | |"
+             | first run less the grid's wait p50 / p99 (ms) | target (p99) | |"
         );
-        println!("|---|---:|---:|---:|---:|---|---|");
+        println!("|---|---:|---:|---:|---:|---:|---|---|");
         for f in failovers {
             let target = match f.fault {
-                Fault::Crash => format!("≤ ttl + retry_every = {:.0} ms", ms(f.target(name))),
-                Fault::Graceful => format!("< {:.0} ms", ms(f.target(name))),
+                Fault::Crash => format!(
+                    "first run ≤ ttl + retry_every = {:.0} ms",
+                    ms(f.target(name))
+                ),
+                Fault::Graceful => format!(
+                    "first run less the grid's wait < {:.0} ms",
+                    ms(f.target(name))
+                ),
             };
             let released = if f.released.is_empty() {
                 "–".to_owned()
@@ -1039,7 +1059,7 @@ fn report(
                 )
             };
             println!(
-                "| {} | {released} | {:.1} / {:.1} | {:.1} / {:.1} | {:.1} / {:.1} | {target} | {} |",
+                "| {} | {released} | {:.1} / {:.1} | {:.1} / {:.1} | {:.1} / {:.1} | {:.1} / {:.1} | {target} | {} |",
                 f.fault.name().replace('_', " "),
                 ms(percentile(&f.holds, 0.50)),
                 ms(percentile(&f.holds, 0.99)),
@@ -1047,6 +1067,8 @@ fn report(
                 ms(percentile(&f.runs, 0.99)),
                 ms(f.runs[0]),
                 ms(f.runs[f.runs.len() - 1]),
+                ms(percentile(&f.own, 0.50)),
+                ms(percentile(&f.own, 0.99)),
                 pass_fail(f.pass(name))
             );
         }
