@@ -6,6 +6,7 @@
 #[path = "support/faulty_store.rs"]
 mod faulty_store;
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -648,6 +649,31 @@ async fn a_short_interval_runs_at_every_point_however_old_the_last_record_read_i
             pair[1]
         );
     }
+}
+
+/// A store that answers a key's record with its lease (etcd) spares a new leader the read
+/// before its first run: after a graceful handover the follower runs at the grid's next point
+/// having read no record, and its periodic reads begin a retry period after the win.
+#[tokio::test(start_paused = true)]
+async fn a_new_leader_given_its_keys_record_with_its_lease_reads_none_before_its_first_run() {
+    let memory = Arc::new(MemoryStore::new());
+    let journal = Journal::new();
+    let every = Schedule::every(ms(500));
+    let a = Node::start("a", memory.clone(), every.clone(), global(), &journal);
+    tokio::time::sleep(ms(10)).await;
+    let b_line = FaultyStore::new(memory, true);
+    b_line.answer_records_with_leases(true);
+    let b = Node::start("b", b_line.clone(), every, global(), &journal);
+    journal.until(ms(2_200)).await;
+    a.stop().await;
+    journal.until(ms(2_600)).await;
+    assert_eq!(b_line.reads.load(Ordering::SeqCst), 0, "records read by b");
+    b.stop().await;
+
+    let runs = journal.runs();
+    let nodes: Vec<_> = runs.iter().map(|(node, _)| *node).collect();
+    assert_eq!(nodes, ["a", "a", "a", "a", "a", "b"], "{runs:?}");
+    assert_on_grid(&journal.starts(), &[0, 500, 1_000, 1_500, 2_000, 2_500]);
 }
 
 /// Two partitions held by one node, on grids half a run apart: the run of one is under way

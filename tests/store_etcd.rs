@@ -464,8 +464,30 @@ async fn a_known_keys_start_end_and_release_are_one_transaction_each() {
     let before = transactions(&cluster).await;
     store.release("a", &[lease.to_ref()]).await.unwrap();
     assert_eq!(transactions(&cluster).await - before, 1, "a known release");
-    let taken = store.try_acquire("b", &keys, LONG).await.unwrap();
-    assert_eq!(taken.len(), 1, "the released key is free");
+    // The next holder reads the key's record with its lease, and starts from what it read.
+    let taken = store
+        .try_acquire_with_records("b", &keys, LONG, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(taken.leases.len(), 1, "the released key is free");
+    assert_eq!(taken.records.len(), 1, "its record came with it");
+    let before = transactions(&cluster).await;
+    let first = RunStart {
+        key: "k".to_owned(),
+        epoch: taken.leases[0].epoch,
+        scheduled_ms: 0,
+        next_due: NextDue::After(LONG),
+        triggered: false,
+        history_limit: 10,
+    };
+    let started = store.start_runs("b", &[first]).await.unwrap();
+    assert_eq!(started.len(), 1);
+    assert_eq!(started[0].seq, 3);
+    assert_eq!(
+        transactions(&cluster).await - before,
+        1,
+        "a new holder's first start"
+    );
 }
 
 /// An operator's trigger whose answer was lost is not asked for again: the store sends a

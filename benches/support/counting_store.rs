@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use loopjob::store::{
-    Lease, LeaseRef, LeaseStatus, LeaseStore, Member, Plan, ReleaseNotifications, RunEnd,
+    Acquired, Lease, LeaseRef, LeaseStatus, LeaseStore, Member, Plan, ReleaseNotifications, RunEnd,
     RunRecord, RunStart, ScheduleRecord, StartedRun, StoreError,
 };
 use tokio::sync::watch;
@@ -39,8 +39,9 @@ pub struct Counting {
     pub ended: Mutex<Option<Instant>>,
     /// When the last renew or acquire call that kept or won a lease was sent.
     pub last_kept: Mutex<Option<Instant>>,
-    /// After the first win: the first record read (when it was sent and answered, and how far ahead of the
-    /// store's clock the first record's due time was), and the first committed start (when it
+    /// After the first win: the first record read (when it was sent and answered, and how far
+    /// ahead of the store's clock the first record's due time was; the acquisition itself, where
+    /// the store answers records with it), and the first committed start (when it
     /// was sent, and when it answered).
     pub takeover: Mutex<Takeover>,
 }
@@ -133,19 +134,39 @@ impl LeaseStore for Counting {
         ttl: Duration,
         free_for: Duration,
     ) -> Result<Vec<Lease>, StoreError> {
+        let acquired = self
+            .try_acquire_with_records(holder, keys, ttl, free_for)
+            .await?;
+        Ok(acquired.leases)
+    }
+    async fn try_acquire_with_records(
+        &self,
+        holder: &str,
+        keys: &[String],
+        ttl: Duration,
+        free_for: Duration,
+    ) -> Result<Acquired, StoreError> {
         self.acquires.fetch_add(1, Ordering::SeqCst);
         let sent = Instant::now();
-        let won = self
+        let acquired = self
             .inner
-            .try_acquire_free_for(holder, keys, ttl, free_for)
+            .try_acquire_with_records(holder, keys, ttl, free_for)
             .await;
-        if won.as_ref().is_ok_and(|won| !won.is_empty()) {
+        if let Some(won) = acquired.as_ref().ok().filter(|won| !won.leases.is_empty()) {
             *self.last_kept.lock().unwrap() = Some(sent);
             let now = Instant::now();
-            self.won
+            let first_win = self
+                .won
                 .send_if_modified(|at| at.is_none() && at.replace(now).is_none());
+            // The records read with the acquisition are the new holder's record read.
+            if let Some(record) = won.records.first().filter(|_| first_win) {
+                let mut takeover = self.takeover.lock().unwrap();
+                takeover.read_sent = Some(sent);
+                takeover.read = Some(now);
+                takeover.due_ahead_ms = record.next_due_ms.map(|due| due - record.read_at_ms);
+            }
         }
-        won
+        acquired
     }
     async fn renew(
         &self,

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use loopjob::store::schedule::MAX_ERROR_LEN;
 use loopjob::store::{
-    Lease, LeaseStore, NextDue, Plan, ReleaseNotice, RunEnd, RunResult, RunStart, ScheduleRecord,
-    StoreError,
+    Acquired, Lease, LeaseStore, NextDue, Plan, ReleaseNotice, RunEnd, RunResult, RunStart,
+    ScheduleRecord, StoreError,
 };
 use tokio::task::JoinSet;
 
@@ -731,4 +731,53 @@ pub async fn starts_under_contention_follow_the_epochs<B: Backend>(
         );
         assert!(newer.started_ms >= older.started_ms);
     }
+}
+
+/// `try_acquire_with_records` answers, beside the leases won, records of those keys only, each
+/// as `schedules` reads it; a store may answer none (the elector then reads them), but the
+/// etcd store reads them in the acquisition's own round trip and must answer them.
+pub async fn records_come_with_an_acquisition_as_schedules_reads_them<B: Backend>(
+    backend: Arc<B>,
+    prefix: String,
+) {
+    let store = ready(&*backend, &prefix).await;
+    let store = &*store;
+    let a = acquire_one(store, "a", "k", LONG).await.unwrap();
+    let mut planned = start(&a);
+    planned.next_due = NextDue::After(HOUR);
+    assert_eq!(started(store, "a", &[planned]).await, [1]);
+    store.release("a", &[a.to_ref()]).await.unwrap();
+    acquire_one(store, "c", "held", LONG).await.unwrap();
+
+    let wanted = keys(&["held", "k", "new"]);
+    let acquired = store
+        .try_acquire_with_records("b", &wanted, LONG, Duration::ZERO)
+        .await
+        .unwrap();
+    let won: Vec<&str> = acquired.leases.iter().map(|l| l.key.as_str()).collect();
+    assert_eq!(won, ["k", "new"]);
+    // "new" has no record; "k" has the one a left.
+    let answered: Vec<&str> = acquired.records.iter().map(|r| r.key.as_str()).collect();
+    if backend.name() == "etcd" {
+        assert_eq!(answered, ["k"]);
+    }
+    assert!(answered.iter().all(|key| *key == "k"), "{answered:?}");
+    for with_lease in &acquired.records {
+        let read = record(store, &with_lease.key).await;
+        assert!(with_lease.read_at_ms <= read.read_at_ms);
+        assert_eq!(
+            ScheduleRecord {
+                read_at_ms: read.read_at_ms,
+                ..with_lease.clone()
+            },
+            read
+        );
+    }
+
+    // A holder that wins nothing is answered no record.
+    let lost = store
+        .try_acquire_with_records("d", &keys(&["k"]), LONG, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(lost, Acquired::default());
 }

@@ -58,6 +58,7 @@ cases!(
     bad_schedule_rows_are_errors_naming_the_key,
     schedule_input_is_checked,
     starts_under_contention_follow_the_epochs,
+    records_come_with_an_acquisition_as_schedules_reads_them,
 );
 
 /// Runs every case against `backend`, concurrently, each on its own table prefix, and fails

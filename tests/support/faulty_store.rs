@@ -1,7 +1,8 @@
 //! A lease store wrapper for leadership tests: it counts calls, and can be cut off (every call
 //! fails at once, as if the network were gone), made to hang its renewals (never answered, as
 //! with a store that froze), made deaf to release notifications (as SQLite and MySQL are), made
-//! to stall its listings, or slow to commit run starts (a loaded database).
+//! to stall its listings, slow to commit run starts (a loaded database), or made to answer
+//! records with its acquisitions (as etcd does).
 #![allow(dead_code)] // each test target uses a different part
 
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use loopjob::store::{
-    Lease, LeaseRef, LeaseStatus, LeaseStore, Member, MemoryStore, Plan, ReleaseNotifications,
+    Acquired, Lease, LeaseRef, LeaseStatus, LeaseStore, Member, MemoryStore, Plan, ReleaseNotifications,
     RunEnd, RunRecord, RunStart, ScheduleRecord, StartedRun, StoreError,
 };
 
@@ -20,6 +21,7 @@ pub struct FaultyStore {
     cut: AtomicBool,
     silent_lists: AtomicBool,
     hang_renewals: AtomicBool,
+    records_with_leases: AtomicBool,
     notifications: bool,
     pub calls: AtomicU64,
     pub renews: AtomicU64,
@@ -39,6 +41,7 @@ impl FaultyStore {
             cut: AtomicBool::new(false),
             silent_lists: AtomicBool::new(false),
             hang_renewals: AtomicBool::new(false),
+            records_with_leases: AtomicBool::new(false),
             notifications,
             calls: AtomicU64::new(0),
             renews: AtomicU64::new(0),
@@ -63,6 +66,12 @@ impl FaultyStore {
     /// Makes every renewal from now on hang (`true`), never answered, or answer again.
     pub fn hang_renewals(&self, hang: bool) {
         self.hang_renewals.store(hang, Ordering::SeqCst);
+    }
+
+    /// Makes acquisitions answer the records of the keys won (`true`), read in the same call,
+    /// as a store that reads them in the acquisition's round trip does (etcd), or none.
+    pub fn answer_records_with_leases(&self, answer: bool) {
+        self.records_with_leases.store(answer, Ordering::SeqCst);
     }
 
     /// Makes every `start_runs` take `delay` before it commits.
@@ -105,6 +114,24 @@ impl LeaseStore for FaultyStore {
         self.inner
             .try_acquire_free_for(holder, keys, ttl, free_for)
             .await
+    }
+    async fn try_acquire_with_records(
+        &self,
+        holder: &str,
+        keys: &[String],
+        ttl: Duration,
+        free_for: Duration,
+    ) -> Result<Acquired, StoreError> {
+        let leases = self
+            .try_acquire_free_for(holder, keys, ttl, free_for)
+            .await?;
+        let records = if self.records_with_leases.load(Ordering::SeqCst) {
+            let won: Vec<String> = leases.iter().map(|lease| lease.key.clone()).collect();
+            self.inner.schedules(&won).await?
+        } else {
+            Vec::new()
+        };
+        Ok(Acquired { leases, records })
     }
     async fn renew(
         &self,

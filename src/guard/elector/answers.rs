@@ -5,14 +5,14 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use tokio::time::Instant;
 
-use super::{Batch, Elector, local_deadline};
+use super::{Acquisition, Batch, Elector, local_deadline};
 use crate::guard::lease::{HeldLease, LostReason};
 use crate::guard::notice::RecordsRead;
 use crate::guard::partitions::{fair_share, to_release, worker_place};
 use crate::guard::records::ReadBatch;
 use crate::schedule::after;
 use crate::settings::LeaderMode;
-use crate::store::{Lease, LeaseRef, Member, StoreError};
+use crate::store::{Lease, LeaseRef, Member, ScheduleRecord, StoreError};
 
 impl Elector {
     pub(super) fn renewed(&mut self, batches: Vec<Batch>) {
@@ -51,9 +51,17 @@ impl Elector {
         }
     }
 
-    pub(super) fn acquired(&mut self, batches: Vec<Batch>) {
+    pub(super) fn acquired(&mut self, answers: Vec<Acquisition>) {
         let held_before = self.jobs.iter().any(|j| !j.held.is_empty());
-        for batch in batches {
+        // Whether a key of a job on the cluster schedule was won, and whether one came without
+        // its record.
+        let (mut won_scheduled, mut read_now) = (false, false);
+        for Acquisition {
+            batch,
+            mut records,
+            received,
+        } in answers
+        {
             let won = match batch.result {
                 Ok(won) => won,
                 Err(error) => {
@@ -82,6 +90,8 @@ impl Elector {
                 // An acquisition of a key we believed we held means our belief was stale.
                 job.lose(won.iter().map(|l| l.key.as_str()), LostReason::RenewRefused);
                 let partitioned = job.job.leadership.mode == LeaderMode::Partitioned;
+                let epochs: Vec<(String, u64)> =
+                    won.iter().map(|l| (l.key.clone(), l.epoch)).collect();
                 let held = won
                     .into_iter()
                     .map(|lease| {
@@ -93,11 +103,50 @@ impl Elector {
                     .collect();
                 job.won(held);
                 if job.job.initial_delay.is_some() {
-                    // A new leader reads its keys' records at once: when is its next run due?
-                    self.next_read = Instant::now();
+                    won_scheduled = true;
+                    read_now |= self.records_with_leases(index, epochs, &mut records, received);
                 }
             }
         }
+        if won_scheduled && !held_before {
+            // The periodic reads begin; the records that came with the leases are fresh.
+            self.next_read = after(Instant::now(), self.retry_every());
+        }
+        if read_now {
+            self.next_read = Instant::now();
+        }
+    }
+
+    /// A new leader's first question: when is its next run due? Hands the job `index` the
+    /// records of the keys it won (at `epochs`) that came with the acquisition, received at
+    /// `received`; answers whether a key came without one, to be read at once (a key never
+    /// planned, too: reading it plans its first run).
+    fn records_with_leases(
+        &mut self,
+        index: usize,
+        epochs: Vec<(String, u64)>,
+        records: &mut Vec<ScheduleRecord>,
+        received: Instant,
+    ) -> bool {
+        let mut read = RecordsRead {
+            received,
+            records: Vec::new(),
+            unreadable: Vec::new(),
+        };
+        let mut read_now = false;
+        for (key, epoch) in epochs {
+            match take_record(records, &key) {
+                Some(record) if record.next_due_ms.is_some() => {
+                    self.unreadable.remove(&key);
+                    read.records.push((epoch, record));
+                }
+                _ => read_now = true,
+            }
+        }
+        if !read.records.is_empty() {
+            self.jobs[index].job.events.records(read);
+        }
+        read_now
     }
 
     pub(super) fn members(&mut self, answers: Vec<(usize, Result<Vec<Member>, StoreError>)>) {
@@ -182,6 +231,12 @@ impl Elector {
             }
         }
     }
+}
+
+/// The record of `key` among `records`, taken out.
+fn take_record(records: &mut Vec<ScheduleRecord>, key: &str) -> Option<ScheduleRecord> {
+    let index = records.iter().position(|record| record.key == key)?;
+    Some(records.swap_remove(index))
 }
 
 /// The records read for `job` so far in this answer.

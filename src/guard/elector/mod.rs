@@ -67,7 +67,8 @@ use super::records::{ReadBatch, RecordWanted, read_records};
 use crate::run::sleep_until_or_never;
 use crate::schedule::after;
 use crate::store::{
-    Lease, LeaseRef, LeaseStore, Member, ReleaseNotice, ReleaseNotifications, StoreError,
+    Lease, LeaseRef, LeaseStore, Member, ReleaseNotice, ReleaseNotifications, ScheduleRecord,
+    StoreError,
 };
 
 mod answers;
@@ -109,7 +110,7 @@ type Call = Pin<Box<dyn Future<Output = Answer> + Send>>;
 
 enum Answer {
     Renewed(Vec<Batch>),
-    Acquired(Vec<Batch>),
+    Acquired(Vec<Acquisition>),
     Members(Vec<(usize, Result<Vec<Member>, StoreError>)>),
     Released(Result<(), StoreError>),
     Records(Result<Vec<ReadBatch>, StoreError>),
@@ -120,6 +121,14 @@ struct Batch {
     sent: Instant,
     ttl: Duration,
     result: Result<Vec<Lease>, StoreError>,
+}
+
+/// One acquire statement's answer, with the schedule records of the keys won that the store
+/// read in the same round trip, and when that answer was received.
+struct Acquisition {
+    batch: Batch,
+    records: Vec<ScheduleRecord>,
+    received: Instant,
 }
 
 impl Elector {
@@ -441,15 +450,23 @@ impl Elector {
             return None;
         }
         Some(Box::pin(async move {
-            let mut batches = Vec::with_capacity(by_terms.len());
+            let mut answers = Vec::with_capacity(by_terms.len());
             for ((ttl, free_for), keys) in by_terms {
                 let sent = Instant::now();
-                let result = store
-                    .try_acquire_free_for(&holder, &keys, ttl, free_for)
-                    .await;
-                batches.push(Batch { sent, ttl, result });
+                let (result, records) = match store
+                    .try_acquire_with_records(&holder, &keys, ttl, free_for)
+                    .await
+                {
+                    Ok(acquired) => (Ok(acquired.leases), acquired.records),
+                    Err(error) => (Err(error), Vec::new()),
+                };
+                answers.push(Acquisition {
+                    batch: Batch { sent, ttl, result },
+                    records,
+                    received: Instant::now(),
+                });
             }
-            Answer::Acquired(batches)
+            Answer::Acquired(answers)
         }))
     }
 

@@ -38,8 +38,9 @@ use super::notify::BACKLOG;
 use super::open::redact;
 use super::record::Record;
 use super::{
-    Lease, LeaseRef, LeaseStatus, LeaseStore, Member, Plan, ReleaseNotice, ReleaseNotifications,
-    RunEnd, RunRecord, RunStart, ScheduleRecord, StartedRun, StoreError, StoreOptions, args,
+    Acquired, Lease, LeaseRef, LeaseStatus, LeaseStore, Member, Plan, ReleaseNotice,
+    ReleaseNotifications, RunEnd, RunRecord, RunStart, ScheduleRecord, StartedRun, StoreError,
+    StoreOptions, args,
 };
 
 /// A lease store on an etcd cluster (`etcd://[user:password@]host:2379[,host:2379…]`, every
@@ -62,7 +63,9 @@ use super::{
 ///   countdown first, unless it was restarted so recently that the rounding still covers the
 ///   ttl from the call. Renewals and fenced writes also refuse a key whose holder's ttl has
 ///   passed by its own clock although etcd still keeps it: the holder no longer counts on it.
-/// - **Acquisition** reads the keys and, beside the read, restarts the countdown of the
+/// - **Acquisition** reads the keys (their leases, and their schedule records, which
+///   [`LeaseStore::try_acquire_with_records`] answers with the leases won, so a new leader's
+///   first run waits for no read of its own) and, beside the read, restarts the countdown of the
 ///   holder's etcd lease (a keep-alive, which etcd's leader answers from memory; a grant if
 ///   the holder has none), then writes in a transaction per 120 keys, each key's writes
 ///   guarded by the revisions at which its row and marker were read: a key that changed in
@@ -81,9 +84,9 @@ use super::{
 /// - **Schedule writes are fenced** by the same guards: the marker and the lease row unchanged
 ///   since they were read with the caller's holder and epoch, so the key was held, unexpired,
 ///   at the epoch the caller names when the write committed. Each is one transaction per 120
-///   keys when the store knows the keys (from its own acquisition, the read of the records
-///   that follows it, and its last fenced write of each): a run's start and its end are one
-///   round trip each. Where it does not, or another writer changed a key since, it reads
+///   keys when the store knows the keys (from its own acquisition, which reads the keys'
+///   records beside their leases, from its reads of the records, and from its last fenced
+///   write of each): a run's start and its end are one round trip each. Where it does not, or another writer changed a key since, it reads
 ///   first (see `known.rs`).
 ///
 /// # The clock
@@ -207,7 +210,6 @@ impl KeyState {
 struct LeaseStates {
     states: Vec<KeyState>,
     expiries: HashMap<i64, i64>,
-    revision: i64,
 }
 
 /// One fenced write of a key (see [`EtcdStore::fenced_writes`]): the caller's answer if it is
@@ -367,9 +369,9 @@ impl EtcdStore {
         Ok(client.clone())
     }
 
-    /// The marker and row of each of `keys`, the revision they were read at, and the expiries
-    /// asked of `leases` (read in the same round trip; callers that need those of other leases
-    /// add them with [`EtcdStore::add_expiries`]). `always` is written after the reads.
+    /// The marker and row of each of `keys`, and the expiries asked of `leases` (read in the
+    /// same round trip; callers that need those of other leases add them with
+    /// [`EtcdStore::add_expiries`]). `always` is written after the reads.
     async fn read_leases(
         &self,
         client: &mut Client,
@@ -379,7 +381,7 @@ impl EtcdStore {
         leases: &[i64],
     ) -> Result<LeaseStates, StoreError> {
         let items = keys.iter().map(|key| self.lease_gets(key)).collect();
-        let (found, expiries, revision) = self
+        let (found, expiries, _) = self
             .read_with_expiries(client, operation, always, items, leases)
             .await?;
         let states: Vec<KeyState> = keys
@@ -387,11 +389,7 @@ impl EtcdStore {
             .zip(found)
             .map(|(key, gets)| self.key_state(key, &mut gets.into_iter()))
             .collect();
-        Ok(LeaseStates {
-            states,
-            expiries,
-            revision,
-        })
+        Ok(LeaseStates { states, expiries })
     }
 
     /// The gets of a key's lease: its marker, then its row (see [`EtcdStore::key_state`]).
@@ -521,41 +519,53 @@ impl EtcdStore {
         client: &mut Client,
         keys: &[String],
     ) -> Result<Vec<ScheduleRecord>, StoreError> {
-        let items = keys
-            .iter()
-            .map(|key| {
-                vec![
-                    get(self.layout.schedule(key)),
-                    get_newest(self.layout.runs(key), 1),
-                ]
-            })
-            .collect();
+        let items = keys.iter().map(|key| self.record_gets(key)).collect();
         let now = now_ms();
         let (found, _) = batch::read(client, Vec::new(), items)
             .await
             .map_err(failed("schedules"))?;
         let mut records = Vec::new();
         for (key, gets) in keys.iter().zip(found) {
-            let Some(record_kv) = gets.first().and_then(|kvs| kvs.first()) else {
-                self.known.record_read(key, RecordSeen::default());
-                continue;
-            };
-            let record = layout::read_record(&self.tables.schedules, key, record_kv.value())?;
-            self.known.record_read(
-                key,
-                RecordSeen {
-                    revision: record_kv.mod_revision(),
-                    record: Some(record.clone()),
-                },
-            );
-            let last_run = gets
-                .get(1)
-                .and_then(|kvs| kvs.first())
-                .map(|run| layout::read_run(&self.tables.runs, key, run.value()))
-                .transpose()?;
-            records.push(record.to_public(key, now, last_run));
+            let (seen, record) = self.record_state(key, &mut gets.into_iter(), now)?;
+            self.known.record_read(key, seen);
+            records.extend(record);
         }
         Ok(records)
+    }
+
+    /// The gets of a key's record: the record, then its newest run (see
+    /// [`EtcdStore::record_state`]).
+    fn record_gets(&self, key: &str) -> Vec<TxnOp> {
+        vec![
+            get(self.layout.schedule(key)),
+            get_newest(self.layout.runs(key), 1),
+        ]
+    }
+
+    /// A key's record from the next two answers of `gets`, the answers to
+    /// [`EtcdStore::record_gets`] read when this node's clock said `now`: as the store knows it,
+    /// and as [`LeaseStore::schedules`] answers it (`None` for a key without one).
+    fn record_state(
+        &self,
+        key: &str,
+        gets: &mut impl Iterator<Item = Vec<KeyValue>>,
+        now: i64,
+    ) -> Result<(RecordSeen, Option<ScheduleRecord>), StoreError> {
+        let record_kv = gets.next().and_then(|mut kvs| kvs.pop());
+        let run_kv = gets.next().and_then(|mut kvs| kvs.pop());
+        let Some(record_kv) = record_kv else {
+            return Ok((RecordSeen::default(), None));
+        };
+        let record = layout::read_record(&self.tables.schedules, key, record_kv.value())?;
+        let last_run = run_kv
+            .map(|run| layout::read_run(&self.tables.runs, key, run.value()))
+            .transpose()?;
+        let public = record.to_public(key, now, last_run);
+        let seen = RecordSeen {
+            revision: record_kv.mod_revision(),
+            record: Some(record),
+        };
+        Ok((seen, Some(public)))
     }
 
     /// What fenced writes of `holder` need of each key, in one round trip (for up to 32
@@ -890,9 +900,26 @@ impl LeaseStore for EtcdStore {
         ttl: Duration,
         free_for: Duration,
     ) -> Result<Vec<Lease>, StoreError> {
+        let acquired = self
+            .try_acquire_with_records(holder, keys, ttl, free_for)
+            .await?;
+        Ok(acquired.leases)
+    }
+
+    /// The keys' records are read beside their leases, in the same flat transaction of gets:
+    /// a new leader learns when its key's next run is due without a round trip of its own, and
+    /// its first fenced write (the start) goes out from what it read, in one round trip. A record
+    /// that cannot be decoded is left out, for [`LeaseStore::schedules`] to report.
+    async fn try_acquire_with_records(
+        &self,
+        holder: &str,
+        keys: &[String],
+        ttl: Duration,
+        free_for: Duration,
+    ) -> Result<Acquired, StoreError> {
         let (holder, keys, ttl, free_for) = args::acquire(holder, keys, ttl, free_for)?;
         if keys.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Acquired::default());
         }
         self.bounded("try_acquire", async {
             let mut client = self.client("try_acquire").await?;
@@ -904,16 +931,22 @@ impl LeaseStore for EtcdStore {
             // leader answers from memory. The countdown restarts before the keys are attached,
             // so they live at least the ttl from the call.
             let mut lease_client = client.clone();
+            let items = keys
+                .iter()
+                .map(|key| [self.lease_gets(key), self.record_gets(key)].concat())
+                .collect();
             let (read, lease) = tokio::join!(
-                self.read_leases(&mut client, "try_acquire", Vec::new(), &keys, &[]),
+                self.read_with_expiries(&mut client, "try_acquire", Vec::new(), items, &[]),
                 self.node_leases
                     .refresh(&mut lease_client, holder, ttl, call),
             );
-            let LeaseStates {
-                mut states,
-                mut expiries,
-                revision,
-            } = read?;
+            let (found, mut expiries, revision) = read?;
+            let (mut states, mut records) = (Vec::new(), Vec::new());
+            for (key, gets) in keys.iter().zip(found) {
+                let mut gets = gets.into_iter();
+                states.push(self.key_state(key, &mut gets));
+                records.push(self.record_state(key, &mut gets, now).ok());
+            }
             if let Some(corrupt) = states.iter_mut().find_map(|state| state.corrupt.take()) {
                 return Err(corrupt);
             }
@@ -926,10 +959,11 @@ impl LeaseStore for EtcdStore {
                 .collect();
             self.add_expiries(&mut client, "try_acquire", waiting, &mut expiries)
                 .await?;
-            let free: Vec<(&str, &KeyState)> = keys
+            let free: Vec<(&str, &KeyState, _)> = keys
                 .iter()
                 .zip(&states)
-                .filter(|(_, state)| match (&state.held, &state.row) {
+                .zip(records)
+                .filter(|((_, state), _)| match (&state.held, &state.row) {
                     (Some(held), _) => held.value() == holder.as_bytes(),
                     (None, None) => true,
                     (None, Some(row)) => {
@@ -937,17 +971,17 @@ impl LeaseStore for EtcdStore {
                             || now.saturating_sub(freed_at(row, &expiries)) >= free_for
                     }
                 })
-                .map(|(key, state)| (*key, state))
+                .map(|((key, state), record)| (*key, state, record))
                 .collect();
             if free.is_empty() {
                 // Losing writes nothing.
-                return Ok(Vec::new());
+                return Ok(Acquired::default());
             }
             // The writes' guards make sure nothing changed since the read.
             let lease = lease.map_err(failed("try_acquire"))?;
             let expires = now.saturating_add(ttl);
             let (mut won, mut writes) = (Vec::new(), Vec::new());
-            for (key, state) in free {
+            for (key, state, record) in free {
                 let row = LeaseRow {
                     holder: holder.to_owned(),
                     epoch: state.row.as_ref().map_or(revision, |row| row.epoch + 1),
@@ -960,22 +994,27 @@ impl LeaseStore for EtcdStore {
                         .write(put(self.layout.row(key), row.to_json()))
                         .write(put_on(lease, self.layout.held(key), holder)),
                 );
-                won.push((row.lease(key, expires), row));
+                won.push((row.lease(key, expires), row, record));
             }
             let always = vec![self.record_expiry(lease, expires)];
             let written = batch::write(&mut client, always, writes)
                 .await
                 .map_err(self.failed_on(lease, "try_acquire"))?;
             self.known.expiry(lease, expires);
-            Ok(won
-                .into_iter()
-                .zip(written)
-                .filter_map(|((won, row), revision)| {
-                    self.known
-                        .leased(&won.key, LeaseSeen::written(holder, revision?, row));
-                    Some(won)
-                })
-                .collect())
+            let mut acquired = Acquired::default();
+            for ((won, row, record), revision) in won.into_iter().zip(written) {
+                let Some(revision) = revision else {
+                    continue;
+                };
+                self.known
+                    .leased(&won.key, LeaseSeen::written(holder, revision, row));
+                if let Some((seen, public)) = record {
+                    self.known.record_read(&won.key, seen);
+                    acquired.records.extend(public);
+                }
+                acquired.leases.push(won);
+            }
+            Ok(acquired)
         })
         .await
     }
