@@ -10,6 +10,8 @@
 //!     [--trials N] [--only calls|graceful|crash] [--json]
 //! ```
 //!
+//! `RUST_LOG` (such as `warn` or `loopjob=debug`) prints the library's log on stderr.
+//!
 //! Per backend:
 //! 1. **Store calls per node per renew period** with 1, 100 and 1,000 `Global` jobs all held by
 //!    one node and all running every second (the renew period), counted by a wrapper around the
@@ -1114,6 +1116,10 @@ async fn bench(backend: Backend, options: &Options) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .try_init();
     let options = parse_options();
     let prefix = format!("ljlease{}_", std::process::id());
     if !options.json {

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use loopjob::store::{
-    Acquired, Lease, LeaseRef, LeaseStatus, LeaseStore, Member, MemoryStore, Plan, ReleaseNotifications,
-    RunEnd, RunRecord, RunStart, ScheduleRecord, StartedRun, StoreError,
+    Acquired, Lease, LeaseRef, LeaseStatus, LeaseStore, Member, MemoryStore, Plan,
+    ReleaseNotifications, RunEnd, RunRecord, RunStart, ScheduleRecord, StartedRun, StoreError,
 };
 
 #[derive(Debug)]

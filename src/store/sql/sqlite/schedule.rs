@@ -6,7 +6,8 @@
 //! can take a lease in between.
 
 use async_trait::async_trait;
-use sqlx::{Sqlite, Transaction};
+use sqlx::pool::PoolConnection;
+use sqlx::{Executor, Sqlite, SqliteConnection};
 
 use super::super::schedule::{
     FenceRef, Fenced, RUN_BINDS, ReadRecord, ScheduleStore, ScheduleTx, Upserts, bind_record,
@@ -48,21 +49,40 @@ pub(super) fn on_conflict(keys: &str, columns: &[&str]) -> String {
     format!(" ON CONFLICT ({keys}) DO UPDATE SET {}", set.join(", "))
 }
 
-/// One write transaction.
+/// One write transaction, on a pooled connection of its own.
+///
+/// The transaction is opened and committed with plain statements, and a connection whose
+/// transaction did not commit (an error, or the caller dropping the call at any `await`: its
+/// timeout, or a host that stops with a run start in flight) is closed, never given back to the
+/// pool: closing it rolls the transaction back and frees the database's write lock. With sqlx's
+/// `Transaction`, a write dropped at shutdown by the leases bench once left its connection
+/// holding the write lock: every other connection's writes then waited out their timeouts, and
+/// the handover stalled until the pool was dropped
+/// (`tests/store_cancelled_writes.rs`).
 struct SqliteTx<'s> {
     /// The store's upserts of whole records and runs, made once with the store.
     upserts: &'s Upserts,
-    tx: Option<Transaction<'static, Sqlite>>,
+    /// `None` once committed.
+    conn: Option<PoolConnection<Sqlite>>,
     tables: &'s Tables,
     operation: &'static str,
 }
 
 impl SqliteTx<'_> {
-    fn tx(&mut self) -> Result<&mut Transaction<'static, Sqlite>, StoreError> {
-        self.tx.as_mut().ok_or_else(|| StoreError::Backend {
+    fn tx(&mut self) -> Result<&mut PoolConnection<Sqlite>, StoreError> {
+        self.conn.as_mut().ok_or_else(|| StoreError::Backend {
             operation: self.operation,
             source: "the transaction was already committed".into(),
         })
+    }
+}
+
+impl Drop for SqliteTx<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            // Not committed: close the connection (SQLite rolls back), see above.
+            drop(conn.detach());
+        }
     }
 }
 
@@ -173,9 +193,12 @@ impl ScheduleTx for SqliteTx<'_> {
 
     async fn commit(&mut self) -> Result<(), StoreError> {
         let operation = self.operation;
-        if let Some(tx) = self.tx.take() {
-            tx.commit().await.map_err(backend_error(operation))?;
-        }
+        let conn: &mut SqliteConnection = self.tx()?;
+        conn.execute("COMMIT")
+            .await
+            .map_err(backend_error(operation))?;
+        // Committed: the connection goes back to the pool.
+        self.conn = None;
         Ok(())
     }
 }
@@ -187,17 +210,22 @@ impl ScheduleStore for SqliteStore {
     }
 
     async fn begin(&self, operation: &'static str) -> Result<Box<dyn ScheduleTx + '_>, StoreError> {
-        let tx = self
+        let conn = self
             .pool
-            .begin_with("BEGIN IMMEDIATE")
+            .acquire()
             .await
             .map_err(backend_error(operation))?;
-        Ok(Box::new(SqliteTx {
-            tx: Some(tx),
+        let mut tx = SqliteTx {
+            conn: Some(conn),
             tables: &self.tables,
             upserts: &self.upserts,
             operation,
-        }))
+        };
+        let conn: &mut SqliteConnection = tx.tx()?;
+        conn.execute("BEGIN IMMEDIATE")
+            .await
+            .map_err(backend_error(operation))?;
+        Ok(Box::new(tx))
     }
 }
 
