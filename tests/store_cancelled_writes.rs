@@ -21,12 +21,33 @@ mod test_prefix;
 use std::sync::Arc;
 use std::time::Duration;
 
-use loopjob::store::{LeaseStore, NextDue, RunStart};
+use loopjob::store::{Lease, LeaseStore, NextDue, RunStart};
 #[cfg(any(feature = "mysql", feature = "sqlite"))]
 use loopjob::store::{StoreOptions, open_with};
 
 const SHORT_TTL: Duration = Duration::from_secs(20);
 const LONG_TTL: Duration = Duration::from_secs(600);
+
+/// Initialises `store`, takes the key `cut` for the holder `a`, and answers the lease with a
+/// start of a run under it.
+async fn leased_start(store: &dyn LeaseStore) -> (Lease, RunStart) {
+    store.initialise().await.unwrap();
+    let lease = store
+        .try_acquire("a", &["cut".to_owned()], SHORT_TTL)
+        .await
+        .unwrap()
+        .pop()
+        .expect("the key is free");
+    let start = RunStart {
+        key: lease.key.clone(),
+        epoch: lease.epoch,
+        scheduled_ms: 1_000_000,
+        next_due: NextDue::After(Duration::from_secs(3600)),
+        triggered: false,
+        history_limit: 100,
+    };
+    (lease, start)
+}
 
 /// Cuts `store`'s schedule writes off after 0, 0.2, 0.4 … ms (somewhere in their begin, their
 /// statements or their commit); after each, a renewal on the same (only) connection must be
@@ -35,22 +56,8 @@ async fn cut_off_writes_leave_no_transaction_behind(
     store: Arc<dyn LeaseStore>,
     observer: Arc<dyn LeaseStore>,
 ) {
-    store.initialise().await.unwrap();
-    let key = "cut".to_owned();
-    let lease = store
-        .try_acquire("a", std::slice::from_ref(&key), SHORT_TTL)
-        .await
-        .unwrap()
-        .pop()
-        .expect("the key is free");
-    let start = RunStart {
-        key: key.clone(),
-        epoch: lease.epoch,
-        scheduled_ms: 1_000_000,
-        next_due: NextDue::After(Duration::from_secs(3600)),
-        triggered: false,
-        history_limit: 100,
-    };
+    let (lease, start) = leased_start(&*store).await;
+    let key = lease.key.clone();
 
     for step in 0..60u64 {
         let cut_after = Duration::from_micros(200 * step);
@@ -131,22 +138,7 @@ async fn sqlite_a_schedule_write_cut_off_while_waiting_for_the_lock_leaves_no_lo
     let options = || StoreOptions::default().operation_timeout(Duration::from_secs(2));
     let store = open_with(&url, options().max_connections(1)).unwrap();
     let observer = open_with(&url, options()).unwrap();
-    store.initialise().await.unwrap();
-    let key = "cut".to_owned();
-    let lease = store
-        .try_acquire("a", std::slice::from_ref(&key), SHORT_TTL)
-        .await
-        .unwrap()
-        .pop()
-        .expect("the key is free");
-    let start = RunStart {
-        key: key.clone(),
-        epoch: lease.epoch,
-        scheduled_ms: 1_000_000,
-        next_due: NextDue::After(Duration::from_secs(3600)),
-        triggered: false,
-        history_limit: 100,
-    };
+    let (lease, start) = leased_start(&*store).await;
 
     let mut blocker = sqlx::SqliteConnection::connect(&url).await.unwrap();
     sqlx::query("BEGIN IMMEDIATE")
