@@ -10,7 +10,8 @@
 //! keys (the new leader learns when the key's next run is due; a store that answers the records
 //! with the acquisition, [`LeaseStore::try_acquire_with_records`], spares that call), every retry
 //! period, at once when the store announces an operator's command ([`ReleaseNotice::Commanded`])
-//! or this host's handle wrote one. Runs' starts and ends are written by the run ledger (`guard/ledger.rs`), not here.
+//! or this host's handle wrote one. Runs' starts and ends are written by the run ledger
+//! (`guard/ledger.rs`), not here.
 //!
 //! # Safety argument
 //!

@@ -86,8 +86,8 @@ use super::{
 ///   at the epoch the caller names when the write committed. Each is one transaction per 120
 ///   keys when the store knows the keys (from its own acquisition, which reads the keys'
 ///   records beside their leases, from its reads of the records, and from its last fenced
-///   write of each): a run's start and its end are one round trip each. Where it does not, or another writer changed a key since, it reads
-///   first (see `known.rs`).
+///   write of each): a run's start and its end are one round trip each. Where it does not, or
+///   another writer changed a key since, it reads first (see `known.rs`).
 ///
 /// # The clock
 ///

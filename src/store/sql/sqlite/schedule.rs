@@ -55,10 +55,10 @@ pub(super) fn on_conflict(keys: &str, columns: &[&str]) -> String {
 /// transaction did not commit (an error, or the caller dropping the call at any `await`: its
 /// timeout, or a host that stops with a run start in flight) is closed, never given back to the
 /// pool: closing it rolls the transaction back and frees the database's write lock. With sqlx's
-/// `Transaction`, a write dropped at shutdown by the leases bench once left its connection
-/// holding the write lock: every other connection's writes then waited out their timeouts, and
-/// the handover stalled until the pool was dropped
-/// (`tests/store_cancelled_writes.rs`).
+/// `Transaction`, a write dropped at shutdown once left its connection holding the write lock
+/// (the leases bench found it, a leader running every 10 ms): every other connection's writes
+/// then waited out their timeouts, and the handover stalled until the pool was dropped.
+/// `tests/store_cancelled_writes.rs` cuts writes off anywhere, and while they wait for the lock.
 struct SqliteTx<'s> {
     /// The store's upserts of whole records and runs, made once with the store.
     upserts: &'s Upserts,
