@@ -941,11 +941,12 @@ impl LeaseStore for EtcdStore {
                     .refresh(&mut lease_client, holder, ttl, call),
             );
             let (found, mut expiries, revision) = read?;
-            let (mut states, mut records) = (Vec::new(), Vec::new());
+            // Each key's lease now; its record's answers are decoded only if the key is won.
+            let (mut states, mut record_gets) = (Vec::new(), Vec::new());
             for (key, gets) in keys.iter().zip(found) {
                 let mut gets = gets.into_iter();
                 states.push(self.key_state(key, &mut gets));
-                records.push(self.record_state(key, &mut gets, now).ok());
+                record_gets.push(gets);
             }
             if let Some(corrupt) = states.iter_mut().find_map(|state| state.corrupt.take()) {
                 return Err(corrupt);
@@ -962,7 +963,7 @@ impl LeaseStore for EtcdStore {
             let free: Vec<(&str, &KeyState, _)> = keys
                 .iter()
                 .zip(&states)
-                .zip(records)
+                .zip(record_gets)
                 .filter(|((_, state), _)| match (&state.held, &state.row) {
                     (Some(held), _) => held.value() == holder.as_bytes(),
                     (None, None) => true,
@@ -971,7 +972,7 @@ impl LeaseStore for EtcdStore {
                             || now.saturating_sub(freed_at(row, &expiries)) >= free_for
                     }
                 })
-                .map(|((key, state), record)| (*key, state, record))
+                .map(|((key, state), gets)| (*key, state, gets))
                 .collect();
             if free.is_empty() {
                 // Losing writes nothing.
@@ -981,7 +982,7 @@ impl LeaseStore for EtcdStore {
             let lease = lease.map_err(failed("try_acquire"))?;
             let expires = now.saturating_add(ttl);
             let (mut won, mut writes) = (Vec::new(), Vec::new());
-            for (key, state, record) in free {
+            for (key, state, record_gets) in free {
                 let row = LeaseRow {
                     holder: holder.to_owned(),
                     epoch: state.row.as_ref().map_or(revision, |row| row.epoch + 1),
@@ -994,7 +995,7 @@ impl LeaseStore for EtcdStore {
                         .write(put(self.layout.row(key), row.to_json()))
                         .write(put_on(lease, self.layout.held(key), holder)),
                 );
-                won.push((row.lease(key, expires), row, record));
+                won.push((row.lease(key, expires), row, record_gets));
             }
             let always = vec![self.record_expiry(lease, expires)];
             let written = batch::write(&mut client, always, writes)
@@ -1002,13 +1003,13 @@ impl LeaseStore for EtcdStore {
                 .map_err(self.failed_on(lease, "try_acquire"))?;
             self.known.expiry(lease, expires);
             let mut acquired = Acquired::default();
-            for ((won, row, record), revision) in won.into_iter().zip(written) {
+            for ((won, row, mut record_gets), revision) in won.into_iter().zip(written) {
                 let Some(revision) = revision else {
                     continue;
                 };
                 self.known
                     .leased(&won.key, LeaseSeen::written(holder, revision, row));
-                if let Some((seen, public)) = record {
+                if let Ok((seen, public)) = self.record_state(&won.key, &mut record_gets, now) {
                     self.known.record_read(&won.key, seen);
                     acquired.records.extend(public);
                 }
