@@ -109,17 +109,31 @@ async fn mysql_a_schedule_write_cut_off_anywhere_leaves_no_transaction_behind() 
     test_prefix::drop_prefix(&url, &prefix).await;
 }
 
+/// A fresh SQLite database named after `name`: its path and URL, a store of one connection on
+/// it, and an observer (another pool). Their timeout is short: a write lock left behind makes
+/// the other writes wait for it, and the test then fails in seconds rather than hanging.
 #[cfg(feature = "sqlite")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_a_schedule_write_cut_off_anywhere_leaves_no_transaction_behind() {
-    let path = std::env::temp_dir().join(format!("loopjob-cutoff-{}.db", std::process::id()));
+fn sqlite_pair(
+    name: &str,
+) -> (
+    std::path::PathBuf,
+    String,
+    Arc<dyn LeaseStore>,
+    Arc<dyn LeaseStore>,
+) {
+    let path = std::env::temp_dir().join(format!("loopjob-{name}-{}.db", std::process::id()));
     sqlite_file::remove(&path);
     let url = format!("sqlite://{}", path.display());
-    // A short timeout: a write lock left behind makes the observer's and the renewals' writes
-    // wait for it, and the test then fails in seconds rather than hanging.
     let options = || StoreOptions::default().operation_timeout(Duration::from_secs(2));
     let store = open_with(&url, options().max_connections(1)).unwrap();
     let observer = open_with(&url, options()).unwrap();
+    (path, url, store, observer)
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_schedule_write_cut_off_anywhere_leaves_no_transaction_behind() {
+    let (path, _, store, observer) = sqlite_pair("cutoff");
     cut_off_writes_leave_no_transaction_behind(store, observer).await;
     sqlite_file::remove(&path);
 }
@@ -132,12 +146,7 @@ async fn sqlite_a_schedule_write_cut_off_anywhere_leaves_no_transaction_behind()
 async fn sqlite_a_schedule_write_cut_off_while_waiting_for_the_lock_leaves_no_lock_behind() {
     use sqlx::Connection;
 
-    let path = std::env::temp_dir().join(format!("loopjob-cutlock-{}.db", std::process::id()));
-    sqlite_file::remove(&path);
-    let url = format!("sqlite://{}", path.display());
-    let options = || StoreOptions::default().operation_timeout(Duration::from_secs(2));
-    let store = open_with(&url, options().max_connections(1)).unwrap();
-    let observer = open_with(&url, options()).unwrap();
+    let (path, url, store, observer) = sqlite_pair("cutlock");
     let (lease, start) = leased_start(&*store).await;
 
     let mut blocker = sqlx::SqliteConnection::connect(&url).await.unwrap();

@@ -599,6 +599,14 @@ pub async fn bad_schedule_rows_are_errors_naming_the_key<B: Backend>(
     );
     let ending = end(&lease, 1, RunResult::Failed);
     names(store.end_runs("a", &[ending]).await.map(drop), "newer");
+    // A bad record does not keep its key from being won; it comes without it (`schedules`
+    // names the problem).
+    let acquired = store
+        .try_acquire_with_records("b", &keys(&["outcome"]), LONG, Duration::ZERO)
+        .await
+        .expect("a key with a bad record is acquired");
+    assert_eq!(acquired.leases.len(), 1);
+    assert!(acquired.records.is_empty(), "{acquired:?}");
     // Healthy keys beside them still work.
     let good = acquire_one(store, "a", "good", LONG).await.unwrap();
     assert_eq!(started(store, "a", &[start(&good)]).await, [1]);
