@@ -320,10 +320,13 @@ const WARM_CONNECTIONS: u32 = 2;
 
 /// Opens the pool's warm connections now (see [`WARM_CONNECTIONS`]), so that the first
 /// takeover does not pay for them, and returns them (for [`give_back`]). A connection that
-/// cannot be opened is the next call's error.
+/// cannot be opened is the next call's error. The connection of the call just before (the
+/// tables' creation) is on its way back to the pool (see [`give_back`]): it is waited for, to
+/// be one of them, rather than a third opened beside it.
 pub(crate) async fn open_warm<DB: sqlx::Database>(
     pool: &sqlx::Pool<DB>,
 ) -> Vec<sqlx::pool::PoolConnection<DB>> {
+    until_idle(pool, pool.size() as usize).await;
     let wanted = pool.options().get_min_connections() as usize;
     let mut held = Vec::with_capacity(wanted);
     while held.len() < wanted {
@@ -345,6 +348,11 @@ pub(crate) async fn give_back<DB: sqlx::Database>(
 ) {
     let wanted = connections.len();
     drop(connections);
+    until_idle(pool, wanted).await;
+}
+
+/// Waits (a second at most) until `wanted` connections are idle in `pool`.
+async fn until_idle<DB: sqlx::Database>(pool: &sqlx::Pool<DB>, wanted: usize) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
     while pool.num_idle() < wanted && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(1)).await;
