@@ -323,11 +323,18 @@ const WARM_CONNECTIONS: u32 = 2;
 /// cannot be opened is the next call's error. The connection of the call just before (the
 /// tables' creation) is on its way back to the pool (see [`give_back`]): it is waited for, to
 /// be one of them, rather than a third opened beside it.
+///
+/// A pool that already has as many connections (a later `initialise`, which the pool's
+/// `min_connections` has kept warm since) opens none and waits for none: some of them may be
+/// busy, or stuck behind a database that stalled, and would hold `initialise` up.
 pub(crate) async fn open_warm<DB: sqlx::Database>(
     pool: &sqlx::Pool<DB>,
 ) -> Vec<sqlx::pool::PoolConnection<DB>> {
-    until_idle(pool, pool.size() as usize).await;
     let wanted = pool.options().get_min_connections() as usize;
+    if pool.size() as usize >= wanted {
+        return Vec::new();
+    }
+    until_idle(pool, pool.size() as usize).await;
     let mut held = Vec::with_capacity(wanted);
     while held.len() < wanted {
         match pool.acquire().await {
