@@ -100,6 +100,9 @@ pub(crate) struct JobShared {
     /// it is asked for. Most runs never ask, and a child token is an allocation and a lock on
     /// the host's token: a host of 100,000 such jobs makes none.
     runs_token: OnceLock<CancellationToken>,
+    /// The job's `loopjob.job` span, which its runs' attempts are polled in: made the first time
+    /// a subscriber wants it, and kept for the job's life (see [`JobShared::span`]).
+    span: OnceLock<Box<tracing::Span>>,
     pub(crate) host: Arc<HostShared>,
     /// Woken when the status changed, if `watchers` says anyone waits.
     status_changed: Notify,
@@ -112,6 +115,7 @@ impl JobShared {
     pub(crate) fn new(name: Arc<str>, host: Arc<HostShared>, status: JobStatus) -> Self {
         JobShared {
             runs_token: OnceLock::new(),
+            span: OnceLock::new(),
             host,
             name,
             status: Mutex::new(status),
@@ -127,6 +131,28 @@ impl JobShared {
     pub(crate) fn runs_token(&self) -> &CancellationToken {
         self.runs_token
             .get_or_init(|| self.host.token.child_token())
+    }
+
+    /// The job's span, `loopjob.job` at `info` with the field `job`, which every attempt of its
+    /// runs is polled in, so that the job's own events carry its name; `None` while no
+    /// subscriber wants it.
+    ///
+    /// One span for the job's life rather than one per run: through a formatting subscriber,
+    /// making a span and writing its fields costs more than the job's own event (about 8,000
+    /// instructions, docs/BENCHMARKS.md), and entering a span that exists costs little. A run's
+    /// own span, with its `run_id`, is at `debug` ([`crate::run`]).
+    pub(crate) fn span(&self) -> Option<&tracing::Span> {
+        if let Some(span) = self.span.get() {
+            return Some(span);
+        }
+        // Not cached while disabled: a subscriber installed after the job's first run still
+        // gets the span, and the disabled macro costs a level check.
+        let span = tracing::info_span!("loopjob.job", job = %self.name);
+        if span.is_disabled() {
+            return None;
+        }
+        // Two first runs at once may both make one; the first kept is the job's.
+        Some(self.span.get_or_init(|| Box::new(span)))
     }
 
     /// The status, to read or change. A change is seen by watchers after

@@ -66,8 +66,9 @@
 //! The `loopjob` command (feature `cli`, `src/bin/loopjob.rs`) shows and steers a cluster's
 //! guarded jobs from a store URL, without a host: a thin layer over [`cluster`].
 //!
-//! The library never prints: it logs through `tracing` (a span `loopjob.run` per attempt with
-//! the job, run id and attempt) and, with the `metrics` feature, counts through `metrics`.
+//! The library never prints: it logs through `tracing` (a span `loopjob.job` per job at `info`,
+//! and inside it a span `loopjob.run` per attempt at `debug`, with the run id and attempt) and,
+//! with the `metrics` feature, counts through `metrics`.
 //!
 //! The architecture, the safety argument of the leadership guard, the cluster schedule and the
 //! lease store contract are in the repository's `docs/ARCHITECTURE.md`.

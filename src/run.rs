@@ -217,15 +217,33 @@ enum Attempts {
 /// An attempt's execution: the job's future, in its span, with panics caught.
 type Execution = tracing::instrument::Instrumented<CatchUnwind<Result<(), JobError>>>;
 
-/// Begins an attempt: calls the job, which makes its future (polled by the caller).
+/// Begins an attempt: calls the job, which makes its future (polled by the caller) in the
+/// attempt's span.
 fn begin_attempt(job: &Arc<dyn ErasedJob>, ctx: JobContext) -> Execution {
-    let span = tracing::info_span!(
+    let span = attempt_span(&ctx);
+    CatchUnwind(job.clone().execute(ctx)).instrument(span)
+}
+
+/// The span an attempt is polled in: the run's `loopjob.run` (`debug`, with `run_id` and
+/// `attempt`), a child of the job's `loopjob.job` (`info`, with `job`). At `info` that is the
+/// job's span alone, made once for the job's life ([`JobShared::span`](crate::control::JobShared::span)).
+fn attempt_span(ctx: &JobContext) -> tracing::Span {
+    // No subscriber at all: no span. A disabled span would still write its life to the `log`
+    // crate (sqlx turns on `tracing`'s `log` feature), a few hundred instructions a run.
+    if !tracing::dispatcher::has_been_set() {
+        return tracing::Span::none();
+    }
+    let job_span = ctx.job.span();
+    let run_span = tracing::debug_span!(
+        parent: job_span.and_then(tracing::Span::id),
         "loopjob.run",
-        job = %ctx.job_name(),
         run_id = ctx.run_id(),
         attempt = ctx.attempt(),
     );
-    CatchUnwind(job.clone().execute(ctx)).instrument(span)
+    match job_span {
+        Some(job_span) if run_span.is_disabled() => job_span.clone(),
+        _ => run_span,
+    }
 }
 
 /// How an attempt ended.

@@ -13,12 +13,15 @@ use loopjob::{Host, JobError, LeaderMode, Leadership, Schedule};
 use tracing::field::{Field, Visit};
 use tracing::span::Attributes;
 use tracing::{Event, Id, Level, Subscriber};
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::{Layer, Registry};
 
 /// README's table: each event's message (or the span's name), its level and its fields.
 const PROMISED: &[(&str, Level, &[&str])] = &[
-    ("loopjob.run", Level::INFO, &["job", "run_id", "attempt"]),
+    ("loopjob.job", Level::INFO, &["job"]),
+    ("loopjob.run", Level::DEBUG, &["run_id", "attempt"]),
     ("host started", Level::INFO, &["jobs", "shards", "node"]),
     (
         "tick skipped",
@@ -30,18 +33,18 @@ const PROMISED: &[(&str, Level, &[&str])] = &[
         Level::WARN,
         &["job", "missed"],
     ),
-    ("run failed", Level::WARN, &["job", "error"]),
+    ("run failed", Level::WARN, &["job", "run_id", "error"]),
     (
         "run failed; retrying",
         Level::WARN,
         &["job", "run_id", "attempt", "outcome", "retry_in"],
     ),
-    ("run timed out", Level::WARN, &["job", "timeout"]),
-    ("run panicked", Level::ERROR, &["job", "panic"]),
+    ("run timed out", Level::WARN, &["job", "run_id", "timeout"]),
+    ("run panicked", Level::ERROR, &["job", "run_id", "panic"]),
     (
         "run ignored cancellation and was dropped",
         Level::WARN,
-        &["job", "grace"],
+        &["job", "run_id", "grace"],
     ),
     ("leases acquired", Level::INFO, &["job", "count", "keys"]),
     (
@@ -212,6 +215,76 @@ async fn every_event_readme_lists_is_emitted_with_its_fields() {
         missing.is_empty(),
         "not emitted as README says: {missing:#?}\nseen: {seen:#?}"
     );
+}
+
+/// The spans made and, for each job event `reported`, the names of the spans it was in (root
+/// first).
+#[derive(Clone, Default)]
+struct Scopes {
+    spans: Arc<Mutex<Vec<String>>>,
+    reported: Arc<Mutex<Vec<Vec<String>>>>,
+}
+
+impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Scopes {
+    fn on_new_span(&self, attrs: &Attributes<'_>, _: &Id, _: Context<'_, S>) {
+        let name = attrs.metadata().name().to_owned();
+        self.spans.lock().unwrap().push(name);
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        if fields.message != "reported" {
+            return;
+        }
+        let scope = ctx
+            .event_scope(event)
+            .map(|scope| {
+                scope
+                    .from_root()
+                    .map(|span| span.name().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.reported.lock().unwrap().push(scope);
+    }
+}
+
+/// At `info` a job's own events are in its `loopjob.job` span, one span for all its runs (a
+/// span per run costs more than the event, docs/BENCHMARKS.md); at `debug` each attempt adds its
+/// `loopjob.run` span, with the run's id.
+#[tokio::test(start_paused = true)]
+async fn a_jobs_events_are_in_its_span_made_once_for_all_its_runs() {
+    for (level, expected_scope) in [
+        (LevelFilter::INFO, vec!["loopjob.job"]),
+        (LevelFilter::DEBUG, vec!["loopjob.job", "loopjob.run"]),
+    ] {
+        let scopes = Scopes::default();
+        let subscriber = Registry::default().with(level).with(scopes.clone());
+        let _subscriber = tracing::subscriber::set_default(subscriber);
+
+        let host = Host::builder()
+            .job_fn("reporter", Schedule::every(secs(1)), |ctx| async move {
+                tracing::info!(run = ctx.run_id(), "reported");
+                Ok(())
+            })
+            .build()
+            .unwrap();
+        let handle = host.handle();
+        let running = tokio::spawn(host.run_until(std::future::pending()));
+        // Runs at 0, 1 and 2 s.
+        tokio::time::sleep(Duration::from_millis(2_500)).await;
+        handle.shutdown();
+        running.await.unwrap();
+
+        let reported = scopes.reported.lock().unwrap().clone();
+        assert_eq!(reported, vec![expected_scope; 3], "at {level}");
+        let spans = scopes.spans.lock().unwrap().clone();
+        let count = |name: &str| spans.iter().filter(|span| *span == name).count();
+        assert_eq!(count("loopjob.job"), 1, "at {level}: {spans:?}");
+        let runs = if level == LevelFilter::DEBUG { 3 } else { 0 };
+        assert_eq!(count("loopjob.run"), runs, "at {level}: {spans:?}");
+    }
 }
 
 /// Each event of the table above is in README's Observability table, and the other way round

@@ -333,25 +333,25 @@ impl Supervisor {
         metrics::run_finished(&self.shared.name, &outcome, elapsed);
         match &outcome {
             RunOutcome::Succeeded => {
-                tracing::debug!(job = %self.shared.name, ?elapsed, "run succeeded")
+                tracing::debug!(job = %self.shared.name, run_id = report.run_id, ?elapsed, "run succeeded")
             }
             RunOutcome::Failed(error) => {
-                tracing::warn!(job = %self.shared.name, %error, "run failed")
+                tracing::warn!(job = %self.shared.name, run_id = report.run_id, %error, "run failed")
             }
             RunOutcome::Panicked(message) => {
-                tracing::error!(job = %self.shared.name, panic = %message, "run panicked")
+                tracing::error!(job = %self.shared.name, run_id = report.run_id, panic = %message, "run panicked")
             }
             RunOutcome::TimedOut if report.abandoned => {
-                tracing::warn!(job = %self.shared.name, timeout = ?self.schedule.timeout, grace = ?self.schedule.cancel_grace, "run timed out, ignored cancellation and was dropped")
+                tracing::warn!(job = %self.shared.name, run_id = report.run_id, timeout = ?self.schedule.timeout, grace = ?self.schedule.cancel_grace, "run timed out, ignored cancellation and was dropped")
             }
             RunOutcome::TimedOut => {
-                tracing::warn!(job = %self.shared.name, timeout = ?self.schedule.timeout, "run timed out")
+                tracing::warn!(job = %self.shared.name, run_id = report.run_id, timeout = ?self.schedule.timeout, "run timed out")
             }
             RunOutcome::Overran => {
-                tracing::warn!(job = %self.shared.name, timeout = ?self.schedule.timeout, ?elapsed, "run kept the thread past its timeout; counted as a timeout, not a success")
+                tracing::warn!(job = %self.shared.name, run_id = report.run_id, timeout = ?self.schedule.timeout, ?elapsed, "run kept the thread past its timeout; counted as a timeout, not a success")
             }
             RunOutcome::Dropped => {
-                tracing::warn!(job = %self.shared.name, grace = ?self.schedule.cancel_grace, "run ignored cancellation and was dropped")
+                tracing::warn!(job = %self.shared.name, run_id = report.run_id, grace = ?self.schedule.cancel_grace, "run ignored cancellation and was dropped")
             }
         }
         ticking.count(|counters| {
