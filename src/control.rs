@@ -94,6 +94,8 @@ pub(crate) struct JobShared {
     /// How many [`JobShared::wait_for`] calls are waiting.
     watchers: AtomicUsize,
     pub(crate) name: Arc<str>,
+    /// The status as the supervisor keeps it, its `name` left empty: the name is `name`, which
+    /// [`JobShared::snapshot`] fills in, so a job keeps one copy of its name rather than two.
     status: Mutex<JobStatus>,
     /// The token the job's runs hold until one of them is cancelled (see
     /// [`RunToken`](crate::job::RunToken)): a child of the host's token, made the first time
@@ -155,7 +157,14 @@ impl JobShared {
         Some(self.span.get_or_init(|| Box::new(span)))
     }
 
-    /// The status, to read or change. A change is seen by watchers after
+    /// A copy of the status, with the job's name, for the handle.
+    pub(crate) fn snapshot(&self) -> JobStatus {
+        let mut status = self.status().clone();
+        status.name = self.name.to_string();
+        status
+    }
+
+    /// The status, to read or change (its `name` is empty: see [`JobShared::snapshot`]). A change is seen by watchers after
     /// [`JobShared::status_changed`].
     pub(crate) fn status(&self) -> MutexGuard<'_, JobStatus> {
         lock(&self.status)
@@ -180,14 +189,12 @@ impl JobShared {
         loop {
             // Made before looking, so that a wake between the look and the wait is not lost.
             let changed = self.status_changed.notified();
-            {
-                let status = self.status();
-                if predicate(&status) {
-                    return Some(status.clone());
-                }
-                if status.state == JobState::Stopped {
-                    return None;
-                }
+            let status = self.snapshot();
+            if predicate(&status) {
+                return Some(status);
+            }
+            if status.state == JobState::Stopped {
+                return None;
             }
             changed.await;
         }
@@ -289,7 +296,7 @@ mod tests {
             slots: None,
         });
         let schedule = Schedule::every(Duration::from_secs(1));
-        let status = crate::supervisor::initial_status("job", &schedule);
+        let status = crate::supervisor::initial_status(&schedule);
         JobShared::new("job".into(), host, status)
     }
 

@@ -155,13 +155,13 @@ impl HostHandle {
         self.inner
             .jobs
             .iter()
-            .map(|job| job.shared.status().clone())
+            .map(|job| job.shared.snapshot())
             .collect()
     }
 
     /// A snapshot of the job named `name`.
     pub fn status(&self, name: &str) -> Option<JobStatus> {
-        self.find(name).ok().map(|job| job.shared.status().clone())
+        self.find(name).ok().map(|job| job.shared.snapshot())
     }
 
     /// The next `count` occurrences of a cron job, in the job's time zone: from the one it waits

@@ -367,7 +367,7 @@ impl HostBuilder {
                 }
                 _ => (None, None),
             };
-            let status = initial_status(&registration.name, &registration.schedule);
+            let status = initial_status(&registration.schedule);
             let shared = Arc::new(JobShared::new(
                 registration.name.clone(),
                 host.clone(),

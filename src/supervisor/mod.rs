@@ -642,10 +642,11 @@ impl Ticking {
     }
 }
 
-/// The status of a job that has not started yet.
-pub(crate) fn initial_status(name: &str, schedule: &Schedule) -> JobStatus {
+/// The status of a job that has not started yet, as its shared record keeps it (without its
+/// name: see [`JobShared::snapshot`](crate::control::JobShared::snapshot)).
+pub(crate) fn initial_status(schedule: &Schedule) -> JobStatus {
     JobStatus {
-        name: name.to_owned(),
+        name: String::new(),
         state: if schedule.enabled {
             JobState::Starting
         } else {
