@@ -13,7 +13,8 @@
 //! small, jobs are spread over up to [`MAX_SHARDS`] shards: a host with at most that many jobs
 //! gives each job a shard of its own. A shard of one job is just that job's task with a tokio
 //! timer of its own: the heap and the `FuturesUnordered` would only add to each tick's cost
-//! and to the job's memory.
+//! and to the job's memory. A larger host puts at least [`MIN_JOBS_PER_SHARD`] jobs in each
+//! shard, whose fixed cost would otherwise be a large part of each job's memory.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -33,9 +34,18 @@ use crate::supervisor::Supervisor;
 /// The most shards a host makes; beyond that many jobs, shards hold several jobs each.
 pub(crate) const MAX_SHARDS: usize = 256;
 
-/// How many jobs each shard holds when a host has `jobs` jobs.
+/// The fewest jobs a shard of several holds. A shard's task, timer, heap and
+/// `FuturesUnordered` cost about 1.5 KB whatever it holds: shards of 4 jobs (1,000 jobs in
+/// 256 shards) spent 290 B per job more than shards of 16, for no less CPU (docs/BENCHMARKS.md).
+const MIN_JOBS_PER_SHARD: usize = 16;
+
+/// How many jobs each shard holds when a host has `jobs` jobs: one each up to [`MAX_SHARDS`],
+/// then at least [`MIN_JOBS_PER_SHARD`], in at most [`MAX_SHARDS`] shards.
 pub(crate) fn jobs_per_shard(jobs: usize) -> usize {
-    jobs.div_ceil(MAX_SHARDS).max(1)
+    if jobs <= MAX_SHARDS {
+        return 1;
+    }
+    jobs.div_ceil(MAX_SHARDS).max(MIN_JOBS_PER_SHARD)
 }
 
 /// Runs `supervisors` (one shard's jobs) until each has stopped; their reports come back in the
@@ -261,11 +271,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn each_job_has_a_shard_of_its_own_up_to_max_shards() {
+    fn each_job_has_a_shard_of_its_own_up_to_max_shards_then_shards_hold_sixteen_or_more() {
         assert_eq!(jobs_per_shard(0), 1);
         assert_eq!(jobs_per_shard(1), 1);
         assert_eq!(jobs_per_shard(MAX_SHARDS), 1);
-        assert_eq!(jobs_per_shard(MAX_SHARDS + 1), 2);
+        assert_eq!(jobs_per_shard(MAX_SHARDS + 1), MIN_JOBS_PER_SHARD);
+        assert_eq!(jobs_per_shard(1_000), MIN_JOBS_PER_SHARD);
         assert_eq!(jobs_per_shard(10_000), 40);
         assert!(10_000usize.div_ceil(jobs_per_shard(10_000)) <= MAX_SHARDS);
     }
