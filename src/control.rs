@@ -164,8 +164,8 @@ impl JobShared {
         status
     }
 
-    /// The status, to read or change (its `name` is empty: see [`JobShared::snapshot`]). A change is seen by watchers after
-    /// [`JobShared::status_changed`].
+    /// The status, to read or change (its `name` is empty: see [`JobShared::snapshot`]). A
+    /// change is seen by watchers after [`JobShared::status_changed`].
     pub(crate) fn status(&self) -> MutexGuard<'_, JobStatus> {
         lock(&self.status)
     }
