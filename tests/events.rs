@@ -217,20 +217,11 @@ async fn every_event_readme_lists_is_emitted_with_its_fields() {
     );
 }
 
-/// The spans made and, for each job event `reported`, the names of the spans it was in (root
-/// first).
+/// For each job event `reported`, the names of the spans it was in (root first).
 #[derive(Clone, Default)]
-struct Scopes {
-    spans: Arc<Mutex<Vec<String>>>,
-    reported: Arc<Mutex<Vec<Vec<String>>>>,
-}
+struct Scopes(Arc<Mutex<Vec<Vec<String>>>>);
 
 impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Scopes {
-    fn on_new_span(&self, attrs: &Attributes<'_>, _: &Id, _: Context<'_, S>) {
-        let name = attrs.metadata().name().to_owned();
-        self.spans.lock().unwrap().push(name);
-    }
-
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let mut fields = Fields::default();
         event.record(&mut fields);
@@ -246,7 +237,7 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Scopes {
                     .collect()
             })
             .unwrap_or_default();
-        self.reported.lock().unwrap().push(scope);
+        self.0.lock().unwrap().push(scope);
     }
 }
 
@@ -259,8 +250,11 @@ async fn a_jobs_events_are_in_its_span_made_once_for_all_its_runs() {
         (LevelFilter::INFO, vec!["loopjob.job"]),
         (LevelFilter::DEBUG, vec!["loopjob.job", "loopjob.run"]),
     ] {
-        let scopes = Scopes::default();
-        let subscriber = Registry::default().with(level).with(scopes.clone());
+        let (seen, scopes) = (Seen::default(), Scopes::default());
+        let subscriber = Registry::default()
+            .with(level)
+            .with(seen.clone())
+            .with(scopes.clone());
         let _subscriber = tracing::subscriber::set_default(subscriber);
 
         let host = Host::builder()
@@ -277,10 +271,11 @@ async fn a_jobs_events_are_in_its_span_made_once_for_all_its_runs() {
         handle.shutdown();
         running.await.unwrap();
 
-        let reported = scopes.reported.lock().unwrap().clone();
+        let reported = scopes.0.lock().unwrap().clone();
         assert_eq!(reported, vec![expected_scope; 3], "at {level}");
-        let spans = scopes.spans.lock().unwrap().clone();
-        let count = |name: &str| spans.iter().filter(|span| *span == name).count();
+        let seen = seen.0.lock().unwrap().clone();
+        let spans: Vec<&str> = seen.iter().map(|(name, _, _)| name.as_str()).collect();
+        let count = |name: &str| spans.iter().filter(|span| **span == name).count();
         assert_eq!(count("loopjob.job"), 1, "at {level}: {spans:?}");
         let runs = if level == LevelFilter::DEBUG { 3 } else { 0 };
         assert_eq!(count("loopjob.run"), runs, "at {level}: {spans:?}");
