@@ -51,15 +51,15 @@ struct Inner {
     clock: Arc<dyn WallClock>,
 }
 
-/// The handle's line to one job's supervisor.
+/// The handle's line to one job's supervisor. Every job keeps one for the host's life: what
+/// only some jobs have is boxed, and the name is the one in `shared`.
 pub(crate) struct JobControl {
-    pub(crate) name: Arc<str>,
     pub(crate) shared: Arc<JobShared>,
     /// The job's cron schedule, if it runs on one.
     #[cfg(feature = "cron")]
-    pub(crate) cron: Option<crate::CronSchedule>,
+    pub(crate) cron: Option<Box<crate::CronSchedule>>,
     /// For a guarded job: its keys' records in the store.
-    pub(crate) cluster: Option<ClusterLine>,
+    pub(crate) cluster: Option<Box<ClusterLine>>,
 }
 
 /// The handle's line to a guarded job's schedule records: operator commands are written there,
@@ -146,7 +146,7 @@ impl HostHandle {
         self.inner
             .jobs
             .iter()
-            .map(|job| job.name.to_string())
+            .map(|job| job.shared.name.to_string())
             .collect()
     }
 
@@ -297,7 +297,7 @@ impl HostHandle {
     fn cluster(&self, name: &str) -> Result<&ClusterLine, ControlError> {
         self.find(name)?
             .cluster
-            .as_ref()
+            .as_deref()
             .ok_or_else(|| ControlError::NotGuarded {
                 name: name.to_owned(),
             })
@@ -359,7 +359,7 @@ impl HostHandle {
         self.inner
             .jobs
             .iter()
-            .find(|job| &*job.name == name)
+            .find(|job| &*job.shared.name == name)
             .ok_or_else(|| ControlError::UnknownJob {
                 name: name.to_owned(),
                 known: self.job_names().join(", "),

@@ -353,40 +353,40 @@ impl HostBuilder {
             clock: self.wall_clock.clone(),
             slots: self.max_parallel_runs.map(RunSlots::new),
         });
-        let mut supervisors = Vec::with_capacity(self.registrations.len());
         let mut controls = Vec::with_capacity(self.registrations.len());
         #[cfg(feature = "admin")]
         let admin_store = self.store.clone();
         // Checked by `problems`: a guarded job has a store.
         let mut guarding = self.store.map(|store| Guarding::new(store, &node));
-        for registration in self.registrations {
-            let (guard, cluster) = match &mut guarding {
-                Some(guarding) if registration.leadership.mode != LeaderMode::None => {
-                    let (guard, cluster) = guarding.add(&registration, &node);
-                    (Some(guard), Some(cluster))
+        // `collect` keeps the supervisors in the registrations' memory (a supervisor is the
+        // smaller): a host allocates no second vector of its jobs, whose pages it would keep.
+        let supervisors: Vec<Supervisor> = self
+            .registrations
+            .into_iter()
+            .map(|registration| {
+                let (guard, cluster) = match &mut guarding {
+                    Some(guarding) if registration.leadership.mode != LeaderMode::None => {
+                        let (guard, cluster) = guarding.add(&registration, &node);
+                        (Some(guard), Some(cluster))
+                    }
+                    _ => (None, None),
+                };
+                let status = initial_status(&registration.schedule);
+                let shared = Arc::new(JobShared::new(registration.name, host.clone(), status));
+                controls.push(JobControl {
+                    shared: shared.clone(),
+                    #[cfg(feature = "cron")]
+                    cron: registration.schedule.cron_schedule().cloned().map(Box::new),
+                    cluster: cluster.map(Box::new),
+                });
+                Supervisor {
+                    job: registration.job,
+                    shared,
+                    schedule: registration.schedule,
+                    guard: guard.map(Box::new),
                 }
-                _ => (None, None),
-            };
-            let status = initial_status(&registration.schedule);
-            let shared = Arc::new(JobShared::new(
-                registration.name.clone(),
-                host.clone(),
-                status,
-            ));
-            controls.push(JobControl {
-                name: registration.name,
-                shared: shared.clone(),
-                #[cfg(feature = "cron")]
-                cron: registration.schedule.cron_schedule().cloned(),
-                cluster,
-            });
-            supervisors.push(Supervisor {
-                job: registration.job,
-                shared,
-                schedule: registration.schedule,
-                guard: guard.map(Box::new),
-            });
-        }
+            })
+            .collect();
         let guard_tasks = guarding.and_then(Guarding::into_tasks);
         // The readiness probe asks the store when the host has guarded jobs.
         #[cfg(feature = "admin")]
@@ -540,19 +540,17 @@ impl Host {
         let token = self.handle.token().clone();
         let jobs = self.supervisors.len();
         let jobs_per_shard = shard::jobs_per_shard(jobs);
-        let mut supervisors = self.supervisors.into_iter();
-        // Each shard with its jobs' names, for the report should it fail.
-        let shards: Vec<_> = std::iter::from_fn(|| {
-            let shard: Vec<_> = supervisors.by_ref().take(jobs_per_shard).collect();
-            let names: Vec<_> = shard.iter().map(|s| s.shared.name.clone()).collect();
-            (!shard.is_empty()).then(|| {
-                (
-                    names,
-                    AbortOnDropHandle::new(tokio::spawn(shard::run(shard))),
-                )
+        // Shard `i` holds the jobs `i * jobs_per_shard..`, in the handle's order. The
+        // supervisors' vector is gone once they are in their shards: it is not kept for the
+        // host's life.
+        let shards: Vec<_> = {
+            let mut supervisors = self.supervisors.into_iter();
+            std::iter::from_fn(|| {
+                let shard: Vec<_> = supervisors.by_ref().take(jobs_per_shard).collect();
+                (!shard.is_empty()).then(|| AbortOnDropHandle::new(tokio::spawn(shard::run(shard))))
             })
-        })
-        .collect();
+            .collect()
+        };
         let (elector, ledger) = match self.guard_tasks {
             Some(GuardTasks { elector, ledger }) => {
                 let stop = elector.stop_token();
@@ -581,7 +579,7 @@ impl Host {
         self.handle.tell_every_job(|| Command::Shutdown);
 
         let mut report = ShutdownReport::default();
-        for (names, shard) in shards {
+        for (index, shard) in shards.into_iter().enumerate() {
             match shard.await {
                 Ok(job_reports) => report.jobs.extend(job_reports),
                 Err(error) => {
@@ -591,11 +589,12 @@ impl Host {
                     } else {
                         error.to_string()
                     };
-                    for name in names {
+                    let names = self.handle.job_names().into_iter();
+                    for name in names.skip(index * jobs_per_shard).take(jobs_per_shard) {
                         tracing::error!(job = %name, panic = %message, "supervisor failed");
                         if let Some(status) = self.handle.status(&name) {
                             report.jobs.push(JobReport {
-                                name: name.to_string(),
+                                name,
                                 in_flight_at_shutdown: status.in_flight,
                                 dropped_at_shutdown: status.in_flight,
                                 status,
