@@ -19,7 +19,6 @@ use std::task::{Context, Poll};
 
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 use crate::job::{ErasedJob, JobContext, JobError, RunToken};
 use crate::run_slots::Slot;
@@ -214,24 +213,56 @@ enum Attempts {
     Retrying(Arc<dyn ErasedJob>),
 }
 
-/// An attempt's execution: the job's future, in its span, with panics caught.
-type Execution = tracing::instrument::Instrumented<CatchUnwind<Result<(), JobError>>>;
+/// An attempt's execution: the job's future, with panics caught, polled and dropped in the
+/// attempt's span if it has one.
+///
+/// Not tracing's `Instrumented`: without a subscriber there is no span, and entering and
+/// leaving an empty one on every poll and on drop cost about a hundred instructions a run.
+struct Execution {
+    /// `None` only while the execution is dropped.
+    attempt: Option<CatchUnwind<Result<(), JobError>>>,
+    span: Option<tracing::Span>,
+}
+
+impl Future for Execution {
+    type Output = Result<Result<(), JobError>, Box<dyn Any + Send>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Execution { attempt, span } = &mut *self;
+        let _entered = span.as_ref().map(tracing::Span::enter);
+        match attempt {
+            Some(attempt) => Pin::new(attempt).poll(cx),
+            None => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for Execution {
+    fn drop(&mut self) {
+        // An abandoned attempt is dropped in its span too: what it logs as it goes carries it.
+        let _entered = self.span.as_ref().map(tracing::Span::enter);
+        self.attempt.take();
+    }
+}
 
 /// Begins an attempt: calls the job, which makes its future (polled by the caller) in the
 /// attempt's span.
 fn begin_attempt(job: &Arc<dyn ErasedJob>, ctx: JobContext) -> Execution {
     let span = attempt_span(&ctx);
-    CatchUnwind(job.clone().execute(ctx)).instrument(span)
+    Execution {
+        attempt: Some(CatchUnwind(job.clone().execute(ctx))),
+        span,
+    }
 }
 
 /// The span an attempt is polled in: the run's `loopjob.run` (`debug`, with `run_id` and
 /// `attempt`), a child of the job's `loopjob.job` (`info`, with `job`). At `info` that is the
 /// job's span alone, made once for the job's life ([`JobShared::span`](crate::control::JobShared::span)).
-fn attempt_span(ctx: &JobContext) -> tracing::Span {
+fn attempt_span(ctx: &JobContext) -> Option<tracing::Span> {
     // No subscriber at all: no span. A disabled span would still write its life to the `log`
     // crate (sqlx turns on `tracing`'s `log` feature), a few hundred instructions a run.
     if !tracing::dispatcher::has_been_set() {
-        return tracing::Span::none();
+        return None;
     }
     let job_span = ctx.job.span();
     let run_span = tracing::debug_span!(
@@ -240,10 +271,10 @@ fn attempt_span(ctx: &JobContext) -> tracing::Span {
         run_id = ctx.run_id(),
         attempt = ctx.attempt(),
     );
-    match job_span {
+    Some(match job_span {
         Some(job_span) if run_span.is_disabled() => job_span.clone(),
         _ => run_span,
-    }
+    })
 }
 
 /// How an attempt ended.
