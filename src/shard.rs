@@ -189,34 +189,43 @@ impl Ord for Deadline {
 /// alone in its shard, a tokio timer of its own.
 pub(crate) struct JobTimer {
     deadline: Option<Instant>,
-    /// The deadline that has an entry in the heap, or that the job's own timer is set to.
-    registered: Option<Instant>,
     clock: TimerClock,
 }
 
 enum TimerClock {
-    /// A shard's heap. A deadline that was moved leaves its old entry in the heap; when that
-    /// entry comes due it wakes the job for nothing, which costs one poll and is rarer than a
-    /// move.
-    Shard(Arc<Timers>),
-    /// The job's own timer.
-    Alone(Pin<Box<Sleep>>),
+    /// A shard's heap, and the deadline that has an entry in it. A deadline that was moved
+    /// leaves its old entry in the heap; when that entry comes due it wakes the job for
+    /// nothing, which costs one poll and is rarer than a move.
+    Shard {
+        timers: Arc<Timers>,
+        registered: Option<Instant>,
+    },
+    /// The job's own timer, and when the last deadline was found passed: a deadline set in the
+    /// same turn and later than that is set on the timer without reading the clock again.
+    Alone {
+        sleep: Pin<Box<Sleep>>,
+        passed_at: Option<Instant>,
+    },
 }
 
 impl JobTimer {
     fn new(timers: Arc<Timers>) -> Self {
         JobTimer {
             deadline: None,
-            registered: None,
-            clock: TimerClock::Shard(timers),
+            clock: TimerClock::Shard {
+                timers,
+                registered: None,
+            },
         }
     }
 
     fn alone() -> Self {
         JobTimer {
             deadline: None,
-            registered: None,
-            clock: TimerClock::Alone(Box::pin(sleep_until(Instant::now()))),
+            clock: TimerClock::Alone {
+                sleep: Box::pin(sleep_until(Instant::now())),
+                passed_at: None,
+            },
         }
     }
 
@@ -229,36 +238,53 @@ impl JobTimer {
     /// clears it. Pending while there is none.
     pub(crate) fn poll_elapsed(&mut self, cx: &mut Context<'_>) -> Poll<Instant> {
         let Some(at) = self.deadline else {
+            if let TimerClock::Alone { passed_at, .. } = &mut self.clock {
+                *passed_at = None;
+            }
             return Poll::Pending;
         };
         let passed = match &mut self.clock {
-            TimerClock::Shard(timers) => {
+            TimerClock::Shard { timers, registered } => {
                 let mut timers = timers.lock();
                 let now = timers.now.unwrap_or_else(Instant::now);
-                if now < at && self.registered != Some(at) {
+                if now < at && *registered != Some(at) {
                     timers.heap.push(Reverse(Deadline {
                         at,
                         job: cx.waker().clone(),
                     }));
-                    self.registered = Some(at);
+                    *registered = Some(at);
                 }
-                (now >= at).then_some(now)
+                let passed = (now >= at).then_some(now);
+                if passed.is_some() {
+                    *registered = None;
+                }
+                passed
             }
-            TimerClock::Alone(sleep) => {
-                // A deadline already passed is served now, without asking the timer, which
-                // rounds deadlines up to the next millisecond.
-                let now = Instant::now();
-                if now < at && self.registered != Some(at) {
+            TimerClock::Alone { sleep, passed_at } => {
+                let armed = sleep.deadline() == at;
+                // The next tick, set in the turn whose tick passed at `passed_at`, is after it:
+                // the timer is set without a look at the clock (one read of it fewer a run).
+                // Otherwise a deadline already passed is served now, without asking the timer,
+                // which rounds deadlines up to the next millisecond.
+                let ahead = !armed && passed_at.take().is_some_and(|then| at > then);
+                let now = (!ahead).then(Instant::now);
+                if !armed && now.is_none_or(|now| now < at) {
                     sleep.as_mut().reset(at);
-                    self.registered = Some(at);
                 }
-                (now >= at || sleep.as_mut().poll(cx).is_ready()).then_some(now.max(at))
+                let passed = match now {
+                    Some(now) if now >= at => Some(now),
+                    _ if sleep.as_mut().poll(cx).is_ready() => {
+                        Some(now.unwrap_or_else(Instant::now).max(at))
+                    }
+                    _ => None,
+                };
+                *passed_at = passed;
+                passed
             }
         };
         match passed {
             Some(now) => {
                 self.deadline = None;
-                self.registered = None;
                 Poll::Ready(now)
             }
             None => Poll::Pending,
