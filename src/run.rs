@@ -43,7 +43,7 @@ pub(crate) struct Run {
 /// A run just started: either it already ended, or it is under way and must be polled on.
 pub(crate) enum Started {
     Ended(RunReport),
-    Running(Pin<Box<dyn Future<Output = RunReport> + Send>>),
+    Running(RunFuture),
 }
 
 /// How a run went, for the supervisor's counters.
@@ -79,7 +79,7 @@ impl Run {
         if schedule.retries > 0 {
             // Each attempt needs its own token: the general path makes it.
             let attempts = Attempts::Retrying(job.clone());
-            return Started::Running(Box::pin(self.drive(attempts, schedule.clone())));
+            return Started::Running(self.drive(attempts, schedule.clone()));
         }
         let mut execution = begin_attempt(job, self.ctx.clone());
         let deadline = schedule
@@ -98,7 +98,7 @@ impl Run {
             Poll::Pending => {
                 // Polled once more at once, so that its timer is set now, whatever wakes next.
                 let attempts = Attempts::Single(execution, deadline);
-                let mut running = Box::pin(self.drive(attempts, schedule.clone()));
+                let mut running = self.drive(attempts, schedule.clone());
                 match running.as_mut().poll(cx) {
                     Poll::Ready(report) => Started::Ended(report),
                     Poll::Pending => Started::Running(running),
@@ -107,102 +107,125 @@ impl Run {
         }
     }
 
-    /// Drives the run to its end: attempts, retries with backoff, and the final outcome.
+    /// The run's future once it is under way: its attempts, retries with backoff, and the final
+    /// outcome.
     ///
-    /// Never panics, whatever the job does. Dropping this future abandons the attempt in flight.
+    /// Never panics, whatever the job does. Dropping the future abandons the attempt in flight.
     /// When the run's leadership is lost (the elector reported it, or the leases' local deadline
     /// passed), its token is cancelled at once: the attempt gets its `cancel_grace`, and no retry
     /// follows. The leases are checked before the attempt at every poll, so that an attempt
     /// woken after a freeze past the deadline finds its token already cancelled.
-    async fn drive(self, attempts: Attempts, schedule: Schedule) -> RunReport {
-        let Some(leases) = self.ctx.leases.clone() else {
-            return self.attempts(attempts, &schedule).await;
+    ///
+    /// Not inlined into [`Run::start`], whose runs mostly end in their first poll: the futures
+    /// made here would deepen the stack of every run.
+    #[inline(never)]
+    fn drive(self, attempts: Attempts, schedule: Schedule) -> RunFuture {
+        let leases = self.ctx.leases.clone();
+        let token = leases.as_ref().map(|_| self.ctx.token().clone());
+        let mut attempts: RunFuture = Box::pin(self.attempts(attempts, schedule));
+        let (Some(leases), Some(token)) = (leases, token) else {
+            return attempts;
         };
-        let token = self.ctx.token().clone();
-        let attempts = self.attempts(attempts, &schedule);
-        tokio::pin!(attempts);
-        tokio::select! {
-            biased;
-            _ = leases.lost() => {
-                token.cancel();
-                RunReport { cancelled_own_token: true, ..attempts.await }
+        Box::pin(async move {
+            tokio::select! {
+                biased;
+                _ = leases.lost() => {
+                    token.cancel();
+                    RunReport { cancelled_own_token: true, ..attempts.await }
+                }
+                report = &mut attempts => report,
             }
-            report = &mut attempts => report,
-        }
+        })
     }
 
-    async fn attempts(self, attempts: Attempts, schedule: &Schedule) -> RunReport {
+    /// The run's attempts.
+    ///
+    /// Not an `async fn`: one keeps its arguments twice in its state (as arguments, and as the
+    /// locals they are moved into), which every run still under way after its first poll would
+    /// carry in its box.
+    fn attempts(
+        self,
+        attempts: Attempts,
+        schedule: Schedule,
+    ) -> impl Future<Output = RunReport> + Send + 'static {
         let Run {
             ctx,
             started,
             next_tick,
-            ..
+            slot,
         } = self;
-        let run_id = ctx.run_id;
-        let report = |ended: Ended, attempts| RunReport {
-            run_id,
-            outcome: ended.outcome,
-            attempts,
-            started,
-            ended: Instant::now(),
-            cancelled_own_token: ended.timed_out,
-            abandoned: ended.abandoned,
-        };
-        let job = match attempts {
-            Attempts::Single(execution, deadline) => {
-                // The single attempt took the run's context and token as they are.
-                let token = ctx.token().clone();
-                let ended = finish_attempt(execution, &token, deadline, schedule).await;
-                return report(ended, 1);
-            }
-            Attempts::Retrying(job) => job,
-        };
-        let mut number = 1;
-        loop {
-            let attempt_ctx = JobContext {
-                attempt: number,
-                token: RunToken::child_of(ctx.token()),
-                ..ctx.clone()
+        async move {
+            // Held until the run ends: dropping it frees the host's slot.
+            let _slot = slot;
+            let run_id = ctx.run_id;
+            let report = |ended: Ended, attempts| RunReport {
+                run_id,
+                outcome: ended.outcome,
+                attempts,
+                started,
+                ended: Instant::now(),
+                cancelled_own_token: ended.timed_out,
+                abandoned: ended.abandoned,
             };
-            let token = attempt_ctx.token().clone();
-            let deadline = schedule
-                .timeout
-                .map(|timeout| after(Instant::now(), timeout));
-            let execution = begin_attempt(&job, attempt_ctx);
-            let ended = finish_attempt(execution, &token, deadline, schedule).await;
-            // The attempt's own token is cancelled, not the run's: the next run may keep it.
-            let ended = Ended {
-                timed_out: false,
-                ..ended
+            let job = match attempts {
+                Attempts::Single(execution, deadline) => {
+                    // The single attempt took the run's context and token as they are.
+                    let token = ctx.token().clone();
+                    let ended = finish_attempt(execution, &token, deadline, &schedule).await;
+                    return report(ended, 1);
+                }
+                Attempts::Retrying(job) => job,
             };
-            let outcome = &ended.outcome;
-            let retryable = matches!(
-                outcome,
-                RunOutcome::Failed(_) | RunOutcome::Panicked(_) | RunOutcome::TimedOut
-            );
-            let retry_at = if retryable && !ctx.is_cancelled() {
-                schedule.retry_at(number, Instant::now(), next_tick)
-            } else {
-                None
-            };
-            let Some(retry_at) = retry_at else {
-                return report(ended, number);
-            };
-            tracing::warn!(
-                job = %ctx.job_name(),
-                run_id = ctx.run_id(),
-                attempt = number,
-                outcome = outcome.label(),
-                retry_in = ?retry_at.saturating_duration_since(Instant::now()),
-                "run failed; retrying"
-            );
-            tokio::select! {
-                _ = sleep_until(retry_at) => number += 1,
-                _ = ctx.cancelled() => return report(ended, number),
+            let mut number = 1;
+            loop {
+                let attempt_ctx = JobContext {
+                    attempt: number,
+                    token: RunToken::child_of(ctx.token()),
+                    ..ctx.clone()
+                };
+                let token = attempt_ctx.token().clone();
+                let deadline = schedule
+                    .timeout
+                    .map(|timeout| after(Instant::now(), timeout));
+                let execution = begin_attempt(&job, attempt_ctx);
+                let ended = finish_attempt(execution, &token, deadline, &schedule).await;
+                // The attempt's own token is cancelled, not the run's: the next run may keep it.
+                let ended = Ended {
+                    timed_out: false,
+                    ..ended
+                };
+                let outcome = &ended.outcome;
+                let retryable = matches!(
+                    outcome,
+                    RunOutcome::Failed(_) | RunOutcome::Panicked(_) | RunOutcome::TimedOut
+                );
+                let retry_at = if retryable && !ctx.is_cancelled() {
+                    schedule.retry_at(number, Instant::now(), next_tick)
+                } else {
+                    None
+                };
+                let Some(retry_at) = retry_at else {
+                    return report(ended, number);
+                };
+                tracing::warn!(
+                    job = %ctx.job_name(),
+                    run_id = ctx.run_id(),
+                    attempt = number,
+                    outcome = outcome.label(),
+                    retry_in = ?retry_at.saturating_duration_since(Instant::now()),
+                    "run failed; retrying"
+                );
+                tokio::select! {
+                    _ = sleep_until(retry_at) => number += 1,
+                    _ = ctx.cancelled() => return report(ended, number),
+                }
             }
         }
     }
 }
+
+/// A run under way, as the supervisor keeps it.
+pub(crate) type RunFuture = Pin<Box<dyn Future<Output = RunReport> + Send>>;
 
 /// The attempts a run future makes.
 enum Attempts {
@@ -397,7 +420,7 @@ pub(crate) fn panic_message(payload: Box<dyn Any + Send>) -> String {
 /// runs in it.
 #[derive(Default)]
 pub(crate) struct InFlight {
-    runs: Vec<Pin<Box<dyn Future<Output = RunReport> + Send>>>,
+    runs: Vec<RunFuture>,
 }
 
 impl InFlight {
@@ -410,7 +433,7 @@ impl InFlight {
     }
 
     /// Adds a run that is under way.
-    pub(crate) fn push(&mut self, run: Pin<Box<dyn Future<Output = RunReport> + Send>>) {
+    pub(crate) fn push(&mut self, run: RunFuture) {
         self.runs.push(run);
     }
 
