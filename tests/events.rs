@@ -282,6 +282,50 @@ async fn a_jobs_events_are_in_its_span_made_once_for_all_its_runs() {
     }
 }
 
+/// A job's events are in its span after its first await too, and so is what its future logs as
+/// it is dropped: here an attempt that ignores its cancelled token and is abandoned once its
+/// timeout and `cancel_grace` have passed.
+#[tokio::test(start_paused = true)]
+async fn a_runs_later_polls_and_its_drop_are_in_the_jobs_span() {
+    /// Logs `reported` when dropped with the attempt that holds it.
+    struct ReportsWhenDropped;
+    impl Drop for ReportsWhenDropped {
+        fn drop(&mut self) {
+            tracing::info!(when = "dropped", "reported");
+        }
+    }
+
+    let scopes = Scopes::default();
+    let subscriber = Registry::default()
+        .with(LevelFilter::INFO)
+        .with(scopes.clone());
+    let _subscriber = tracing::subscriber::set_default(subscriber);
+    let schedule = Schedule::every(secs(60))
+        .timeout(secs(1))
+        .cancel_grace(secs(1));
+    let host = Host::builder()
+        .job_fn("stuck", schedule, |_ctx| async move {
+            let _guard = ReportsWhenDropped;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            tracing::info!(when = "after an await", "reported");
+            // Ignores its token: abandoned after its timeout and grace.
+            std::future::pending::<()>().await;
+            Ok(())
+        })
+        .build()
+        .unwrap();
+    let handle = host.handle();
+    let running = tokio::spawn(host.run_until(std::future::pending()));
+    tokio::time::sleep(secs(5)).await;
+    let status = handle.status("stuck").unwrap();
+    handle.shutdown();
+    running.await.unwrap();
+
+    assert_eq!(status.counters.dropped, 1, "{status:?}");
+    let reported = scopes.0.lock().unwrap().clone();
+    assert_eq!(reported, vec![vec!["loopjob.job"]; 2]);
+}
+
 /// Each event of the table above is in README's Observability table, and the other way round
 /// (`shutdown requested`, on a signal, is seen by `tests/examples.rs`).
 #[test]
