@@ -263,9 +263,10 @@ impl JobTimer {
             TimerClock::Alone { sleep, passed_at } => {
                 let armed = sleep.deadline() == at;
                 // The next tick, set in the turn whose tick passed at `passed_at`, is after it:
-                // the timer is set without a look at the clock (one read of it fewer a run).
-                // Otherwise a deadline already passed is served now, without asking the timer,
-                // which rounds deadlines up to the next millisecond.
+                // the timer is set without a look at the clock (one read of it fewer a run;
+                // should the turn have outlasted the tick, the timer serves it within a
+                // millisecond). Otherwise a deadline already passed is served now, without
+                // asking the timer, which rounds deadlines up to the next millisecond.
                 let ahead = !armed && passed_at.take().is_some_and(|then| at > then);
                 let now = (!ahead).then(Instant::now);
                 if !armed && now.is_none_or(|now| now < at) {
