@@ -243,6 +243,9 @@ async fn a_restart_without_persistence_keeps_epochs_growing_and_the_store_workin
     let store = open_with(&server.url(), options).unwrap();
     store.initialise().await.unwrap();
     let mut notices = store.release_notifications().expect("redis pushes notices");
+    // The listener's first subscription says that notices before it were not heard.
+    let subscribed = tokio::time::timeout(Duration::from_secs(10), notices.recv()).await;
+    assert_eq!(subscribed, Ok(Some(loopjob::store::ReleaseNotice::Missed)));
     let keys = ["k".to_owned()];
     let before = store.try_acquire("a", &keys, LONG).await.unwrap().remove(0);
 
@@ -267,7 +270,7 @@ async fn a_restart_without_persistence_keeps_epochs_growing_and_the_store_workin
         after.epoch,
         before.epoch
     );
-    // The listener subscribes again and says that notices may have been missed.
+    // The listener subscribes again and says again that notices may have been missed.
     let missed = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             if notices.recv().await == Some(loopjob::store::ReleaseNotice::Missed) {

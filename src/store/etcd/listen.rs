@@ -20,8 +20,9 @@ pub(super) struct Connect {
     pub(super) options: ConnectOptions,
 }
 
-/// Watches until `stop` is cancelled, forwarding notices to `sender`. Each time the watch is
-/// re-established it sends [`ReleaseNotice::Missed`]: events in between are not replayed.
+/// Watches until `stop` is cancelled, forwarding notices to `sender`. Each time a watch is
+/// established, the first one included, it sends [`ReleaseNotice::Missed`]: events before it
+/// (since the caller asked for notices, or while the watch was lost) are not replayed.
 pub(super) async fn listen(
     connect: Connect,
     layout: Layout,
@@ -29,7 +30,6 @@ pub(super) async fn listen(
     stop: CancellationToken,
 ) {
     let (held, commands) = (layout.held(""), layout.command(""));
-    let mut first = true;
     loop {
         let watch = tokio::select! {
             () = stop.cancelled() => return,
@@ -37,11 +37,8 @@ pub(super) async fn listen(
         };
         match watch {
             Ok(mut events) => {
-                if !first {
-                    // No subscriber is not an error.
-                    let _ = sender.send(ReleaseNotice::Missed);
-                }
-                first = false;
+                // No subscriber is not an error.
+                let _ = sender.send(ReleaseNotice::Missed);
                 loop {
                     let answer = tokio::select! {
                         () = stop.cancelled() => return,

@@ -1507,8 +1507,12 @@ impl LeaseStore for EtcdStore {
             tracing::warn!("release notifications need a Tokio runtime; falling back to polling");
             return None;
         };
+        // The first caller's receiver is made before the listener starts, so it hears the
+        // listener's first `Missed` however soon that comes.
+        let mut first = None;
         let sender = self.releases.get_or_init(|| {
-            let sender = broadcast::channel(BACKLOG).0;
+            let (sender, receiver) = broadcast::channel(BACKLOG);
+            first = Some(receiver);
             runtime.spawn(listen::listen(
                 listen::Connect {
                     endpoints: self.endpoints.clone(),
@@ -1520,6 +1524,7 @@ impl LeaseStore for EtcdStore {
             ));
             sender
         });
-        Some(ReleaseNotifications::new(sender.subscribe()))
+        let receiver = first.unwrap_or_else(|| sender.subscribe());
+        Some(ReleaseNotifications::new(receiver))
     }
 }

@@ -23,15 +23,15 @@ pub(super) fn notice(message: &str) -> Option<ReleaseNotice> {
 }
 
 /// Subscribes to `channel` until `stop` is cancelled, forwarding notices to `sender`. Each time
-/// the subscription is re-established it sends [`ReleaseNotice::Missed`]: messages published
-/// while it was away are lost (pub/sub keeps nothing).
+/// a subscription is established, the first one included, it sends [`ReleaseNotice::Missed`]:
+/// messages published before it (since the caller asked for notices, or while the connection
+/// was lost) are lost, as pub/sub keeps nothing.
 pub(super) async fn listen(
     client: redis::Client,
     channel: String,
     sender: broadcast::Sender<ReleaseNotice>,
     stop: CancellationToken,
 ) {
-    let mut first = true;
     loop {
         let subscribed = async {
             let mut pubsub = client.get_async_pubsub().await?;
@@ -44,11 +44,8 @@ pub(super) async fn listen(
         };
         match pubsub {
             Ok(mut pubsub) => {
-                if !first {
-                    // No subscriber is not an error.
-                    let _ = sender.send(ReleaseNotice::Missed);
-                }
-                first = false;
+                // No subscriber is not an error.
+                let _ = sender.send(ReleaseNotice::Missed);
                 let mut messages = pubsub.on_message();
                 loop {
                     let message = tokio::select! {

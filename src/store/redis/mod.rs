@@ -515,8 +515,12 @@ impl LeaseStore for RedisStore {
             tracing::warn!("release notifications need a Tokio runtime; falling back to polling");
             return None;
         };
+        // The first caller's receiver is made before the listener starts, so it hears the
+        // listener's first `Missed` however soon that comes.
+        let mut first = None;
         let sender = self.releases.get_or_init(|| {
-            let sender = broadcast::channel(BACKLOG).0;
+            let (sender, receiver) = broadcast::channel(BACKLOG);
+            first = Some(receiver);
             runtime.spawn(listen::listen(
                 self.client.clone(),
                 format!("{}notices", self.prefix),
@@ -525,6 +529,7 @@ impl LeaseStore for RedisStore {
             ));
             sender
         });
-        Some(ReleaseNotifications::new(sender.subscribe()))
+        let receiver = first.unwrap_or_else(|| sender.subscribe());
+        Some(ReleaseNotifications::new(receiver))
     }
 }
