@@ -16,7 +16,9 @@ pub enum ReleaseNotice {
     /// schedule record (see [`LeaseStore::schedules`](super::LeaseStore::schedules)).
     Commanded(String),
     /// Notices may have been lost (the subscriber fell behind, or the store's listening
-    /// connection was re-established): treat every key as possibly free and poll now.
+    /// connection was established or re-established, and notices before it were not heard):
+    /// treat every key as possibly free and poll now. A subscriber may get one soon after it
+    /// subscribes.
     Missed,
 }
 
