@@ -18,7 +18,6 @@ mod node_lease;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::future::Future;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -27,20 +26,18 @@ use etcd_client::{
     Client, ConnectOptions, DeleteOptions, GetOptions, KeyValue, PutOptions, SortOrder, SortTarget,
     Txn, TxnOp, TxnOpResponse,
 };
-use tokio::sync::{OnceCell, broadcast};
-use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio::sync::OnceCell;
 
 use self::batch::Guarded;
 use self::known::{Fenced, Known, LeaseSeen, RecordSeen, RunSeen};
 use self::layout::{Layout, LeaseRow};
 use self::node_lease::NodeLeases;
-use super::notify::BACKLOG;
+use super::notify::Listener;
 use super::open::redact;
 use super::record::Record;
 use super::{
-    Acquired, Lease, LeaseRef, LeaseStatus, LeaseStore, Member, Plan, ReleaseNotice,
-    ReleaseNotifications, RunEnd, RunRecord, RunStart, ScheduleRecord, StartedRun, StoreError,
-    StoreOptions, args,
+    Acquired, Lease, LeaseRef, LeaseStatus, LeaseStore, Member, Plan, ReleaseNotifications, RunEnd,
+    RunRecord, RunStart, ScheduleRecord, StartedRun, StoreError, StoreOptions, args,
 };
 
 /// A lease store on an etcd cluster (`etcd://[user:password@]host:2379[,host:2379…]`, every
@@ -136,9 +133,7 @@ pub struct EtcdStore {
     client: OnceCell<Client>,
     node_leases: NodeLeases,
     known: Known,
-    releases: OnceLock<broadcast::Sender<ReleaseNotice>>,
-    stop_listener: CancellationToken,
-    _stop_on_drop: DropGuard,
+    listener: Listener,
 }
 
 impl fmt::Debug for EtcdStore {
@@ -320,7 +315,6 @@ impl EtcdStore {
         if let Some((name, password)) = target.user {
             connect_options = connect_options.with_user(name, password);
         }
-        let stop_listener = CancellationToken::new();
         let table = |section: &str| format!("{prefix}{section}/");
         Ok(EtcdStore {
             endpoints: target.endpoints,
@@ -337,9 +331,7 @@ impl EtcdStore {
             client: OnceCell::new(),
             node_leases: NodeLeases::default(),
             known: Known::default(),
-            releases: OnceLock::new(),
-            _stop_on_drop: stop_listener.clone().drop_guard(),
-            stop_listener,
+            listener: Listener::default(),
         })
     }
 
@@ -1500,31 +1492,12 @@ impl LeaseStore for EtcdStore {
     }
 
     fn release_notifications(&self) -> Option<ReleaseNotifications> {
-        if let Some(sender) = self.releases.get() {
-            return Some(ReleaseNotifications::new(sender.subscribe()));
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            tracing::warn!("release notifications need a Tokio runtime; falling back to polling");
-            return None;
-        };
-        // The first caller's receiver is made before the listener starts, so it hears the
-        // listener's first `Missed` however soon that comes.
-        let mut first = None;
-        let sender = self.releases.get_or_init(|| {
-            let (sender, receiver) = broadcast::channel(BACKLOG);
-            first = Some(receiver);
-            runtime.spawn(listen::listen(
-                listen::Connect {
-                    endpoints: self.endpoints.clone(),
-                    options: self.connect_options.clone(),
-                },
-                self.layout.clone(),
-                sender.clone(),
-                self.stop_listener.clone(),
-            ));
-            sender
-        });
-        let receiver = first.unwrap_or_else(|| sender.subscribe());
-        Some(ReleaseNotifications::new(receiver))
+        self.listener.subscribe_spawning(|sender, stop| {
+            let connect = listen::Connect {
+                endpoints: self.endpoints.clone(),
+                options: self.connect_options.clone(),
+            };
+            listen::listen(connect, self.layout.clone(), sender, stop)
+        })
     }
 }

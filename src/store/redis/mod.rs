@@ -13,21 +13,19 @@ mod reply;
 mod scripts;
 
 use std::fmt;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, ScriptInvocation, Value};
-use tokio::sync::{OnceCell, broadcast};
-use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio::sync::OnceCell;
 
-use super::notify::BACKLOG;
+use super::notify::Listener;
 use super::open::redact;
 use super::record::Due;
 use super::{
-    Lease, LeaseRef, LeaseStatus, LeaseStore, Member, Plan, ReleaseNotice, ReleaseNotifications,
-    RunEnd, RunRecord, RunStart, ScheduleRecord, StartedRun, StoreError, StoreOptions, args,
+    Lease, LeaseRef, LeaseStatus, LeaseStore, Member, Plan, ReleaseNotifications, RunEnd,
+    RunRecord, RunStart, ScheduleRecord, StartedRun, StoreError, StoreOptions, args,
 };
 
 /// A lease store on a Redis server (`redis://[user:password@]host:6379/DB`, or `rediss://` for
@@ -92,9 +90,7 @@ pub struct RedisStore {
     prefix: String,
     timeout: Duration,
     connection: OnceCell<ConnectionManager>,
-    releases: OnceLock<broadcast::Sender<ReleaseNotice>>,
-    stop_listener: CancellationToken,
-    _stop_on_drop: DropGuard,
+    listener: Listener,
 }
 
 impl fmt::Debug for RedisStore {
@@ -135,16 +131,13 @@ impl RedisStore {
     pub fn connect_lazy(url: &str, options: StoreOptions) -> Result<Self, StoreError> {
         let prefix = checks::key_prefix(options.get_table_prefix())?;
         let client = checks::client(url)?;
-        let stop_listener = CancellationToken::new();
         Ok(RedisStore {
             client,
             url: redact(url),
             prefix: prefix.to_owned(),
             timeout: options.get_operation_timeout(),
             connection: OnceCell::new(),
-            releases: OnceLock::new(),
-            _stop_on_drop: stop_listener.clone().drop_guard(),
-            stop_listener,
+            listener: Listener::default(),
         })
     }
 
@@ -508,28 +501,9 @@ impl LeaseStore for RedisStore {
     }
 
     fn release_notifications(&self) -> Option<ReleaseNotifications> {
-        if let Some(sender) = self.releases.get() {
-            return Some(ReleaseNotifications::new(sender.subscribe()));
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            tracing::warn!("release notifications need a Tokio runtime; falling back to polling");
-            return None;
-        };
-        // The first caller's receiver is made before the listener starts, so it hears the
-        // listener's first `Missed` however soon that comes.
-        let mut first = None;
-        let sender = self.releases.get_or_init(|| {
-            let (sender, receiver) = broadcast::channel(BACKLOG);
-            first = Some(receiver);
-            runtime.spawn(listen::listen(
-                self.client.clone(),
-                format!("{}notices", self.prefix),
-                sender.clone(),
-                self.stop_listener.clone(),
-            ));
-            sender
-        });
-        let receiver = first.unwrap_or_else(|| sender.subscribe());
-        Some(ReleaseNotifications::new(receiver))
+        let channel = format!("{}notices", self.prefix);
+        self.listener.subscribe_spawning(|sender, stop| {
+            listen::listen(self.client.clone(), channel, sender, stop)
+        })
     }
 }

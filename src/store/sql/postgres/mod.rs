@@ -4,21 +4,21 @@
 mod schedule;
 
 use std::str::FromStr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgRow};
 use sqlx::{Connection, Executor, Row};
 use tokio::sync::broadcast;
-use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::sync::CancellationToken;
 
 use super::schedule::{self as shared, Command};
 use super::{
     CORRUPT_ROW, MEMBER_RETENTION_MS, StoreRow, Tables, backend_error, bounded, give_back, members,
     open_warm, pool_options, statuses, ttl,
 };
-use crate::store::notify::BACKLOG;
+use crate::store::notify::Listener;
 use crate::store::{
     Lease, LeaseRef, LeaseStatus, LeaseStore, Member, Plan, ReleaseNotice, ReleaseNotifications,
     RunEnd, RunRecord, RunStart, ScheduleRecord, StartedRun, StoreError, StoreOptions, args,
@@ -72,9 +72,7 @@ pub struct PostgresStore {
     hot_statements: Arc<[(String, usize)]>,
     tables: Tables,
     timeout: Duration,
-    releases: OnceLock<broadcast::Sender<ReleaseNotice>>,
-    stop_listener: CancellationToken,
-    _stop_on_drop: DropGuard,
+    listener: Listener,
 }
 
 impl PostgresStore {
@@ -119,15 +117,12 @@ impl PostgresStore {
     /// when they first run them.
     pub fn with_pool(pool: PgPool, options: StoreOptions) -> Result<Self, StoreError> {
         let tables = Tables::new(options.get_table_prefix(), '"')?;
-        let stop_listener = CancellationToken::new();
         Ok(PostgresStore {
             pool,
             hot_statements: hot_statements(&tables),
             tables,
             timeout: options.get_operation_timeout(),
-            releases: OnceLock::new(),
-            _stop_on_drop: stop_listener.clone().drop_guard(),
-            stop_listener,
+            listener: Listener::default(),
         })
     }
 
@@ -495,33 +490,13 @@ impl LeaseStore for PostgresStore {
     }
 
     fn release_notifications(&self) -> Option<ReleaseNotifications> {
-        if let Some(sender) = self.releases.get() {
-            return Some(ReleaseNotifications::new(sender.subscribe()));
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            tracing::warn!("release notifications need a Tokio runtime; falling back to polling");
-            return None;
+        let channels = Channels {
+            releases: self.channel().to_owned(),
+            commands: self.tables.schedules_plain.clone(),
         };
-        // The first caller's receiver is made before the listener starts, so it hears the
-        // listener's first `Missed` however soon that comes.
-        let mut first = None;
-        let sender = self.releases.get_or_init(|| {
-            let (sender, receiver) = broadcast::channel(BACKLOG);
-            first = Some(receiver);
-            runtime.spawn(listen(
-                self.pool.clone(),
-                Channels {
-                    releases: self.channel().to_owned(),
-                    commands: self.tables.schedules_plain.clone(),
-                },
-                sender.clone(),
-                self.timeout,
-                self.stop_listener.clone(),
-            ));
-            sender
-        });
-        let receiver = first.unwrap_or_else(|| sender.subscribe());
-        Some(ReleaseNotifications::new(receiver))
+        self.listener.subscribe_spawning(|sender, stop| {
+            listen(self.pool.clone(), channels, sender, self.timeout, stop)
+        })
     }
 }
 

@@ -12,8 +12,6 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{Executor, Row};
-use tokio::sync::broadcast;
-use tokio_util::sync::{CancellationToken, DropGuard};
 
 use self::bell::Bell;
 
@@ -22,7 +20,7 @@ use super::{
     MEMBER_RETENTION_MS, StoreRow, Tables, backend_error, bounded, give_back, lease, leases,
     members, open_warm, pool_options, repeat, statuses, ttl,
 };
-use crate::store::notify::BACKLOG;
+use crate::store::notify::Listener;
 use crate::store::{
     Lease, LeaseRef, LeaseStatus, LeaseStore, Member, Plan, ReleaseNotice, ReleaseNotifications,
     RunEnd, RunRecord, RunStart, ScheduleRecord, StartedRun, StoreError, StoreOptions, args,
@@ -71,10 +69,8 @@ pub struct SqliteStore {
     timeout: Duration,
     /// The release bell of the database file, once the file exists (see `bell.rs`).
     bell: OnceLock<Bell>,
-    /// The notices of this store's listener, once someone subscribed.
-    releases: OnceLock<broadcast::Sender<ReleaseNotice>>,
-    stop_listener: CancellationToken,
-    _stop_on_drop: DropGuard,
+    /// The listener for the bell's notices, once someone subscribed.
+    listener: Listener,
 }
 
 impl SqliteStore {
@@ -106,16 +102,13 @@ impl SqliteStore {
     /// bounded by [`StoreOptions::operation_timeout`].
     pub fn with_pool(pool: SqlitePool, options: StoreOptions) -> Result<Self, StoreError> {
         let tables = Tables::new(options.get_table_prefix(), '"')?;
-        let stop_listener = CancellationToken::new();
         Ok(SqliteStore {
             pool,
             upserts: Upserts::new(&tables, schedule::on_conflict),
             tables,
             timeout: options.get_operation_timeout(),
             bell: OnceLock::new(),
-            releases: OnceLock::new(),
-            _stop_on_drop: stop_listener.clone().drop_guard(),
-            stop_listener,
+            listener: Listener::default(),
         })
     }
 
@@ -480,20 +473,8 @@ impl LeaseStore for SqliteStore {
     }
 
     fn release_notifications(&self) -> Option<ReleaseNotifications> {
-        if let Some(sender) = self.releases.get() {
-            return Some(ReleaseNotifications::new(sender.subscribe()));
-        }
         let bell = self.bell()?;
-        if tokio::runtime::Handle::try_current().is_err() {
-            tracing::warn!("release notifications need a Tokio runtime; falling back to polling");
-            return None;
-        }
-        let sender = broadcast::channel(BACKLOG).0;
-        if let Err(error) = bell.listen(sender.clone(), self.stop_listener.clone()) {
-            tracing::debug!(%error, "cannot listen on the SQLite store's release bell; followers poll");
-            return None;
-        }
-        let sender = self.releases.get_or_init(|| sender);
-        Some(ReleaseNotifications::new(sender.subscribe()))
+        self.listener
+            .subscribe(|sender, stop| bell.listen(sender, stop))
     }
 }
