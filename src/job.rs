@@ -77,8 +77,8 @@ pub trait LoopJob: Send + Sync + 'static {
 
     /// One run of the job.
     ///
-    /// It is polled in a task the job shares with others (its host's shard), so it must not
-    /// block the thread: synchronous I/O or heavy computation belongs in
+    /// It is polled in a task the job shares with up to 31 others (its host's shard), so it
+    /// must not block the thread: synchronous I/O or heavy computation belongs in
     /// [`tokio::task::spawn_blocking`].
     fn execute(&self, ctx: &JobContext) -> impl Future<Output = Result<(), JobError>> + Send;
 

@@ -7,14 +7,17 @@
 //! the ones that were woken), and keeps their next ticks in one heap ([`Timers`]) with a single
 //! tokio timer set to the earliest: jobs that tick together are served in one wake-up.
 //!
-//! The price is that a shard's jobs share a task. A run is first polled inside its shard, so a
-//! run that blocks the thread (synchronous work without `spawn_blocking`, which is a mistake
-//! under tokio in any case) delays the other jobs of its shard until it yields. To keep that
-//! small, jobs are spread over up to [`MAX_SHARDS`] shards: a host with at most that many jobs
-//! gives each job a shard of its own. A shard of one job is just that job's task with a tokio
-//! timer of its own: the heap and the `FuturesUnordered` would only add to each tick's cost
-//! and to the job's memory. A larger host puts at least [`MIN_JOBS_PER_SHARD`] jobs in each
-//! shard, whose fixed cost would otherwise be a large part of each job's memory.
+//! The price is that a shard's jobs share a task. Runs are polled inside their shard, so a run
+//! that blocks the thread (synchronous work without `spawn_blocking`, which is a mistake under
+//! tokio in any case) delays the other jobs of its shard until it yields. Shards hold up to
+//! [`JOBS_PER_SHARD`] jobs, more once a host has more jobs than that many times
+//! [`MAX_SHARDS`]. Small hosts share shards too. A task of its own for each job would not
+//! confine a blocking run either (on a multi-threaded runtime the run holds a worker thread and
+//! what is queued on it, on a current-thread runtime every task), and it cost: 100 jobs in
+//! tasks of their own took × 1.44 the CPU of 100 bare interval loops, in shards of 32 about
+//! × 1.0 (docs/BENCHMARKS.md, "Seventh pass"). A shard of one job (a host of one job) is
+//! just that job's task with a tokio timer of its own: the heap and the `FuturesUnordered`
+//! would only add to each tick's cost and to the job's memory.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -34,18 +37,20 @@ use crate::supervisor::Supervisor;
 /// The most shards a host makes; beyond that many jobs, shards hold several jobs each.
 pub(crate) const MAX_SHARDS: usize = 256;
 
-/// The fewest jobs a shard of several holds. A shard's task, timer, heap and
-/// `FuturesUnordered` cost about 1.5 KB whatever it holds: shards of 4 jobs (1,000 jobs in
-/// 256 shards) spent 290 B per job more than shards of 16, for no less CPU (docs/BENCHMARKS.md).
-const MIN_JOBS_PER_SHARD: usize = 16;
+/// How many jobs a shard holds at most, until a host has more than [`MAX_SHARDS`] times that.
+///
+/// The more jobs that tick together in one shard, the fewer wake-ups serve them, and a shard's
+/// task, timer, heap and `FuturesUnordered` cost about 1.5 KB whatever it holds: at 1,000
+/// jobs, shards of 32 took × 0.86 the CPU of bare loops and +0.8 KiB per job, shards of 16
+/// × 1.0 and +1.0 KiB, shards of 64 × 0.8 and +0.7 KiB. 32 is the middle: a run that blocks the
+/// thread delays at most 31 other jobs.
+const JOBS_PER_SHARD: usize = 32;
 
-/// How many jobs each shard holds when a host has `jobs` jobs: one each up to [`MAX_SHARDS`],
-/// then at least [`MIN_JOBS_PER_SHARD`], in at most [`MAX_SHARDS`] shards.
+/// How many jobs each shard holds when a host has `jobs` jobs: spread evenly over as few
+/// shards as hold [`JOBS_PER_SHARD`] each, and at most [`MAX_SHARDS`] shards.
 pub(crate) fn jobs_per_shard(jobs: usize) -> usize {
-    if jobs <= MAX_SHARDS {
-        return 1;
-    }
-    jobs.div_ceil(MAX_SHARDS).max(MIN_JOBS_PER_SHARD)
+    let shards = jobs.div_ceil(JOBS_PER_SHARD).clamp(1, MAX_SHARDS);
+    jobs.div_ceil(shards)
 }
 
 /// Runs `supervisors` (one shard's jobs) until each has stopped; their reports come back in the
@@ -298,13 +303,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn each_job_has_a_shard_of_its_own_up_to_max_shards_then_shards_hold_sixteen_or_more() {
-        assert_eq!(jobs_per_shard(0), 1);
+    fn jobs_are_spread_evenly_over_shards_of_thirty_two_or_at_most_max_shards() {
+        assert_eq!(jobs_per_shard(0), 0);
         assert_eq!(jobs_per_shard(1), 1);
-        assert_eq!(jobs_per_shard(MAX_SHARDS), 1);
-        assert_eq!(jobs_per_shard(MAX_SHARDS + 1), MIN_JOBS_PER_SHARD);
-        assert_eq!(jobs_per_shard(1_000), MIN_JOBS_PER_SHARD);
+        assert_eq!(jobs_per_shard(JOBS_PER_SHARD), JOBS_PER_SHARD);
+        // 33 jobs: 17 and 16, not 32 and 1.
+        assert_eq!(jobs_per_shard(JOBS_PER_SHARD + 1), 17);
+        assert_eq!(jobs_per_shard(100), 25);
+        assert_eq!(jobs_per_shard(JOBS_PER_SHARD * MAX_SHARDS), JOBS_PER_SHARD);
         assert_eq!(jobs_per_shard(10_000), 40);
-        assert!(10_000usize.div_ceil(jobs_per_shard(10_000)) <= MAX_SHARDS);
+        assert_eq!(jobs_per_shard(100_000), 391);
+        for jobs in 1..=20_000 {
+            let per_shard = jobs_per_shard(jobs);
+            assert!(
+                per_shard <= JOBS_PER_SHARD.max(jobs.div_ceil(MAX_SHARDS)),
+                "{jobs} jobs"
+            );
+            assert!(jobs.div_ceil(per_shard) <= MAX_SHARDS, "{jobs} jobs");
+        }
     }
 }

@@ -389,11 +389,11 @@ async fn a_timed_out_run_does_not_leave_its_cancellation_to_the_next_run() {
     );
 }
 
-/// With more jobs than shards, jobs share a shard's task and timer heap; each keeps its own
-/// schedule, whether its runs end at once, take a while, or make it skip ticks.
+/// Jobs share a shard's task and timer heap; each keeps its own schedule, whether its runs end
+/// at once, take a while, or make it skip ticks.
 #[tokio::test(start_paused = true)]
 async fn jobs_that_share_a_shard_keep_their_own_schedules() {
-    // 768 jobs over at most 256 shards: three per shard, one of each kind below.
+    // 768 jobs in shards of 32, each holding all three kinds below.
     let jobs: Vec<Recorder> = (0..768)
         .map(|index| {
             let name: &'static str = format!("job-{index}").leak();
