@@ -234,15 +234,6 @@ impl JobTimer {
         }
     }
 
-    /// The shard's clock: when the shard last read the time, which is never later than the
-    /// real time; the real time for a job alone in its shard.
-    pub(crate) fn now(&self) -> Instant {
-        match &self.clock {
-            TimerClock::Shard { timers, .. } => timers.lock().now.unwrap_or_else(Instant::now),
-            TimerClock::Alone { .. } => Instant::now(),
-        }
-    }
-
     /// Sets the deadline, or clears it with `None`.
     pub(crate) fn set(&mut self, deadline: Option<Instant>) {
         self.deadline = deadline;

@@ -123,17 +123,9 @@ impl Supervisor {
             }
             // A guarded job's first tick comes from its keys' records.
             if self.schedule.enabled && self.guard.is_none() && !self.start_cron(&mut ticking) {
-                // Counted from the shard's clock, read as this turn began: a first tick without
-                // an initial delay has then passed, and the job runs in this very poll rather
-                // than in the shard's next turn (at 100,000 jobs, a heap entry and a second poll
-                // for each). An aligned tick counts from the instant the wall clock is read.
-                let start = match self.schedule.align {
-                    true => Instant::now(),
-                    false => timer.now(),
-                };
                 let first = self
                     .schedule
-                    .first_tick(start, self.shared.host.clock.now());
+                    .first_tick(Instant::now(), self.shared.host.clock.now());
                 self.set_next_tick(&mut ticking, Some(first));
             }
             self.publish(&mut ticking);
