@@ -501,8 +501,8 @@ impl LeaseStore for RedisStore {
     }
 
     fn release_notifications(&self) -> Option<ReleaseNotifications> {
-        let channel = format!("{}notices", self.prefix);
         self.listener.subscribe_spawning(|sender, stop| {
+            let channel = format!("{}notices", self.prefix);
             listen::listen(self.client.clone(), channel, sender, stop)
         })
     }

@@ -490,11 +490,12 @@ impl LeaseStore for PostgresStore {
     }
 
     fn release_notifications(&self) -> Option<ReleaseNotifications> {
-        let channels = Channels {
-            releases: self.channel().to_owned(),
-            commands: self.tables.schedules_plain.clone(),
-        };
+        // The channels are named only for the first subscription, which starts the listener.
         self.listener.subscribe_spawning(|sender, stop| {
+            let channels = Channels {
+                releases: self.channel().to_owned(),
+                commands: self.tables.schedules_plain.clone(),
+            };
             listen(self.pool.clone(), channels, sender, self.timeout, stop)
         })
     }
