@@ -129,6 +129,39 @@ pub struct JobCounters {
     pub missed: u64,
 }
 
+impl JobCounters {
+    /// Adds `more` to each counter (a supervisor's counts of one turn).
+    pub(crate) fn add(&mut self, more: &JobCounters) {
+        // Destructured, so that a counter added to the struct cannot be forgotten here.
+        let JobCounters {
+            runs,
+            succeeded,
+            failures,
+            panics,
+            timeouts,
+            overran,
+            dropped,
+            retries,
+            skipped,
+            not_leader,
+            not_started,
+            missed,
+        } = *more;
+        self.runs += runs;
+        self.succeeded += succeeded;
+        self.failures += failures;
+        self.panics += panics;
+        self.timeouts += timeouts;
+        self.overran += overran;
+        self.dropped += dropped;
+        self.retries += retries;
+        self.skipped += skipped;
+        self.not_leader += not_leader;
+        self.not_started += not_started;
+        self.missed += missed;
+    }
+}
+
 /// What a job is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobState {

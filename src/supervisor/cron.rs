@@ -14,12 +14,12 @@
 #[cfg(feature = "cron")]
 pub(super) use with_cron::CronTicking;
 
-use super::{Supervisor, Ticking};
+use super::{Supervisor, Turn};
 
 #[cfg(not(feature = "cron"))]
 impl Supervisor {
     /// Without the `cron` feature there are no cron jobs.
-    pub(super) fn start_cron(&self, _: &mut Ticking) -> bool {
+    pub(super) fn start_cron(&self, _: &mut Turn<'_>) -> bool {
         false
     }
 }
@@ -31,7 +31,7 @@ mod with_cron {
     use jiff::Timestamp;
     use tokio::time::Instant;
 
-    use super::{Supervisor, Ticking};
+    use super::{Supervisor, Turn};
     use crate::metrics;
     use crate::run::Run;
     use crate::schedule::Cadence;
@@ -51,7 +51,7 @@ mod with_cron {
     impl Supervisor {
         /// For a cron job: schedules its first occurrence (the first after its start plus
         /// `initial_delay`) and returns `true`. `false` for an interval job.
-        pub(in crate::supervisor) fn start_cron(&self, ticking: &mut Ticking) -> bool {
+        pub(in crate::supervisor) fn start_cron(&self, turn: &mut Turn<'_>) -> bool {
             let Cadence::Cron(cron) = &self.schedule.cadence else {
                 return false;
             };
@@ -60,7 +60,7 @@ mod with_cron {
                 .checked_add(self.schedule.initial_delay)
                 .unwrap_or(wall);
             match cron.next_after(after) {
-                Some(first) => self.arm(ticking, first.timestamp(), wall, now),
+                Some(first) => self.arm(turn, first.timestamp(), wall, now),
                 None => {
                     tracing::warn!(job = %self.shared.name, %cron, "cron schedule has no next occurrence");
                 }
@@ -72,25 +72,25 @@ mod with_cron {
         /// wait for the next.
         pub(in crate::supervisor) fn cron_tick(
             &mut self,
-            ticking: &mut Ticking,
+            turn: &mut Turn<'_>,
             now: Instant,
         ) -> Option<Run> {
             let Cadence::Cron(cron) = &self.schedule.cadence else {
                 return None;
             };
-            let state = ticking.cron.as_ref()?;
+            let state = turn.cron.as_ref()?;
             let wall = self.wall_now();
             if wall < state.fire_at {
                 // Not yet by the wall clock: an early look, or the clock went back.
                 let (scheduled, fire_at) = (state.scheduled, state.fire_at);
-                self.wait(ticking, scheduled, fire_at, wall, now);
+                self.wait(turn, scheduled, fire_at, wall, now);
                 return None;
             }
             let elapsed = now.saturating_duration_since(state.looked_at);
             let catch_up = self.schedule.catch_up;
             let due = cron.due(state.scheduled, state.looked_wall, elapsed, wall, catch_up);
             if due.missed > 0 {
-                ticking.count(|c| c.missed += due.missed);
+                turn.count(|c| c.missed += due.missed);
                 metrics::ticks_missed(&self.shared.name, due.missed);
                 tracing::warn!(job = %self.shared.name, missed = due.missed, catch_up = ?self.schedule.catch_up, "cron occurrences missed: the wall clock jumped forward, or the job stalled");
             }
@@ -103,35 +103,35 @@ mod with_cron {
             let next_tick = due.next.map(at_local);
             let mut run = None;
             if let Some(occurrence) = due.run {
-                if ticking.waiting.take().is_some() {
-                    self.skipped(ticking, "no free slot before the next occurrence");
+                if turn.waiting.take().is_some() {
+                    self.skipped(turn, "no free slot before the next occurrence");
                 }
-                if !self.may_start(ticking) {
-                    self.skipped(ticking, "run in flight");
+                if !self.may_start(turn) {
+                    self.skipped(turn, "run in flight");
                 } else if let Some(leadership) = self.leadership() {
                     let scheduled = at_local(occurrence);
                     match (self.free_slot(), &self.shared.host.slots) {
                         (Ok(slot), _) => {
                             run = Some(
-                                self.new_run(ticking, scheduled, now, next_tick, leadership, slot),
+                                self.new_run(turn, scheduled, now, next_tick, leadership, slot),
                             )
                         }
                         (Err(_), Some(slots)) => {
                             tracing::debug!(job = %self.shared.name, "cron occurrence waits for a free slot (max_parallel_runs)");
-                            ticking.waiting = Some(slots.wait(scheduled, next_tick));
+                            turn.waiting = Some(slots.wait(scheduled, next_tick));
                         }
                         (Err(_), None) => {}
                     }
                 } else {
-                    ticking.count(|c| c.not_leader += 1);
+                    turn.count(|c| c.not_leader += 1);
                 }
             }
             match due.next {
-                Some(next) => self.arm(ticking, next, wall, now),
+                Some(next) => self.arm(turn, next, wall, now),
                 None => {
-                    ticking.cron = None;
-                    ticking.next_tick = None;
-                    ticking.fire_at = None;
+                    turn.cron = None;
+                    turn.next_tick = None;
+                    turn.fire_at = None;
                 }
             }
             run
@@ -139,51 +139,51 @@ mod with_cron {
 
         /// After a pause: the occurrences that fell due while paused are not run; the job waits
         /// for the next one (or, if the clock went back, still for the one it waited for).
-        pub(in crate::supervisor) fn resume_cron(&self, ticking: &mut Ticking) {
-            let (Cadence::Cron(cron), Some(state)) = (&self.schedule.cadence, &ticking.cron) else {
+        pub(in crate::supervisor) fn resume_cron(&self, turn: &mut Turn<'_>) {
+            let (Cadence::Cron(cron), Some(state)) = (&self.schedule.cadence, &turn.cron) else {
                 return;
             };
             let (wall, now) = (self.wall_now(), Instant::now());
             let (scheduled, fire_at) = (state.scheduled, state.fire_at);
             if wall < scheduled {
-                self.wait(ticking, scheduled, fire_at, wall, now);
+                self.wait(turn, scheduled, fire_at, wall, now);
             } else if let Some(next) = cron.next_after(wall) {
-                self.arm(ticking, next.timestamp(), wall, now);
+                self.arm(turn, next.timestamp(), wall, now);
             }
         }
 
         /// Waits for `scheduled`, with a fresh draw of jitter.
-        fn arm(&self, ticking: &mut Ticking, scheduled: Timestamp, wall: Timestamp, now: Instant) {
+        fn arm(&self, turn: &mut Turn<'_>, scheduled: Timestamp, wall: Timestamp, now: Instant) {
             let jitter = match self.schedule.jitter.is_zero() {
                 true => Duration::ZERO,
                 false => self.schedule.jitter.mul_f64(fastrand::f64()),
             };
             let fire_at = scheduled.checked_add(jitter).unwrap_or(scheduled);
-            self.wait(ticking, scheduled, fire_at, wall, now);
+            self.wait(turn, scheduled, fire_at, wall, now);
         }
 
         /// Sets the timer for `fire_at` by the wall clock, which reads `wall` at `now`, but no
         /// further than [`WALL_CLOCK_RECHECK`] away.
         fn wait(
             &self,
-            ticking: &mut Ticking,
+            turn: &mut Turn<'_>,
             scheduled: Timestamp,
             fire_at: Timestamp,
             wall: Timestamp,
             now: Instant,
         ) {
             let wait = until(wall, fire_at).unwrap_or_default();
-            ticking.next_tick = Some(now + until(wall, scheduled).unwrap_or_default());
-            ticking.fire_at = Some(now + wait.min(WALL_CLOCK_RECHECK));
+            turn.next_tick = Some(now + until(wall, scheduled).unwrap_or_default());
+            turn.fire_at = Some(now + wait.min(WALL_CLOCK_RECHECK));
             let state = CronTicking {
                 scheduled,
                 fire_at,
                 looked_wall: wall,
                 looked_at: now,
             };
-            match &mut ticking.cron {
+            match &mut turn.cron {
                 Some(kept) => **kept = state,
-                None => ticking.cron = Some(Box::new(state)),
+                None => turn.cron = Some(Box::new(state)),
             }
         }
 

@@ -6,21 +6,17 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use super::{RunLeadership, Supervisor, Ticking};
+use super::{RunLeadership, Supervisor, Turn};
 use crate::guard::{GuardNotice, RunLeases};
 use crate::metrics;
 use crate::run::Run;
 
 impl Supervisor {
     /// A message from the guard; returns the run to start, when a start was committed.
-    pub(super) fn guard_notice(
-        &mut self,
-        notice: GuardNotice,
-        ticking: &mut Ticking,
-    ) -> Option<Run> {
+    pub(super) fn guard_notice(&mut self, notice: GuardNotice, turn: &mut Turn<'_>) -> Option<Run> {
         let run = match notice {
             GuardNotice::Leadership(event) => {
-                self.leadership_changed(event, ticking);
+                self.leadership_changed(event, turn);
                 None
             }
             GuardNotice::Records(read) => {
@@ -28,7 +24,7 @@ impl Supervisor {
                 let held = guard.state.borrow().held();
                 guard.cluster.records(read, &held, &self.schedule);
                 self.shared.status().cluster = guard.cluster.view().map(Box::new);
-                ticking.status_dirty = true;
+                turn.changes.dirty = true;
                 None
             }
             GuardNotice::Started(answer) => {
@@ -50,58 +46,58 @@ impl Supervisor {
                             worker,
                         };
                         let scheduled = committed.scheduled;
-                        self.follow_cluster(ticking);
-                        let next = ticking.next_tick;
+                        self.follow_cluster(turn);
+                        let next = turn.next_tick;
                         // The start is committed: it runs, holding a slot of the host's
                         // `max_parallel_runs` if one is free (the tick asked only with one free,
                         // but another job may have taken it while the store answered).
                         let slot = self.free_slot().unwrap_or(None);
-                        let run = self.new_run(ticking, scheduled, now, next, leadership, slot);
+                        let run = self.new_run(turn, scheduled, now, next, leadership, slot);
                         if let Some(guard) = &mut self.guard {
                             guard.cluster.began(run.ctx.run_id(), committed);
                         }
                         Some(run)
                     }
                     None => {
-                        ticking.count(|c| c.not_started += 1);
+                        turn.count(|c| c.not_started += 1);
                         None
                     }
                 }
             }
         };
-        self.follow_cluster(ticking);
+        self.follow_cluster(turn);
         run
     }
 
     /// A tick of a guarded job: the keys due ask for their starts.
-    pub(super) fn cluster_tick(&mut self, ticking: &mut Ticking, now: Instant) {
-        let job_full = !self.may_start(ticking);
+    pub(super) fn cluster_tick(&mut self, turn: &mut Turn<'_>, now: Instant) {
+        let job_full = !self.may_start(turn);
         let may_start = !job_full && self.slots_free();
         let Some(guard) = &mut self.guard else {
             return;
         };
         let tick = guard.cluster.tick(now, may_start, job_full, &self.schedule);
         if tick.missed > 0 {
-            ticking.count(|c| c.missed += tick.missed);
+            turn.count(|c| c.missed += tick.missed);
             metrics::ticks_missed(&self.shared.name, tick.missed);
         }
         if tick.skipped {
-            ticking.count(|c| c.skipped += 1);
+            turn.count(|c| c.skipped += 1);
             metrics::tick_skipped(&self.shared.name);
-            tracing::debug!(job = %self.shared.name, in_flight = ticking.runs.len(), reason = "run in flight or no free slot", "tick skipped");
+            tracing::debug!(job = %self.shared.name, in_flight = turn.runs.len(), reason = "run in flight or no free slot", "tick skipped");
         }
-        self.follow_cluster(ticking);
+        self.follow_cluster(turn);
     }
 
     /// Sets the next tick to the cluster schedule's (a disabled job's: for triggers only).
-    pub(super) fn follow_cluster(&mut self, ticking: &mut Ticking) {
-        let busy = !self.may_start(ticking);
+    pub(super) fn follow_cluster(&mut self, turn: &mut Turn<'_>) {
+        let busy = !self.may_start(turn);
         let Some(guard) = &self.guard else {
             return;
         };
         let next = guard.cluster.next_tick(busy, self.schedule.enabled);
-        if next != ticking.next_tick {
-            self.set_next_tick(ticking, next);
+        if next != turn.next_tick {
+            self.set_next_tick(turn, next);
         }
     }
 }

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::task::AbortOnDropHandle;
 
-use super::{Guard, Supervisor, Ticking};
+use super::{Guard, Supervisor, Turn};
 use crate::guard::{GuardNotice, GuardState, LeadershipEvent};
 use crate::job::ErasedJob;
 use crate::metrics;
@@ -23,7 +23,7 @@ impl Supervisor {
     ///
     /// The changes queued are taken together, so that a partitioned job winning 10,000
     /// partitions at once costs one status update, one log line and one hook task, not 10,000.
-    pub(super) fn leadership_changed(&mut self, first: LeadershipEvent, ticking: &mut Ticking) {
+    pub(super) fn leadership_changed(&mut self, first: LeadershipEvent, turn: &mut Turn<'_>) {
         let Some(guard) = &mut self.guard else {
             return;
         };
@@ -45,7 +45,7 @@ impl Supervisor {
             }
         }
         self.record_leadership(&events, Some(&state));
-        ticking.status_dirty = true;
+        turn.changes.dirty = true;
         let acquired = events
             .iter()
             .filter(|e| matches!(e, LeadershipEvent::Acquired(_)))
@@ -62,19 +62,19 @@ impl Supervisor {
         let job = self.job.clone();
         let name = self.shared.name.clone();
         // The hooks run in the order of the changes: after those of the changes before.
-        let before = ticking.hooks.take();
-        ticking.hooks = Some(tokio::spawn(call_hooks(job, name, before, events)));
+        let before = turn.hooks.take();
+        turn.hooks = Some(tokio::spawn(call_hooks(job, name, before, events)));
     }
 
     /// The elector changed what the job holds without an event (a partitioned job's place
     /// among the members): the status shows it.
-    pub(super) fn guard_state_changed(&mut self, ticking: &mut Ticking) {
+    pub(super) fn guard_state_changed(&mut self, turn: &mut Turn<'_>) {
         let Some(guard) = &mut self.guard else {
             return;
         };
         let state = guard.state.borrow_and_update().clone();
         self.record_leadership(&[], Some(&state));
-        ticking.status_dirty = true;
+        turn.changes.dirty = true;
     }
 
     /// Counts `events` in the job's leadership status, which now holds what `state` holds.

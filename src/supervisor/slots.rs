@@ -3,7 +3,7 @@
 
 use tokio::time::Instant;
 
-use super::{Supervisor, Ticking};
+use super::{Supervisor, Turn};
 use crate::metrics;
 use crate::run::Run;
 use crate::run_slots::{RunSlots, Slot};
@@ -29,31 +29,31 @@ impl Supervisor {
     }
 
     /// A tick passed without a run, for `reason`: it is counted as skipped.
-    pub(super) fn skipped(&self, ticking: &mut Ticking, reason: &'static str) {
-        ticking.count(|c| c.skipped += 1);
+    pub(super) fn skipped(&self, turn: &mut Turn<'_>, reason: &'static str) {
+        turn.count(|c| c.skipped += 1);
         metrics::tick_skipped(&self.shared.name);
-        tracing::debug!(job = %self.shared.name, in_flight = ticking.runs.len(), reason, "tick skipped");
+        tracing::debug!(job = %self.shared.name, in_flight = turn.runs.len(), reason, "tick skipped");
     }
 
     /// The tick waiting for a slot got one: its run starts now, if the job still may.
-    pub(super) fn slot_freed(&mut self, slot: Slot, ticking: &mut Ticking) -> Option<Run> {
-        let waiting = ticking.waiting.take()?;
-        if !self.may_start(ticking) {
-            self.skipped(ticking, "run in flight");
+    pub(super) fn slot_freed(&mut self, slot: Slot, turn: &mut Turn<'_>) -> Option<Run> {
+        let waiting = turn.waiting.take()?;
+        if !self.may_start(turn) {
+            self.skipped(turn, "run in flight");
             return None;
         }
         let now = Instant::now();
         let Some(leadership) = self.leadership() else {
-            ticking.count(|c| c.not_leader += 1);
+            turn.count(|c| c.not_leader += 1);
             if self.schedule.mode == ScheduleMode::FixedDelay {
                 // No run will end to schedule the next tick: it is one interval from now.
                 let next = self.schedule.next_fixed_delay_tick(now);
-                self.set_next_tick(ticking, Some(next));
+                self.set_next_tick(turn, Some(next));
             }
             return None;
         };
         Some(self.new_run(
-            ticking,
+            turn,
             waiting.scheduled,
             now,
             waiting.next_tick,
