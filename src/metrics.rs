@@ -9,42 +9,55 @@
 //! | `loopjob_ticks_missed_total` | counter | `job` |
 //! | `loopjob_leadership_changes_total` | counter | `job`, `change` (acquired, lost) |
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::status::RunOutcome;
 
+// The `job` label is the job's shared name: a count costs a reference count, not a copy of the
+// name.
+
 #[cfg(feature = "metrics")]
-pub(crate) fn run_finished(job: &str, outcome: &RunOutcome, elapsed: Duration) {
-    let job = job.to_owned();
+pub(crate) fn run_finished(
+    job: &Arc<str>,
+    outcome: &RunOutcome,
+    elapsed: impl FnOnce() -> Duration,
+) {
     metrics::counter!("loopjob_runs_total", "job" => job.clone(), "outcome" => outcome.label())
         .increment(1);
-    metrics::histogram!("loopjob_run_duration_seconds", "job" => job).record(elapsed.as_secs_f64());
+    metrics::histogram!("loopjob_run_duration_seconds", "job" => job.clone())
+        .record(elapsed().as_secs_f64());
 }
 
 #[cfg(feature = "metrics")]
-pub(crate) fn tick_skipped(job: &str) {
-    metrics::counter!("loopjob_ticks_skipped_total", "job" => job.to_owned()).increment(1);
+pub(crate) fn tick_skipped(job: &Arc<str>) {
+    metrics::counter!("loopjob_ticks_skipped_total", "job" => job.clone()).increment(1);
 }
 
 #[cfg(feature = "metrics")]
-pub(crate) fn ticks_missed(job: &str, missed: u64) {
-    metrics::counter!("loopjob_ticks_missed_total", "job" => job.to_owned()).increment(missed);
+pub(crate) fn ticks_missed(job: &Arc<str>, missed: u64) {
+    metrics::counter!("loopjob_ticks_missed_total", "job" => job.clone()).increment(missed);
 }
 
 #[cfg(feature = "metrics")]
-pub(crate) fn leadership_changed(job: &str, change: &'static str, count: u64) {
-    metrics::counter!("loopjob_leadership_changes_total", "job" => job.to_owned(), "change" => change)
+pub(crate) fn leadership_changed(job: &Arc<str>, change: &'static str, count: u64) {
+    metrics::counter!("loopjob_leadership_changes_total", "job" => job.clone(), "change" => change)
         .increment(count);
 }
 
 #[cfg(not(feature = "metrics"))]
-pub(crate) fn run_finished(_job: &str, _outcome: &RunOutcome, _elapsed: Duration) {}
+pub(crate) fn run_finished(
+    _job: &Arc<str>,
+    _outcome: &RunOutcome,
+    _elapsed: impl FnOnce() -> Duration,
+) {
+}
 
 #[cfg(not(feature = "metrics"))]
-pub(crate) fn tick_skipped(_job: &str) {}
+pub(crate) fn tick_skipped(_job: &Arc<str>) {}
 
 #[cfg(not(feature = "metrics"))]
-pub(crate) fn ticks_missed(_job: &str, _missed: u64) {}
+pub(crate) fn ticks_missed(_job: &Arc<str>, _missed: u64) {}
 
 #[cfg(not(feature = "metrics"))]
-pub(crate) fn leadership_changed(_job: &str, _change: &'static str, _count: u64) {}
+pub(crate) fn leadership_changed(_job: &Arc<str>, _change: &'static str, _count: u64) {}

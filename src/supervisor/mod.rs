@@ -349,11 +349,12 @@ impl Supervisor {
             guard.cluster.ended(&report, &self.schedule);
         }
         let outcome = report.outcome;
-        let elapsed = report.ended - report.started;
+        // Worked out only where it is read: a log line that is enabled, or the metrics.
+        let elapsed = || report.ended.saturating_duration_since(report.started);
         metrics::run_finished(&self.shared.name, &outcome, elapsed);
         match &outcome {
             RunOutcome::Succeeded => {
-                tracing::debug!(job = %self.shared.name, run_id = report.run_id, ?elapsed, "run succeeded")
+                tracing::debug!(job = %self.shared.name, run_id = report.run_id, elapsed = ?elapsed(), "run succeeded")
             }
             RunOutcome::Failed(error) => {
                 tracing::warn!(job = %self.shared.name, run_id = report.run_id, %error, "run failed")
@@ -368,7 +369,7 @@ impl Supervisor {
                 tracing::warn!(job = %self.shared.name, run_id = report.run_id, timeout = ?self.schedule.timeout, "run timed out")
             }
             RunOutcome::Overran => {
-                tracing::warn!(job = %self.shared.name, run_id = report.run_id, timeout = ?self.schedule.timeout, ?elapsed, "run kept the thread past its timeout; counted as a timeout, not a success")
+                tracing::warn!(job = %self.shared.name, run_id = report.run_id, timeout = ?self.schedule.timeout, elapsed = ?elapsed(), "run kept the thread past its timeout; counted as a timeout, not a success")
             }
             RunOutcome::Dropped => {
                 tracing::warn!(job = %self.shared.name, run_id = report.run_id, grace = ?self.schedule.cancel_grace, "run ignored cancellation and was dropped")
