@@ -217,11 +217,18 @@ impl JobShared {
     /// after the command it announced was already taken (the flag is set before the wake), so
     /// a registration kept from an earlier poll may be gone. That costs a few atomic operations
     /// and no lock (the waker is cloned only when it changed).
+    #[inline] // Called on every turn of every job's loop; commands are rare.
     pub(crate) fn poll_command(&self, cx: &mut Context<'_>) -> Poll<Command> {
         self.supervisor.register(cx.waker());
         if !self.command_queued.load(Ordering::SeqCst) {
             return Poll::Pending;
         }
+        self.take_command()
+    }
+
+    /// The next queued command, once the flag said there is one.
+    #[cold]
+    fn take_command(&self) -> Poll<Command> {
         let mut commands = lock(&self.commands);
         let queue = commands.as_mut();
         match queue.and_then(VecDeque::pop_front) {

@@ -165,6 +165,7 @@ pub(super) enum GuardChange {
 
 /// The next change of a guarded job's leadership, if one came; pending while none has, and
 /// always for an unguarded job.
+#[inline] // Called on every turn of every job's loop; most jobs have no guard.
 pub(super) fn poll_change(
     guard: &mut Option<Box<Guard>>,
     cx: &mut Context<'_>,
