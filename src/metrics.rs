@@ -1,5 +1,6 @@
 //! Counters and histograms through the `metrics` facade (feature `metrics`); without the feature
-//! every function here is empty and compiles away.
+//! every function here is empty and compiles away. The `job` label is the job's shared name:
+//! a count costs a reference count, not a copy of the name.
 //!
 //! | name | kind | labels |
 //! |---|---|---|
@@ -13,9 +14,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::status::RunOutcome;
-
-// The `job` label is the job's shared name: a count costs a reference count, not a copy of the
-// name.
 
 #[cfg(feature = "metrics")]
 pub(crate) fn run_finished(

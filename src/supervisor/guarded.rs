@@ -24,7 +24,7 @@ impl Supervisor {
                 let held = guard.state.borrow().held();
                 guard.cluster.records(read, &held, &self.schedule);
                 self.shared.status().cluster = guard.cluster.view().map(Box::new);
-                turn.changes.dirty = true;
+                turn.mark_changed();
                 None
             }
             GuardNotice::Started(answer) => {

@@ -45,7 +45,7 @@ impl Supervisor {
             }
         }
         self.record_leadership(&events, Some(&state));
-        turn.changes.dirty = true;
+        turn.mark_changed();
         let acquired = events
             .iter()
             .filter(|e| matches!(e, LeadershipEvent::Acquired(_)))
@@ -74,7 +74,7 @@ impl Supervisor {
         };
         let state = guard.state.borrow_and_update().clone();
         self.record_leadership(&[], Some(&state));
-        turn.changes.dirty = true;
+        turn.mark_changed();
     }
 
     /// Counts `events` in the job's leadership status, which now holds what `state` holds.

@@ -642,7 +642,7 @@ impl<'a> Turn<'a> {
     /// end of the turn.
     fn count(&mut self, change: impl FnOnce(&mut JobCounters)) {
         change(&mut self.changes.counters);
-        self.changes.dirty = true;
+        self.mark_changed();
     }
 
     /// A run started at `at`.
@@ -655,6 +655,12 @@ impl<'a> Turn<'a> {
     fn ended(&mut self, at: Instant, outcome: RunOutcome) {
         self.changes.last_ended = Some(at);
         self.changes.outcome = Some(outcome);
+        self.mark_changed();
+    }
+
+    /// Something the loop wrote into the status itself (its leadership or cluster view)
+    /// changed: watchers are woken at the end of the turn.
+    fn mark_changed(&mut self) {
         self.changes.dirty = true;
     }
 
