@@ -252,3 +252,42 @@ pub struct JobReport {
     /// The job's final status, with its counters over the host's life.
     pub status: JobStatus,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adding_counters_adds_each_one() {
+        let mut status = JobCounters {
+            runs: 10,
+            succeeded: 9,
+            failures: 1,
+            ..JobCounters::default()
+        };
+        let turn = JobCounters {
+            runs: 1,
+            succeeded: 1,
+            failures: 2,
+            panics: 3,
+            timeouts: 4,
+            overran: 5,
+            dropped: 6,
+            retries: 7,
+            skipped: 8,
+            not_leader: 9,
+            not_started: 10,
+            missed: 11,
+        };
+        status.add(&turn);
+        assert_eq!(
+            status,
+            JobCounters {
+                runs: 11,
+                succeeded: 10,
+                failures: 3,
+                ..turn
+            }
+        );
+    }
+}
