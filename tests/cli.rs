@@ -11,6 +11,8 @@
 mod database_url;
 #[path = "support/sqlite_file.rs"]
 mod sqlite_file;
+#[path = "support/test_prefix.rs"]
+mod test_prefix;
 
 use std::process::Output;
 use std::sync::Arc;
@@ -303,6 +305,15 @@ async fn every_command(url: &str, prefix: &str) {
     node.stop().await;
 }
 
+/// [`every_command`] on a server that other runs share, under a prefix of this run's own
+/// (`support/test_prefix.rs`), dropped when the test passes: what an earlier run left (whose
+/// process had the same id) is never read as this run's.
+async fn every_command_on_a_server(url: &str) {
+    let prefix = test_prefix::run_prefix(url, "cli").await;
+    every_command(url, &prefix).await;
+    test_prefix::drop_prefix(url, &prefix).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_command_on_sqlite() {
     let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
@@ -318,7 +329,7 @@ async fn every_command_on_postgres() {
     let Some(url) = database_url::database_url("LOOPJOB_TEST_POSTGRES_URL", what) else {
         return;
     };
-    every_command(&url, &format!("ljcli{}_", std::process::id())).await;
+    every_command_on_a_server(&url).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -327,7 +338,7 @@ async fn every_command_on_mysql() {
     let Some(url) = database_url::database_url("LOOPJOB_TEST_MYSQL_URL", what) else {
         return;
     };
-    every_command(&url, &format!("ljcli{}_", std::process::id())).await;
+    every_command_on_a_server(&url).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -336,7 +347,7 @@ async fn every_command_on_redis() {
     let Some(url) = database_url::database_url("LOOPJOB_TEST_REDIS_URL", what) else {
         return;
     };
-    every_command(&url, &format!("ljcli{}:", std::process::id())).await;
+    every_command_on_a_server(&url).await;
 }
 
 #[tokio::test]
