@@ -457,10 +457,11 @@ impl HostBuilder {
             }
             // Most jobs keep the default leadership, which is valid (its unit test says so):
             // a host of 100,000 such jobs does not check it 100,000 times.
-            let checked = registration.leadership != Leadership::default();
-            if let Some(Err(leadership_problems)) =
-                checked.then(|| registration.leadership.validate())
-            {
+            let leadership_checked = match registration.leadership == Leadership::default() {
+                true => Ok(()),
+                false => registration.leadership.validate(),
+            };
+            if let Err(leadership_problems) = leadership_checked {
                 problems.extend(leadership_problems.into_iter().map(|problem| {
                     BuildProblem::InvalidLeadership {
                         job: registration.name.to_string(),
