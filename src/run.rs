@@ -20,6 +20,7 @@ use std::task::{Context, Poll};
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
+use crate::control::JobShared;
 use crate::job::{ErasedJob, JobContext, JobError, RunToken};
 use crate::run_slots::Slot;
 use crate::schedule::{Schedule, after};
@@ -242,9 +243,10 @@ enum Attempts {
 /// Not tracing's `Instrumented`: without a subscriber there is no span, and entering and
 /// leaving an empty one on every poll and on drop cost about a hundred instructions a run.
 struct Execution {
-    /// `None` only while the execution is dropped.
+    /// `None` once the attempt has finished (it is dropped then, in its span), or while the
+    /// execution is dropped.
     attempt: Option<CatchUnwind<Result<(), JobError>>>,
-    span: Option<tracing::Span>,
+    span: AttemptSpan,
 }
 
 impl Future for Execution {
@@ -252,26 +254,31 @@ impl Future for Execution {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let Execution { attempt, span } = &mut *self;
-        let _entered = span.as_ref().map(tracing::Span::enter);
-        match attempt {
-            Some(attempt) => Pin::new(attempt).poll(cx),
-            None => Poll::Pending,
-        }
+        let _entered = span.enter();
+        let Some(running) = attempt else {
+            return Poll::Pending;
+        };
+        let result = std::task::ready!(Pin::new(running).poll(cx));
+        // Dropped while its span is entered: the execution's own drop then need not enter it.
+        *attempt = None;
+        Poll::Ready(result)
     }
 }
 
 impl Drop for Execution {
     fn drop(&mut self) {
         // An abandoned attempt is dropped in its span too: what it logs as it goes carries it.
-        let _entered = self.span.as_ref().map(tracing::Span::enter);
-        self.attempt.take();
+        if self.attempt.is_some() {
+            let _entered = self.span.enter();
+            self.attempt.take();
+        }
     }
 }
 
 /// Begins an attempt: calls the job, which makes its future (polled by the caller) in the
 /// attempt's span.
 fn begin_attempt(job: &Arc<dyn ErasedJob>, ctx: JobContext) -> Execution {
-    let span = attempt_span(&ctx);
+    let span = AttemptSpan::of(&ctx);
     Execution {
         attempt: Some(CatchUnwind(job.clone().execute(ctx))),
         span,
@@ -281,23 +288,45 @@ fn begin_attempt(job: &Arc<dyn ErasedJob>, ctx: JobContext) -> Execution {
 /// The span an attempt is polled in: the run's `loopjob.run` (`debug`, with `run_id` and
 /// `attempt`), a child of the job's `loopjob.job` (`info`, with `job`). At `info` that is the
 /// job's span alone, made once for the job's life ([`JobShared::span`](crate::control::JobShared::span)).
-fn attempt_span(ctx: &JobContext) -> Option<tracing::Span> {
-    // No subscriber at all: no span. A disabled span would still write its life to the `log`
-    // crate (sqlx turns on `tracing`'s `log` feature), a few hundred instructions a run.
-    if !tracing::dispatcher::has_been_set() {
-        return None;
+enum AttemptSpan {
+    /// No subscriber is installed, or none wants the job's span.
+    None,
+    /// The job's span, entered where the job's record keeps it. Not a clone of it: a clone and
+    /// its drop are two lookups in a subscriber's registry, about 500 instructions a run.
+    Job(Arc<JobShared>),
+    /// The run's own span.
+    Run(tracing::Span),
+}
+
+impl AttemptSpan {
+    fn of(ctx: &JobContext) -> AttemptSpan {
+        // No subscriber at all: no span. A disabled span would still write its life to the
+        // `log` crate (sqlx turns on `tracing`'s `log` feature), a few hundred instructions a
+        // run.
+        if !tracing::dispatcher::has_been_set() {
+            return AttemptSpan::None;
+        }
+        let job_span = ctx.job.span();
+        let run_span = tracing::debug_span!(
+            parent: job_span.and_then(tracing::Span::id),
+            "loopjob.run",
+            run_id = ctx.run_id(),
+            attempt = ctx.attempt(),
+        );
+        match job_span {
+            Some(_) if run_span.is_disabled() => AttemptSpan::Job(ctx.job.clone()),
+            None if run_span.is_disabled() => AttemptSpan::None,
+            _ => AttemptSpan::Run(run_span),
+        }
     }
-    let job_span = ctx.job.span();
-    let run_span = tracing::debug_span!(
-        parent: job_span.and_then(tracing::Span::id),
-        "loopjob.run",
-        run_id = ctx.run_id(),
-        attempt = ctx.attempt(),
-    );
-    Some(match job_span {
-        Some(job_span) if run_span.is_disabled() => job_span.clone(),
-        _ => run_span,
-    })
+
+    fn enter(&self) -> Option<tracing::span::Entered<'_>> {
+        match self {
+            AttemptSpan::None => None,
+            AttemptSpan::Job(job) => job.span().map(tracing::Span::enter),
+            AttemptSpan::Run(span) => Some(span.enter()),
+        }
+    }
 }
 
 /// How an attempt ended.
