@@ -6,18 +6,18 @@
 //! jobs, every separate allocation a tick reads is a likely cache miss), and no channel either
 //! way: a host may run ten thousand
 //! jobs, and a bounded channel preallocates its queue. Commands are rare, so they wait in a
-//! mutex-guarded queue that allocates nothing until used, and the supervisor learns of them
-//! through an atomic flag and waker that cost no lock on the turns without a command. The status
+//! mutex-guarded queue that allocates nothing until used, with the waker of the supervisor,
+//! which it sets once; the supervisor learns of them through an atomic flag, which costs a
+//! plain load on the turns without a command. The status
 //! is written under a mutex; watchers are woken at most once per turn of the supervisor's loop,
 //! and only when someone is watching.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
-use std::task::{Context, Poll};
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
-use atomic_waker::AtomicWaker;
 use tokio::sync::{Notify, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -108,9 +108,18 @@ pub(crate) struct JobShared {
     pub(crate) host: Arc<HostShared>,
     /// Woken when the status changed, if `watchers` says anyone waits.
     status_changed: Notify,
+    commands: Mutex<Commands>,
+}
+
+/// The commands waiting for a job's supervisor, and whom to wake when one comes.
+#[derive(Debug)]
+struct Commands {
     /// `None` once the supervisor has stopped: commands are refused from then on.
-    commands: Mutex<Option<VecDeque<Command>>>,
-    supervisor: AtomicWaker,
+    queue: Option<VecDeque<Command>>,
+    /// Woken by every command sent: the supervisor's waker, set before it first looks for a
+    /// command ([`JobShared::listen`]). Woken by reference, never taken, so the supervisor
+    /// sets it once, not on every poll.
+    supervisor: Option<Waker>,
 }
 
 impl JobShared {
@@ -123,9 +132,11 @@ impl JobShared {
             status: Mutex::new(status),
             status_changed: Notify::new(),
             watchers: AtomicUsize::new(0),
-            commands: Mutex::new(Some(VecDeque::new())),
+            commands: Mutex::new(Commands {
+                queue: Some(VecDeque::new()),
+                supervisor: None,
+            }),
             command_queued: AtomicBool::new(false),
-            supervisor: AtomicWaker::new(),
         }
     }
 
@@ -202,24 +213,36 @@ impl JobShared {
 
     /// Queues a command; gives it back if the supervisor has stopped.
     pub(crate) fn send(&self, command: Command) -> Result<(), Command> {
-        match lock(&self.commands).as_mut() {
-            Some(queue) => queue.push_back(command),
-            None => return Err(command),
-        }
+        let mut commands = lock(&self.commands);
+        let Some(queue) = commands.queue.as_mut() else {
+            return Err(command);
+        };
+        queue.push_back(command);
         self.command_queued.store(true, Ordering::SeqCst);
-        self.supervisor.wake();
+        if let Some(supervisor) = &commands.supervisor {
+            supervisor.wake_by_ref();
+        }
         Ok(())
     }
 
-    /// The next queued command, if one is; otherwise the task is woken when one is queued.
+    /// Sets the waker that every command sent from now on wakes: the supervisor's, before it
+    /// first calls [`JobShared::poll_command`], and again should its waker change.
     ///
-    /// The waker is registered on every poll: a sender's wake takes it out, and a wake can come
-    /// after the command it announced was already taken (the flag is set before the wake), so
-    /// a registration kept from an earlier poll may be gone. That costs a few atomic operations
-    /// and no lock (the waker is cloned only when it changed).
+    /// Set under the queue's lock, which senders hold while they set the flag and wake: a
+    /// command sent before it is seen by the supervisor's next look at the flag, one sent after
+    /// wakes it.
+    pub(crate) fn listen(&self, supervisor: &Waker) {
+        lock(&self.commands).supervisor = Some(supervisor.clone());
+    }
+
+    /// The next queued command, if one is. A command sent later wakes the waker given to
+    /// [`JobShared::listen`].
+    ///
+    /// One atomic load on the turns without a command: an `AtomicWaker` registered on every
+    /// poll (a sender's wake takes it out) cost two atomic writes to the job's shared line and
+    /// about 60 instructions a poll, two polls a run.
     #[inline] // Called on every turn of every job's loop; commands are rare.
-    pub(crate) fn poll_command(&self, cx: &mut Context<'_>) -> Poll<Command> {
-        self.supervisor.register(cx.waker());
+    pub(crate) fn poll_command(&self) -> Poll<Command> {
         if !self.command_queued.load(Ordering::SeqCst) {
             return Poll::Pending;
         }
@@ -230,10 +253,12 @@ impl JobShared {
     #[cold]
     fn take_command(&self) -> Poll<Command> {
         let mut commands = lock(&self.commands);
-        let queue = commands.as_mut();
-        match queue.and_then(VecDeque::pop_front) {
+        match commands.queue.as_mut().and_then(VecDeque::pop_front) {
             Some(command) => {
-                let more = commands.as_ref().is_some_and(|queue| !queue.is_empty());
+                let more = commands
+                    .queue
+                    .as_ref()
+                    .is_some_and(|queue| !queue.is_empty());
                 self.command_queued.store(more, Ordering::SeqCst);
                 Poll::Ready(command)
             }
@@ -247,7 +272,9 @@ impl JobShared {
     /// Refuses every later command; those still queued are dropped, so their senders learn the
     /// job is not running.
     pub(crate) fn close(&self) {
-        lock(&self.commands).take();
+        let mut commands = lock(&self.commands);
+        commands.queue = None;
+        commands.supervisor = None;
     }
 }
 
@@ -307,43 +334,32 @@ mod tests {
         JobShared::new("job".into(), host, status)
     }
 
-    /// A sender's wake can come after its command was taken (it sets the flag first): it then
-    /// takes the supervisor's registration for nothing. The next poll must register again, or
-    /// the next command would wake nobody.
+    /// Every command wakes the supervisor's waker, which is set once and never taken out: also
+    /// after a wake for a command it had already taken, and for one sent before it listened.
     #[test]
-    fn a_late_wake_does_not_leave_the_next_command_unannounced() {
+    fn every_command_wakes_the_supervisor_which_listens_once() {
         let job = job();
         let wakes = Arc::new(Wakes::default());
-        let waker = Waker::from(wakes.clone());
-        let mut cx = Context::from_waker(&waker);
-        assert!(job.poll_command(&mut cx).is_pending());
+        let woken = || wakes.0.load(Ordering::SeqCst);
 
-        // A command taken before its sender's wake; the supervisor polls on and waits; then
-        // the late wake comes.
-        lock(&job.commands)
-            .as_mut()
-            .unwrap()
-            .push_back(Command::Shutdown);
-        job.command_queued.store(true, Ordering::SeqCst);
-        assert!(matches!(
-            job.poll_command(&mut cx),
-            Poll::Ready(Command::Shutdown)
-        ));
-        assert!(job.poll_command(&mut cx).is_pending());
-        job.supervisor.wake();
-        assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
-
-        // Woken for nothing, the supervisor polls again and waits.
-        assert!(job.poll_command(&mut cx).is_pending());
+        // Sent before the supervisor listens: nobody to wake, and its first look finds it.
         job.send(Command::Shutdown).unwrap();
-        assert_eq!(
-            wakes.0.load(Ordering::SeqCst),
-            2,
-            "the next command woke the supervisor"
-        );
-        assert!(matches!(
-            job.poll_command(&mut cx),
-            Poll::Ready(Command::Shutdown)
-        ));
+        job.listen(&Waker::from(wakes.clone()));
+        assert!(matches!(job.poll_command(), Poll::Ready(Command::Shutdown)));
+        assert!(job.poll_command().is_pending());
+        assert_eq!(woken(), 0);
+
+        for sent in 1..=3 {
+            job.send(Command::Shutdown).unwrap();
+            assert_eq!(woken(), sent, "command {sent} woke the supervisor");
+            assert!(matches!(job.poll_command(), Poll::Ready(Command::Shutdown)));
+            assert!(job.poll_command().is_pending());
+        }
+
+        // Closed: refused, and the waker is let go.
+        job.close();
+        assert!(job.send(Command::Shutdown).is_err());
+        assert_eq!(woken(), 3);
+        assert!(lock(&job.commands).supervisor.is_none());
     }
 }

@@ -152,15 +152,22 @@ impl Supervisor {
             }
 
             // Runs are started with the job's own waker: one that is still under way wakes the
-            // job, which polls it in `runs.poll_next_report`.
-            let waker = poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
+            // job, which polls it in `runs.poll_next_report`. Commands wake it too.
+            let mut waker = poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
+            self.shared.listen(&waker);
             loop {
                 timer.set(ticking.fire_at.filter(|_| !ticking.paused));
                 // Each source is polled in place, in this order (an operator's command first:
                 // shutdown is one): nothing is made per turn, and the loop's future keeps no
                 // futures of its own.
                 let event = poll_fn(|cx| {
-                    if let Poll::Ready(next) = self.shared.poll_command(cx) {
+                    // The same waker every time, under a shard or in a task of its own; should
+                    // it change, commands wake the new one.
+                    if !cx.waker().will_wake(&waker) {
+                        waker = cx.waker().clone();
+                        self.shared.listen(&waker);
+                    }
+                    if let Poll::Ready(next) = self.shared.poll_command() {
                         return Poll::Ready(Event::Command(next));
                     }
                     if let Poll::Ready(report) = ticking.runs.poll_next_report(cx) {
