@@ -23,8 +23,10 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::future::{Future, poll_fn};
 use std::pin::{Pin, pin};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use futures_util::future::Either;
 use futures_util::stream::FuturesUnordered;
@@ -66,12 +68,12 @@ pub(crate) fn run(mut supervisors: Vec<Supervisor>) -> impl Future<Output = Vec<
             return Either::Left(running);
         }
     }
-    let timers = Arc::new(Timers::default());
+    let timers = Arc::new(Timers::new(supervisors.len()));
     let running: FuturesUnordered<_> = supervisors
         .into_iter()
         .enumerate()
         .map(|(position, supervisor)| {
-            let timer = JobTimer::new(timers.clone());
+            let timer = JobTimer::new(timers.clone(), position);
             supervisor.run(timer).map(move |report| (position, report))
         })
         .collect();
@@ -126,48 +128,69 @@ where
     reports.into_iter().map(|(_, report)| report).collect()
 }
 
-/// The next ticks of a shard's jobs, earliest first, each with the waker of its job, and the
-/// shard's clock.
-#[derive(Default)]
-struct Timers(Mutex<TimersInner>);
+/// The next ticks of a shard's jobs, earliest first, the jobs' wakers, and the shard's clock.
+struct Timers {
+    heap: Mutex<TimersInner>,
+    /// When the shard last read the clock, in nanoseconds after `epoch`: the jobs it then polls
+    /// compare their deadlines with this instant instead of each reading the clock again. It is
+    /// never later than the real time, so a deadline is never found passed too early. An atomic
+    /// rather than a field under the lock: a job whose tick came reads it without locking.
+    clock: AtomicU64,
+    epoch: Instant,
+}
 
-#[derive(Default)]
 struct TimersInner {
-    heap: BinaryHeap<Reverse<Deadline>>,
-    /// When the shard last read the clock: the jobs it then polls compare their deadlines with
-    /// this instant instead of each reading the clock again. It is never later than the real
-    /// time, so a deadline is never found passed too early.
-    now: Option<Instant>,
+    deadlines: BinaryHeap<Reverse<Deadline>>,
+    /// Each job's waker, by its place in the shard, set with its first deadline: woken by
+    /// reference, so a deadline costs no clone of it (two atomic operations a tick).
+    wakers: Vec<Option<Waker>>,
 }
 
 struct Deadline {
     at: Instant,
-    job: Waker,
+    /// The job's place in the shard.
+    job: usize,
 }
 
 impl Timers {
+    fn new(jobs: usize) -> Self {
+        Timers {
+            heap: Mutex::new(TimersInner {
+                deadlines: BinaryHeap::new(),
+                wakers: vec![None; jobs],
+            }),
+            clock: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
     /// Sets the shard's clock to `now` and wakes the jobs whose deadlines are at or before it.
     fn wake_due(&self, now: Instant) {
+        let since_epoch = now.saturating_duration_since(self.epoch).as_nanos();
+        self.clock.store(since_epoch as u64, Ordering::Relaxed);
         let mut inner = self.lock();
-        inner.now = Some(now);
-        while inner
-            .heap
-            .peek()
-            .is_some_and(|Reverse(next)| next.at <= now)
-        {
-            if let Some(Reverse(due)) = inner.heap.pop() {
+        let TimersInner { deadlines, wakers } = &mut *inner;
+        while deadlines.peek().is_some_and(|Reverse(next)| next.at <= now) {
+            if let Some(Reverse(due)) = deadlines.pop() {
                 // Waking a job only queues it in the shard's `FuturesUnordered`.
-                due.job.wake();
+                if let Some(job) = &wakers[due.job] {
+                    job.wake_by_ref();
+                }
             }
         }
     }
 
+    /// The shard's clock: when it last woke its jobs.
+    fn now(&self) -> Instant {
+        self.epoch + Duration::from_nanos(self.clock.load(Ordering::Relaxed))
+    }
+
     fn earliest(&self) -> Option<Instant> {
-        self.lock().heap.peek().map(|Reverse(next)| next.at)
+        self.lock().deadlines.peek().map(|Reverse(next)| next.at)
     }
 
     fn lock(&self) -> MutexGuard<'_, TimersInner> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        self.heap.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -204,6 +227,8 @@ enum TimerClock {
     /// nothing, which costs one poll and is rarer than a move.
     Shard {
         timers: Arc<Timers>,
+        /// The job's place in the shard.
+        job: usize,
         registered: Option<Instant>,
     },
     /// The job's own timer, and when the last deadline was found passed: a deadline set in the
@@ -215,11 +240,12 @@ enum TimerClock {
 }
 
 impl JobTimer {
-    fn new(timers: Arc<Timers>) -> Self {
+    fn new(timers: Arc<Timers>, job: usize) -> Self {
         JobTimer {
             deadline: None,
             clock: TimerClock::Shard {
                 timers,
+                job,
                 registered: None,
             },
         }
@@ -250,21 +276,27 @@ impl JobTimer {
             return Poll::Pending;
         };
         let passed = match &mut self.clock {
-            TimerClock::Shard { timers, registered } => {
-                let mut timers = timers.lock();
-                let now = timers.now.unwrap_or_else(Instant::now);
-                if now < at && *registered != Some(at) {
-                    timers.heap.push(Reverse(Deadline {
-                        at,
-                        job: cx.waker().clone(),
-                    }));
-                    *registered = Some(at);
-                }
-                let passed = (now >= at).then_some(now);
-                if passed.is_some() {
+            TimerClock::Shard {
+                timers,
+                job,
+                registered,
+            } => {
+                let now = timers.now();
+                if now >= at {
                     *registered = None;
+                    Some(now)
+                } else {
+                    if *registered != Some(at) {
+                        let mut heap = timers.lock();
+                        heap.deadlines.push(Reverse(Deadline { at, job: *job }));
+                        let waker = &mut heap.wakers[*job];
+                        if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                            *waker = Some(cx.waker().clone());
+                        }
+                        *registered = Some(at);
+                    }
+                    None
                 }
-                passed
             }
             TimerClock::Alone { sleep, passed_at } => {
                 let armed = sleep.deadline() == at;
