@@ -90,6 +90,7 @@ pub struct LeadershipStatus {
 
 /// Counters of one job since its host started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[repr(C)] // In this order: `runs` and `succeeded`, which most turns change, first.
 pub struct JobCounters {
     /// Runs started (by a tick or a trigger); retries are part of their run.
     pub runs: u64,
@@ -147,18 +148,26 @@ impl JobCounters {
             not_started,
             missed,
         } = *more;
-        self.runs += runs;
-        self.succeeded += succeeded;
-        self.failures += failures;
-        self.panics += panics;
-        self.timeouts += timeouts;
-        self.overran += overran;
-        self.dropped += dropped;
-        self.retries += retries;
-        self.skipped += skipped;
-        self.not_leader += not_leader;
-        self.not_started += not_started;
-        self.missed += missed;
+        // A counter is read and written only when it changed: a turn changes one or two
+        // (`runs` and `succeeded` come first), so a run touches the first of the counters'
+        // cache lines, not all of them.
+        let add = |total: &mut u64, more: u64| {
+            if more != 0 {
+                *total += more;
+            }
+        };
+        add(&mut self.runs, runs);
+        add(&mut self.succeeded, succeeded);
+        add(&mut self.failures, failures);
+        add(&mut self.panics, panics);
+        add(&mut self.timeouts, timeouts);
+        add(&mut self.overran, overran);
+        add(&mut self.dropped, dropped);
+        add(&mut self.retries, retries);
+        add(&mut self.skipped, skipped);
+        add(&mut self.not_leader, not_leader);
+        add(&mut self.not_started, not_started);
+        add(&mut self.missed, missed);
     }
 }
 
