@@ -116,19 +116,20 @@ pub struct NextTick {
 /// The latest instant the schedule arithmetic uses: about thirty years after `from`, which
 /// stands for "never" (tokio's own timers treat anything past two years or so the same way).
 pub(crate) fn far_future(from: Instant) -> Instant {
-    const THIRTY_YEARS: Duration = Duration::from_secs(30 * 365 * 24 * 60 * 60);
     from.checked_add(THIRTY_YEARS).unwrap_or(from)
 }
+
+const THIRTY_YEARS: Duration = Duration::from_secs(30 * 365 * 24 * 60 * 60);
 
 /// `instant + duration`, or [`far_future`] when that is later or cannot be represented: the
 /// saturating add every deadline and tick in loopjob goes through, so no duration, however
 /// large, can make one overflow.
 pub(crate) fn after(instant: Instant, duration: Duration) -> Instant {
-    let limit = far_future(instant);
-    match instant.checked_add(duration) {
-        Some(at) if at <= limit => at,
-        _ => limit,
-    }
+    // One add, not two: a duration within thirty years lands within the limit, and if even it
+    // cannot be represented, neither can the limit.
+    instant
+        .checked_add(duration.min(THIRTY_YEARS))
+        .unwrap_or(instant)
 }
 
 fn nanos(duration: Duration) -> u128 {
