@@ -130,7 +130,7 @@ where
 
 /// The next ticks of a shard's jobs, earliest first, the jobs' wakers, and the shard's clock.
 struct Timers {
-    heap: Mutex<TimersInner>,
+    inner: Mutex<TimersInner>,
     /// When the shard last read the clock, in nanoseconds after `epoch`: the jobs it then polls
     /// compare their deadlines with this instant instead of each reading the clock again. It is
     /// never later than the real time, so a deadline is never found passed too early. An atomic
@@ -155,7 +155,7 @@ struct Deadline {
 impl Timers {
     fn new(jobs: usize) -> Self {
         Timers {
-            heap: Mutex::new(TimersInner {
+            inner: Mutex::new(TimersInner {
                 deadlines: BinaryHeap::new(),
                 wakers: vec![None; jobs],
             }),
@@ -190,7 +190,7 @@ impl Timers {
     }
 
     fn lock(&self) -> MutexGuard<'_, TimersInner> {
-        self.heap.lock().unwrap_or_else(PoisonError::into_inner)
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
