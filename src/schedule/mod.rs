@@ -28,8 +28,8 @@
 //! * A failed run is retried after `retry_backoff · 2^(n-1)`, but only while the retry still
 //!   starts before the next tick: retries never push a run into the next one's slot.
 //! * No arithmetic here can overflow, whatever the durations: an instant too far in the future
-//!   to represent saturates at [`far_future`], which in practice means "never" (about thirty
-//!   years away).
+//!   to represent saturates at [`FAR_FUTURE`](ticks::FAR_FUTURE) ahead, which in practice
+//!   means "never" (about thirty years away).
 
 use std::fmt;
 use std::time::Duration;

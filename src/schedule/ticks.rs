@@ -113,22 +113,16 @@ pub struct NextTick {
     pub missed: u64,
 }
 
-/// The latest instant the schedule arithmetic uses: about thirty years after `from`, which
-/// stands for "never" (tokio's own timers treat anything past two years or so the same way).
-pub(crate) fn far_future(from: Instant) -> Instant {
-    from.checked_add(THIRTY_YEARS).unwrap_or(from)
-}
+/// How far ahead the schedule arithmetic reaches: about thirty years, which stands for "never"
+/// (tokio's own timers treat anything past two years or so the same way).
+pub(crate) const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 24 * 60 * 60);
 
-const THIRTY_YEARS: Duration = Duration::from_secs(30 * 365 * 24 * 60 * 60);
-
-/// `instant + duration`, or [`far_future`] when that is later or cannot be represented: the
-/// saturating add every deadline and tick in loopjob goes through, so no duration, however
-/// large, can make one overflow.
+/// `instant + duration`, saturating at [`FAR_FUTURE`] after `instant`: the add every deadline
+/// and tick in loopjob goes through, so no duration, however large, can make one overflow.
+/// (Should even `instant + FAR_FUTURE` not be representable, `instant` itself.)
 pub(crate) fn after(instant: Instant, duration: Duration) -> Instant {
-    // One add, not two: a duration within thirty years lands within the limit, and if even it
-    // cannot be represented, neither can the limit.
     instant
-        .checked_add(duration.min(THIRTY_YEARS))
+        .checked_add(duration.min(FAR_FUTURE))
         .unwrap_or(instant)
 }
 
@@ -159,7 +153,7 @@ mod tests {
     #[test]
     fn no_duration_overflows_the_tick_arithmetic() {
         let now = Instant::now();
-        let never = far_future(now);
+        let never = now + FAR_FUTURE;
         assert_eq!(after(now, Duration::MAX), never);
         assert_eq!(after(now, 10 * SEC), now + 10 * SEC);
         let huge = Schedule::every(Duration::MAX)
