@@ -1,4 +1,4 @@
-//! The endpoints: thin handlers over [`HostHandle`](crate::HostHandle) and the lease store.
+//! The endpoints: thin handlers over [`HostHandle`] and the lease store.
 //! The table of endpoints is in the [module docs](super).
 
 use std::sync::Arc;

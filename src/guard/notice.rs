@@ -31,7 +31,7 @@ pub(crate) struct RecordsRead {
     pub(crate) unreadable: Vec<String>,
 }
 
-/// The answer to a supervisor's request to start a run ([`super::ledger::StartRequest`]).
+/// The answer to a supervisor's request to start a run ([`LedgerLine::start`](super::ledger::LedgerLine::start)).
 #[derive(Debug)]
 pub(crate) struct StartAnswer {
     /// The request's number, as the supervisor gave it.

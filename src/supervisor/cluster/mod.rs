@@ -12,7 +12,7 @@
 //! next due time afresh: the margin covers the drift since the last answer, not since the
 //! elector's last read, which can be a renew period old (a tenth of that made runs of a short
 //! interval late by more than the interval, and passed one point in three). A due time already
-//! past is a period nobody ran: [`CatchUp`] says whether it runs once at once or waits for the
+//! past is a period nobody ran: [`CatchUp`](crate::CatchUp) says whether it runs once at once or waits for the
 //! next grid point. A run that starts later than that margin after its point (a period caught
 //! up, a stalled process) moves the grid: the next run is due an interval less the margin after
 //! it, so that runs of a key, cluster-wide, never start closer than that (DESIGN.md's P6).
