@@ -4,13 +4,11 @@
 //!
 //! One allocation per job, so that a tick touches as little memory as it can (with ten thousand
 //! jobs, every separate allocation a tick reads is a likely cache miss), and no channel either
-//! way: a host may run ten thousand
-//! jobs, and a bounded channel preallocates its queue. Commands are rare, so they wait in a
-//! mutex-guarded queue that allocates nothing until used, with the waker of the supervisor,
-//! which it sets once; the supervisor learns of them through an atomic flag, which costs a
-//! plain load on the turns without a command. The status
-//! is written under a mutex; watchers are woken at most once per turn of the supervisor's loop,
-//! and only when someone is watching.
+//! way: a host may run ten thousand jobs, and a bounded channel preallocates its queue. Commands
+//! are rare, so they wait in a mutex-guarded queue that allocates nothing until used, beside the
+//! supervisor's waker, which the supervisor sets once; it learns of them through an atomic flag,
+//! a plain load on the turns without a command. The status is written under a mutex; watchers
+//! are woken at most once per turn of the supervisor's loop, and only when someone is watching.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

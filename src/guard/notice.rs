@@ -31,7 +31,8 @@ pub(crate) struct RecordsRead {
     pub(crate) unreadable: Vec<String>,
 }
 
-/// The answer to a supervisor's request to start a run ([`LedgerLine::start`](super::ledger::LedgerLine::start)).
+/// The answer to a supervisor's request to start a run
+/// ([`LedgerLine::start`](super::ledger::LedgerLine::start)).
 #[derive(Debug)]
 pub(crate) struct StartAnswer {
     /// The request's number, as the supervisor gave it.

@@ -1,7 +1,6 @@
 //! How a host wires its guarded jobs: one [elector](crate::guard::elector) holding every lease
-//! and reading the keys' schedule records, one [ledger] committing every
-//! run's start and end, and for each job its supervisor's lines to both and the handle's line
-//! to its keys' records.
+//! and reading the keys' schedule records, one [ledger] committing every run's start and end,
+//! and for each job its supervisor's lines to both and the handle's line to its keys' records.
 
 use std::sync::Arc;
 
