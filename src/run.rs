@@ -287,7 +287,7 @@ fn begin_attempt(job: &Arc<dyn ErasedJob>, ctx: JobContext) -> Execution {
 
 /// The span an attempt is polled in: the run's `loopjob.run` (`debug`, with `run_id` and
 /// `attempt`), a child of the job's `loopjob.job` (`info`, with `job`). At `info` that is the
-/// job's span alone, made once for the job's life ([`JobShared::span`](crate::control::JobShared::span)).
+/// job's span alone, made once for the job's life ([`JobShared::span`]).
 enum AttemptSpan {
     /// No subscriber is installed, or none wants the job's span.
     None,

@@ -457,9 +457,10 @@ impl HostBuilder {
             }
             // Most jobs keep the default leadership, which is valid (its unit test says so):
             // a host of 100,000 such jobs does not check it 100,000 times.
-            let leadership_checked = match registration.leadership == Leadership::default() {
-                true => Ok(()),
-                false => registration.leadership.validate(),
+            let leadership_checked = if registration.leadership == Leadership::default() {
+                Ok(())
+            } else {
+                registration.leadership.validate()
             };
             if let Err(leadership_problems) = leadership_checked {
                 problems.extend(leadership_problems.into_iter().map(|problem| {

@@ -4,9 +4,10 @@
 //! monotonic, so a wait for an occurrence is a monotonic wait computed from the wall clock when
 //! the job last looked, and never longer than
 //! [`WALL_CLOCK_RECHECK`](crate::WALL_CLOCK_RECHECK): each time the timer fires, the job reads
-//! the wall clock again, so a step of the clock during a long wait is seen. What the job reached by the passage of time alone (the wall clock at its last look
-//! plus the monotonic time since) tells the occurrences it lived through from those that the
-//! clock jumped over, which [`CatchUp`](crate::CatchUp) decides.
+//! the wall clock again, so a step of the clock during a long wait is seen. What the job
+//! reached by the passage of time alone (the wall clock at its last look plus the monotonic
+//! time since) tells the occurrences it lived through from those that the clock jumped over,
+//! which [`CatchUp`](crate::CatchUp) decides.
 //!
 //! An interval job never comes here, nor a guarded cron job: its occurrences are kept in its
 //! keys' records, on the store's clock ([`super::cluster`]).

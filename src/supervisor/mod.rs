@@ -665,8 +665,9 @@ impl<'a> Turn<'a> {
         self.mark_changed();
     }
 
-    /// Something the loop wrote into the status itself (its leadership or cluster view)
-    /// changed: watchers are woken at the end of the turn.
+    /// The turn changed the job's status: its counts, its last run, or what the loop wrote
+    /// into the status itself (its leadership or cluster view). Watchers are woken at the end
+    /// of the turn.
     fn mark_changed(&mut self) {
         self.changes.dirty = true;
     }

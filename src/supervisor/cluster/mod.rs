@@ -12,10 +12,11 @@
 //! next due time afresh: the margin covers the drift since the last answer, not since the
 //! elector's last read, which can be a renew period old (a tenth of that made runs of a short
 //! interval late by more than the interval, and passed one point in three). A due time already
-//! past is a period nobody ran: [`CatchUp`](crate::CatchUp) says whether it runs once at once or waits for the
-//! next grid point. A run that starts later than that margin after its point (a period caught
-//! up, a stalled process) moves the grid: the next run is due an interval less the margin after
-//! it, so that runs of a key, cluster-wide, never start closer than that (DESIGN.md's P6).
+//! past is a period nobody ran: [`CatchUp`](crate::CatchUp) says whether it runs once at once
+//! or waits for the next grid point. A run that starts later than that margin after its point
+//! (a period caught up, a stalled process) moves the grid: the next run is due an interval less
+//! the margin after it, so that runs of a key, cluster-wide, never start closer than that
+//! (DESIGN.md's P6).
 //!
 //! A cron job's points are its expression's occurrences, in the store's clock: each run is for
 //! the latest occurrence reached and writes the next one after it as the key's due time, so a
