@@ -381,6 +381,37 @@ async fn a_run_whose_start_cannot_be_committed_does_not_start() {
     assert!(status.counters.not_started >= 1, "{status:?}");
 }
 
+/// A store that held its answers (etcd under a member-cut: it reads the time as a call begins)
+/// left the node's estimate of the store's clock trailing by as long: the next tick came late
+/// and, judged by that estimate, looked on time, so it kept its grid and the run after it began
+/// about half an interval later (docs/RELIABILITY.md, item 18). A run is judged late by the
+/// store's clock measured from when the call was sent, so the late run moves the grid: the next
+/// comes an interval less the margin after it.
+#[tokio::test(start_paused = true)]
+async fn a_run_made_late_by_held_answers_moves_the_grid() {
+    let memory = Arc::new(MemoryStore::new());
+    let line = FaultyStore::new(memory.clone(), true);
+    let journal = Journal::new();
+    let a = Node::start("a", line.clone(), Schedule::every(SEC), global(), &journal);
+    journal.until(2 * SEC + ms(900)).await;
+    line.hold_answers(ms(450));
+    journal.until(4 * SEC + ms(500)).await;
+    line.hold_answers(Duration::ZERO);
+    journal.until(8 * SEC).await;
+    a.stop().await;
+
+    let starts = journal.starts();
+    // The run due at 3 s began when its start's answer came, at 3.54 s; the one due at 4 s
+    // was ticked late, at 4.54 s, and the next came 770 ms after it (before the fix, 505 ms).
+    assert!(
+        starts
+            .iter()
+            .any(|at| *at > 4 * SEC + EPSILON && *at < 5 * SEC),
+        "no late run: {starts:?}"
+    );
+    assert_spacing(&starts, SEC);
+}
+
 /// A host that stops while a run's start is on its way to the store neither waits for that
 /// start nor lets it commit: the run would never begin, and its period would be lost to the
 /// cluster. The next leader runs that period at once instead.

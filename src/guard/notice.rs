@@ -18,12 +18,22 @@ pub(crate) enum GuardNotice {
     Started(StartAnswer),
 }
 
+/// When a store call was sent and its answer received: the store read its clock in between.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RoundTrip {
+    /// How late a run is is judged by the store's clock measured from here: the store read its
+    /// clock no sooner, so measured from here its clock is never underestimated.
+    pub(crate) sent: Instant,
+    /// A due time in the store's clock is measured from here, so that it is never reached
+    /// early: the store read its clock no later.
+    pub(crate) received: Instant,
+}
+
 /// Schedule records as one store call read them.
 #[derive(Debug)]
 pub(crate) struct RecordsRead {
-    /// When the answer was received: a due time in the store's clock is measured from here, so
-    /// that it is never reached early (the read happened before).
-    pub(crate) received: Instant,
+    /// The call that read them.
+    pub(crate) round_trip: RoundTrip,
     /// Each record with the epoch the elector held its key at when it asked.
     pub(crate) records: Vec<(u64, ScheduleRecord)>,
     /// Keys whose records the store could not read (edited into nonsense, or from a newer

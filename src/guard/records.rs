@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::guard::notice::RoundTrip;
 use crate::store::{LeaseStore, NextDue, Plan, ScheduleRecord, StoreError};
 
 /// A key whose record the elector wants, as it holds it.
@@ -32,9 +33,9 @@ pub(crate) struct RecordWanted {
     pub(crate) initial_delay: Duration,
 }
 
-/// Records as one store answer gave them, with the instant that answer was received.
+/// Records as one store answer gave them, with the call's round trip.
 pub(crate) struct ReadBatch {
-    pub(crate) received: Instant,
+    pub(crate) round_trip: RoundTrip,
     /// Each record with the job and epoch it was asked for.
     pub(crate) records: Vec<(usize, u64, ScheduleRecord)>,
     /// The keys whose records the store reported unreadable, with their job and the error.
@@ -42,7 +43,7 @@ pub(crate) struct ReadBatch {
 }
 
 /// Reads the records of `wanted`, planning the first run of the keys that have none; see the
-/// module docs. Returns each answer's records with the instant it was received.
+/// module docs. Returns each answer's records with its call's round trip.
 pub(crate) async fn read_records(
     store: Arc<dyn LeaseStore>,
     holder: String,
@@ -50,7 +51,8 @@ pub(crate) async fn read_records(
 ) -> Result<Vec<ReadBatch>, StoreError> {
     let mut keys: Vec<String> = wanted.iter().map(|w| w.key.clone()).collect();
     let mut unreadable = Vec::new();
-    let records = loop {
+    let (records, sent) = loop {
+        let sent = Instant::now();
         match store.schedules(&keys).await {
             Err(error) => {
                 let named =
@@ -61,13 +63,16 @@ pub(crate) async fn read_records(
                 keys.retain(|key| *key != bad.key);
                 unreadable.push((bad.job, bad.key.clone(), error));
                 if keys.is_empty() {
-                    break Vec::new();
+                    break (Vec::new(), sent);
                 }
             }
-            Ok(records) => break records,
+            Ok(records) => break (records, sent),
         }
     };
-    let received = Instant::now();
+    let round_trip = RoundTrip {
+        sent,
+        received: Instant::now(),
+    };
     let wanted: Vec<RecordWanted> = wanted
         .into_iter()
         .filter(|w| keys.contains(&w.key))
@@ -79,7 +84,7 @@ pub(crate) async fn read_records(
         .filter(|w| by_key.get(&w.key).is_none_or(|r| r.next_due_ms.is_none()))
         .collect();
     let mut batches = vec![ReadBatch {
-        received,
+        round_trip,
         records: take_records(&wanted, &mut by_key, |w| {
             !unplanned.iter().any(|u| u.key == w.key)
         }),
@@ -100,13 +105,17 @@ pub(crate) async fn read_records(
     store.plan(&holder, &plans).await?;
     // Planned by this call or by another holder just before: read what the store kept.
     let keys: Vec<String> = unplanned.iter().map(|w| w.key.clone()).collect();
+    let sent = Instant::now();
     let records = store.schedules(&keys).await?;
-    let received = Instant::now();
+    let round_trip = RoundTrip {
+        sent,
+        received: Instant::now(),
+    };
     let mut by_key: BTreeMap<String, ScheduleRecord> =
         records.into_iter().map(|r| (r.key.clone(), r)).collect();
     let planned: Vec<RecordWanted> = unplanned.into_iter().cloned().collect();
     batches.push(ReadBatch {
-        received,
+        round_trip,
         records: take_records(&planned, &mut by_key, |_| true),
         unreadable: Vec::new(),
     });

@@ -31,6 +31,9 @@ pub struct FaultyStore {
     pub starts: AtomicU64,
     /// How long each `start_runs` takes before it commits, in milliseconds.
     start_delay_ms: AtomicU64,
+    /// How long the answers of `start_runs` and `schedules` calls sent now take to come back
+    /// after the store read its clock, in milliseconds.
+    answer_delay_ms: AtomicU64,
 }
 
 impl FaultyStore {
@@ -49,6 +52,7 @@ impl FaultyStore {
             reads: AtomicU64::new(0),
             starts: AtomicU64::new(0),
             start_delay_ms: AtomicU64::new(0),
+            answer_delay_ms: AtomicU64::new(0),
         })
     }
 
@@ -78,6 +82,19 @@ impl FaultyStore {
     pub fn slow_starts(&self, delay: Duration) {
         self.start_delay_ms
             .store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// Makes the answers of the `start_runs` and `schedules` calls sent from now on come back
+    /// `delay` after the store read its clock, as a stalled store's do (etcd reads the time as
+    /// a call begins).
+    pub fn hold_answers(&self, delay: Duration) {
+        self.answer_delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// Waits out an answer's delay, read when its call was sent.
+    async fn held(&self, delay_ms: u64) {
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
     }
 
     fn call(&self) -> Result<(), StoreError> {
@@ -173,7 +190,10 @@ impl LeaseStore for FaultyStore {
     async fn schedules(&self, keys: &[String]) -> Result<Vec<ScheduleRecord>, StoreError> {
         self.reads.fetch_add(1, Ordering::SeqCst);
         self.call()?;
-        self.inner.schedules(keys).await
+        let held = self.answer_delay_ms.load(Ordering::SeqCst);
+        let records = self.inner.schedules(keys).await;
+        self.held(held).await;
+        records
     }
     async fn list_schedules(&self, prefix: &str) -> Result<Vec<ScheduleRecord>, StoreError> {
         self.call()?;
@@ -190,9 +210,14 @@ impl LeaseStore for FaultyStore {
     ) -> Result<Vec<StartedRun>, StoreError> {
         self.starts.fetch_add(1, Ordering::SeqCst);
         self.call()?;
-        let delay = self.start_delay_ms.load(Ordering::SeqCst);
+        let (delay, held) = (
+            self.start_delay_ms.load(Ordering::SeqCst),
+            self.answer_delay_ms.load(Ordering::SeqCst),
+        );
         tokio::time::sleep(Duration::from_millis(delay)).await;
-        self.inner.start_runs(holder, starts).await
+        let started = self.inner.start_runs(holder, starts).await;
+        self.held(held).await;
+        started
     }
     async fn end_runs(&self, holder: &str, ends: &[RunEnd]) -> Result<Vec<String>, StoreError> {
         self.call()?;

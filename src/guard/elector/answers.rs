@@ -7,7 +7,7 @@ use tokio::time::Instant;
 
 use super::{Acquisition, Batch, Elector, local_deadline};
 use crate::guard::lease::{HeldLease, LostReason};
-use crate::guard::notice::RecordsRead;
+use crate::guard::notice::{RecordsRead, RoundTrip};
 use crate::guard::partitions::{fair_share, to_release, worker_place};
 use crate::guard::records::ReadBatch;
 use crate::schedule::after;
@@ -104,7 +104,11 @@ impl Elector {
                 job.won(held);
                 if job.job.initial_delay.is_some() {
                     won_scheduled = true;
-                    read_now |= self.records_with_leases(index, epochs, &mut records, received);
+                    let round_trip = RoundTrip {
+                        sent: batch.sent,
+                        received,
+                    };
+                    read_now |= self.records_with_leases(index, epochs, &mut records, round_trip);
                 }
             }
         }
@@ -118,18 +122,18 @@ impl Elector {
     }
 
     /// A new leader's first question: when is its next run due? Hands the job `index` the
-    /// records of the keys it won (at `epochs`) that came with the acquisition, received at
-    /// `received`; answers whether a key came without one, to be read at once (a key never
+    /// records of the keys it won (at `epochs`) that came with the acquisition, in the round trip
+    /// `round_trip`; answers whether a key came without one, to be read at once (a key never
     /// planned, too: reading it plans its first run).
     fn records_with_leases(
         &mut self,
         index: usize,
         epochs: Vec<(String, u64)>,
         records: &mut Vec<ScheduleRecord>,
-        received: Instant,
+        round_trip: RoundTrip,
     ) -> bool {
         let mut read = RecordsRead {
-            received,
+            round_trip,
             records: Vec::new(),
             unreadable: Vec::new(),
         };
@@ -209,10 +213,10 @@ impl Elector {
         };
         for batch in batches {
             let mut by_job: BTreeMap<usize, RecordsRead> = BTreeMap::new();
-            let received = batch.received;
+            let round_trip = batch.round_trip;
             for (job, epoch, record) in batch.records {
                 self.unreadable.remove(&record.key);
-                read_of(&mut by_job, job, received)
+                read_of(&mut by_job, job, round_trip)
                     .records
                     .push((epoch, record));
             }
@@ -222,7 +226,7 @@ impl Elector {
                 if self.unreadable.insert(key.clone()) {
                     tracing::warn!(job = %name, %key, %error, "the key's schedule record cannot be read; the key's runs wait until it is repaired or deleted, the other keys go on");
                 }
-                read_of(&mut by_job, job, received).unreadable.push(key);
+                read_of(&mut by_job, job, round_trip).unreadable.push(key);
             }
             for (job, read) in by_job {
                 if let Some(job) = self.jobs.get(job) {
@@ -243,10 +247,10 @@ fn take_record(records: &mut Vec<ScheduleRecord>, key: &str) -> Option<ScheduleR
 fn read_of(
     by_job: &mut BTreeMap<usize, RecordsRead>,
     job: usize,
-    received: Instant,
+    round_trip: RoundTrip,
 ) -> &mut RecordsRead {
     by_job.entry(job).or_insert_with(|| RecordsRead {
-        received,
+        round_trip,
         records: Vec::new(),
         unreadable: Vec::new(),
     })

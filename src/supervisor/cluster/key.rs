@@ -28,8 +28,8 @@ pub(super) struct KeyTiming {
     /// The due point passed while another key's run of the job was under way: the key starts
     /// when that run ends, rather than waiting for its next point.
     pub(super) waiting: bool,
-    /// For a fixed-rate start in flight: the due time the key has once it is committed.
-    pub(super) next_after_start: Option<i64>,
+    /// For a fixed-rate start in flight: the due time it asks the store to set.
+    pub(super) next_after_start: Option<NextDue>,
     /// The record as last read, for the status.
     pub(super) record: ScheduleRecord,
 }
@@ -41,10 +41,11 @@ pub(super) struct Due {
     pub(super) at: Instant,
 }
 
-/// How the store's clock maps to this node's, from one read: the store read its clock at
-/// `read_at_ms` no later than the local instant `received`.
+/// How the store's clock maps to this node's, from one answer: the store read its clock at
+/// `read_at_ms` between the local instants `sent` and `received`.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct StoreClock {
+    pub(super) sent: Instant,
     pub(super) received: Instant,
     pub(super) read_at_ms: i64,
     /// The largest margin a wait gets (a tenth of the lease ttl).
@@ -77,9 +78,20 @@ impl StoreClock {
 
     /// The store time at the local instant `at`, never ahead of the store's clock.
     pub(super) fn store_ms(&self, at: Instant) -> i64 {
-        let since = at.saturating_duration_since(self.received).as_millis();
         self.read_at_ms
-            .saturating_add(i64::try_from(since).unwrap_or(i64::MAX))
+            .saturating_add(millis(at.saturating_duration_since(self.received)))
+    }
+
+    /// The store time at the local instant `at`, never behind the store's clock (but for the
+    /// clocks' drift, a few parts per million): measured from when the call was sent.
+    ///
+    /// [`StoreClock::store_ms`] trails the store's clock by the call's way back, this one leads
+    /// it by the way out; after a call that a stalled store held, each by up to the stall. How
+    /// late a run is is judged by this one, so that a stall cannot make a late run look on time
+    /// and keep its grid, which would start the key's next run less than an interval after it.
+    pub(super) fn store_ms_at_most(&self, at: Instant) -> i64 {
+        self.read_at_ms
+            .saturating_add(millis(at.saturating_duration_since(self.sent)))
     }
 }
 
@@ -184,19 +196,21 @@ impl KeyTiming {
     }
 
     /// A run began under this key at `now`, once the store answered that it committed the start
-    /// at `started_ms` (its clock): the next due time is converted from that answer, the
-    /// freshest there is. `served` is the time of the operator's trigger it was asked for, if
-    /// it was. That trigger, and any older one, is served. A trigger read while a scheduled
-    /// start was being committed is still pending in the store (the start did not clear it) and
-    /// runs next; the due time moves on.
+    /// asked for at `asked` at `started_ms` (its clock): the next due time is the one the store
+    /// set, converted from that answer, the freshest there is. `served` is the time of the
+    /// operator's trigger it was asked for, if it was. That trigger, and any older one, is
+    /// served. A trigger read while a scheduled start was being committed is still pending in
+    /// the store (the start did not clear it) and runs next; the due time moves on.
     pub(super) fn began(
         &mut self,
+        asked: Instant,
         now: Instant,
         started_ms: i64,
         schedule: &Schedule,
         served: Option<i64>,
     ) {
         self.clock = self.clock.fresher(StoreClock {
+            sent: asked,
             received: now,
             read_at_ms: started_ms,
             ..self.clock
@@ -208,8 +222,8 @@ impl KeyTiming {
         self.blocked_until = None;
         self.waiting = false;
         match (schedule.mode, self.next_after_start.take()) {
-            (ScheduleMode::FixedRate, Some(ms)) => {
-                self.due = Some(Due {
+            (ScheduleMode::FixedRate, Some(next)) => {
+                self.due = due_after_start(next, started_ms).map(|ms| Due {
                     ms,
                     at: self.clock.local(ms).max(now),
                 })
@@ -238,44 +252,38 @@ impl KeyTiming {
         });
     }
 
-    /// The key's due time after a fixed-rate run for its point `point_ms` that starts at
-    /// `now_ms` (store time), and how the store is to set it as the run starts; `None` when no
-    /// point follows (a cron expression past its last occurrence before the year 5000).
+    /// How the store is to set the key's due time as a fixed-rate run for its point `point_ms`
+    /// starts, asked for when the store's clock was at most `latest_ms`; `None` when no point
+    /// follows (a cron expression past its last occurrence before the year 5000).
     ///
-    /// On an interval: the grid's next point, unless the run is late beyond the conversion's
-    /// margin (`grace`) and the job's jitter (a period caught up, a stall): then the grid goes
-    /// on from this run, an interval less the margin after it, so that runs of the key never
-    /// start closer than that. On a cron expression: its next occurrence, however late this
-    /// run is, since the occurrences are the schedule (a catch-up run may come shortly before
-    /// the next one, but never replays one: the next is strictly after the point run).
+    /// On an interval: the grid's next point, unless the run may be late beyond the
+    /// conversion's margin (`grace`) and the job's jitter (a period caught up, a stall): then the
+    /// grid goes on from this run's start, an interval less the margin after it, so that runs of
+    /// the key never start closer than that. On a cron expression: its next occurrence, however
+    /// late this run is, since the occurrences are the schedule (a catch-up run may come shortly
+    /// before the next one, but never replays one: the next is strictly after the point run).
     pub(super) fn next_after_run(
         &self,
         schedule: &Schedule,
         point_ms: i64,
-        now_ms: i64,
+        latest_ms: i64,
         grace: Duration,
-    ) -> Option<(i64, NextDue)> {
+    ) -> Option<NextDue> {
         let Some(interval) = schedule.interval() else {
-            let next = point_after(schedule, point_ms)?;
-            return Some((next, NextDue::At(next)));
+            return point_after(schedule, point_ms).map(NextDue::At);
         };
         let allowed = millis(grace)
             .saturating_add(millis(schedule.jitter))
             .saturating_add(1);
-        if now_ms.saturating_sub(point_ms) > allowed {
-            let next = now_ms.saturating_add(millis(interval - grace));
-            return Some((next, NextDue::After(interval - grace)));
+        if latest_ms.saturating_sub(point_ms) > allowed {
+            return Some(NextDue::After(interval - grace));
         }
-        let next = point_ms.saturating_add(millis(interval));
         Some(match self.anchor_ms {
-            None => (
-                next,
-                NextDue::OnGrid {
-                    anchor_ms: point_ms,
-                    interval,
-                },
-            ),
-            Some(_) => (next, NextDue::At(next)),
+            None => NextDue::OnGrid {
+                anchor_ms: point_ms,
+                interval,
+            },
+            Some(_) => NextDue::At(point_ms.saturating_add(millis(interval))),
         })
     }
 }
@@ -362,6 +370,27 @@ fn latest_grid_point(due_ms: i64, interval: Duration, now_ms: i64) -> (i64, u64)
     )
 }
 
+/// The due time `next` sets when a start commits at `started_ms` (store time), worked out as the
+/// store does; `None` for [`NextDue::Unchanged`].
+fn due_after_start(next: NextDue, started_ms: i64) -> Option<i64> {
+    match next {
+        NextDue::Unchanged => None,
+        NextDue::At(ms) => Some(ms),
+        NextDue::After(wait) => Some(started_ms.saturating_add(millis(wait))),
+        NextDue::OnGrid {
+            anchor_ms,
+            interval,
+        } => {
+            let (point, _) = latest_grid_point(anchor_ms, interval, started_ms);
+            Some(if point > started_ms {
+                point
+            } else {
+                point.saturating_add(millis(interval).max(1))
+            })
+        }
+    }
+}
+
 /// The first multiple of `interval` since the Unix epoch at or after `ms`.
 pub(super) fn align_up(ms: i64, interval: Duration) -> i64 {
     let step = millis(interval).max(1);
@@ -397,10 +426,63 @@ mod tests {
 
     pub(super) fn clock(received: Instant, read_at_ms: i64) -> StoreClock {
         StoreClock {
+            sent: received,
             received,
             read_at_ms,
             margin_cap: 15 * SEC,
         }
+    }
+
+    #[test]
+    fn a_stalled_call_leaves_the_store_time_between_its_two_bounds() {
+        let sent = Instant::now();
+        // The store read its clock at 1,000,000 somewhere in a call it held for 450 ms.
+        let stalled = StoreClock {
+            received: sent + Duration::from_millis(450),
+            ..clock(sent, 1_000_000)
+        };
+        let later = sent + SEC;
+        assert_eq!(stalled.store_ms(later), 1_000_550);
+        assert_eq!(stalled.store_ms_at_most(later), 1_001_000);
+    }
+
+    #[test]
+    fn a_run_late_by_the_leading_bound_moves_the_grid_to_its_start() {
+        let every_second = Schedule::every(SEC);
+        let grace = Duration::from_millis(200);
+        let timing = KeyTiming::first_read(
+            1,
+            clock(Instant::now(), 0),
+            record(0, Some(0)),
+            &every_second,
+        )
+        .unwrap();
+        // Asked 150 ms after its point: on the grid, which the store keeps.
+        assert_eq!(
+            timing.next_after_run(&every_second, 10_000, 10_150, grace),
+            Some(NextDue::At(11_000))
+        );
+        // Asked when the store's clock was at most 446 ms past the point (its trailing estimate
+        // may say less, after a stall): the next run is due 800 ms after this one's start, as
+        // the store commits it, not on the grid 554 ms after.
+        let late = timing.next_after_run(&every_second, 10_000, 10_446, grace);
+        assert_eq!(late, Some(NextDue::After(Duration::from_millis(800))));
+        assert_eq!(due_after_start(late.unwrap(), 10_460), Some(11_260));
+    }
+
+    #[test]
+    fn a_committed_start_sets_the_due_time_as_the_store_works_it_out() {
+        let interval = SEC;
+        let on_grid = |anchor_ms| NextDue::OnGrid {
+            anchor_ms,
+            interval,
+        };
+        // The grid's first point strictly after the start; the anchor while it is ahead.
+        assert_eq!(due_after_start(on_grid(10_000), 10_150), Some(11_000));
+        assert_eq!(due_after_start(on_grid(10_000), 11_000), Some(12_000));
+        assert_eq!(due_after_start(on_grid(10_000), 9_900), Some(10_000));
+        assert_eq!(due_after_start(NextDue::At(11_000), 10_150), Some(11_000));
+        assert_eq!(due_after_start(NextDue::Unchanged, 10_150), None);
     }
 
     #[test]
@@ -546,7 +628,7 @@ mod tests {
         let grace = Duration::from_millis(300);
         assert_eq!(
             once.next_after_run(&every_ten, s(40), s(47), grace),
-            Some((s(50), NextDue::At(s(50))))
+            Some(NextDue::At(s(50)))
         );
         assert_eq!(latest_point(&every_ten, s(30), s(47)), (s(40), 1));
         assert_eq!(latest_point(&every_ten, s(30), s(29)), (s(30), 0));

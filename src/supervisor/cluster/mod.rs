@@ -15,8 +15,11 @@
 //! past is a period nobody ran: [`CatchUp`](crate::CatchUp) says whether it runs once at once
 //! or waits for the next grid point. A run that starts later than that margin after its point
 //! (a period caught up, a stalled process) moves the grid: the next run is due an interval less
-//! the margin after it, so that runs of a key, cluster-wide, never start closer than that
-//! (DESIGN.md's P6).
+//! the margin after its start, as the store commits it, so that runs of a key, cluster-wide,
+//! never start closer than that (DESIGN.md's P6). How late a run is is judged by the store's
+//! clock measured from when the last answer's call was *sent*, which never trails it: measured
+//! from when the answer came, a call that a stalled store held made a late run look on time,
+//! and it kept its grid, 587 ms before its next run (docs/RELIABILITY.md, item 18).
 //!
 //! A cron job's points are its expression's occurrences, in the store's clock: each run is for
 //! the latest occurrence reached and writes the next one after it as the key's due time, so a
@@ -137,7 +140,8 @@ impl ClusterTiming {
                 continue;
             }
             let clock = StoreClock {
-                received: read.received,
+                sent: read.round_trip.sent,
+                received: read.round_trip.received,
                 read_at_ms: record.read_at_ms,
                 margin_cap: self.lease_ttl,
             };
@@ -240,14 +244,14 @@ impl ClusterTiming {
                     // points, which count once.
                     outcome.missed = outcome.missed.max(missed);
                     let grace = self.lease_ttl / 10;
-                    let Some((next_ms, next_due)) =
-                        timing.next_after_run(schedule, point, now_ms, grace)
+                    let latest_ms = timing.clock.store_ms_at_most(now);
+                    let Some(next_due) = timing.next_after_run(schedule, point, latest_ms, grace)
                     else {
                         tracing::warn!(key = %key, "the cron schedule has no occurrence after this one: the key runs no more");
                         timing.due = None;
                         continue;
                     };
-                    timing.next_after_start = Some(next_ms);
+                    timing.next_after_start = Some(next_due);
                     (point, next_due)
                 }
                 (ScheduleMode::FixedRate, None) => (now_ms, NextDue::Unchanged),
@@ -320,7 +324,8 @@ impl ClusterTiming {
                         .triggered
                         .iter()
                         .find_map(|(k, at)| (*k == key).then_some(*at));
-                    timing.began(now, committed.started_ms, schedule, trigger);
+                    let asked = starting.scheduled;
+                    timing.began(asked, now, committed.started_ms, schedule, trigger);
                     run.leases.push(lease.clone());
                     run.keys.push(RunKey {
                         key,
