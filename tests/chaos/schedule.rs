@@ -5,11 +5,11 @@
 //!
 //! ε, the margin P6 grants: a tenth of the lease ttl (the cluster schedule's clock margin,
 //! which is also how late a run may be and keep the grid), 2 ms for the store's millisecond
-//! clock, 50 ms for how far a node's estimate of the store's clock trails it (the last record
-//! read's way back; more while the node's store is slowed: the fault's added latency), and the
-//! earlier run's own way from its tick to its body (its start's round trip). The argument:
-//! the earlier run's start writes the next due time at least `interval − ttl/10 − 1 ms` after
-//! the node's estimate of the store's clock at its tick, and no node starts a run before the
+//! clock, 50 ms of slack, and the earlier run's own way from its tick to its body (its start's
+//! round trip). The argument: the earlier run's start writes the next due time at least
+//! `interval − ttl/10 − 1 ms` after the store's clock at its tick (a node judges how late a
+//! run is by the store's clock measured from when its last call was sent, which never trails
+//! it, so a slowed or stalled store widens nothing), and no node starts a run before the
 //! store's clock reaches its due time.
 
 use std::collections::BTreeMap;
@@ -24,7 +24,7 @@ use crate::lines::Line;
 use crate::node::{INTERVAL, RETRY_EVERY, TTL};
 use crate::operator::{Command, Event};
 
-/// How far a node's estimate of the store's clock may trail it, beside injected latency.
+/// Slack for the store's times as this checker maps them onto its own clock.
 const CLOCK_LAG: Duration = Duration::from_millis(50);
 /// The store's times are whole milliseconds.
 const ROUNDING: Duration = Duration::from_millis(2);
@@ -264,19 +264,8 @@ pub fn check(input: &Input, v: &mut Vec<String>) -> Figures {
                 fig.p6_forgotten.push(spacing);
                 continue;
             }
-            let slowed = input.faults.iter().any(|f| {
-                f.kind == Kind::Slow
-                    && f.node.as_deref() == Some(a.node)
-                    && f.start < a_body
-                    && a_tick < f.end + 2 * RETRY_EVERY.as_nanos() as u64
-            });
-            let lag = CLOCK_LAG
-                + if slowed {
-                    crate::faults::SLOW_ONE_WAY * 2
-                } else {
-                    Duration::ZERO
-                };
-            let epsilon = (TTL / 10 + ROUNDING + lag).as_secs_f64() * 1e3 + ms(a_tick, a_body);
+            let epsilon =
+                (TTL / 10 + ROUNDING + CLOCK_LAG).as_secs_f64() * 1e3 + ms(a_tick, a_body);
             let least = interval_ms - epsilon;
             fig.p6_pairs += 1;
             if fig
