@@ -92,11 +92,6 @@ impl FaultyStore {
             .store(delay.as_millis() as u64, Ordering::SeqCst);
     }
 
-    /// Waits out an answer's delay, read when its call was sent.
-    async fn held(&self, delay_ms: u64) {
-        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-    }
-
     fn call(&self) -> Result<(), StoreError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         if self.cut.load(Ordering::SeqCst) {
@@ -192,7 +187,7 @@ impl LeaseStore for FaultyStore {
         self.call()?;
         let held = self.answer_delay_ms.load(Ordering::SeqCst);
         let records = self.inner.schedules(keys).await;
-        self.held(held).await;
+        tokio::time::sleep(Duration::from_millis(held)).await;
         records
     }
     async fn list_schedules(&self, prefix: &str) -> Result<Vec<ScheduleRecord>, StoreError> {
@@ -216,7 +211,7 @@ impl LeaseStore for FaultyStore {
         );
         tokio::time::sleep(Duration::from_millis(delay)).await;
         let started = self.inner.start_runs(holder, starts).await;
-        self.held(held).await;
+        tokio::time::sleep(Duration::from_millis(held)).await;
         started
     }
     async fn end_runs(&self, holder: &str, ends: &[RunEnd]) -> Result<Vec<String>, StoreError> {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::schedule::{Cadence, CatchUp, Schedule, ScheduleMode};
-use crate::store::{NextDue, ScheduleRecord};
+use crate::store::{NextDue, ScheduleRecord, grid_after};
 
 /// What this node knows of one key it holds.
 pub(super) struct KeyTiming {
@@ -223,10 +223,12 @@ impl KeyTiming {
         self.waiting = false;
         match (schedule.mode, self.next_after_start.take()) {
             (ScheduleMode::FixedRate, Some(next)) => {
-                self.due = due_after_start(next, started_ms).map(|ms| Due {
-                    ms,
-                    at: self.clock.local(ms).max(now),
-                })
+                if let Some(ms) = due_after_start(next, started_ms) {
+                    self.due = Some(Due {
+                        ms,
+                        at: self.clock.local(ms).max(now),
+                    });
+                }
             }
             // A trigger between two points leaves the grid as it is.
             (ScheduleMode::FixedRate, None) => {}
@@ -371,7 +373,7 @@ fn latest_grid_point(due_ms: i64, interval: Duration, now_ms: i64) -> (i64, u64)
 }
 
 /// The due time `next` sets when a start commits at `started_ms` (store time), worked out as the
-/// store does; `None` for [`NextDue::Unchanged`].
+/// store does; `None` for [`NextDue::Unchanged`], which leaves it as it is.
 fn due_after_start(next: NextDue, started_ms: i64) -> Option<i64> {
     match next {
         NextDue::Unchanged => None,
@@ -380,14 +382,7 @@ fn due_after_start(next: NextDue, started_ms: i64) -> Option<i64> {
         NextDue::OnGrid {
             anchor_ms,
             interval,
-        } => {
-            let (point, _) = latest_grid_point(anchor_ms, interval, started_ms);
-            Some(if point > started_ms {
-                point
-            } else {
-                point.saturating_add(millis(interval).max(1))
-            })
-        }
+        } => Some(grid_after(anchor_ms, millis(interval), started_ms)),
     }
 }
 
