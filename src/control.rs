@@ -10,8 +10,7 @@
 //! a plain load on the turns without a command. The status is written under a mutex; watchers
 //! are woken at most once per turn of the supervisor's loop, and only when someone is watching.
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::task::{Poll, Waker};
 use std::time::Duration;
@@ -25,7 +24,7 @@ use crate::clock::WallClock;
 use crate::identity::NodeIdentity;
 use crate::job::Resources;
 use crate::run_slots::RunSlots;
-use crate::status::{JobState, JobStatus};
+use crate::status::{JobState, JobStatus, LiveStatus};
 
 /// An operator's request to a job, with the channel its answer goes back on.
 #[derive(Debug)]
@@ -67,6 +66,11 @@ pub(crate) struct HostShared {
     pub(crate) clock: Arc<dyn WallClock>,
     /// The host's slots for runs in flight, when it limits them (`max_parallel_runs`).
     pub(crate) slots: Option<RunSlots>,
+    /// Woken when the status of a job that someone waits on changed (see
+    /// [`JobShared::wait_for`]). One for the host rather than one a job: a job that nobody
+    /// waits on never wakes it, and a waiter woken by another job's change looks again and
+    /// waits on.
+    pub(crate) status_changed: Notify,
 }
 
 impl std::fmt::Debug for HostShared {
@@ -89,12 +93,12 @@ impl std::fmt::Debug for HostShared {
 pub(crate) struct JobShared {
     /// Set when a command is queued, before the supervisor's waker is woken.
     command_queued: AtomicBool,
-    /// How many [`JobShared::wait_for`] calls are waiting.
-    watchers: AtomicUsize,
+    /// How many [`JobShared::wait_for`] calls are waiting on this job.
+    watchers: AtomicU32,
     pub(crate) name: Arc<str>,
-    /// The status as the supervisor keeps it, its `name` left empty: the name is `name`, which
-    /// [`JobShared::snapshot`] fills in, so a job keeps one copy of its name rather than two.
-    status: Mutex<JobStatus>,
+    /// The status as the supervisor keeps it, without the name: [`JobShared::snapshot`] copies
+    /// `name` in, so a job keeps one copy of its name rather than two.
+    status: Mutex<LiveStatus>,
     /// The token the job's runs hold until one of them is cancelled (see
     /// [`RunToken`](crate::job::RunToken)): a child of the host's token, made the first time
     /// it is asked for. Most runs never ask, and a child token is an allocation and a lock on
@@ -104,16 +108,15 @@ pub(crate) struct JobShared {
     /// a subscriber wants it, and kept for the job's life (see [`JobShared::span`]).
     span: OnceLock<Box<tracing::Span>>,
     pub(crate) host: Arc<HostShared>,
-    /// Woken when the status changed, if `watchers` says anyone waits.
-    status_changed: Notify,
     commands: Mutex<Commands>,
 }
 
 /// The commands waiting for a job's supervisor, and whom to wake when one comes.
 #[derive(Debug)]
 struct Commands {
-    /// `None` once the supervisor has stopped: commands are refused from then on.
-    queue: Option<VecDeque<Command>>,
+    /// `None` once the supervisor has stopped: commands are refused from then on. A `Vec`
+    /// rather than a `VecDeque`, 8 bytes smaller: it rarely holds more than one command.
+    queue: Option<Vec<Command>>,
     /// Woken by every command sent: the supervisor's waker, set before it first looks for a
     /// command ([`JobShared::listen`]). Woken by reference, never taken, so the supervisor
     /// sets it once, not on every poll.
@@ -121,17 +124,16 @@ struct Commands {
 }
 
 impl JobShared {
-    pub(crate) fn new(name: Arc<str>, host: Arc<HostShared>, status: JobStatus) -> Self {
+    pub(crate) fn new(name: Arc<str>, host: Arc<HostShared>, status: LiveStatus) -> Self {
         JobShared {
             runs_token: OnceLock::new(),
             span: OnceLock::new(),
             host,
             name,
             status: Mutex::new(status),
-            status_changed: Notify::new(),
-            watchers: AtomicUsize::new(0),
+            watchers: AtomicU32::new(0),
             commands: Mutex::new(Commands {
-                queue: Some(VecDeque::new()),
+                queue: Some(Vec::new()),
                 supervisor: None,
             }),
             command_queued: AtomicBool::new(false),
@@ -168,21 +170,19 @@ impl JobShared {
 
     /// A copy of the status, with the job's name, for the handle.
     pub(crate) fn snapshot(&self) -> JobStatus {
-        let mut status = self.status().clone();
-        status.name = self.name.to_string();
-        status
+        self.status().snapshot(&self.name)
     }
 
-    /// The status, to read or change (its `name` is empty: see [`JobShared::snapshot`]). A
-    /// change is seen by watchers after [`JobShared::status_changed`].
-    pub(crate) fn status(&self) -> MutexGuard<'_, JobStatus> {
+    /// The status, to read or change. A change is seen by watchers after
+    /// [`JobShared::status_changed`].
+    pub(crate) fn status(&self) -> MutexGuard<'_, LiveStatus> {
         lock(&self.status)
     }
 
     /// Wakes everyone waiting for a change of the status.
     pub(crate) fn status_changed(&self) {
         if self.watchers.load(Ordering::SeqCst) > 0 {
-            self.status_changed.notify_waiters();
+            self.host.status_changed.notify_waiters();
         }
     }
 
@@ -197,7 +197,7 @@ impl JobShared {
         let _watching = Watching::new(&self.watchers);
         loop {
             // Made before looking, so that a wake between the look and the wait is not lost.
-            let changed = self.status_changed.notified();
+            let changed = self.host.status_changed.notified();
             let status = self.snapshot();
             if predicate(&status) {
                 return Some(status);
@@ -215,7 +215,7 @@ impl JobShared {
         let Some(queue) = commands.queue.as_mut() else {
             return Err(command);
         };
-        queue.push_back(command);
+        queue.push(command);
         self.command_queued.store(true, Ordering::SeqCst);
         if let Some(supervisor) = &commands.supervisor {
             supervisor.wake_by_ref();
@@ -251,7 +251,8 @@ impl JobShared {
     #[cold]
     fn take_command(&self) -> Poll<Command> {
         let mut commands = lock(&self.commands);
-        match commands.queue.as_mut().and_then(VecDeque::pop_front) {
+        let first = commands.queue.as_mut().filter(|queue| !queue.is_empty());
+        match first.map(|queue| queue.remove(0)) {
             Some(command) => {
                 let more = commands
                     .queue
@@ -277,10 +278,10 @@ impl JobShared {
 }
 
 /// Counts a watcher in for as long as it lives.
-struct Watching<'a>(&'a AtomicUsize);
+struct Watching<'a>(&'a AtomicU32);
 
 impl<'a> Watching<'a> {
-    fn new(watchers: &'a AtomicUsize) -> Self {
+    fn new(watchers: &'a AtomicU32) -> Self {
         watchers.fetch_add(1, Ordering::SeqCst);
         Watching(watchers)
     }
@@ -326,6 +327,7 @@ mod tests {
             shutdown_grace: Duration::from_secs(1),
             clock: Arc::new(SystemClock),
             slots: None,
+            status_changed: Notify::new(),
         });
         let schedule = Schedule::every(Duration::from_secs(1));
         let status = crate::supervisor::initial_status(&schedule);

@@ -39,6 +39,71 @@ pub struct JobStatus {
     pub cluster: Option<Box<ClusterView>>,
 }
 
+/// A job's status as its shared record keeps it, which a [`JobStatus`] is a snapshot of.
+///
+/// It leaves out the name, which the record keeps once and the snapshot copies in, and counts
+/// the runs in flight in a `u32` beside the state (a job allows at most `u32::MAX`): every job
+/// keeps one for its life, and its memory is most of what a host of many jobs touches as it
+/// starts (docs/BENCHMARKS.md, "Eleventh pass"). The fields mean what [`JobStatus`]'s do.
+#[derive(Debug, Clone)]
+#[repr(C)] // As `JobStatus`: what every tick writes first.
+pub(crate) struct LiveStatus {
+    pub(crate) state: JobState,
+    pub(crate) in_flight: u32,
+    pub(crate) next_tick: Option<Instant>,
+    pub(crate) last_started: Option<Instant>,
+    pub(crate) last_ended: Option<Instant>,
+    pub(crate) last_outcome: Option<RunOutcome>,
+    pub(crate) counters: JobCounters,
+    pub(crate) leadership: Option<Box<LeadershipStatus>>,
+    pub(crate) cluster: Option<Box<ClusterView>>,
+}
+
+impl LiveStatus {
+    /// The status of a job that has not started, in `state`.
+    pub(crate) fn new(state: JobState) -> Self {
+        LiveStatus {
+            state,
+            in_flight: 0,
+            next_tick: None,
+            last_started: None,
+            last_ended: None,
+            last_outcome: None,
+            counters: JobCounters::default(),
+            leadership: None,
+            cluster: None,
+        }
+    }
+
+    /// A snapshot of it, for the job named `name`.
+    pub(crate) fn snapshot(&self, name: &str) -> JobStatus {
+        // Destructured, so that a field added to both cannot be forgotten here.
+        let LiveStatus {
+            state,
+            in_flight,
+            next_tick,
+            last_started,
+            last_ended,
+            last_outcome,
+            counters,
+            leadership,
+            cluster,
+        } = self;
+        JobStatus {
+            state: *state,
+            in_flight: *in_flight as usize,
+            next_tick: *next_tick,
+            last_started: *last_started,
+            last_ended: *last_ended,
+            last_outcome: last_outcome.clone(),
+            counters: *counters,
+            name: name.to_owned(),
+            leadership: leadership.clone(),
+            cluster: cluster.clone(),
+        }
+    }
+}
+
 /// A guarded job as the cluster sees it, from its keys' schedule records: when it is due next,
 /// its last run wherever it ran, and whether an operator paused it. Times are the store's, in
 /// milliseconds since the Unix epoch.

@@ -6,7 +6,7 @@ mod recorder;
 
 use std::time::Duration;
 
-use loopjob::{Host, MissedTicks, RunOutcome, Schedule, ScheduleMode, ShutdownReport};
+use loopjob::{Host, JobState, MissedTicks, RunOutcome, Schedule, ScheduleMode, ShutdownReport};
 use recorder::{Behaviour, Recorder, millis, secs};
 
 /// Runs a host with the given jobs for `length` of paused time, then shuts it down.
@@ -328,6 +328,9 @@ async fn shutdown_waits_for_runs_up_to_the_grace_then_drops_them() {
         (1, 1)
     );
     assert_eq!(report.dropped(), 1);
+    // The final status is the job's, name and all.
+    assert_eq!(stubborn.status.name, "stubborn");
+    assert_eq!(stubborn.status.state, JobState::Stopped);
 }
 
 #[tokio::test(start_paused = true)]

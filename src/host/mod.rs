@@ -352,6 +352,7 @@ impl HostBuilder {
             shutdown_grace: self.shutdown_grace,
             clock: self.wall_clock.clone(),
             slots: self.max_parallel_runs.map(RunSlots::new),
+            status_changed: tokio::sync::Notify::new(),
         });
         let mut controls = Vec::with_capacity(self.registrations.len());
         #[cfg(feature = "admin")]

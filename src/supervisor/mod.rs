@@ -39,7 +39,7 @@ use crate::metrics;
 use crate::run::{CatchUnwind, InFlight, Run, RunReport, Started, panic_message};
 use crate::schedule::{Schedule, ScheduleMode, after};
 use crate::shard::JobTimer;
-use crate::status::{JobCounters, JobReport, JobState, JobStatus, RunOutcome};
+use crate::status::{JobCounters, JobReport, JobState, LiveStatus, RunOutcome};
 pub(crate) use leadership::StateChanges;
 use leadership::{GuardChange, poll_change};
 use slots::NoFreeSlot;
@@ -555,7 +555,7 @@ impl Supervisor {
         let status = {
             let mut status = self.shared.status();
             turn.write_status(&mut status, JobState::Stopped);
-            status.clone()
+            status.snapshot(&self.shared.name)
         };
         self.shared.status_changed();
         JobReport {
@@ -674,8 +674,9 @@ impl<'a> Turn<'a> {
 
     /// Writes the loop's view of the job and this turn's changes into `status`, which is in
     /// `state`; says whether anything changed.
-    fn write_status(&mut self, status: &mut JobStatus, state: JobState) -> bool {
-        let in_flight = self.runs.len();
+    fn write_status(&mut self, status: &mut LiveStatus, state: JobState) -> bool {
+        // At most `max_overlap`, a `u32`.
+        let in_flight = u32::try_from(self.runs.len()).unwrap_or(u32::MAX);
         let changed = self.changes.dirty
             || status.state != state
             || status.next_tick != self.next_tick
@@ -714,23 +715,11 @@ impl std::ops::DerefMut for Turn<'_> {
     }
 }
 
-/// The status of a job that has not started yet, as its shared record keeps it (without its
-/// name: see [`JobShared::snapshot`](crate::control::JobShared::snapshot)).
-pub(crate) fn initial_status(schedule: &Schedule) -> JobStatus {
-    JobStatus {
-        name: String::new(),
-        state: if schedule.enabled {
-            JobState::Starting
-        } else {
-            JobState::Disabled
-        },
-        next_tick: None,
-        in_flight: 0,
-        last_started: None,
-        last_ended: None,
-        last_outcome: None,
-        counters: JobCounters::default(),
-        leadership: None,
-        cluster: None,
-    }
+/// The status of a job that has not started yet, as its shared record keeps it.
+pub(crate) fn initial_status(schedule: &Schedule) -> LiveStatus {
+    LiveStatus::new(if schedule.enabled {
+        JobState::Starting
+    } else {
+        JobState::Disabled
+    })
 }
