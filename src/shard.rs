@@ -216,10 +216,10 @@ impl Ord for Deadline {
 
 /// A job's tick timer: like tokio's `Sleep`, but kept in its shard's [`Timers`], or, for a job
 /// alone in its shard, a tokio timer of its own.
-pub(crate) struct JobTimer {
-    deadline: Option<Instant>,
-    clock: TimerClock,
-}
+///
+/// It keeps no deadline of its own: the job's loop gives it on every poll, from the next tick
+/// it keeps anyway (one copy fewer of it in every job's future).
+pub(crate) struct JobTimer(TimerClock);
 
 enum TimerClock {
     /// A shard's heap, and the deadline that has an entry in it. A deadline that was moved
@@ -241,41 +241,34 @@ enum TimerClock {
 
 impl JobTimer {
     fn new(timers: Arc<Timers>, job: usize) -> Self {
-        JobTimer {
-            deadline: None,
-            clock: TimerClock::Shard {
-                timers,
-                job,
-                registered: None,
-            },
-        }
+        JobTimer(TimerClock::Shard {
+            timers,
+            job,
+            registered: None,
+        })
     }
 
     fn alone() -> Self {
-        JobTimer {
-            deadline: None,
-            clock: TimerClock::Alone {
-                sleep: Box::pin(sleep_until(Instant::now())),
-                passed_at: None,
-            },
-        }
+        JobTimer(TimerClock::Alone {
+            sleep: Box::pin(sleep_until(Instant::now())),
+            passed_at: None,
+        })
     }
 
-    /// Sets the deadline, or clears it with `None`.
-    pub(crate) fn set(&mut self, deadline: Option<Instant>) {
-        self.deadline = deadline;
-    }
-
-    /// Completes once the deadline has passed, with the instant it was found passed, and
-    /// clears it. Pending while there is none.
-    pub(crate) fn poll_elapsed(&mut self, cx: &mut Context<'_>) -> Poll<Instant> {
-        let Some(at) = self.deadline else {
-            if let TimerClock::Alone { passed_at, .. } = &mut self.clock {
+    /// Ready once `deadline` has passed, with the instant it was found passed; pending while
+    /// there is none.
+    pub(crate) fn poll_elapsed(
+        &mut self,
+        deadline: Option<Instant>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Instant> {
+        let Some(at) = deadline else {
+            if let TimerClock::Alone { passed_at, .. } = &mut self.0 {
                 *passed_at = None;
             }
             return Poll::Pending;
         };
-        let passed = match &mut self.clock {
+        let passed = match &mut self.0 {
             TimerClock::Shard {
                 timers,
                 job,
@@ -321,13 +314,7 @@ impl JobTimer {
                 passed
             }
         };
-        match passed {
-            Some(now) => {
-                self.deadline = None;
-                Poll::Ready(now)
-            }
-            None => Poll::Pending,
-        }
+        passed.map_or(Poll::Pending, Poll::Ready)
     }
 }
 

@@ -22,7 +22,7 @@
 use std::any::Any;
 use std::future::poll_fn;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep_until};
@@ -98,6 +98,12 @@ struct Ticking {
     hooks: Option<tokio::task::JoinHandle<()>>,
     /// A tick that found none of the host's slots free, waiting for one.
     waiting: Option<Box<WaitingTick>>,
+    /// The job's tick timer, which fires at `fire_at` unless the job is paused.
+    timer: JobTimer,
+    /// The job's own waker, which runs are started with and commands wake: one that is still
+    /// under way wakes the job, which polls it in `runs.poll_next_report`. Set, and given to
+    /// the job's commands, the first time the loop polls for an event.
+    waker: Waker,
 }
 
 /// One turn of the loop: the loop's state, and what the turn changed of the job's counters and
@@ -131,9 +137,11 @@ impl Supervisor {
     /// Not an `async fn`: one of those keeps its arguments twice in its state (as arguments,
     /// and as the locals they are moved into), which costs every job 224 bytes.
     #[allow(clippy::manual_async_fn)]
-    pub(crate) fn run(mut self, mut timer: JobTimer) -> impl Future<Output = JobReport> + Send {
+    pub(crate) fn run(mut self, timer: JobTimer) -> impl Future<Output = JobReport> + Send {
+        // Made out here, for the same reason: the block keeps what it captures for its whole
+        // life, besides the locals it moves that into.
+        let mut ticking = Ticking::idle(timer);
         async move {
-            let mut ticking = Ticking::idle();
             // Start and stop run once: boxed, their state does not weigh on the loop's future,
             // which every job keeps for its whole life.
             if !Box::pin(self.started()).await {
@@ -151,37 +159,8 @@ impl Supervisor {
                 self.publish(&mut turn);
             }
 
-            // Runs are started with the job's own waker: one that is still under way wakes the
-            // job, which polls it in `runs.poll_next_report`. Commands wake it too.
-            let mut waker = poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
-            self.shared.listen(&waker);
             loop {
-                timer.set(ticking.fire_at.filter(|_| !ticking.paused));
-                // Each source is polled in place, in this order (an operator's command first:
-                // shutdown is one): nothing is made per turn, and the loop's future keeps no
-                // futures of its own.
-                let event = poll_fn(|cx| {
-                    // The same waker every time, under a shard or in a task of its own; should
-                    // it change, commands wake the new one.
-                    if !cx.waker().will_wake(&waker) {
-                        waker = cx.waker().clone();
-                        self.shared.listen(&waker);
-                    }
-                    if let Poll::Ready(next) = self.shared.poll_command() {
-                        return Poll::Ready(Event::Command(next));
-                    }
-                    if let Poll::Ready(report) = ticking.runs.poll_next_report(cx) {
-                        return Poll::Ready(Event::RunEnded(report));
-                    }
-                    if let Poll::Ready(change) = poll_change(&mut self.guard, cx) {
-                        return Poll::Ready(Event::Guard(change));
-                    }
-                    if let Poll::Ready(slot) = poll_slot(&mut ticking.waiting, cx) {
-                        return Poll::Ready(Event::SlotFreed(slot));
-                    }
-                    timer.poll_elapsed(cx).map(Event::Tick)
-                })
-                .await;
+                let event = poll_fn(|cx| self.poll_event(&mut ticking, cx)).await;
                 let mut turn = Turn::new(&mut ticking);
                 let started = match event {
                     Event::Command(next) => {
@@ -206,7 +185,8 @@ impl Supervisor {
                 };
                 if let Some(run) = started {
                     // Polled at once: a run that ends straight away is done in this turn.
-                    match run.start(&self.job, &self.schedule, &mut Context::from_waker(&waker)) {
+                    let mut cx = Context::from_waker(&turn.waker);
+                    match run.start(&self.job, &self.schedule, &mut cx) {
                         Started::Ended(report) => self.finished(report, &mut turn),
                         Started::Running(run) => turn.runs.push(run),
                     }
@@ -220,6 +200,36 @@ impl Supervisor {
             let in_flight = ticking.runs.len();
             Box::pin(self.stop(ticking, in_flight)).await
         }
+    }
+
+    /// The loop's next event. Each source is polled in place, in this order (an operator's
+    /// command first: shutdown is one): nothing is made per turn, and the loop's future keeps
+    /// no futures of its own.
+    ///
+    /// A method rather than the loop's own closure, and the timer and the waker in `ticking`:
+    /// the closure would keep a reference to each field it reads, in every job's future for its
+    /// whole life.
+    fn poll_event(&mut self, ticking: &mut Ticking, cx: &mut Context<'_>) -> Poll<Event> {
+        // The job's waker, the same every time under a shard or in a task of its own: the first
+        // time, and should it change, commands wake the new one from then on.
+        if !cx.waker().will_wake(&ticking.waker) {
+            ticking.waker = cx.waker().clone();
+            self.shared.listen(&ticking.waker);
+        }
+        if let Poll::Ready(next) = self.shared.poll_command() {
+            return Poll::Ready(Event::Command(next));
+        }
+        if let Poll::Ready(report) = ticking.runs.poll_next_report(cx) {
+            return Poll::Ready(Event::RunEnded(report));
+        }
+        if let Poll::Ready(change) = poll_change(&mut self.guard, cx) {
+            return Poll::Ready(Event::Guard(change));
+        }
+        if let Poll::Ready(slot) = poll_slot(&mut ticking.waiting, cx) {
+            return Poll::Ready(Event::SlotFreed(slot));
+        }
+        let deadline = ticking.fire_at.filter(|_| !ticking.paused);
+        ticking.timer.poll_elapsed(deadline, cx).map(Event::Tick)
     }
 
     /// A tick fired (its timer found it passed at `now`): schedule the next tick, and return the
@@ -621,8 +631,10 @@ struct RunLeadership {
 }
 
 impl Ticking {
-    fn idle() -> Self {
+    fn idle(timer: JobTimer) -> Self {
         Ticking {
+            timer,
+            waker: Waker::noop().clone(),
             next_tick: None,
             fire_at: None,
             paused: false,
