@@ -8,7 +8,9 @@
 //! are rare, so they wait in a mutex-guarded queue that allocates nothing until used, beside the
 //! supervisor's waker, which the supervisor sets once; it learns of them through an atomic flag,
 //! a plain load on the turns without a command. The status is written under a mutex; watchers
-//! are woken at most once per turn of the supervisor's loop, and only when someone is watching.
+//! are woken at most once per turn of the supervisor's loop, and only when someone is watching
+//! that job, through one `Notify` for the whole host (a `Notify` a job was 32 bytes of every
+//! job for what few jobs are ever watched).
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
