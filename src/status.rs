@@ -45,7 +45,7 @@ pub struct JobStatus {
 /// the runs in flight in a `u32` beside the state (a job allows at most `u32::MAX`): every job
 /// keeps one for its life, and its memory is most of what a host of many jobs touches as it
 /// starts (docs/BENCHMARKS.md, "Eleventh pass"). The fields mean what [`JobStatus`]'s do.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 #[repr(C)] // As `JobStatus`: what every tick writes first.
 pub(crate) struct LiveStatus {
     pub(crate) state: JobState,
