@@ -364,4 +364,22 @@ mod tests {
         assert_eq!(woken(), 3);
         assert!(lock(&job.commands).supervisor.is_none());
     }
+
+    /// Commands queued together are taken in the order they were sent, one a look.
+    #[test]
+    fn queued_commands_are_taken_in_the_order_sent() {
+        let job = job();
+        let (first, _) = oneshot::channel();
+        let (second, _) = oneshot::channel();
+        job.send(Command::Pause(first)).unwrap();
+        job.send(Command::Resume(second)).unwrap();
+        job.send(Command::Shutdown).unwrap();
+        assert!(matches!(job.poll_command(), Poll::Ready(Command::Pause(_))));
+        assert!(matches!(
+            job.poll_command(),
+            Poll::Ready(Command::Resume(_))
+        ));
+        assert!(matches!(job.poll_command(), Poll::Ready(Command::Shutdown)));
+        assert!(job.poll_command().is_pending());
+    }
 }
