@@ -141,7 +141,7 @@ pub use etcd::EtcdStore;
 pub use memory::MemoryStore;
 pub use notify::{ReleaseNotice, ReleaseNotifications};
 pub use open::{open, open_with, redact, supported_urls};
-pub(crate) use record::grid_after;
+pub(crate) use record::due_set_by;
 #[cfg(feature = "redis")]
 pub use redis::RedisStore;
 pub use schedule::{

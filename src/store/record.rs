@@ -5,7 +5,7 @@
 //! the rows back (see `store::sql::schedule`), held to the same results by the conformance
 //! suite.
 
-use super::schedule::{OperatorMark, RunRecord, ScheduleRecord};
+use super::schedule::{NextDue, OperatorMark, RunRecord, ScheduleRecord};
 
 /// The record format this build writes and reads. A row with a higher format was written by a
 /// newer loopjob and is refused with [`StoreError::NewerRecord`](super::StoreError), never
@@ -84,6 +84,16 @@ pub(crate) fn grid_after(anchor: i64, interval: i64, now: i64) -> i64 {
     );
     let next = anchor + ((now - anchor) / interval + 1) * interval;
     i64::try_from(next).unwrap_or(i64::MAX)
+}
+
+/// The due time that `next` sets on a key whose record has no grid anchor yet, when the store
+/// applies it at its time `now`: what a node expects of a start it asked for, worked out by
+/// the rules every backend applies. `None` when it sets none: [`NextDue::Unchanged`], or a time
+/// out of range, which every store refuses.
+pub(crate) fn due_set_by(next: NextDue, now: i64) -> Option<i64> {
+    let mut record = Record::default();
+    record.set_due(super::args::due(next).ok()?, now);
+    record.next_due
 }
 
 /// A key's record, without its history rows.
@@ -190,6 +200,8 @@ fn mark(by: &str, now: i64) -> OperatorMark {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
@@ -203,6 +215,23 @@ mod tests {
         assert_eq!(grid_after(i64::MIN, 1, i64::MAX - 1), i64::MAX);
         assert_eq!(grid_after(i64::MIN, i64::MAX, 0), i64::MAX - 1);
         assert_eq!(grid_after(0, 0, 5), 6);
+    }
+
+    /// What a node expects of a start it asked for: the grid's first point strictly after the
+    /// start (the anchor while it is ahead), a fixed time, a wait from the start, or nothing.
+    #[test]
+    fn the_due_time_a_start_sets_is_worked_out_by_the_records_rules() {
+        let on_grid = |anchor_ms| NextDue::OnGrid {
+            anchor_ms,
+            interval: Duration::from_secs(1),
+        };
+        assert_eq!(due_set_by(on_grid(10_000), 10_150), Some(11_000));
+        assert_eq!(due_set_by(on_grid(10_000), 11_000), Some(12_000));
+        assert_eq!(due_set_by(on_grid(10_000), 9_900), Some(10_000));
+        assert_eq!(due_set_by(NextDue::At(11_000), 10_150), Some(11_000));
+        let after = NextDue::After(Duration::from_millis(800));
+        assert_eq!(due_set_by(after, 10_150), Some(10_950));
+        assert_eq!(due_set_by(NextDue::Unchanged, 10_150), None);
     }
 
     #[test]

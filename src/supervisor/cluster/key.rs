@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::schedule::{Cadence, CatchUp, Schedule, ScheduleMode};
-use crate::store::{NextDue, ScheduleRecord, grid_after};
+use crate::store::{NextDue, ScheduleRecord, due_set_by};
 
 /// What this node knows of one key it holds.
 pub(super) struct KeyTiming {
@@ -223,7 +223,7 @@ impl KeyTiming {
         self.waiting = false;
         match (schedule.mode, self.next_after_start.take()) {
             (ScheduleMode::FixedRate, Some(next)) => {
-                if let Some(ms) = due_after_start(next, started_ms) {
+                if let Some(ms) = due_set_by(next, started_ms) {
                     self.due = Some(Due {
                         ms,
                         at: self.clock.local(ms).max(now),
@@ -372,20 +372,6 @@ fn latest_grid_point(due_ms: i64, interval: Duration, now_ms: i64) -> (i64, u64)
     )
 }
 
-/// The due time `next` sets when a start commits at `started_ms` (store time), worked out as the
-/// store does; `None` for [`NextDue::Unchanged`], which leaves it as it is.
-fn due_after_start(next: NextDue, started_ms: i64) -> Option<i64> {
-    match next {
-        NextDue::Unchanged => None,
-        NextDue::At(ms) => Some(ms),
-        NextDue::After(wait) => Some(started_ms.saturating_add(millis(wait))),
-        NextDue::OnGrid {
-            anchor_ms,
-            interval,
-        } => Some(grid_after(anchor_ms, millis(interval), started_ms)),
-    }
-}
-
 /// The first multiple of `interval` since the Unix epoch at or after `ms`.
 pub(super) fn align_up(ms: i64, interval: Duration) -> i64 {
     let step = millis(interval).max(1);
@@ -462,22 +448,7 @@ mod tests {
         // the store commits it, not on the grid 554 ms after.
         let late = timing.next_after_run(&every_second, 10_000, 10_446, grace);
         assert_eq!(late, Some(NextDue::After(Duration::from_millis(800))));
-        assert_eq!(due_after_start(late.unwrap(), 10_460), Some(11_260));
-    }
-
-    #[test]
-    fn a_committed_start_sets_the_due_time_as_the_store_works_it_out() {
-        let interval = SEC;
-        let on_grid = |anchor_ms| NextDue::OnGrid {
-            anchor_ms,
-            interval,
-        };
-        // The grid's first point strictly after the start; the anchor while it is ahead.
-        assert_eq!(due_after_start(on_grid(10_000), 10_150), Some(11_000));
-        assert_eq!(due_after_start(on_grid(10_000), 11_000), Some(12_000));
-        assert_eq!(due_after_start(on_grid(10_000), 9_900), Some(10_000));
-        assert_eq!(due_after_start(NextDue::At(11_000), 10_150), Some(11_000));
-        assert_eq!(due_after_start(NextDue::Unchanged, 10_150), None);
+        assert_eq!(due_set_by(late.unwrap(), 10_460), Some(11_260));
     }
 
     #[test]
