@@ -13,19 +13,23 @@
 //! the last ends are still written under the leases they ran under.
 //!
 //! Starts are another matter: once the host is stopping, no run begins, so a start still queued
-//! is not sent and one in flight is dropped (an SQL store's transaction then rolls back, unless
-//! its commit was already on its way). Committed, such a start would take the key's period from
-//! the next leader without running it, and the release, which waits for the ledger, would wait
-//! for its commit: a graceful handover that fell during a start paid for it twice.
+//! is not sent. One already in flight is awaited, not dropped: a dropped call cannot take back a
+//! commit already on its way, and a start committed with no run would take its key's period from
+//! the next leader without running it (docs/RELIABILITY.md, item 20). Every start the store
+//! committed is then either told to its supervisor, which runs it or, stopping, ends it unrun,
+//! or, when the supervisor no longer listens, ended unrun here ([`not_run`]): cancelled, with no
+//! attempt, and the key due again at the run's point, so the next leader runs that period at
+//! once. A graceful handover that falls during a start waits for that one call.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::SendError;
 use tokio_util::sync::CancellationToken;
 
 use super::notice::{GuardNotice, StartAnswer};
-use crate::store::{LeaseStore, RunEnd, RunStart};
+use crate::store::{LeaseStore, NextDue, RunEnd, RunResult, RunStart, StartedRun};
 
 /// A supervisor's line to the ledger: cheap to clone, one per guarded job.
 #[derive(Clone)]
@@ -114,8 +118,8 @@ impl Ledger {
         }
     }
 
-    /// Ends first, so that a key's history reads in order; then starts, answered to each
-    /// requester, unless the host stops first.
+    /// Ends first, so that a key's history reads in order; then starts, unless the host is
+    /// stopping, answered to each requester.
     async fn send(&self, batch: Vec<Request>, stopping: &CancellationToken) {
         let mut ends = Vec::new();
         let mut starts = Vec::new();
@@ -138,56 +142,91 @@ impl Ledger {
                 }
             }
         }
-        if !ends.is_empty() {
-            match self.store.end_runs(&self.holder, &ends).await {
-                Ok(written) if written.len() < ends.len() => {
-                    tracing::debug!(
-                        refused = ends.len() - written.len(),
-                        "run ends not recorded: their leases had moved on"
-                    )
-                }
-                Ok(_) => {}
-                Err(error) => {
-                    tracing::warn!(%error, runs = ends.len(), "recording run ends failed; the runs' records show no end")
-                }
-            }
-        }
+        self.end(&ends).await;
         if starts.is_empty() {
             return;
         }
-        let answer = tokio::select! {
-            biased;
-            () = stopping.cancelled() => {
-                tracing::debug!(runs = starts.len(), "run starts not committed: the host is stopping");
-                None
-            }
-            answer = self.store.start_runs(&self.holder, &starts) => Some(answer),
-        };
-        let started = match answer {
-            Some(Ok(started)) => started,
-            failed => {
-                if let Some(Err(error)) = failed {
+        let started = if stopping.is_cancelled() {
+            tracing::debug!(
+                runs = starts.len(),
+                "run starts not sent: the host is stopping"
+            );
+            None
+        } else {
+            // Awaited even if the host stops meanwhile: dropped, the call could not take back a
+            // commit already on its way, and that start would be left with no run and no end.
+            match self.store.start_runs(&self.holder, &starts).await {
+                Ok(started) => Some(started),
+                Err(error) => {
                     tracing::warn!(%error, runs = starts.len(), "committing run starts failed; those runs do not start");
+                    None
                 }
-                for (request, reply, _) in requesters {
-                    let _ = reply.send(GuardNotice::Started(StartAnswer {
-                        request,
-                        started: None,
-                    }));
-                }
-                return;
             }
         };
-        for run in started {
+        for run in started.iter().flatten() {
             if let Some(&index) = asked_by.get(&run.key) {
-                requesters[index].2.push(run);
+                requesters[index].2.push(run.clone());
             }
         }
-        for (request, reply, started) in requesters {
-            let _ = reply.send(GuardNotice::Started(StartAnswer {
+        let mut never_began = Vec::new();
+        for (request, reply, committed) in requesters {
+            let answer = StartAnswer {
                 request,
-                started: Some(started),
+                started: started.is_some().then_some(committed),
+            };
+            // A supervisor stops listening once its job stops: what it was not told, it never
+            // runs, so the ledger ends those runs itself.
+            let Err(SendError(GuardNotice::Started(unheard))) =
+                reply.send(GuardNotice::Started(answer))
+            else {
+                continue;
+            };
+            never_began.extend(unheard.started.into_iter().flatten().filter_map(|run| {
+                let start = starts.iter().find(|start| start.key == run.key)?;
+                Some(not_run(run, start.epoch, start.scheduled_ms))
             }));
         }
+        if !never_began.is_empty() {
+            tracing::debug!(
+                runs = never_began.len(),
+                "run starts committed as their jobs stopped were ended unrun; their periods are due again"
+            );
+            self.end(&never_began).await;
+        }
+    }
+
+    /// Records run ends, logging what the store refused.
+    async fn end(&self, ends: &[RunEnd]) {
+        if ends.is_empty() {
+            return;
+        }
+        match self.store.end_runs(&self.holder, ends).await {
+            Ok(written) if written.len() < ends.len() => {
+                tracing::debug!(
+                    refused = ends.len() - written.len(),
+                    "run ends not recorded: their leases had moved on"
+                )
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(%error, runs = ends.len(), "recording run ends failed; the runs' records show no end")
+            }
+        }
+    }
+}
+
+/// The end of a run whose start the store committed (`run`, at `epoch`, for the point
+/// `point_ms`) but which never began, because its host stopped first: cancelled, with no
+/// attempt, and its key due again at that point, so that the next leader runs the period at
+/// once (as any period passed unrun, by the job's [`CatchUp`](crate::CatchUp)).
+pub(crate) fn not_run(run: StartedRun, epoch: u64, point_ms: i64) -> RunEnd {
+    RunEnd {
+        key: run.key,
+        epoch,
+        seq: run.seq,
+        outcome: RunResult::Cancelled,
+        attempts: 0,
+        error: None,
+        next_due: NextDue::At(point_ms),
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use super::{RunLeadership, Supervisor, Turn};
+use super::{Guard, RunLeadership, Supervisor, Turn};
 use crate::guard::{GuardNotice, RunLeases};
 use crate::metrics;
 use crate::run::Run;
@@ -99,5 +99,62 @@ impl Supervisor {
         if next != turn.next_tick {
             self.set_next_tick(turn, next);
         }
+    }
+}
+
+impl Guard {
+    /// The job is stopping, and begins no run from now on: stops listening to the guard, so
+    /// that the ledger ends unrun any start it commits from now on, and ends unrun the starts it
+    /// was already told of (an answer that came with the shutdown, which the loop takes first).
+    pub(super) fn stop_listening(&mut self) {
+        self.events.close();
+        let told = self.held_back.take().into_iter();
+        for notice in told.chain(std::iter::from_fn(|| self.events.try_recv().ok())) {
+            if let GuardNotice::Started(answer) = notice {
+                self.cluster.abandoned(answer);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::sync::{mpsc, watch};
+
+    use super::*;
+    use crate::guard::GuardState;
+    use crate::guard::ledger::Request;
+    use crate::supervisor::cluster::tests::{a_start_in_flight, committed, unrun};
+    use crate::supervisor::leadership::StateChanges;
+
+    /// An answer that came with the shutdown is ended unrun by the supervisor; one that comes
+    /// after it stopped listening cannot be delivered, which tells the ledger to end it itself.
+    #[tokio::test(start_paused = true)]
+    async fn a_stopping_job_ends_the_starts_it_was_told_of_and_hears_no_more() {
+        let (reply, events) = mpsc::unbounded_channel();
+        let (cluster, mut requests, request, point_ms) = a_start_in_flight(reply.clone());
+        let (_state_tx, state) = watch::channel(GuardState::empty());
+        let mut guard = Guard {
+            state_changes: StateChanges::new(state.clone()),
+            state,
+            events,
+            held_back: None,
+            cluster,
+        };
+        reply
+            .send(GuardNotice::Started(committed(request)))
+            .unwrap();
+
+        guard.stop_listening();
+        let Ok(Request::End(ends)) = requests.try_recv() else {
+            panic!("the start told of was not ended");
+        };
+        assert_eq!(ends, [unrun(point_ms)]);
+        assert!(
+            reply
+                .send(GuardNotice::Started(committed(request)))
+                .is_err(),
+            "a stopped job still takes answers"
+        );
     }
 }

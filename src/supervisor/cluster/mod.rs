@@ -43,7 +43,7 @@ use tokio::time::Instant;
 
 use key::{Due, KeyTiming, StoreClock, latest_point};
 
-use crate::guard::ledger::LedgerLine;
+use crate::guard::ledger::{LedgerLine, not_run};
 use crate::guard::{HeldLease, RecordsRead, StartAnswer};
 use crate::run::RunReport;
 use crate::schedule::{Schedule, ScheduleMode};
@@ -72,7 +72,8 @@ pub(crate) struct ClusterTiming {
 /// A start request in flight.
 struct Starting {
     request: u64,
-    keys: Vec<String>,
+    /// Each key asked for, with the point its run is for (store clock).
+    keys: Vec<(String, i64)>,
     /// The keys asked for as an operator's trigger, with the trigger's time (store clock).
     triggered: Vec<(String, i64)>,
     /// The local instant of the tick it is for.
@@ -186,7 +187,7 @@ impl ClusterTiming {
     fn is_starting(&self, key: &str) -> bool {
         self.starting
             .as_ref()
-            .is_some_and(|starting| starting.keys.iter().any(|k| k == key))
+            .is_some_and(|starting| starting.keys.iter().any(|(k, _)| k == key))
     }
 
     /// The tick at `now`: asks the ledger to start a run for the keys that are due or
@@ -208,7 +209,8 @@ impl ClusterTiming {
         // The job's own runs (or a start) hold it, rather than the host's run slots.
         let job_busy = busy || job_full;
         for (key, timing) in &mut self.keys {
-            if busy && self.starting.as_ref().is_some_and(|s| s.keys.contains(key)) {
+            let starting = self.starting.as_ref();
+            if starting.is_some_and(|s| s.keys.iter().any(|(k, _)| k == key)) {
                 continue;
             }
             if timing.blocked_until.is_some_and(|blocked| blocked > now) {
@@ -273,7 +275,10 @@ impl ClusterTiming {
             return outcome;
         }
         self.last_request += 1;
-        let keys = starts.iter().map(|s| s.key.clone()).collect();
+        let keys = starts
+            .iter()
+            .map(|s| (s.key.clone(), s.scheduled_ms))
+            .collect();
         let triggered = starts
             .iter()
             .filter(|s| s.triggered)
@@ -310,7 +315,7 @@ impl ClusterTiming {
             scheduled: starting.scheduled,
             keys: Vec::new(),
         };
-        for key in starting.keys {
+        for (key, _) in starting.keys {
             let Some(timing) = self.keys.get_mut(&key) else {
                 continue;
             };
@@ -341,6 +346,28 @@ impl ClusterTiming {
             }
         }
         (!run.keys.is_empty()).then_some(run)
+    }
+
+    /// The job stopped before it acted on `answer`: each start the store committed is ended
+    /// unrun ([`not_run`]), so that the next leader runs its period at once.
+    pub(crate) fn abandoned(&mut self, answer: StartAnswer) {
+        let Some(starting) = self
+            .starting
+            .take_if(|starting| starting.request == answer.request)
+        else {
+            return;
+        };
+        let ends = answer
+            .started
+            .into_iter()
+            .flatten()
+            .filter_map(|run| {
+                let (_, point_ms) = starting.keys.iter().find(|(key, _)| *key == run.key)?;
+                let epoch = self.keys.get(&run.key)?.epoch;
+                Some(not_run(run, epoch, *point_ms))
+            })
+            .collect();
+        self.ledger.end(ends);
     }
 
     /// The run `run_id` began for `start`'s keys.
@@ -433,8 +460,97 @@ fn capped(text: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
+    use tokio::sync::mpsc;
+
     use super::*;
+    use crate::guard::GuardNotice;
+    use crate::guard::ledger::Request;
+    use crate::guard::notice::RoundTrip;
+    use crate::store::{ScheduleRecord, StartedRun};
+
+    const SEC: Duration = Duration::from_secs(1);
+
+    /// A cluster timing of one key, `k`, held at epoch 3, with a start of it in flight; with
+    /// the ledger's end of the line, the start's request number, and the point it is for.
+    pub(in crate::supervisor) fn a_start_in_flight(
+        reply: mpsc::UnboundedSender<GuardNotice>,
+    ) -> (ClusterTiming, mpsc::UnboundedReceiver<Request>, u64, i64) {
+        let (ledger, mut requests) = mpsc::unbounded_channel();
+        let mut cluster = ClusterTiming::new(LedgerLine::new(&ledger, reply), SEC, 10 * SEC, 10);
+        let schedule = Schedule::every(SEC);
+        let now = Instant::now();
+        // Due at store time 5,000, read at 4,000.
+        let record = ScheduleRecord {
+            key: "k".into(),
+            read_at_ms: 4_000,
+            anchor_ms: Some(5_000),
+            next_due_ms: Some(5_000),
+            last_run: None,
+            paused: None,
+            trigger: None,
+        };
+        let read = RecordsRead {
+            round_trip: RoundTrip {
+                sent: now,
+                received: now,
+            },
+            records: vec![(3, record)],
+            unreadable: Vec::new(),
+        };
+        let held = [HeldLease::new("k".into(), 3, None, now + 10 * SEC)];
+        cluster.records(read, &held, &schedule);
+        // At store time 6,000 the run is for the 6,000 point (5,000 passed with it).
+        let tick = cluster.tick(now + 2 * SEC, true, false, &schedule);
+        assert!(tick.asked, "{tick:?}");
+        let Ok(Request::Start {
+            request, starts, ..
+        }) = requests.try_recv()
+        else {
+            panic!("no start asked for");
+        };
+        assert_eq!(starts[0].scheduled_ms, 6_000);
+        (cluster, requests, request, 6_000)
+    }
+
+    /// The store's answer that it committed `request`'s start of `k` as run 7.
+    pub(in crate::supervisor) fn committed(request: u64) -> StartAnswer {
+        StartAnswer {
+            request,
+            started: Some(vec![StartedRun {
+                key: "k".into(),
+                seq: 7,
+                started_ms: 6_010,
+            }]),
+        }
+    }
+
+    /// The end of `k`'s run 7, which never began.
+    pub(in crate::supervisor) fn unrun(point_ms: i64) -> RunEnd {
+        RunEnd {
+            key: "k".into(),
+            epoch: 3,
+            seq: 7,
+            outcome: RunResult::Cancelled,
+            attempts: 0,
+            error: None,
+            next_due: NextDue::At(point_ms),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_committed_start_abandoned_at_stop_is_ended_unrun_and_due_again_at_its_point() {
+        let (reply, _answers) = mpsc::unbounded_channel();
+        let (mut cluster, mut requests, request, point_ms) = a_start_in_flight(reply);
+        cluster.abandoned(committed(request));
+        let Ok(Request::End(ends)) = requests.try_recv() else {
+            panic!("the abandoned start was not ended");
+        };
+        assert_eq!(ends, [unrun(point_ms)]);
+        // An answer to no request in flight ends nothing.
+        cluster.abandoned(committed(request));
+        assert!(requests.try_recv().is_err());
+    }
 
     #[test]
     fn error_texts_are_capped_at_a_character_boundary() {
