@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use super::{Guard, RunLeadership, Supervisor, Turn};
-use crate::guard::{GuardNotice, RunLeases};
+use crate::guard::{GuardNotice, LeadershipEvent, RunLeases};
 use crate::metrics;
 use crate::run::Run;
 
@@ -103,17 +103,23 @@ impl Supervisor {
 }
 
 impl Guard {
-    /// The job is stopping, and begins no run from now on: stops listening to the guard, so
-    /// that the ledger ends unrun any start it commits from now on, and ends unrun the starts it
-    /// was already told of (an answer that came with the shutdown, which the loop takes first).
-    pub(super) fn stop_listening(&mut self) {
+    /// The job is stopping, and begins no run from now on: stops listening to the guard and
+    /// returns the leadership changes it had not taken yet. A start answered from now on
+    /// cannot be told, so the ledger ends it unrun; one it was already told of (an answer that
+    /// came with the shutdown, which the loop takes first) it ends unrun here. Records come
+    /// too late to matter.
+    pub(super) fn stop_listening(&mut self) -> Vec<LeadershipEvent> {
         self.events.close();
+        let mut changes = Vec::new();
         let told = self.held_back.take().into_iter();
         for notice in told.chain(std::iter::from_fn(|| self.events.try_recv().ok())) {
-            if let GuardNotice::Started(answer) = notice {
-                self.cluster.abandoned(answer);
+            match notice {
+                GuardNotice::Leadership(event) => changes.push(event),
+                GuardNotice::Started(answer) => self.cluster.abandoned(answer),
+                GuardNotice::Records(_) => {}
             }
         }
+        changes
     }
 }
 
@@ -122,13 +128,14 @@ mod tests {
     use tokio::sync::{mpsc, watch};
 
     use super::*;
-    use crate::guard::GuardState;
     use crate::guard::ledger::Request;
+    use crate::guard::{GuardState, HeldLease};
     use crate::supervisor::cluster::tests::{a_start_in_flight, committed, unrun};
     use crate::supervisor::leadership::StateChanges;
 
-    /// An answer that came with the shutdown is ended unrun by the supervisor; one that comes
-    /// after it stopped listening cannot be delivered, which tells the ledger to end it itself.
+    /// An answer that came with the shutdown is ended unrun by the supervisor, and a leadership
+    /// change that came with it is kept for the hooks; an answer that comes after it stopped
+    /// listening cannot be delivered, which tells the ledger to end it itself.
     #[tokio::test(start_paused = true)]
     async fn a_stopping_job_ends_the_starts_it_was_told_of_and_hears_no_more() {
         let (reply, events) = mpsc::unbounded_channel();
@@ -141,11 +148,19 @@ mod tests {
             held_back: None,
             cluster,
         };
+        let won = HeldLease::new("k".into(), 3, None, Instant::now());
         reply
             .send(GuardNotice::Started(committed(request)))
             .unwrap();
+        reply
+            .send(GuardNotice::Leadership(LeadershipEvent::Acquired(won)))
+            .unwrap();
 
-        guard.stop_listening();
+        let changes = guard.stop_listening();
+        assert!(
+            matches!(&changes[..], [LeadershipEvent::Acquired(lease)] if lease.key() == "k"),
+            "{changes:?}"
+        );
         let Ok(Request::End(ends)) = requests.try_recv() else {
             panic!("the start told of was not ended");
         };

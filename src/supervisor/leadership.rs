@@ -105,15 +105,7 @@ impl Supervisor {
         let Some(guard) = &mut self.guard else {
             return;
         };
-        // Only leadership changes matter now: records and start answers come too late.
-        let mut events = Vec::new();
-        let queued = guard.held_back.take().into_iter();
-        let queued = queued.chain(std::iter::from_fn(|| guard.events.try_recv().ok()));
-        for notice in queued {
-            if let GuardNotice::Leadership(event) = notice {
-                events.push(event);
-            }
-        }
+        let mut events = guard.stop_listening();
         let held = guard.state.borrow().leases.clone();
         for lease in &held {
             lease.mark_lost();

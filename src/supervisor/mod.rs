@@ -541,9 +541,6 @@ impl Supervisor {
     /// wait for them up to the shutdown grace, drop the rest, then call `on_stopped`.
     async fn stop(mut self, mut ticking: Ticking, in_flight: usize) -> JobReport {
         self.shared.close();
-        if let Some(guard) = &mut self.guard {
-            guard.stop_listening();
-        }
         let dropped_before = self.shared.status().counters.dropped;
         let mut turn = Turn::new(&mut ticking);
         let grace_end = after(Instant::now(), self.shared.host.shutdown_grace);
