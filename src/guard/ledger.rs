@@ -163,16 +163,17 @@ impl Ledger {
                 }
             }
         };
-        for run in started.iter().flatten() {
+        let asked = started.is_some();
+        for run in started.into_iter().flatten() {
             if let Some(&index) = asked_by.get(&run.key) {
-                requesters[index].2.push(run.clone());
+                requesters[index].2.push(run);
             }
         }
         let mut never_began = Vec::new();
         for (request, reply, committed) in requesters {
             let answer = StartAnswer {
                 request,
-                started: started.is_some().then_some(committed),
+                started: asked.then_some(committed),
             };
             // A supervisor stops listening once its job stops: what it was not told, it never
             // runs, so the ledger ends those runs itself.

@@ -210,7 +210,7 @@ impl ClusterTiming {
         let job_busy = busy || job_full;
         for (key, timing) in &mut self.keys {
             let starting = self.starting.as_ref();
-            if starting.is_some_and(|s| s.keys.iter().any(|(k, _)| k == key)) {
+            if busy && starting.is_some_and(|s| s.keys.iter().any(|(k, _)| k == key)) {
                 continue;
             }
             if timing.blocked_until.is_some_and(|blocked| blocked > now) {
