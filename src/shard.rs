@@ -4,7 +4,7 @@
 //! first touch of that task's memory; at 10,000 jobs ticking every 100 ms that made loopjob
 //! twice as costly in CPU as the same number of bare `tokio::time::interval` loops. A shard
 //! polls its jobs' supervisors as one task, through a [`FuturesUnordered`] (which polls only
-//! the ones that were woken), and keeps their next ticks in one heap ([`Timers`]) with a single
+//! the ones that were woken), and keeps their next ticks in one queue ([`Timers`]) with a single
 //! tokio timer set to the earliest: jobs that tick together are served in one wake-up.
 //!
 //! The price is that a shard's jobs share a task. Runs are polled inside their shard, so a run
@@ -16,11 +16,11 @@
 //! what is queued on it, on a current-thread runtime every task), and it cost: 100 jobs in
 //! tasks of their own took × 1.44 the CPU of 100 bare interval loops, in shards of 32 about
 //! × 1.0 (docs/BENCHMARKS.md, "Seventh pass"). A shard of one job (a host of one job) is
-//! just that job's task with a tokio timer of its own: the heap and the `FuturesUnordered`
+//! just that job's task with a tokio timer of its own: the queue and the `FuturesUnordered`
 //! would only add to each tick's cost and to the job's memory.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 use std::future::{Future, poll_fn};
 use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,7 +42,7 @@ pub(crate) const MAX_SHARDS: usize = 256;
 /// How many jobs a shard holds at most, until a host has more than [`MAX_SHARDS`] times that.
 ///
 /// The more jobs that tick together in one shard, the fewer wake-ups serve them, and a shard's
-/// task, timer, heap and `FuturesUnordered` cost about 1.5 KB whatever it holds: at 1,000
+/// task, timer, queue and `FuturesUnordered` cost about 1.5 KB whatever it holds: at 1,000
 /// jobs, shards of 32 took × 0.86 the CPU of bare loops and +0.8 KiB per job, shards of 16
 /// × 1.0 and +1.0 KiB, shards of 64 × 0.8 and +0.7 KiB. 32 is the middle: a run that blocks the
 /// thread delays at most 31 other jobs.
@@ -140,23 +140,64 @@ struct Timers {
 }
 
 struct TimersInner {
-    deadlines: BinaryHeap<Reverse<Deadline>>,
+    deadlines: Deadlines,
     /// Each job's waker, by its place in the shard, set with its first deadline: woken by
     /// reference, so a deadline costs no clone of it (two atomic operations a tick).
     wakers: Vec<Option<Waker>>,
 }
 
-struct Deadline {
-    at: Instant,
-    /// The job's place in the shard.
-    job: usize,
+/// A shard's deadlines, each with the job's place in the shard, taken earliest first.
+///
+/// Two queues: a deadline no earlier than the latest one queued goes at the back of a sorted
+/// `VecDeque`, and any other into a heap. A job's next tick is nearly always the latest
+/// deadline of its shard (its jobs tick at the same interval), so most deadlines take the
+/// deque, where a push and a pop are a step each; a heap's pop sifts through every level, about
+/// 130 instructions a run at 25 jobs a shard (docs/BENCHMARKS.md). Mixed intervals still cost a
+/// heap's `O(log n)`, never a move of the deque's entries.
+#[derive(Default)]
+struct Deadlines {
+    in_order: VecDeque<(Instant, usize)>,
+    out_of_order: BinaryHeap<Reverse<(Instant, usize)>>,
+}
+
+impl Deadlines {
+    fn push(&mut self, at: Instant, job: usize) {
+        if self.in_order.back().is_none_or(|&(latest, _)| latest <= at) {
+            self.in_order.push_back((at, job));
+        } else {
+            self.out_of_order.push(Reverse((at, job)));
+        }
+    }
+
+    /// The earliest deadline.
+    fn peek(&self) -> Option<Instant> {
+        let in_order = self.in_order.front().map(|&(at, _)| at);
+        let out_of_order = self.out_of_order.peek().map(|Reverse((at, _))| *at);
+        match (in_order, out_of_order) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Takes the earliest deadline if it is at or before `now`; returns its job.
+    fn pop_due(&mut self, now: Instant) -> Option<usize> {
+        let in_order = self.in_order.front().map(|&(at, _)| at);
+        let out_of_order = self.out_of_order.peek().map(|Reverse((at, _))| *at);
+        match (in_order, out_of_order) {
+            (Some(at), other) if at <= now && other.is_none_or(|other| at <= other) => {
+                self.in_order.pop_front().map(|(_, job)| job)
+            }
+            (_, Some(at)) if at <= now => self.out_of_order.pop().map(|Reverse((_, job))| job),
+            _ => None,
+        }
+    }
 }
 
 impl Timers {
     fn new(jobs: usize) -> Self {
         Timers {
             inner: Mutex::new(TimersInner {
-                deadlines: BinaryHeap::new(),
+                deadlines: Deadlines::default(),
                 wakers: vec![None; jobs],
             }),
             clock: AtomicU64::new(0),
@@ -170,12 +211,10 @@ impl Timers {
         self.clock.store(since_epoch as u64, Ordering::Relaxed);
         let mut inner = self.lock();
         let TimersInner { deadlines, wakers } = &mut *inner;
-        while deadlines.peek().is_some_and(|Reverse(next)| next.at <= now) {
-            if let Some(Reverse(due)) = deadlines.pop() {
-                // Waking a job only queues it in the shard's `FuturesUnordered`.
-                if let Some(job) = &wakers[due.job] {
-                    job.wake_by_ref();
-                }
+        while let Some(due) = deadlines.pop_due(now) {
+            // Waking a job only queues it in the shard's `FuturesUnordered`.
+            if let Some(job) = &wakers[due] {
+                job.wake_by_ref();
             }
         }
     }
@@ -186,31 +225,11 @@ impl Timers {
     }
 
     fn earliest(&self) -> Option<Instant> {
-        self.lock().deadlines.peek().map(|Reverse(next)| next.at)
+        self.lock().deadlines.peek()
     }
 
     fn lock(&self) -> MutexGuard<'_, TimersInner> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-impl PartialEq for Deadline {
-    fn eq(&self, other: &Self) -> bool {
-        self.at == other.at
-    }
-}
-
-impl Eq for Deadline {}
-
-impl PartialOrd for Deadline {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Deadline {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.at.cmp(&other.at)
     }
 }
 
@@ -222,8 +241,8 @@ impl Ord for Deadline {
 pub(crate) struct JobTimer(TimerClock);
 
 enum TimerClock {
-    /// A shard's heap, and the deadline that has an entry in it. A deadline that was moved
-    /// leaves its old entry in the heap; when that entry comes due it wakes the job for
+    /// A shard's queue, and the deadline that has an entry in it. A deadline that was moved
+    /// leaves its old entry in the queue; when that entry comes due it wakes the job for
     /// nothing, which costs one poll and is rarer than a move.
     Shard {
         timers: Arc<Timers>,
@@ -280,9 +299,9 @@ impl JobTimer {
                     Some(now)
                 } else {
                     if *registered != Some(at) {
-                        let mut heap = timers.lock();
-                        heap.deadlines.push(Reverse(Deadline { at, job: *job }));
-                        let waker = &mut heap.wakers[*job];
+                        let mut queue = timers.lock();
+                        queue.deadlines.push(at, *job);
+                        let waker = &mut queue.wakers[*job];
                         if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
                             *waker = Some(cx.waker().clone());
                         }
@@ -321,6 +340,33 @@ impl JobTimer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deadlines_come_due_earliest_first_however_they_were_pushed() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let mut deadlines = Deadlines::default();
+        // In order (to the deque), then earlier ones (to the heap), ties and all.
+        for (job, at) in [30, 40, 40, 10, 50, 20, 35, 60, 5].into_iter().enumerate() {
+            deadlines.push(ms(at), job);
+        }
+        assert_eq!(deadlines.peek(), Some(ms(5)));
+        assert_eq!(deadlines.pop_due(ms(4)), None, "nothing is due before 5 ms");
+        let mut due = Vec::new();
+        while let Some(job) = deadlines.pop_due(ms(40)) {
+            due.push(job);
+        }
+        // 5, 10, 20, 30, 35, 40, 40 (in either order), and 50 and 60 wait.
+        assert_eq!(due[..5], [8, 3, 5, 0, 6]);
+        assert_eq!(due.len(), 7, "{due:?}");
+        assert_eq!(deadlines.peek(), Some(ms(50)));
+        deadlines.push(ms(45), 9);
+        assert_eq!(deadlines.pop_due(ms(100)), Some(9));
+        assert_eq!(deadlines.pop_due(ms(100)), Some(4));
+        assert_eq!(deadlines.pop_due(ms(100)), Some(7));
+        assert_eq!(deadlines.pop_due(ms(100)), None);
+        assert_eq!(deadlines.peek(), None);
+    }
 
     #[test]
     fn jobs_are_spread_evenly_over_shards_of_thirty_two_or_at_most_max_shards() {
