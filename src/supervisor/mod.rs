@@ -1,9 +1,9 @@
 //! The per-job loop: it waits for each tick, starts runs, enforces skip-if-running and the
 //! overlap limit, obeys operator commands, and keeps the job's status.
 //!
-//! One supervisor runs per job, driven by the job's [shard](crate::shard), whose heap times its
-//! ticks. It owns everything about the job's timing; the arithmetic is in [`crate::schedule`],
-//! how a run ends is in [`crate::run`]. The loop waits on four things at once: an operator's
+//! One supervisor runs per job, driven by the job's [shard](crate::shard), whose timer queue
+//! times its ticks. It owns everything about the job's timing; the arithmetic is in
+//! [`crate::schedule`], how a run ends is in [`crate::run`]. The loop waits on four things at once: an operator's
 //! command (shutdown is one), a run ending, a message from the guard (a leadership change, the
 //! keys' schedule records, the answer to a start), and the next tick. Nothing in
 //! it blocks, so a job that hangs or panics never stops the ticking of its own or any other job.
