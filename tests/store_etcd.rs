@@ -349,13 +349,11 @@ async fn calls_that_only_read_add_nothing_to_etcds_log() {
     let keys = ["k".to_owned()];
     first_lease(&store, "k").await;
     // The first try of "b" grants its etcd lease (a write); later tries keep it alive.
-    assert!(
-        store
-            .try_acquire("b", &keys, LONG)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    let b_finds_k_held = async || {
+        let won = store.try_acquire("b", &keys, LONG).await.unwrap();
+        assert!(won.is_empty(), "{won:?}");
+    };
+    b_finds_k_held().await;
     let leader_address = format!("127.0.0.1:{}", cluster.client_ports[leader]);
     let mut leader_client = Client::connect([leader_address], None).await.unwrap();
     // An election (a busy machine can stall a member past its election timeout) appends an
@@ -363,13 +361,7 @@ async fn calls_that_only_read_add_nothing_to_etcds_log() {
     for _ in 0..3 {
         let before = leader_client.status().await.unwrap();
         for _ in 0..5 {
-            assert!(
-                store
-                    .try_acquire("b", &keys, LONG)
-                    .await
-                    .unwrap()
-                    .is_empty()
-            );
+            b_finds_k_held().await;
             assert!(store.schedules(&keys).await.unwrap().is_empty());
             let history = store.history("k", 10).await;
             assert!(
