@@ -480,6 +480,7 @@ async fn stop_while_a_start_is_on_its_way(slow_down: impl FnOnce(&FaultyStore)) 
     assert_eq!(unrun.len(), 1, "{history:?}");
     assert!(unrun[0].holder.starts_with("a/"), "{history:?}");
     assert_eq!(unrun[0].attempts, 0, "{history:?}");
+    assert!(unrun[0].ended_unrun());
     let by_b: Vec<_> = history
         .iter()
         .filter(|run| run.holder.starts_with("b/"))

@@ -176,9 +176,7 @@ async fn one_grid_through_restarts_and_a_durable_pause(url: &str, prefix: &str) 
 /// start was on its way: cancelled, no attempt), after checking that another run was for each
 /// one's point (docs/RELIABILITY.md, item 20).
 fn without_unrun_starts(history: Vec<RunRecord>) -> Vec<RunRecord> {
-    let (unrun, ran): (Vec<_>, Vec<_>) = history
-        .into_iter()
-        .partition(|run| run.outcome == Some(RunResult::Cancelled) && run.attempts == 0);
+    let (unrun, ran): (Vec<_>, Vec<_>) = history.into_iter().partition(RunRecord::ended_unrun);
     for start in &unrun {
         assert!(
             ran.iter().any(|run| run.scheduled_ms == start.scheduled_ms),

@@ -106,6 +106,22 @@ pub struct RunRecord {
     pub triggered: bool,
 }
 
+impl RunRecord {
+    /// Whether its host ended it without running it: the store committed its start as the host
+    /// stopped, so it is `cancelled` with no attempt, and its point was due again for the next
+    /// leader, whose run for the same `scheduled_ms` follows it in the history.
+    ///
+    /// ```
+    /// # use loopjob::store::RunRecord;
+    /// fn runs_that_ran(history: &[RunRecord]) -> usize {
+    ///     history.iter().filter(|run| !run.ended_unrun()).count()
+    /// }
+    /// ```
+    pub fn ended_unrun(&self) -> bool {
+        self.outcome == Some(RunResult::Cancelled) && self.attempts == 0
+    }
+}
+
 /// How a run ended, as the history keeps it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use loopjob::store::{RunRecord, RunResult};
+use loopjob::store::RunRecord;
 
 use crate::clock::{StoreTime, ms};
 use crate::faults::{Fault, Kind};
@@ -148,8 +148,7 @@ fn runs<'a>(input: &Input<'a>, v: &mut Vec<String>) -> BTreeMap<&'a str, Vec<Run
     // body, and the next leader runs their point (docs/RELIABILITY.md, item 20).
     for ((key, epoch), list) in &committed {
         for (record, used) in list {
-            let ended_unrun = record.outcome == Some(RunResult::Cancelled) && record.attempts == 0;
-            if !used && !ended_unrun {
+            if !used && !record.ended_unrun() {
                 by_key.entry(key).or_default().push(Run {
                     node: record.holder.split('/').next().unwrap_or(""),
                     epoch: *epoch,
