@@ -3,9 +3,11 @@
 //! A task per job costs, on every tick, a tokio timer firing, a task being scheduled, and the
 //! first touch of that task's memory; at 10,000 jobs ticking every 100 ms that made loopjob
 //! twice as costly in CPU as the same number of bare `tokio::time::interval` loops. A shard
-//! polls its jobs' supervisors as one task, through a [`FuturesUnordered`] (which polls only
-//! the ones that were woken), and keeps their next ticks in one queue ([`Timers`]) with a single
-//! tokio timer set to the earliest: jobs that tick together are served in one wake-up.
+//! polls its jobs' supervisors as one task and keeps their next ticks in one queue
+//! ([`Shared`]) with a single tokio timer set to the earliest: jobs that tick together are
+//! served in one wake-up. It is a small executor of its own: a bit per job says which to poll,
+//! set by the queue when the job's tick comes and by the job's waker when anything else wakes
+//! it, so a tick costs no waker call and no atomic operation beyond that bit.
 //!
 //! The price is that a shard's jobs share a task. Runs are polled inside their shard, so a run
 //! that blocks the thread (synchronous work without `spawn_blocking`, which is a mistake under
@@ -16,8 +18,8 @@
 //! what is queued on it, on a current-thread runtime every task), and it cost: 100 jobs in
 //! tasks of their own took × 1.44 the CPU of 100 bare interval loops, in shards of 32 about
 //! × 1.0 (docs/BENCHMARKS.md, "Seventh pass"). A shard of one job (a host of one job) is
-//! just that job's task with a tokio timer of its own: the queue and the `FuturesUnordered`
-//! would only add to each tick's cost and to the job's memory.
+//! just that job's task with a tokio timer of its own: the queue and the bits would only add
+//! to each tick's cost and to the job's memory.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -25,12 +27,12 @@ use std::future::{Future, poll_fn};
 use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use futures_util::future::Either;
-use futures_util::stream::FuturesUnordered;
-use futures_util::{FutureExt, StreamExt};
+use futures_util::task::AtomicWaker;
 use tokio::time::{Instant, Sleep, sleep_until};
 
 use crate::status::JobReport;
@@ -42,10 +44,10 @@ pub(crate) const MAX_SHARDS: usize = 256;
 /// How many jobs a shard holds at most, until a host has more than [`MAX_SHARDS`] times that.
 ///
 /// The more jobs that tick together in one shard, the fewer wake-ups serve them, and a shard's
-/// task, timer, queue and `FuturesUnordered` cost about 1.5 KB whatever it holds: at 1,000
-/// jobs, shards of 32 took × 0.86 the CPU of bare loops and +0.8 KiB per job, shards of 16
-/// × 1.0 and +1.0 KiB, shards of 64 × 0.8 and +0.7 KiB. 32 is the middle: a run that blocks the
-/// thread delays at most 31 other jobs.
+/// task, timer and queue cost about 1.5 KB whatever it holds: at 1,000 jobs, shards of 32
+/// took × 0.86 the CPU of bare loops and +0.8 KiB per job, shards of 16 × 1.0 and +1.0 KiB,
+/// shards of 64 × 0.8 and +0.7 KiB. 32 is the middle: a run that blocks the thread delays at
+/// most 31 other jobs.
 const JOBS_PER_SHARD: usize = 32;
 
 /// How many jobs each shard holds when a host has `jobs` jobs: spread evenly over as few
@@ -68,41 +70,68 @@ pub(crate) fn run(mut supervisors: Vec<Supervisor>) -> impl Future<Output = Vec<
             return Either::Left(running);
         }
     }
-    let timers = Arc::new(Timers::new(supervisors.len()));
-    let running: FuturesUnordered<_> = supervisors
+    let shared = Arc::new(Shared::new(supervisors.len()));
+    let (jobs, wakers) = supervisors
         .into_iter()
         .enumerate()
         .map(|(position, supervisor)| {
-            let timer = JobTimer::new(timers.clone(), position);
-            supervisor.run(timer).map(move |report| (position, report))
+            let job = Box::pin(supervisor.run(JobTimer::new(shared.clone(), position)));
+            let waker = Waker::from(Arc::new(JobWaker {
+                shard: shared.clone(),
+                position,
+            }));
+            (Some(job), waker)
         })
-        .collect();
-    Either::Right(drive(running, timers))
+        .unzip();
+    Either::Right(drive(jobs, wakers, shared))
 }
 
 /// Polls the shard's jobs as they are woken, wakes those whose ticks are due, and keeps the
 /// shard's one tokio timer on the earliest tick, until every job has stopped.
-async fn drive<F>(mut running: FuturesUnordered<F>, timers: Arc<Timers>) -> Vec<JobReport>
+///
+/// `jobs[i]` is the future of the job at place `i` (`None` once it stopped), polled with
+/// `wakers[i]`.
+async fn drive<F>(
+    mut jobs: Vec<Option<Pin<Box<F>>>>,
+    wakers: Vec<Waker>,
+    shared: Arc<Shared>,
+) -> Vec<JobReport>
 where
-    F: Future<Output = (usize, JobReport)>,
+    F: Future<Output = JobReport>,
 {
+    let mut running = jobs.len();
     // Empty until the jobs stop: a report is 280 bytes, and a shard lives as long as its jobs.
     let mut reports = Vec::new();
     let mut sleep = pin!(sleep_until(Instant::now()));
     let mut armed_at = None;
     poll_fn(|cx| {
+        shared.task.register(cx.waker());
         let mut served_early = false;
         loop {
-            timers.wake_due(Instant::now());
-            loop {
-                match running.poll_next_unpin(cx) {
-                    Poll::Ready(Some(report)) => reports.push(report),
-                    Poll::Ready(None) => return Poll::Ready(()),
-                    Poll::Pending => break,
+            shared.wake_due(Instant::now());
+            // Each job woken is polled once: one that wakes itself as it is polled has the
+            // shard's task woken, and waits for its next poll, after other tasks had theirs.
+            for (word, ready) in shared.ready.iter().enumerate() {
+                let mut woken = ready.swap(0, Ordering::Acquire);
+                while woken != 0 {
+                    let position = word * 64 + woken.trailing_zeros() as usize;
+                    woken &= woken - 1;
+                    let Some(job) = &mut jobs[position] else {
+                        continue;
+                    };
+                    let mut job_cx = Context::from_waker(&wakers[position]);
+                    if let Poll::Ready(report) = job.as_mut().poll(&mut job_cx) {
+                        jobs[position] = None;
+                        reports.push((position, report));
+                        running -= 1;
+                    }
                 }
             }
+            if running == 0 {
+                return Poll::Ready(());
+            }
             // The jobs just polled may have set earlier ticks: the timer follows the earliest.
-            let earliest = timers.earliest();
+            let earliest = shared.earliest();
             // A tick they set at or before the real time (the shard's clock was read before
             // they were polled) is served now, once a poll: a tokio timer rounds its deadline
             // up to the next millisecond. Later ones wait for the timer, which yields.
@@ -124,13 +153,27 @@ where
         }
     })
     .await;
+    // The jobs' wakers may outlive the shard (a job's record keeps one for its commands): the
+    // task's waker they reach through `shared` is let go, not kept with them.
+    drop(shared.task.take());
     reports.sort_unstable_by_key(|(position, _)| *position);
     reports.into_iter().map(|(_, report)| report).collect()
 }
 
-/// The next ticks of a shard's jobs, earliest first, the jobs' wakers, and the shard's clock.
-struct Timers {
-    inner: Mutex<TimersInner>,
+/// What a shard shares with its jobs: their next ticks, which of them are to be polled, the
+/// shard's task, and its clock.
+///
+/// The shard is a small executor of its own rather than a `FuturesUnordered`: a job whose tick
+/// came is marked to be polled with one bit, where waking it through a `FuturesUnordered` cost
+/// about six atomic operations and had tokio poll the shard's task once more, for nothing, on
+/// every tick (docs/BENCHMARKS.md, "Thirteenth pass").
+struct Shared {
+    deadlines: Mutex<Deadlines>,
+    /// Which jobs are to be polled, a bit for each, by place: set when a job's tick comes, or
+    /// when something else wakes it (a command, a run's progress, its guard).
+    ready: Vec<AtomicU64>,
+    /// The shard's task, which a job woken from outside the shard's poll wakes.
+    task: AtomicWaker,
     /// When the shard last read the clock, in nanoseconds after `epoch`: the jobs it then polls
     /// compare their deadlines with this instant instead of each reading the clock again. It is
     /// never later than the real time, so a deadline is never found passed too early. An atomic
@@ -139,11 +182,26 @@ struct Timers {
     epoch: Instant,
 }
 
-struct TimersInner {
-    deadlines: Deadlines,
-    /// Each job's waker, by its place in the shard, set with its first deadline: woken by
-    /// reference, so a deadline costs no clone of it (two atomic operations a tick).
-    wakers: Vec<Option<Waker>>,
+/// A job's waker in its shard: it marks the job to be polled and wakes the shard's task.
+struct JobWaker {
+    shard: Arc<Shared>,
+    /// The job's place in the shard.
+    position: usize,
+}
+
+impl Wake for JobWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let (word, bit) = (self.position / 64, 1 << (self.position % 64));
+        let before = self.shard.ready[word].fetch_or(bit, Ordering::Release);
+        // Already marked: whoever marked it woke the task, or the shard is about to poll it.
+        if before & bit == 0 {
+            self.shard.task.wake();
+        }
+    }
 }
 
 /// A shard's deadlines, each with the job's place in the shard, taken earliest first.
@@ -193,29 +251,31 @@ impl Deadlines {
     }
 }
 
-impl Timers {
+impl Shared {
+    /// A shard of `jobs` jobs, each marked to be polled (their first poll starts them).
     fn new(jobs: usize) -> Self {
-        Timers {
-            inner: Mutex::new(TimersInner {
-                deadlines: Deadlines::default(),
-                wakers: vec![None; jobs],
-            }),
+        let mut ready: Vec<AtomicU64> = (0..jobs / 64).map(|_| AtomicU64::new(u64::MAX)).collect();
+        if jobs % 64 != 0 {
+            ready.push(AtomicU64::new((1 << (jobs % 64)) - 1));
+        }
+        Shared {
+            deadlines: Mutex::new(Deadlines::default()),
+            ready,
+            task: AtomicWaker::new(),
             clock: AtomicU64::new(0),
             epoch: Instant::now(),
         }
     }
 
-    /// Sets the shard's clock to `now` and wakes the jobs whose deadlines are at or before it.
+    /// Sets the shard's clock to `now` and marks the jobs whose deadlines are at or before it
+    /// to be polled.
     fn wake_due(&self, now: Instant) {
         let since_epoch = now.saturating_duration_since(self.epoch).as_nanos();
         self.clock.store(since_epoch as u64, Ordering::Relaxed);
-        let mut inner = self.lock();
-        let TimersInner { deadlines, wakers } = &mut *inner;
+        let mut deadlines = self.lock();
         while let Some(due) = deadlines.pop_due(now) {
-            // Waking a job only queues it in the shard's `FuturesUnordered`.
-            if let Some(job) = &wakers[due] {
-                job.wake_by_ref();
-            }
+            // The shard's own poll is under way: its task need not be woken.
+            self.ready[due / 64].fetch_or(1 << (due % 64), Ordering::Relaxed);
         }
     }
 
@@ -225,15 +285,17 @@ impl Timers {
     }
 
     fn earliest(&self) -> Option<Instant> {
-        self.lock().deadlines.peek()
+        self.lock().peek()
     }
 
-    fn lock(&self) -> MutexGuard<'_, TimersInner> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> MutexGuard<'_, Deadlines> {
+        self.deadlines
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-/// A job's tick timer: like tokio's `Sleep`, but kept in its shard's [`Timers`], or, for a job
+/// A job's tick timer: like tokio's `Sleep`, but kept in its shard's queue ([`Shared`]), or, for a job
 /// alone in its shard, a tokio timer of its own.
 ///
 /// It keeps no deadline of its own: the job's loop gives it on every poll, from the next tick
@@ -242,12 +304,13 @@ pub(crate) struct JobTimer(TimerClock);
 
 enum TimerClock {
     /// A shard's queue, and the deadline that has an entry in it. A deadline that was moved
-    /// leaves its old entry in the queue; when that entry comes due it wakes the job for
+    /// leaves its old entry in the queue; when that entry comes due it has the job polled for
     /// nothing, which costs one poll and is rarer than a move.
     Shard {
-        timers: Arc<Timers>,
-        /// The job's place in the shard.
-        job: usize,
+        shard: Arc<Shared>,
+        /// The job's place in the shard, which its entries name: the shard polls the job at
+        /// that place when one comes due, so the timer keeps no waker.
+        position: usize,
         registered: Option<Instant>,
     },
     /// The job's own timer, and when the last deadline was found passed: a deadline set in the
@@ -259,10 +322,10 @@ enum TimerClock {
 }
 
 impl JobTimer {
-    fn new(timers: Arc<Timers>, job: usize) -> Self {
+    fn new(shard: Arc<Shared>, position: usize) -> Self {
         JobTimer(TimerClock::Shard {
-            timers,
-            job,
+            shard,
+            position,
             registered: None,
         })
     }
@@ -290,22 +353,17 @@ impl JobTimer {
         };
         let passed = match &mut self.0 {
             TimerClock::Shard {
-                timers,
-                job,
+                shard,
+                position,
                 registered,
             } => {
-                let now = timers.now();
+                let now = shard.now();
                 if now >= at {
                     *registered = None;
                     Some(now)
                 } else {
                     if *registered != Some(at) {
-                        let mut queue = timers.lock();
-                        queue.deadlines.push(at, *job);
-                        let waker = &mut queue.wakers[*job];
-                        if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                            *waker = Some(cx.waker().clone());
-                        }
+                        shard.lock().push(at, *position);
                         *registered = Some(at);
                     }
                     None
@@ -367,6 +425,63 @@ mod tests {
         assert_eq!(deadlines.pop_due(ms(100)), Some(7));
         assert_eq!(deadlines.pop_due(ms(100)), None);
         assert_eq!(deadlines.peek(), None);
+    }
+
+    /// A waker that counts its wakes.
+    struct Counting(AtomicU64);
+
+    impl Wake for Counting {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn ready_bits(shard: &Shared) -> Vec<u64> {
+        shard
+            .ready
+            .iter()
+            .map(|word| word.load(Ordering::SeqCst))
+            .collect()
+    }
+
+    #[test]
+    fn a_shard_polls_every_job_first_then_those_whose_tick_came_or_that_were_woken() {
+        let shard = Arc::new(Shared::new(70));
+        assert_eq!(
+            ready_bits(&shard),
+            [u64::MAX, 0b11_1111],
+            "all 70 jobs, first"
+        );
+        for word in &shard.ready {
+            word.store(0, Ordering::SeqCst);
+        }
+        let task = Arc::new(Counting(AtomicU64::new(0)));
+        shard.task.register(&Waker::from(task.clone()));
+
+        // Ticks that came are marked by the shard itself, in its own poll: no wake.
+        let t0 = Instant::now();
+        shard.lock().push(t0, 65);
+        shard.lock().push(t0 + Duration::from_secs(1), 2);
+        shard.wake_due(t0);
+        assert_eq!(ready_bits(&shard), [0, 0b10]);
+        assert_eq!(task.0.load(Ordering::SeqCst), 0);
+
+        // A job woken from outside wakes the shard's task, once until the shard polls.
+        let job = |position| {
+            Waker::from(Arc::new(JobWaker {
+                shard: shard.clone(),
+                position,
+            }))
+        };
+        job(3).wake_by_ref();
+        job(3).wake_by_ref();
+        job(65).wake();
+        assert_eq!(ready_bits(&shard), [0b1000, 0b10]);
+        assert_eq!(task.0.load(Ordering::SeqCst), 1);
     }
 
     #[test]
