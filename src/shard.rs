@@ -164,9 +164,9 @@ where
 /// shard's task, and its clock.
 ///
 /// The shard is a small executor of its own rather than a `FuturesUnordered`: a job whose tick
-/// came is marked to be polled with one bit, where waking it through a `FuturesUnordered` cost
-/// about six atomic operations and had tokio poll the shard's task once more, for nothing, on
-/// every tick (docs/BENCHMARKS.md, "Thirteenth pass").
+/// came is marked to be polled with one bit, where waking and polling it through a
+/// `FuturesUnordered` cost about seven atomic operations and had tokio poll the shard's task
+/// once more, for nothing, on every tick (docs/BENCHMARKS.md, "Thirteenth pass").
 struct Shared {
     deadlines: Mutex<Deadlines>,
     /// Which jobs are to be polled, a bit for each, by place: set when a job's tick comes, or
@@ -295,8 +295,8 @@ impl Shared {
     }
 }
 
-/// A job's tick timer: like tokio's `Sleep`, but kept in its shard's queue ([`Shared`]), or, for a job
-/// alone in its shard, a tokio timer of its own.
+/// A job's tick timer: like tokio's `Sleep`, but kept in its shard's queue ([`Shared`]), or,
+/// for a job alone in its shard, a tokio timer of its own.
 ///
 /// It keeps no deadline of its own: the job's loop gives it on every poll, from the next tick
 /// it keeps anyway (one copy fewer of it in every job's future).
