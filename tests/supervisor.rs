@@ -423,3 +423,28 @@ async fn jobs_that_share_a_shard_keep_their_own_schedules() {
         assert_eq!(job.starts_secs(), expected, "{}", job.name);
     }
 }
+
+/// Past 16,384 jobs a shard holds more than 64, and its marks of which jobs to poll take more
+/// than one word: every job still runs on its grid.
+#[tokio::test(start_paused = true)]
+async fn a_host_past_sixteen_thousand_jobs_runs_each_of_them_on_its_grid() {
+    // 256 shards of 65.
+    let jobs: Vec<Recorder> = (0..256 * 65)
+        .map(|index| {
+            let name: &'static str = format!("job-{index}").leak();
+            Recorder::new(
+                name,
+                Schedule::every(secs(10)),
+                Behaviour::Work(Duration::ZERO),
+            )
+        })
+        .collect();
+    // Bounded: a job the shard never polls would never stop.
+    let all: Vec<&Recorder> = jobs.iter().collect();
+    tokio::time::timeout(secs(60), run_for(secs(25), &all))
+        .await
+        .expect("every job stops");
+    for job in &jobs {
+        assert_eq!(job.starts_secs(), [0, 10, 20], "{}", job.name);
+    }
+}
