@@ -104,6 +104,9 @@ where
     let mut reports = Vec::new();
     let mut sleep = pin!(sleep_until(Instant::now()));
     let mut armed_at = None;
+    // The jobs' wakers may outlive the shard (a job's record keeps one for its commands): the
+    // task's waker they reach through `shared` is let go when the shard ends or is aborted.
+    let _forget_task = ForgetTask(&shared);
     poll_fn(|cx| {
         shared.task.register(cx.waker());
         let mut served_early = false;
@@ -153,11 +156,17 @@ where
         }
     })
     .await;
-    // The jobs' wakers may outlive the shard (a job's record keeps one for its commands): the
-    // task's waker they reach through `shared` is let go, not kept with them.
-    drop(shared.task.take());
     reports.sort_unstable_by_key(|(position, _)| *position);
     reports.into_iter().map(|(_, report)| report).collect()
+}
+
+/// Lets go of the shard's task's waker when dropped.
+struct ForgetTask<'a>(&'a Shared);
+
+impl Drop for ForgetTask<'_> {
+    fn drop(&mut self) {
+        drop(self.0.task.take());
+    }
 }
 
 /// What a shard shares with its jobs: their next ticks, which of them are to be polled, the
@@ -195,10 +204,8 @@ impl Wake for JobWaker {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        let (word, bit) = (self.position / 64, 1 << (self.position % 64));
-        let before = self.shard.ready[word].fetch_or(bit, Ordering::Release);
         // Already marked: whoever marked it woke the task, or the shard is about to poll it.
-        if before & bit == 0 {
+        if self.shard.mark(self.position) {
             self.shard.task.wake();
         }
     }
@@ -275,8 +282,14 @@ impl Shared {
         let mut deadlines = self.lock();
         while let Some(due) = deadlines.pop_due(now) {
             // The shard's own poll is under way: its task need not be woken.
-            self.ready[due / 64].fetch_or(1 << (due % 64), Ordering::Relaxed);
+            self.mark(due);
         }
+    }
+
+    /// Marks the job at `position` to be polled; returns whether it was not marked yet.
+    fn mark(&self, position: usize) -> bool {
+        let bit = 1 << (position % 64);
+        self.ready[position / 64].fetch_or(bit, Ordering::Release) & bit == 0
     }
 
     /// The shard's clock: when it last woke its jobs.
@@ -482,6 +495,42 @@ mod tests {
         job(65).wake();
         assert_eq!(ready_bits(&shard), [0b1000, 0b10]);
         assert_eq!(task.0.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_shard_dropped_before_its_jobs_stopped_lets_go_of_its_task() {
+        let shard = Arc::new(Shared::new(2));
+        let jobs = (0..2)
+            .map(|_| Some(Box::pin(std::future::pending::<JobReport>())))
+            .collect();
+        let wakers: Vec<Waker> = (0..2)
+            .map(|position| {
+                Waker::from(Arc::new(JobWaker {
+                    shard: shard.clone(),
+                    position,
+                }))
+            })
+            .collect();
+        let task = Arc::new(Counting(AtomicU64::new(0)));
+        let task_waker = Waker::from(task.clone());
+        let mut running = Box::pin(drive(jobs, wakers.clone(), shard.clone()));
+        let mut cx = Context::from_waker(&task_waker);
+        assert!(running.as_mut().poll(&mut cx).is_pending());
+        wakers[0].wake_by_ref();
+        assert_eq!(
+            task.0.load(Ordering::SeqCst),
+            1,
+            "a job's wake wakes the shard"
+        );
+
+        assert!(running.as_mut().poll(&mut cx).is_pending());
+        drop(running);
+        wakers[1].wake_by_ref();
+        assert_eq!(
+            task.0.load(Ordering::SeqCst),
+            1,
+            "the shard's task is let go"
+        );
     }
 
     #[test]

@@ -3,10 +3,11 @@
 //!
 //! One supervisor runs per job, driven by the job's [shard](crate::shard), whose timer queue
 //! times its ticks. It owns everything about the job's timing; the arithmetic is in
-//! [`crate::schedule`], how a run ends is in [`crate::run`]. The loop waits on four things at once: an operator's
-//! command (shutdown is one), a run ending, a message from the guard (a leadership change, the
-//! keys' schedule records, the answer to a start), and the next tick. Nothing in
-//! it blocks, so a job that hangs or panics never stops the ticking of its own or any other job.
+//! [`crate::schedule`], how a run ends is in [`crate::run`]. The loop waits on four things at
+//! once: an operator's command (shutdown is one), a run ending, a message from the guard (a
+//! leadership change, the keys' schedule records, the answer to a start), and the next tick.
+//! Nothing in it blocks, so a job that hangs or panics never stops the ticking of its own or
+//! any other job.
 //!
 //! A guarded job follows its keys' cluster schedule instead of a grid of its own
 //! ([`cluster`]): its ticks come from the schedule records the elector reads, and a run starts
