@@ -412,6 +412,46 @@ async fn a_run_made_late_by_held_answers_moves_the_grid() {
     assert_spacing(&starts, SEC);
 }
 
+/// A late run of a job whose interval is shorter than a tenth of the lease ttl (the margin a
+/// wait for the store's clock may get) moves its grid by an interval less a tenth of the
+/// interval. The next due time was the interval less the whole margin, which underflowed: the
+/// job's supervisor panicked and the job never ran on that host again.
+#[tokio::test(start_paused = true)]
+async fn a_late_run_of_an_interval_shorter_than_the_margin_moves_the_grid_and_runs_on() {
+    let memory = Arc::new(MemoryStore::new());
+    let line = FaultyStore::new(memory.clone(), true);
+    let journal = Journal::new();
+    let every = ms(100);
+    let a = Node::start(
+        "a",
+        line.clone(),
+        Schedule::every(every),
+        global(),
+        &journal,
+    );
+    journal.until(2 * SEC + ms(50)).await;
+    line.hold_answers(ms(450));
+    journal.until(3 * SEC).await;
+    line.hold_answers(Duration::ZERO);
+    journal.until(5 * SEC).await;
+    a.stop().await;
+
+    let starts = journal.starts();
+    // Past the stall, the job is back on a grid of its interval.
+    let after_stall = starts.iter().filter(|at| **at >= 4 * SEC).count();
+    assert!(after_stall >= 9, "the job stopped running: {starts:?}");
+    // No two runs closer than the interval less a tenth of it and the store's millisecond.
+    for pair in starts.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap + every / 10 + ms(1) >= every,
+            "runs at {:?} and {:?}: a gap of {gap:?} (all: {starts:?})",
+            pair[0],
+            pair[1]
+        );
+    }
+}
+
 /// A host that stops while a run's start is on its way to the store cannot take that start
 /// back: it waits for it and, as no run begins once the host is stopping, ends it unrun, with
 /// its key due again at its point. The next leader runs that period at once: it is neither lost

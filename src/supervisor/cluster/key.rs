@@ -261,7 +261,10 @@ impl KeyTiming {
     /// On an interval: the grid's next point, unless the run may be late beyond the
     /// conversion's margin (`grace`) and the job's jitter (a period caught up, a stall): then the
     /// grid goes on from this run's start, an interval less the margin after it, so that runs of
-    /// the key never start closer than that. On a cron expression: its next occurrence, however
+    /// the key never start closer than that. The margin a wait of an interval gets is a tenth of
+    /// it, at most `grace`: an interval shorter than ten times `grace` (a 1 s job under the
+    /// default 15 s ttl) moves by a tenth of the interval, not by `grace`, which could pass the
+    /// whole interval. On a cron expression: its next occurrence, however
     /// late this run is, since the occurrences are the schedule (a catch-up run may come shortly
     /// before the next one, but never replays one: the next is strictly after the point run).
     pub(super) fn next_after_run(
@@ -278,7 +281,7 @@ impl KeyTiming {
             .saturating_add(millis(schedule.jitter))
             .saturating_add(1);
         if latest_ms.saturating_sub(point_ms) > allowed {
-            return Some(NextDue::After(interval - grace));
+            return Some(NextDue::After(interval - grace.min(interval / 10)));
         }
         Some(match self.anchor_ms {
             None => NextDue::OnGrid {
@@ -444,11 +447,15 @@ mod tests {
             Some(NextDue::At(11_000))
         );
         // Asked when the store's clock was at most 446 ms past the point (its trailing estimate
-        // may say less, after a stall): the next run is due 800 ms after this one's start, as
-        // the store commits it, not on the grid 554 ms after.
+        // may say less, after a stall): the next run is due an interval less the margin its
+        // wait gets (a tenth of the interval, within `grace`) after this one's start, as the
+        // store commits it, not on the grid 554 ms after.
         let late = timing.next_after_run(&every_second, 10_000, 10_446, grace);
-        assert_eq!(late, Some(NextDue::After(Duration::from_millis(800))));
-        assert_eq!(due_set_by(late.unwrap(), 10_460), Some(11_260));
+        assert_eq!(late, Some(NextDue::After(Duration::from_millis(900))));
+        assert_eq!(due_set_by(late.unwrap(), 10_460), Some(11_360));
+        // With a margin under a tenth of the interval, less that margin.
+        let short_ttl = timing.next_after_run(&every_second, 10_000, 10_446, grace / 4);
+        assert_eq!(short_ttl, Some(NextDue::After(Duration::from_millis(950))));
     }
 
     #[test]
