@@ -21,9 +21,11 @@
 //! just that job's task with a tokio timer of its own: the queue and the bits would only add
 //! to each tick's cost and to the job's memory.
 
+use std::any::Any;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::future::{Future, poll_fn};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -35,8 +37,9 @@ use futures_util::future::Either;
 use futures_util::task::AtomicWaker;
 use tokio::time::{Instant, Sleep, sleep_until};
 
+use crate::run::CatchUnwind;
 use crate::status::JobReport;
-use crate::supervisor::Supervisor;
+use crate::supervisor::{self, Supervisor};
 
 /// The most shards a host makes; beyond that many jobs, shards hold several jobs each.
 pub(crate) const MAX_SHARDS: usize = 256;
@@ -60,17 +63,25 @@ pub(crate) fn jobs_per_shard(jobs: usize) -> usize {
 /// Runs `supervisors` (one shard's jobs) until each has stopped; their reports come back in the
 /// order the supervisors were given.
 ///
+/// A job's loop that panics (a bug in loopjob: a job's own code is caught where it runs) ends
+/// that job alone, reported by [`supervisor::failed`]; the shard's other jobs go on.
+///
 /// The jobs' futures are made here, before the shard is spawned, so that they are allocated
 /// where the host is built rather than spread over the worker threads' allocators.
 pub(crate) fn run(mut supervisors: Vec<Supervisor>) -> impl Future<Output = Vec<JobReport>> + Send {
     if supervisors.len() == 1 {
         if let Some(alone) = supervisors.pop() {
+            let record = alone.record();
+            let running = CatchUnwind(Box::pin(alone.run(JobTimer::alone())));
             // `map`, not an `async` block, which would keep the job's future twice.
-            let running = alone.run(JobTimer::alone()).map(|report| vec![report]);
-            return Either::Left(running);
+            let report = running.map(move |ran| {
+                vec![ran.unwrap_or_else(|panic| supervisor::failed(&record, panic))]
+            });
+            return Either::Left(report);
         }
     }
     let shared = Arc::new(Shared::new(supervisors.len()));
+    let records: Vec<_> = supervisors.iter().map(Supervisor::record).collect();
     let (jobs, wakers) = supervisors
         .into_iter()
         .enumerate()
@@ -83,21 +94,23 @@ pub(crate) fn run(mut supervisors: Vec<Supervisor>) -> impl Future<Output = Vec<
             (Some(job), waker)
         })
         .unzip();
-    Either::Right(drive(jobs, wakers, shared))
+    let failed = move |position: usize, panic| supervisor::failed(&records[position], panic);
+    Either::Right(drive(jobs, wakers, shared, failed))
 }
 
 /// Polls the shard's jobs as they are woken, wakes those whose ticks are due, and keeps the
 /// shard's one tokio timer on the earliest tick, until every job has stopped.
 ///
 /// `jobs[i]` is the future of the job at place `i` (`None` once it stopped), polled with
-/// `wakers[i]`.
-async fn drive<F>(
+/// `wakers[i]`. A job whose poll panics is dropped, and `failed(i, panic)` is its report.
+async fn drive<F, R>(
     mut jobs: Vec<Option<Pin<Box<F>>>>,
     wakers: Vec<Waker>,
     shared: Arc<Shared>,
-) -> Vec<JobReport>
+    mut failed: impl FnMut(usize, Box<dyn Any + Send>) -> R,
+) -> Vec<R>
 where
-    F: Future<Output = JobReport>,
+    F: Future<Output = R>,
 {
     let mut running = jobs.len();
     // Empty until the jobs stop: a report is 280 bytes, and a shard lives as long as its jobs.
@@ -123,11 +136,15 @@ where
                         continue;
                     };
                     let mut job_cx = Context::from_waker(&wakers[position]);
-                    if let Poll::Ready(report) = job.as_mut().poll(&mut job_cx) {
-                        jobs[position] = None;
-                        reports.push((position, report));
-                        running -= 1;
-                    }
+                    let polled = catch_unwind(AssertUnwindSafe(|| job.as_mut().poll(&mut job_cx)));
+                    let report = match polled {
+                        Ok(Poll::Pending) => continue,
+                        Ok(Poll::Ready(report)) => report,
+                        Err(panic) => failed(position, panic),
+                    };
+                    jobs[position] = None;
+                    reports.push((position, report));
+                    running -= 1;
                 }
             }
             if running == 0 {
@@ -513,7 +530,8 @@ mod tests {
             .collect();
         let task = Arc::new(Counting(AtomicU64::new(0)));
         let task_waker = Waker::from(task.clone());
-        let mut running = Box::pin(drive(jobs, wakers.clone(), shard.clone()));
+        let failed = |_, panic| std::panic::resume_unwind(panic);
+        let mut running = Box::pin(drive(jobs, wakers.clone(), shard.clone(), failed));
         let mut cx = Context::from_waker(&task_waker);
         assert!(running.as_mut().poll(&mut cx).is_pending());
         wakers[0].wake_by_ref();
@@ -530,6 +548,42 @@ mod tests {
             task.0.load(Ordering::SeqCst),
             1,
             "the shard's task is let go"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_job_whose_poll_panics_ends_alone_and_its_shard_goes_on() {
+        async fn job(position: usize) -> String {
+            for _ in 0..3 {
+                tokio::task::yield_now().await;
+                assert_ne!(position, 1, "a bug in job 1");
+            }
+            format!("job {position} stopped")
+        }
+        let shard = Arc::new(Shared::new(3));
+        let jobs = (0..3).map(|position| Some(Box::pin(job(position))));
+        let wakers = (0..3).map(|position| {
+            Waker::from(Arc::new(JobWaker {
+                shard: shard.clone(),
+                position,
+            }))
+        });
+        let failed = |position, panic| {
+            let message = crate::run::panic_message(panic);
+            format!(
+                "job {position} failed: {}",
+                message.lines().next().unwrap_or("")
+            )
+        };
+        let reports = drive(jobs.collect(), wakers.collect(), shard, failed).await;
+
+        assert_eq!(
+            reports,
+            [
+                "job 0 stopped",
+                "job 1 failed: assertion `left != right` failed: a bug in job 1",
+                "job 2 stopped"
+            ]
         );
     }
 

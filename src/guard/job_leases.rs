@@ -27,6 +27,9 @@ pub(crate) struct GuardedJob {
     /// a key ever plans the key's first run. `None` for a standalone elector, which reads no
     /// schedule record.
     pub(crate) initial_delay: Option<Duration>,
+    /// Cancelled if the job's supervisor was dropped before it stopped (a bug in loopjob, which
+    /// its shard contained): the elector then lets go of the job's leases (invariant 7).
+    pub(crate) abandoned: CancellationToken,
 }
 
 /// The keys a job is missing (see [`JobLeases::missing_keys`]).
@@ -108,6 +111,9 @@ impl JobLeases {
 
     /// Whether the job may have keys to try for (see [`JobLeases::missing_keys`]).
     pub(crate) fn wants_more(&self) -> bool {
+        if self.job.abandoned.is_cancelled() {
+            return false;
+        }
         match self.job.leadership.mode {
             LeaderMode::None => false,
             LeaderMode::Cluster | LeaderMode::Global => self.held.is_empty(),
@@ -212,6 +218,7 @@ mod tests {
                 state: watch::channel(GuardState::empty()).0,
                 events: JobLine::Standalone(tokio::sync::mpsc::unbounded_channel().0),
                 initial_delay: None,
+                abandoned: CancellationToken::new(),
             },
             held: held
                 .iter()

@@ -162,6 +162,8 @@ impl LeaderElector {
             state: guard_tx,
             events: JobLine::Standalone(events_tx),
             initial_delay: None,
+            // Its only user is this elector's own forwarding task.
+            abandoned: CancellationToken::new(),
         };
         let elector = Elector::new(
             store,

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use tokio::sync::{Notify, mpsc, watch};
+use tokio_util::sync::CancellationToken;
 
 use super::Registration;
 use crate::guard::elector::Elector;
@@ -70,6 +71,7 @@ impl Guarding {
             leadership.lease_ttl,
             leadership.history,
         );
+        let abandoned = CancellationToken::new();
         let line = ClusterLine {
             keys: keys.clone(),
             store: self.store.clone(),
@@ -84,6 +86,7 @@ impl Guarding {
             state: state_tx,
             events: JobLine::Supervisor(events_tx),
             initial_delay: Some(registration.schedule.initial_delay),
+            abandoned: abandoned.clone(),
         });
         let guard = Guard {
             state_changes: StateChanges::new(state_rx.clone()),
@@ -91,6 +94,7 @@ impl Guarding {
             events: events_rx,
             held_back: None,
             cluster,
+            abandoned: Some(abandoned.drop_guard()),
         };
         (guard, line)
     }

@@ -591,7 +591,8 @@ impl Host {
             match shard.await {
                 Ok(job_reports) => report.jobs.extend(job_reports),
                 Err(error) => {
-                    // A supervisor never panics on a job's behalf; this is a bug in loopjob.
+                    // A shard ends a job whose loop panicked alone (`shard::run`): this is a
+                    // panic in the shard's own code, a bug in loopjob, which took all its jobs.
                     let message = if error.is_panic() {
                         panic_message(error.into_panic())
                     } else {

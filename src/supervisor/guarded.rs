@@ -109,6 +109,10 @@ impl Guard {
     /// came with the shutdown, which the loop takes first) it ends unrun here. Records come
     /// too late to matter.
     pub(super) fn stop_listening(&mut self) -> Vec<LeadershipEvent> {
+        // The job stops in order: its leases are released with the others' at the end.
+        if let Some(abandoned) = self.abandoned.take() {
+            abandoned.disarm();
+        }
         self.events.close();
         let mut changes = Vec::new();
         let told = self.held_back.take().into_iter();
@@ -147,6 +151,7 @@ mod tests {
             events,
             held_back: None,
             cluster,
+            abandoned: None,
         };
         let won = HeldLease::new("k".into(), 3, None, Instant::now());
         reply

@@ -27,6 +27,7 @@ use std::task::{Context, Poll, Waker};
 
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::DropGuard;
 
 use crate::control::{Command, JobShared, Triggered};
 use crate::guard::{GuardNotice, GuardState, RunLeases};
@@ -62,6 +63,10 @@ pub(crate) struct Guard {
     /// A notice taken off `events` while draining leadership changes, to be handled next.
     pub(crate) held_back: Option<GuardNotice>,
     pub(crate) cluster: ClusterTiming,
+    /// Cancels the elector's `abandoned` token for this job if the supervisor is dropped
+    /// without stopping (a panic in loopjob, caught by its shard), so that the elector lets go
+    /// of the job's leases (its invariant 7). Disarmed as the supervisor stops.
+    pub(crate) abandoned: Option<DropGuard>,
 }
 
 /// One job's loop and everything it owns.
@@ -131,7 +136,38 @@ struct StatusChanges {
     dirty: bool,
 }
 
+/// The report of a job whose loop panicked (a bug in loopjob, which its shard contains to
+/// that job), made from the job's record: the panic is logged at once, the job is stopped on
+/// this host (its commands refused), and the runs it had in flight, dropped with the loop, are
+/// counted as dropped. A guarded job's leases are let go by the elector (its invariant 7).
+pub(crate) fn failed(record: &JobShared, panic: Box<dyn Any + Send>) -> JobReport {
+    let message = panic_message(panic);
+    tracing::error!(job = %record.name, panic = %message, "supervisor failed, a bug in loopjob: the job stops on this host (a guarded job's leases are released for another node), the host's other jobs go on");
+    record.close();
+    let status = {
+        let mut status = record.status();
+        let dropped = u64::from(std::mem::take(&mut status.in_flight));
+        status.state = JobState::Stopped;
+        status.next_tick = None;
+        status.counters.failures += dropped;
+        status.counters.dropped += dropped;
+        status.snapshot(&record.name)
+    };
+    record.status_changed();
+    JobReport {
+        name: record.name.to_string(),
+        in_flight_at_shutdown: 0,
+        dropped_at_shutdown: 0,
+        status,
+    }
+}
+
 impl Supervisor {
+    /// The job's record, which outlives the job's loop.
+    pub(crate) fn record(&self) -> Arc<JobShared> {
+        self.shared.clone()
+    }
+
     /// Runs the job until the host shuts down, then waits for its runs (up to the shutdown
     /// grace) and reports. Its ticks are timed by `timer`, in the job's shard.
     ///

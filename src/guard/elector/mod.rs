@@ -50,6 +50,12 @@
 //!    read in the store's clock to a local instant measured from when the answer was
 //!    *received*, with a margin like the lease deadline's, so it never starts a run early.
 //!
+//! 7. **A job that no longer runs here holds nothing.** A supervisor that ended without
+//!    stopping (a panic in loopjob, which its shard contains to that one job) cancels its
+//!    job's `abandoned` token as it is dropped. At its next call (within a renew period) the
+//!    elector marks the job's leases lost and releases them, and asks for that job's keys no
+//!    more, so that another node runs the job instead of this one renewing it for nothing.
+//!
 //! Holders are unique per process (`{node_id}/{random}`), so a restarted process never
 //! mistakes its predecessor's lease for its own.
 
@@ -372,6 +378,7 @@ impl Elector {
     /// The store call that is due now, most urgent first: renew, release, records, membership,
     /// acquire.
     fn next_call(&mut self) -> Option<Call> {
+        self.let_go_of_abandoned_jobs();
         let now = Instant::now();
         let store = self.store.clone();
         let holder = self.holder.clone();
@@ -409,7 +416,7 @@ impl Elector {
             .jobs
             .iter_mut()
             .enumerate()
-            .filter(|(_, j)| now >= j.next_heartbeat)
+            .filter(|(_, j)| now >= j.next_heartbeat && !j.job.abandoned.is_cancelled())
             .filter_map(|(index, j)| {
                 let scope = j.job.scope.clone()?;
                 j.next_heartbeat = after(now, j.job.leadership.renew_every());
@@ -470,6 +477,20 @@ impl Elector {
             }
             Answer::Acquired(answers)
         }))
+    }
+
+    /// Invariant 7: the leases of jobs whose supervisor is gone are marked lost, to be released
+    /// by the next call.
+    fn let_go_of_abandoned_jobs(&mut self) {
+        for job in &mut self.jobs {
+            if job.held.is_empty() || !job.job.abandoned.is_cancelled() {
+                continue;
+            }
+            let keys: Vec<String> = job.held.keys().cloned().collect();
+            let lost = job.lose(keys.iter().map(String::as_str), LostReason::Released);
+            let refs = lost.iter().map(|l| LeaseRef::new(l.key(), l.epoch()));
+            self.to_release.extend(refs);
+        }
     }
 
     fn apply(&mut self, answer: Answer) {
