@@ -297,16 +297,34 @@ pub(crate) async fn bounded<T>(
     }
 }
 
-/// The pool settings every SQL store uses: bounded waits, tested connections, and two
-/// connections kept open (see [`WARM_CONNECTIONS`]).
+/// The pool settings every SQL store uses: bounded waits, tested connections (see
+/// [`PING_AFTER_IDLE`]), and two connections kept open (see [`WARM_CONNECTIONS`]).
 pub(crate) fn pool_options<DB: sqlx::Database>(options: &StoreOptions) -> PoolOptions<DB> {
     PoolOptions::new()
         .max_connections(options.get_max_connections())
         .min_connections(WARM_CONNECTIONS.min(options.get_max_connections()))
         .acquire_timeout(options.get_operation_timeout())
-        .test_before_acquire(true)
+        .test_before_acquire(false)
+        .before_acquire(|connection, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_AFTER_IDLE {
+                    sqlx::Connection::ping(connection).await?;
+                }
+                Ok(true)
+            })
+        })
         .idle_timeout(Some(Duration::from_secs(600)))
 }
+
+/// How long a pooled connection may have been idle and still be used without a ping first.
+///
+/// sqlx pings every connection on its way back to the pool, and by default again before a call
+/// takes it, a round trip each. The second finds a connection that broke while it sat idle (a
+/// restarted server, a proxy's idle timeout); for one released moments ago it tests what the
+/// first just did, and costs every call on a busy connection a round trip: a graceful handover
+/// makes three calls back to back (the acquisition, the record read, the start). Idle for less,
+/// a connection broken since is one that any call would have found broken that moment.
+const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
 
 /// The connections a pool keeps open, however idle: two, because back-to-back calls (a
 /// takeover's acquisition, record read and start; a holder's last end and its release) would
