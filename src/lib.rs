@@ -74,6 +74,9 @@
 //! lease store contract are in the repository's `docs/ARCHITECTURE.md`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
+// A `Duration` or `Instant` subtraction that underflows panics: one did, in a job's loop (see
+// docs/RELIABILITY.md, item 21). Every one saturates instead.
+#![warn(clippy::unchecked_time_subtraction)]
 
 #[doc(hidden)]
 pub mod __private;

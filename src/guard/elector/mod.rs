@@ -86,7 +86,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// The local deadline of a lease whose request was sent at `sent` (invariant 2).
 pub(crate) fn local_deadline(sent: Instant, ttl: Duration) -> Instant {
-    after(sent, ttl - ttl / 10)
+    after(sent, ttl.saturating_sub(ttl / 10))
 }
 
 /// The elector task's state.

@@ -281,7 +281,9 @@ impl KeyTiming {
             .saturating_add(millis(schedule.jitter))
             .saturating_add(1);
         if latest_ms.saturating_sub(point_ms) > allowed {
-            return Some(NextDue::After(interval - grace.min(interval / 10)));
+            return Some(NextDue::After(
+                interval.saturating_sub(grace.min(interval / 10)),
+            ));
         }
         Some(match self.anchor_ms {
             None => NextDue::OnGrid {
