@@ -162,7 +162,7 @@ impl LeaderElector {
             state: guard_tx,
             events: JobLine::Standalone(events_tx),
             initial_delay: None,
-            // Its only user is this elector's own forwarding task.
+            // Never cancelled: a standalone elector has no supervisor to be dropped.
             abandoned: CancellationToken::new(),
         };
         let elector = Elector::new(

@@ -264,9 +264,11 @@ impl KeyTiming {
     /// the key never start closer than that. The margin a wait of an interval gets is a tenth of
     /// it, at most `grace`: an interval shorter than ten times `grace` (a 1 s job under the
     /// default 15 s ttl) moves by a tenth of the interval, not by `grace`, which could pass the
-    /// whole interval. On a cron expression: its next occurrence, however
-    /// late this run is, since the occurrences are the schedule (a catch-up run may come shortly
-    /// before the next one, but never replays one: the next is strictly after the point run).
+    /// whole interval.
+    ///
+    /// On a cron expression: its next occurrence, however late this run is, since the
+    /// occurrences are the schedule (a catch-up run may come shortly before the next one, but
+    /// never replays one: the next is strictly after the point run).
     pub(super) fn next_after_run(
         &self,
         schedule: &Schedule,
