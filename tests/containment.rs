@@ -18,7 +18,7 @@ use loopjob::{
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::field::{Field, Visit};
-use tracing::{Event, Subscriber};
+use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::{Layer, Registry};
 
@@ -27,11 +27,11 @@ const RENEW: Duration = Duration::from_secs(1);
 const RETRY: Duration = Duration::from_secs(1);
 
 /// Panics on the first `run failed` event of the job `fragile`, and keeps every `supervisor
-/// failed` event's job and panic.
+/// failed` event's level, job and panic.
 #[derive(Clone, Default)]
 struct PanicOnce {
     fired: Arc<AtomicBool>,
-    failures: Arc<Mutex<Vec<(String, String)>>>,
+    failures: Arc<Mutex<Vec<(Level, String, String)>>>,
 }
 
 #[derive(Default)]
@@ -57,8 +57,8 @@ impl<S: Subscriber> Layer<S> for PanicOnce {
     fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
         let mut fields = Fields::default();
         event.record(&mut fields);
-        if fields.message.starts_with("supervisor failed") {
-            let failure = (fields.job, fields.panic);
+        if fields.message == "supervisor failed" {
+            let failure = (*event.metadata().level(), fields.job, fields.panic);
             self.failures.lock().unwrap().push(failure);
         } else if fields.message == "run failed"
             && fields.job == "fragile"
@@ -139,7 +139,11 @@ async fn a_panic_in_one_jobs_loop_stops_that_job_alone_and_lets_another_node_run
     let failures = layer.failures.lock().unwrap().clone();
     assert_eq!(
         failures,
-        [("fragile".to_owned(), "a layer that panics".to_owned())]
+        [(
+            Level::ERROR,
+            "fragile".to_owned(),
+            "a layer that panics".to_owned()
+        )]
     );
     assert_eq!(a_fragile.load(Ordering::SeqCst), 1, "fragile ran once on a");
     assert!(

@@ -142,7 +142,8 @@ struct StatusChanges {
 /// counted as dropped. A guarded job's leases are let go by the elector (its invariant 7).
 pub(crate) fn failed(record: &JobShared, panic: Box<dyn Any + Send>) -> JobReport {
     let message = panic_message(panic);
-    tracing::error!(job = %record.name, panic = %message, "supervisor failed, a bug in loopjob: the job stops on this host (a guarded job's leases are released for another node), the host's other jobs go on");
+    // README's Observability table says what this means for the job and its leases.
+    tracing::error!(job = %record.name, panic = %message, "supervisor failed");
     record.close();
     let status = {
         let mut status = record.status();
