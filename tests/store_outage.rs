@@ -178,19 +178,22 @@ async fn network_outage(backend: &str, url: &str) {
         .to_ref();
     let notices = store.release_notifications();
 
-    // Connections that broke while they sat idle in the pool (a restarted server, a proxy's
-    // idle timeout): a pooled connection idle for a second or more is pinged before a call
-    // takes it, so the next call goes out on a new one and succeeds.
-    proxy.set(proxy::Mode::Cut);
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    proxy.set(proxy::Mode::Forward);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let renewed = store.renew("a", std::slice::from_ref(&lease), TTL).await;
-    assert_eq!(
-        renewed.map(|leases| leases.len()).ok(),
-        Some(1),
-        "{backend}: the first call after idle connections broke"
-    );
+    // Connections that broke while they sat idle in an SQL store's pool (a restarted server,
+    // a proxy's idle timeout): a pooled connection idle for a second or more is pinged before
+    // a call takes it, so the next call goes out on a new one and succeeds. (Redis keeps one
+    // multiplexed connection, which reconnects after the call that finds it broken.)
+    if backend != "redis" {
+        proxy.set(proxy::Mode::Cut);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        proxy.set(proxy::Mode::Forward);
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let renewed = store.renew("a", std::slice::from_ref(&lease), TTL).await;
+        assert_eq!(
+            renewed.map(|leases| leases.len()).ok(),
+            Some(1),
+            "{backend}: the first call after idle connections broke"
+        );
+    }
 
     for mode in [proxy::Mode::Cut, proxy::Mode::Stall] {
         proxy.set(mode);
