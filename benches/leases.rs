@@ -36,6 +36,9 @@
 
 #[path = "support/counting_store.rs"]
 mod counting_store;
+#[cfg(feature = "postgres")]
+#[path = "support/raw_handover.rs"]
+mod raw_handover;
 #[path = "../tests/support/sqlite_file.rs"]
 mod sqlite_file;
 
@@ -828,6 +831,10 @@ struct Failover {
     steps: Steps,
     /// The breakdowns of the trials slowest less the grid's wait, slowest first.
     slowest: Vec<(Duration, String)>,
+    /// Graceful on PostgreSQL: the raw SQL handover's time (`raw_handover`), one trial after
+    /// each of loopjob's, and its steps' times.
+    raw: Vec<Duration>,
+    raw_steps: [(&'static str, Vec<Duration>); 4],
 }
 
 impl Failover {
@@ -853,6 +860,20 @@ impl Failover {
 }
 
 async fn failover(backend: &Backend, fault: Fault, trials: usize) -> Failover {
+    #[cfg(feature = "postgres")]
+    let mut raw_handover = match (fault, backend.name) {
+        (Fault::Graceful, "postgres") => {
+            Some(raw_handover::RawHandover::set_up(&backend.url, &backend.prefix).await)
+        }
+        _ => None,
+    };
+    let mut raw = Vec::new();
+    let mut raw_steps = [
+        ("release answered", Vec::new()),
+        ("listener heard", Vec::new()),
+        ("acquisition answered", Vec::new()),
+        ("record read answered", Vec::new()),
+    ];
     let mut holds = Vec::with_capacity(trials);
     let mut runs = Vec::with_capacity(trials);
     let mut own = Vec::with_capacity(trials);
@@ -867,6 +888,26 @@ async fn failover(backend: &Backend, fault: Fault, trials: usize) -> Failover {
         own.push(trial.runs_less_wait);
         released.extend(trial.released);
         steps.extend(trial.steps);
+        #[cfg(feature = "postgres")]
+        if let Some(raw_handover) = &mut raw_handover {
+            let trial = raw_handover.trial(index).await;
+            raw.push(trial.started);
+            for ((_, times), time) in
+                raw_steps
+                    .iter_mut()
+                    .zip([trial.released, trial.heard, trial.acquired, trial.read])
+            {
+                times.push(time);
+            }
+        }
+    }
+    #[cfg(feature = "postgres")]
+    if let Some(raw_handover) = raw_handover {
+        raw_handover.clean_up().await;
+    }
+    raw.sort();
+    for (_, times) in &mut raw_steps {
+        times.sort();
     }
     holds.sort();
     runs.sort();
@@ -884,6 +925,8 @@ async fn failover(backend: &Backend, fault: Fault, trials: usize) -> Failover {
         released,
         steps,
         slowest,
+        raw,
+        raw_steps,
     }
 }
 
@@ -948,11 +991,11 @@ fn report(
         for f in failovers {
             let target = format!("{:.1}", ms(f.target(name)));
             let pass = f.pass(name);
-            let released = |p: f64| {
-                if f.released.is_empty() {
+            let json_ms = |sorted: &[Duration], p: f64| {
+                if sorted.is_empty() {
                     "null".to_owned()
                 } else {
-                    format!("{:.1}", ms(percentile(&f.released, p)))
+                    format!("{:.1}", ms(percentile(sorted, p)))
                 }
             };
             println!(
@@ -963,6 +1006,7 @@ fn report(
                  \"holds_max_ms\":{:.1},\"runs_p50_ms\":{:.1},\"runs_p99_ms\":{:.1},\
                  \"runs_min_ms\":{:.1},\"runs_max_ms\":{:.1},\
                  \"runs_less_grid_wait_p50_ms\":{:.1},\"runs_less_grid_wait_p99_ms\":{:.1},\
+                 \"raw_sql_handover_p50_ms\":{},\"raw_sql_handover_p99_ms\":{},\
                  \"target_ms\":{target},\"target_pass\":{pass}}}",
                 f.fault.name(),
                 f.trials,
@@ -970,8 +1014,8 @@ fn report(
                 FO_RENEW.as_millis(),
                 FO_RETRY.as_millis(),
                 FO_INTERVAL.as_millis(),
-                released(0.50),
-                released(0.99),
+                json_ms(&f.released, 0.50),
+                json_ms(&f.released, 0.99),
                 ms(percentile(&f.holds, 0.50)),
                 ms(percentile(&f.holds, 0.99)),
                 ms(f.holds[0]),
@@ -982,6 +1026,8 @@ fn report(
                 ms(f.runs[f.runs.len() - 1]),
                 ms(percentile(&f.own, 0.50)),
                 ms(percentile(&f.own, 0.99)),
+                json_ms(&f.raw, 0.50),
+                json_ms(&f.raw, 0.99),
             );
         }
         return;
@@ -1072,6 +1118,29 @@ fn report(
                 ms(percentile(&f.own, 0.50)),
                 ms(percentile(&f.own, 0.99)),
                 pass_fail(f.pass(name))
+            );
+        }
+        for f in failovers.iter().filter(|f| !f.raw.is_empty()) {
+            let ratio = |p: f64| ms(percentile(&f.own, p)) / ms(percentile(&f.raw, p));
+            println!(
+                "\nBaseline: the same handover by hand in plain SQL (`benches/support/raw_handover.rs`), \
+                 one trial after each of loopjob's, from the release sent to the start committed: \
+                 p50 {:.1} ms, p99 {:.1} ms. loopjob's first run less the grid's wait is \
+                 × {:.2} of it at p50 and × {:.2} at p99. Its steps from the release sent, \
+                 p50 / p99 (ms): {}.",
+                ms(percentile(&f.raw, 0.50)),
+                ms(percentile(&f.raw, 0.99)),
+                ratio(0.50),
+                ratio(0.99),
+                f.raw_steps
+                    .iter()
+                    .map(|(step, times)| format!(
+                        "{step} {:.1} / {:.1}",
+                        ms(percentile(times, 0.50)),
+                        ms(percentile(times, 0.99))
+                    ))
+                    .collect::<Vec<_>>()
+                    .join("; "),
             );
         }
         println!("\nThe follower's steps from the fault, p50 / p99 (ms):\n");
