@@ -211,20 +211,20 @@ async fn postgres_connections_plan_a_takeovers_statements_ahead() {
     let store = loopjob::store::PostgresStore::connect_lazy(&url, options).unwrap();
     store.initialise().await.unwrap();
     // The release listener keeps one of the pool's connections (it says `Missed` once it
-    // listens); a takeover's back-to-back calls then find two more, planned, without opening
-    // one on their way.
+    // listens); a takeover's three back-to-back calls then find three more, planned, without
+    // opening one on their way.
     let mut notices = store.release_notifications().unwrap();
     assert_eq!(
         notices.recv().await,
         Some(loopjob::store::ReleaseNotice::Missed)
     );
     let mut connections = Vec::new();
-    for _ in 0..2 {
+    for _ in 0..3 {
         connections.push(store.pool().acquire().await.unwrap());
     }
     assert_eq!(
         store.pool().size(),
-        3,
+        4,
         "a connection was opened for the calls"
     );
     for connection in &mut connections {

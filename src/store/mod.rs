@@ -294,8 +294,8 @@ impl StoreOptions {
     }
 
     /// The most connections an SQL store keeps open (default 8; PostgreSQL uses one more, while
-    /// release notifications are subscribed). The store opens two at `initialise` and keeps
-    /// them however idle (one, when `max` is 1), so that a takeover's back-to-back calls
+    /// release notifications are subscribed). The store opens three at `initialise` and keeps
+    /// them however idle (`max`, when it is less), so that a takeover's back-to-back calls
     /// seldom wait for a new connection; PostgreSQL keeps one more, for its release listener.
     pub fn max_connections(mut self, max: u32) -> Self {
         self.max_connections = max.max(1);

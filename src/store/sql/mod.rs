@@ -298,7 +298,7 @@ pub(crate) async fn bounded<T>(
 }
 
 /// The pool settings every SQL store uses: bounded waits, tested connections (see
-/// [`PING_AFTER_IDLE`]), and two connections kept open (see [`WARM_CONNECTIONS`]).
+/// [`PING_AFTER_IDLE`]), and three connections kept open (see [`WARM_CONNECTIONS`]).
 pub(crate) fn pool_options<DB: sqlx::Database>(options: &StoreOptions) -> PoolOptions<DB> {
     PoolOptions::new()
         .max_connections(options.get_max_connections())
@@ -326,15 +326,17 @@ pub(crate) fn pool_options<DB: sqlx::Database>(options: &StoreOptions) -> PoolOp
 /// a connection broken since is one that any call would have found broken that moment.
 const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
 
-/// The connections a pool keeps open, however idle: two, because back-to-back calls (a
-/// takeover's acquisition, record read and start; a holder's last end and its release) would
-/// otherwise open a new connection for the second call. sqlx pings a connection on its way back
-/// to the pool, so the one a call just used is not free at once; opening another costs several
-/// milliseconds (TCP, authentication), which was the tail of a graceful handover. The pool
-/// keeps them with `min_connections`, and [`open_warm`] opens them at `initialise`. A burst
-/// may still open a third, which the pool then keeps until it idles out. (PostgreSQL keeps one
-/// more, which its release listener holds for good.)
-const WARM_CONNECTIONS: u32 = 2;
+/// The connections a pool keeps open, however idle: three, one for each of a takeover's
+/// back-to-back calls (the acquisition, the record read, the start; a holder's last end and
+/// its release are two). sqlx pings a connection on its way back to the pool, from a task of
+/// its own, so the one a call just used may not be free when the next call asks, and with none
+/// idle the pool opens another: several milliseconds (TCP, authentication) and, on PostgreSQL,
+/// the statements parsed and planned cold. With two kept, a start found both busy in 2 of 20
+/// to 30 graceful handovers and took 8–10 ms, which was their p99 (docs/BENCHMARKS.md,
+/// fifteenth pass). The pool keeps them with `min_connections`, and [`open_warm`] opens them at
+/// `initialise`. A larger burst may still open another, which the pool then keeps until it
+/// idles out. (PostgreSQL keeps one more, which its release listener holds for good.)
+const WARM_CONNECTIONS: u32 = 3;
 
 /// Opens the pool's warm connections now (see [`WARM_CONNECTIONS`]), so that the first
 /// takeover does not pay for them, and returns them (for [`give_back`]). A connection that
@@ -444,14 +446,14 @@ mod tests {
         assert!(raw(Some("a"), Some(0)).check(&tables).is_ok());
     }
 
-    /// `initialise` opens the warm connections: two, or one when the limit is one.
+    /// `initialise` opens the warm connections: three, or as many as the limit when it is less.
     #[cfg(feature = "sqlite")]
     #[tokio::test]
     async fn initialise_opens_the_warm_connections() {
         use crate::store::{LeaseStore, SqliteStore};
         let dir = std::env::temp_dir().join(format!("loopjob-warm-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        for (max, warm) in [(8, 2), (1, 1)] {
+        for (max, warm) in [(8, 3), (2, 2), (1, 1)] {
             let url = format!("sqlite://{}/max{max}.db", dir.display());
             let options = StoreOptions::default().max_connections(max);
             let store = SqliteStore::connect_lazy(&url, options).unwrap();
