@@ -792,6 +792,10 @@ fn breakdown(
     };
     let mut steps: Vec<(&str, Instant)> = [
         (
+            "leader's last start sent",
+            *leader.last_start_sent.lock().unwrap(),
+        ),
+        (
             "leader's last start answered",
             *leader.last_started.lock().unwrap(),
         ),

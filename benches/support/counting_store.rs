@@ -34,7 +34,9 @@ pub struct Counting {
     /// When the last release call was sent and when it answered.
     pub release_sent: Mutex<Option<Instant>>,
     pub released: Mutex<Option<Instant>>,
-    /// When the last run-start and run-end calls answered.
+    /// When the last run-start call was sent, and when the last run-start and run-end calls
+    /// answered.
+    pub last_start_sent: Mutex<Option<Instant>>,
     pub last_started: Mutex<Option<Instant>>,
     pub ended: Mutex<Option<Instant>>,
     /// When the last renew or acquire call that kept or won a lease was sent.
@@ -73,6 +75,7 @@ impl Counting {
             won: watch::channel(None).0,
             release_sent: Mutex::new(None),
             released: Mutex::new(None),
+            last_start_sent: Mutex::new(None),
             last_started: Mutex::new(None),
             ended: Mutex::new(None),
             last_kept: Mutex::new(None),
@@ -236,6 +239,7 @@ impl LeaseStore for Counting {
     ) -> Result<Vec<StartedRun>, StoreError> {
         self.starts.fetch_add(1, Ordering::SeqCst);
         let sent = Instant::now();
+        *self.last_start_sent.lock().unwrap() = Some(sent);
         let started = self.inner.start_runs(holder, starts).await;
         *self.last_started.lock().unwrap() = Some(Instant::now());
         let mut takeover = self.takeover.lock().unwrap();
