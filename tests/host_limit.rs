@@ -208,3 +208,39 @@ async fn a_guarded_job_without_a_free_slot_passes_its_point() {
     let counters = report.job("guarded").unwrap().status.counters;
     assert_eq!((counters.skipped, counters.runs), (2, 2));
 }
+
+/// An operator's trigger of a guarded job that finds every slot taken waits for one: its run
+/// starts the moment the slot frees, and the job's loop does not tick again and again
+/// meanwhile (it did: the trigger kept the next tick at once, and the shard never yielded).
+#[tokio::test(start_paused = true)]
+async fn a_guarded_trigger_without_a_free_slot_waits_for_one() {
+    let long = Recorder::new(
+        "long",
+        Schedule::every(secs(100)),
+        Behaviour::Work(secs(20)),
+    );
+    let guarded = Recorder::new(
+        "guarded",
+        Schedule::every(secs(100)).initial_delay(secs(60)),
+        Behaviour::Work(secs(1)),
+    );
+    let host = limited(1, &[&long, &guarded])
+        .store(std::sync::Arc::new(loopjob::store::MemoryStore::new()))
+        .leadership(
+            "guarded",
+            loopjob::Leadership::new(loopjob::LeaderMode::Global),
+        )
+        .build()
+        .unwrap();
+    let handle = host.handle();
+    let stop = async move {
+        tokio::time::sleep(secs(5)).await;
+        assert_eq!(handle.trigger("guarded").await, Ok(Triggered::Requested));
+        tokio::time::sleep(secs(35)).await;
+    };
+    let report = host.run_until(stop).await;
+    let starts = guarded.starts_secs();
+    assert_eq!(starts, [20], "the trigger ran when long's slot freed");
+    let counters = report.job("guarded").unwrap().status.counters;
+    assert_eq!(counters.runs, 1);
+}

@@ -72,11 +72,20 @@ impl Supervisor {
     /// A tick of a guarded job: the keys due ask for their starts.
     pub(super) fn cluster_tick(&mut self, turn: &mut Turn<'_>, now: Instant) {
         let job_full = !self.may_start(turn);
-        let may_start = !job_full && self.slots_free();
+        let slots_free = self.slots_free();
+        let may_start = !job_full && slots_free;
         let Some(guard) = &mut self.guard else {
             return;
         };
         let tick = guard.cluster.tick(now, may_start, job_full, &self.schedule);
+        // An operator's trigger that found every slot of the host taken waits for one (a
+        // point passes instead). Left pending, it would fire the next tick at once, again and
+        // again, and the loop would never yield.
+        if !job_full && !slots_free && turn.waiting.is_none() && guard.cluster.triggered() {
+            if let Some(slots) = &self.shared.host.slots {
+                turn.waiting = Some(slots.wait(now, None));
+            }
+        }
         if tick.missed > 0 {
             turn.count(|c| c.missed += tick.missed);
             metrics::ticks_missed(&self.shared.name, tick.missed);
@@ -91,7 +100,8 @@ impl Supervisor {
 
     /// Sets the next tick to the cluster schedule's (a disabled job's: for triggers only).
     pub(super) fn follow_cluster(&mut self, turn: &mut Turn<'_>) {
-        let busy = !self.may_start(turn);
+        // A trigger waiting for a slot (`cluster_tick`) waits as a busy job's does.
+        let busy = !self.may_start(turn) || turn.waiting.is_some();
         let Some(guard) = &self.guard else {
             return;
         };

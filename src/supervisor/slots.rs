@@ -38,6 +38,13 @@ impl Supervisor {
     /// The tick waiting for a slot got one: its run starts now, if the job still may.
     pub(super) fn slot_freed(&mut self, slot: Slot, turn: &mut Turn<'_>) -> Option<Run> {
         let waiting = turn.waiting.take()?;
+        if self.guard.is_some() {
+            // A guarded job's trigger waited for a slot: it asks the store for its start now,
+            // and its run takes a slot once the start is committed (see `guard_notice`).
+            drop(slot);
+            self.cluster_tick(turn, Instant::now());
+            return None;
+        }
         if !self.may_start(turn) {
             self.skipped(turn, "run in flight");
             return None;

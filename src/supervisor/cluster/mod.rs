@@ -184,6 +184,11 @@ impl ClusterTiming {
             .min()
     }
 
+    /// Whether an operator's trigger of a key is pending.
+    pub(crate) fn triggered(&self) -> bool {
+        self.keys.values().any(|timing| timing.trigger.is_some())
+    }
+
     fn is_starting(&self, key: &str) -> bool {
         self.starting
             .as_ref()
@@ -292,6 +297,18 @@ impl ClusterTiming {
                 scheduled: now,
             });
             outcome.asked = true;
+        } else {
+            // The ledger has stopped (the host's task was dropped while this shard ran, or the
+            // ledger failed): no start can be committed. The keys wait a retry period, as
+            // after a start the store did not commit. Left due, they would fire the next tick
+            // at once, and the job's loop would tick again and again without yielding: one
+            // worker thread spun at 100%, and the shard could not be aborted.
+            for (key, _) in keys {
+                if let Some(timing) = self.keys.get_mut(&key) {
+                    timing.blocked_until = Some(now + self.retry_every);
+                    timing.next_after_start = None;
+                }
+            }
         }
         outcome
     }
@@ -550,6 +567,50 @@ pub(super) mod tests {
         // An answer to no request in flight ends nothing.
         cluster.abandoned(committed(request));
         assert!(requests.try_recv().is_err());
+    }
+
+    /// A start the ledger can no longer take (it stopped) leaves its key waiting a retry
+    /// period, not due: a due key would fire the job's next tick at once, again and again,
+    /// and its loop would never yield (a crash trial of `benches/leases.rs` found a worker
+    /// thread spinning so after the leader's host was aborted).
+    #[tokio::test(start_paused = true)]
+    async fn a_start_the_stopped_ledger_cannot_take_waits_a_retry_period() {
+        let (reply, _answers) = mpsc::unbounded_channel();
+        let (ledger, requests) = mpsc::unbounded_channel();
+        drop(requests);
+        let retry_every = SEC;
+        let mut cluster =
+            ClusterTiming::new(LedgerLine::new(&ledger, reply), retry_every, 10 * SEC, 10);
+        let schedule = Schedule::every(SEC);
+        let now = Instant::now();
+        let record = ScheduleRecord {
+            key: "k".into(),
+            read_at_ms: 4_000,
+            anchor_ms: Some(5_000),
+            next_due_ms: Some(5_000),
+            last_run: None,
+            paused: None,
+            trigger: None,
+        };
+        let read = RecordsRead {
+            round_trip: RoundTrip {
+                sent: now,
+                received: now,
+            },
+            records: vec![(3, record)],
+            unreadable: Vec::new(),
+        };
+        let held = [HeldLease::new("k".into(), 3, None, now + 10 * SEC)];
+        cluster.records(read, &held, &schedule);
+        let at = now + 2 * SEC;
+        assert!(
+            cluster
+                .next_tick(false, true)
+                .is_some_and(|next| next <= at)
+        );
+        let tick = cluster.tick(at, true, false, &schedule);
+        assert!(!tick.asked, "{tick:?}");
+        assert_eq!(cluster.next_tick(false, true), Some(at + retry_every));
     }
 
     #[test]
