@@ -53,6 +53,15 @@ pub(crate) use cluster::ClusterTiming;
 mod cluster;
 mod guarded;
 
+/// How many events a job's loop takes in a row before it yields to the runtime once. Each event
+/// moves the job on (a tick sets the next one later; a command, a run's end, a guard's notice is
+/// taken), so a loop that takes this many without waiting is one that a bug keeps busy: a
+/// trigger that could not start, and a start the stopped ledger could not take, each left a
+/// tick due at once, and held a worker thread for good, its shard beyond abort (tests in
+/// `tests/host_limit.rs` and `cluster::tests`). A burst of real events loses nothing by waiting
+/// a turn of the runtime.
+const EVENTS_BEFORE_YIELD: u8 = 64;
+
 /// A guarded job's line from the elector: what it holds now, each change, the records of its
 /// keys and the answers to its starts; and its cluster schedule.
 pub(crate) struct Guard {
@@ -92,6 +101,8 @@ struct Ticking {
     /// When the next tick actually fires (after jitter).
     fire_at: Option<Instant>,
     paused: bool,
+    /// Events the loop took since it last waited (see [`EVENTS_BEFORE_YIELD`]).
+    events_in_a_row: u8,
     last_run_id: u64,
     /// The token of the runs in flight (their parent, if they overlap); replaced after an
     /// operator cancels them.
@@ -240,14 +251,32 @@ impl Supervisor {
         }
     }
 
-    /// The loop's next event. Each source is polled in place, in this order (an operator's
-    /// command first: shutdown is one): nothing is made per turn, and the loop's future keeps
-    /// no futures of its own.
+    /// The loop's next event, unless it has taken [`EVENTS_BEFORE_YIELD`] in a row without
+    /// waiting: then it yields once, so that a loop that never waits (a bug) still lets the
+    /// runtime run other tasks, and can be aborted.
     ///
     /// A method rather than the loop's own closure, and the timer and the waker in `ticking`:
     /// the closure would keep a reference to each field it reads, in every job's future for its
     /// whole life.
     fn poll_event(&mut self, ticking: &mut Ticking, cx: &mut Context<'_>) -> Poll<Event> {
+        if ticking.events_in_a_row >= EVENTS_BEFORE_YIELD {
+            ticking.events_in_a_row = 0;
+            tracing::debug!(job = %self.shared.name, "the job's loop yields after {EVENTS_BEFORE_YIELD} events in a row");
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        let event = self.poll_source(ticking, cx);
+        ticking.events_in_a_row = match event {
+            Poll::Ready(_) => ticking.events_in_a_row + 1,
+            Poll::Pending => 0,
+        };
+        event
+    }
+
+    /// The next event of the loop's sources. Each is polled in place, in this order (an
+    /// operator's command first: shutdown is one): nothing is made per turn, and the loop's
+    /// future keeps no futures of its own.
+    fn poll_source(&mut self, ticking: &mut Ticking, cx: &mut Context<'_>) -> Poll<Event> {
         // The job's waker, the same every time under a shard or in a task of its own: the first
         // time, and should it change, commands wake the new one from then on.
         if !cx.waker().will_wake(&ticking.waker) {
@@ -676,6 +705,7 @@ impl Ticking {
             next_tick: None,
             fire_at: None,
             paused: false,
+            events_in_a_row: 0,
             last_run_id: 0,
             runs_token: RunToken::Job,
             runs: InFlight::default(),
