@@ -251,9 +251,11 @@ impl Supervisor {
         }
     }
 
-    /// The loop's next event, unless it has taken [`EVENTS_BEFORE_YIELD`] in a row without
-    /// waiting: then it yields once, so that a loop that never waits (a bug) still lets the
-    /// runtime run other tasks, and can be aborted.
+    /// The loop's next event. Each source is polled in place, in this order (an operator's
+    /// command first: shutdown is one): nothing is made per turn, and the loop's future keeps
+    /// no futures of its own. After [`EVENTS_BEFORE_YIELD`] events in a row without waiting,
+    /// it yields once instead, so that a loop that never waits (a bug) still lets the runtime
+    /// run other tasks, and can be aborted.
     ///
     /// A method rather than the loop's own closure, and the timer and the waker in `ticking`:
     /// the closure would keep a reference to each field it reads, in every job's future for its
@@ -265,18 +267,8 @@ impl Supervisor {
             cx.waker().wake_by_ref();
             return Poll::Pending;
         }
-        let event = self.poll_source(ticking, cx);
-        ticking.events_in_a_row = match event {
-            Poll::Ready(_) => ticking.events_in_a_row + 1,
-            Poll::Pending => 0,
-        };
-        event
-    }
-
-    /// The next event of the loop's sources. Each is polled in place, in this order (an
-    /// operator's command first: shutdown is one): nothing is made per turn, and the loop's
-    /// future keeps no futures of its own.
-    fn poll_source(&mut self, ticking: &mut Ticking, cx: &mut Context<'_>) -> Poll<Event> {
+        // Counted as taken; the last source sets it back if none was ready.
+        ticking.events_in_a_row += 1;
         // The job's waker, the same every time under a shard or in a task of its own: the first
         // time, and should it change, commands wake the new one from then on.
         if !cx.waker().will_wake(&ticking.waker) {
@@ -296,7 +288,11 @@ impl Supervisor {
             return Poll::Ready(Event::SlotFreed(slot));
         }
         let deadline = ticking.fire_at.filter(|_| !ticking.paused);
-        ticking.timer.poll_elapsed(deadline, cx).map(Event::Tick)
+        let tick = ticking.timer.poll_elapsed(deadline, cx);
+        if tick.is_pending() {
+            ticking.events_in_a_row = 0;
+        }
+        tick.map(Event::Tick)
     }
 
     /// A tick fired (its timer found it passed at `now`): schedule the next tick, and return the
