@@ -331,9 +331,9 @@ const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
 /// its release are two). sqlx pings a connection on its way back to the pool, from a task of
 /// its own, so the one a call just used may not be free when the next call asks, and with none
 /// idle the pool opens another: several milliseconds (TCP, authentication) and, on PostgreSQL,
-/// the statements parsed and planned cold. With two kept, a start found both busy in 2 of 20
-/// to 30 graceful handovers and took 8–10 ms, which was their p99 (docs/BENCHMARKS.md,
-/// fifteenth pass). The pool keeps them with `min_connections`, and [`open_warm`] opens them at
+/// the statements parsed and planned cold. With two kept, the start found neither idle in
+/// about one graceful handover in ten and took 9–11 ms, which was their p99 on PostgreSQL
+/// (docs/BENCHMARKS.md, fifteenth pass). The pool keeps them with `min_connections`, and [`open_warm`] opens them at
 /// `initialise`. A larger burst may still open another, which the pool then keeps until it
 /// idles out. (PostgreSQL keeps one more, which its release listener holds for good.)
 const WARM_CONNECTIONS: u32 = 3;
