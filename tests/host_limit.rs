@@ -177,6 +177,18 @@ async fn pausing_a_job_drops_its_waiting_tick_and_counts_it_skipped() {
     assert_eq!(report.job("short").unwrap().status.counters.skipped, 1);
 }
 
+/// A host of one slot for `long`'s runs and `guarded`'s, the latter guarded on a memory store.
+fn guarded_beside(long: &Recorder, guarded: &Recorder) -> Host {
+    limited(1, &[long, guarded])
+        .store(std::sync::Arc::new(loopjob::store::MemoryStore::new()))
+        .leadership(
+            "guarded",
+            loopjob::Leadership::new(loopjob::LeaderMode::Global),
+        )
+        .build()
+        .unwrap()
+}
+
 /// A guarded job on the cluster schedule asks the store for a start only when a slot is free:
 /// its points that find every slot taken pass without a run (skipped and counted), and it runs
 /// at the first point after the slot frees.
@@ -192,14 +204,7 @@ async fn a_guarded_job_without_a_free_slot_passes_its_point() {
         Schedule::every(secs(10)).initial_delay(secs(5)),
         Behaviour::Work(secs(1)),
     );
-    let host = limited(1, &[&long, &guarded])
-        .store(std::sync::Arc::new(loopjob::store::MemoryStore::new()))
-        .leadership(
-            "guarded",
-            loopjob::Leadership::new(loopjob::LeaderMode::Global),
-        )
-        .build()
-        .unwrap();
+    let host = guarded_beside(&long, &guarded);
     let report = host.run_until(tokio::time::sleep(secs(40))).await;
     let starts = guarded.starts_secs();
     // Points at 5, 15, 25 and 35 s (each at most the margin late): the slot is long's until 22.
@@ -224,14 +229,7 @@ async fn a_guarded_trigger_without_a_free_slot_waits_for_one() {
         Schedule::every(secs(100)).initial_delay(secs(60)),
         Behaviour::Work(secs(1)),
     );
-    let host = limited(1, &[&long, &guarded])
-        .store(std::sync::Arc::new(loopjob::store::MemoryStore::new()))
-        .leadership(
-            "guarded",
-            loopjob::Leadership::new(loopjob::LeaderMode::Global),
-        )
-        .build()
-        .unwrap();
+    let host = guarded_beside(&long, &guarded);
     let handle = host.handle();
     let stop = async move {
         tokio::time::sleep(secs(5)).await;

@@ -333,9 +333,10 @@ const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
 /// idle the pool opens another: several milliseconds (TCP, authentication) and, on PostgreSQL,
 /// the statements parsed and planned cold. With two kept, the start found neither idle in
 /// about one graceful handover in ten and took 9–11 ms, which was their p99 on PostgreSQL
-/// (docs/BENCHMARKS.md, fifteenth pass). The pool keeps them with `min_connections`, and [`open_warm`] opens them at
-/// `initialise`. A larger burst may still open another, which the pool then keeps until it
-/// idles out. (PostgreSQL keeps one more, which its release listener holds for good.)
+/// (docs/BENCHMARKS.md, fifteenth pass). The pool keeps them with `min_connections`, and
+/// [`open_warm`] opens them at `initialise`. A larger burst may still open another, which the
+/// pool then keeps until it idles out. (PostgreSQL keeps one more, which its release listener
+/// holds for good.)
 const WARM_CONNECTIONS: u32 = 3;
 
 /// Opens the pool's warm connections now (see [`WARM_CONNECTIONS`]), so that the first

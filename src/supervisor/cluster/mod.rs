@@ -497,7 +497,23 @@ pub(super) mod tests {
         let mut cluster = ClusterTiming::new(LedgerLine::new(&ledger, reply), SEC, 10 * SEC, 10);
         let schedule = Schedule::every(SEC);
         let now = Instant::now();
-        // Due at store time 5,000, read at 4,000.
+        read_k(&mut cluster, &schedule, now);
+        // At store time 6,000 the run is for the 6,000 point (5,000 passed with it).
+        let tick = cluster.tick(now + 2 * SEC, true, false, &schedule);
+        assert!(tick.asked, "{tick:?}");
+        let Ok(Request::Start {
+            request, starts, ..
+        }) = requests.try_recv()
+        else {
+            panic!("no start asked for");
+        };
+        assert_eq!(starts[0].scheduled_ms, 6_000);
+        (cluster, requests, request, 6_000)
+    }
+
+    /// Gives `cluster` the record of `k`, held at epoch 3, as read at `now`: due at store time
+    /// 5,000, read at 4,000.
+    fn read_k(cluster: &mut ClusterTiming, schedule: &Schedule, now: Instant) {
         let record = ScheduleRecord {
             key: "k".into(),
             read_at_ms: 4_000,
@@ -516,18 +532,7 @@ pub(super) mod tests {
             unreadable: Vec::new(),
         };
         let held = [HeldLease::new("k".into(), 3, None, now + 10 * SEC)];
-        cluster.records(read, &held, &schedule);
-        // At store time 6,000 the run is for the 6,000 point (5,000 passed with it).
-        let tick = cluster.tick(now + 2 * SEC, true, false, &schedule);
-        assert!(tick.asked, "{tick:?}");
-        let Ok(Request::Start {
-            request, starts, ..
-        }) = requests.try_recv()
-        else {
-            panic!("no start asked for");
-        };
-        assert_eq!(starts[0].scheduled_ms, 6_000);
-        (cluster, requests, request, 6_000)
+        cluster.records(read, &held, schedule);
     }
 
     /// The store's answer that it committed `request`'s start of `k` as run 7.
@@ -583,25 +588,7 @@ pub(super) mod tests {
             ClusterTiming::new(LedgerLine::new(&ledger, reply), retry_every, 10 * SEC, 10);
         let schedule = Schedule::every(SEC);
         let now = Instant::now();
-        let record = ScheduleRecord {
-            key: "k".into(),
-            read_at_ms: 4_000,
-            anchor_ms: Some(5_000),
-            next_due_ms: Some(5_000),
-            last_run: None,
-            paused: None,
-            trigger: None,
-        };
-        let read = RecordsRead {
-            round_trip: RoundTrip {
-                sent: now,
-                received: now,
-            },
-            records: vec![(3, record)],
-            unreadable: Vec::new(),
-        };
-        let held = [HeldLease::new("k".into(), 3, None, now + 10 * SEC)];
-        cluster.records(read, &held, &schedule);
+        read_k(&mut cluster, &schedule, now);
         let at = now + 2 * SEC;
         assert!(
             cluster
